@@ -1,0 +1,148 @@
+"""`homesync`: argument parsing for the user and agent commands; each command calls
+one action and prints its result (human text, or JSON with --json)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from homesync import config as agent_config
+from homesync import console
+from homesync.actions import backup, enroll, listing, restore
+from homesync.config import Paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homesync", description="home-directory backup and restore")
+    parser.add_argument("--debug", action="store_true", help="log everything, show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str, json: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        if json:
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        return sub
+
+    def remote(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--server", help="HOST:PORT of the backup server (not enrolled computers)")
+        sub.add_argument("--user", help="your user name on the backup server")
+        sub.add_argument("--fingerprint", help="the server's host key fingerprint, SHA256:…")
+        sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    e = command("enroll", "register this computer with the backup server", json=False)
+    e.add_argument("--server", required=True)
+    e.add_argument("--user", required=True)
+    e.add_argument("--machine", required=True, help="a name for this computer, e.g. \"Joe's Thinkpad\"")
+    e.add_argument("--fingerprint", required=True)
+    e.add_argument("--password-stdin", action="store_true")
+    command("backup", "back up now")
+    m = command("machines", "your computers and their newest backup")
+    remote(m)
+    a = command("archives", "the backups of one of your computers")
+    a.add_argument("--machine", help="the computer's name (default: this one)")
+    remote(a)
+    r = command("restore", "restore a computer's home directory")
+    r.add_argument("--machine", required=True, help="the computer to restore, e.g. \"Joe's Thinkpad\"")
+    r.add_argument("--archive", default="latest", help="an archive name, or latest")
+    r.add_argument("--target", help="where to restore (default: your home directory)")
+    r.add_argument("--path", action="append", default=[], help="restore only this path (repeatable)")
+    r.add_argument("--adopt", action="store_true", help="this computer becomes the restored machine")
+    remote(r)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    paths = Paths.from_environment()
+    if args.command == "enroll":
+        password = console.read_password(args.password_stdin, f"Password for {args.user}: ")
+        answer = enroll.enroll(paths, args.server, args.user, args.machine, args.fingerprint, password)
+        print(f"enrolled this computer as {answer['name']!r} (machine {answer['machine_id']})")
+    elif args.command == "backup":
+        result = backup.backup(agent_config.load(paths), paths)
+        _print_backup(result, args.json)
+    elif args.command == "machines":
+        _print_machines(listing.machines(paths, _login(args, paths)), args.json)
+    elif args.command == "archives":
+        _print_archives(listing.archives(paths, args.machine, lambda: _login(args, paths)), args.json)
+    elif args.command == "restore":
+        result = restore.restore(
+            paths, restore.Request(machine=args.machine, archive=args.archive,
+                                   target=Path(args.target) if args.target else Path.home(),
+                                   paths=tuple(args.path), adopt=args.adopt),
+            login=lambda: _login(args, paths), progress=console.progress_printer(args.json))
+        _print_restore(result, args.json)
+    return 0
+
+
+def _login(args: argparse.Namespace, paths: Paths) -> listing.Login:
+    """Return the server, fingerprint, user and password for a password login: from the
+    arguments, else from this computer's enrollment; the password from stdin or a prompt."""
+    try:
+        enrolled = agent_config.load(paths)
+    except agent_config.NotEnrolledError:
+        enrolled = None
+    server = args.server or (enrolled.server if enrolled else None)
+    fingerprint = args.fingerprint or (enrolled.fingerprint if enrolled else None)
+    user = args.user or (enrolled.user if enrolled else None)
+    if not (server and fingerprint and user):
+        from homesync.errors import UsageError
+        raise UsageError("this computer is not enrolled", "pass --server HOST:PORT --user NAME --fingerprint SHA256:…")
+    enroll.check_fingerprint(fingerprint)
+    password = console.read_password(args.password_stdin, f"Password for {user}: ")
+    return listing.Login(server, fingerprint, user, password)
+
+
+def _print_backup(result: dict, as_json: bool) -> None:
+    if as_json:
+        console.print_json(result)
+        return
+    print(f"archive {result['name']}: {result['files']} files, {console.human_size(result['original_size'])}"
+          f" ({console.human_size(result['deduplicated_size'])} new) in {result['duration']:.1f} s")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    if not result["indexed"]:
+        print("note: the server has not recorded it yet; it will be told with the next backup")
+
+
+def _print_machines(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table(["NAME", "HOST", "LAST BACKUP", "ARCHIVES", "SIZE"],
+                        [[r["name"], r["hostname"], console.human_age(r["last_backup"]), r["archives"],
+                          console.human_size(r["last_size"])] for r in rows])
+
+
+def _print_archives(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table(["ARCHIVE", "FINISHED", "FILES", "SIZE", "NEW", "RESULT"],
+                        [[r["name"], console.human_time(r["end"]), r["files"], console.human_size(r["original_size"]),
+                          console.human_size(r["deduplicated_size"]), r["result"]] for r in rows])
+
+
+def _print_restore(result: dict, as_json: bool) -> None:
+    if as_json:
+        console.print_json(result)
+        return
+    print(f"restored {result['machine']!r} archive {result['archive']} into {result['target']}: "
+          f"{result['restored']} entries, {console.human_size(result['bytes'])} in {result['seconds']:.1f} s; "
+          f"{result['skipped_identical']} identical files left as they were")
+    if result["kept_aside"]:
+        print(f"{len(result['kept_aside'])} local files differed and were kept in {result['kept_dir']}:")
+        for path in result["kept_aside"][:20]:
+            print(f"  {path}")
+        if len(result["kept_aside"]) > 20:
+            print(f"  … and {len(result['kept_aside']) - 20} more")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console.setup_logging(args.debug)
+    return console.run_main("homesync", lambda: dispatch(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

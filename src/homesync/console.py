@@ -1,0 +1,112 @@
+"""What both command lines share: one-line errors with exit codes, JSON and table
+output, human sizes and ages, and reading a password without it touching argv.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from homesync.errors import HomesyncError, UsageError
+
+
+def run_main(program: str, body: Callable[[], int | None], debug: bool) -> int:
+    """Run a command body; turn a HomesyncError into one line on stderr and its exit
+    code, Ctrl-C into 130, anything else into a short line (a traceback with --debug)."""
+    try:
+        return body() or 0
+    except HomesyncError as e:
+        if debug:
+            logging.exception("failed")
+        print(f"{program}: error: {e.line()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected bug: still one line unless debugging
+        if debug:
+            raise
+        print(f"{program}: internal error: {type(e).__name__}: {e} (run with --debug for details)",
+              file=sys.stderr)
+        return 70
+
+
+def setup_logging(debug: bool, verbose: bool = False) -> None:
+    """Log to stderr: plain lines under systemd (journald adds the time), else with time."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def read_password(from_stdin: bool, prompt: str = "Password: ") -> str:
+    """Return a password from the first line of stdin or from a prompt on the terminal;
+    raise UsageError if there is neither, or if it is empty."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(prompt)
+    else:
+        raise UsageError("no terminal to ask for the password", "pass --password-stdin and pipe it in")
+    if not password:
+        raise UsageError("an empty password is refused")
+    return password
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print rows as aligned columns under headers."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def human_size(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_time(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def human_age(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "never"
+    seconds = max(0, (now or time.time()) - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
+    """Return a callback drawing a progress bar on stderr, or None when stderr is not a
+    terminal (or output is JSON)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def draw(fraction: float, detail: str) -> None:
+        width = 30
+        filled = int(width * max(0.0, min(1.0, fraction)))
+        line = f"\r[{'#' * filled}{' ' * (width - filled)}] {fraction * 100:5.1f}% {detail[:40]:<40}"
+        sys.stderr.write(line + ("\n" if fraction >= 1.0 else ""))
+        sys.stderr.flush()
+    return draw

@@ -1,0 +1,119 @@
+"""One exception hierarchy for homesync and homesync-server.
+
+Each error has a stable `kind` (it crosses the RPC wire) and an exit code; the CLI
+turns any HomesyncError into one line on stderr and that exit code.
+"""
+
+from __future__ import annotations
+
+
+class HomesyncError(Exception):
+    """Base of every error a user is meant to read."""
+
+    kind = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def line(self) -> str:
+        """Return the one line the CLI prints: what went wrong, then what to do."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(HomesyncError):
+    kind = "usage"
+    exit_code = 2
+
+
+class InvalidNameError(UsageError):
+    kind = "invalid_name"
+
+
+class ConfigError(HomesyncError):
+    kind = "config"
+    exit_code = 3
+
+
+class NotEnrolledError(ConfigError):
+    kind = "not_enrolled"
+
+
+class ConflictError(HomesyncError):
+    kind = "conflict"
+    exit_code = 4
+
+
+class NotFoundError(HomesyncError):
+    kind = "not_found"
+    exit_code = 10
+
+
+class RepositoryLockedError(HomesyncError):
+    kind = "locked"
+    exit_code = 11
+
+
+class AuthenticationError(HomesyncError):
+    kind = "auth"
+    exit_code = 12
+
+
+class PermissionDeniedError(HomesyncError):
+    kind = "denied"
+    exit_code = 12
+
+
+class HostKeyMismatchError(HomesyncError):
+    kind = "host_key"
+    exit_code = 13
+
+
+class ConnectionFailedError(HomesyncError):
+    kind = "connection"
+    exit_code = 14
+
+
+class ProtocolError(HomesyncError):
+    kind = "protocol"
+    exit_code = 15
+
+
+class IdentityUnavailableError(HomesyncError):
+    """The directory (LDAP) cannot be reached; distinct from a wrong password."""
+
+    kind = "identity_unavailable"
+    exit_code = 16
+
+
+class BorgError(HomesyncError):
+    kind = "borg"
+    exit_code = 20
+
+
+class RestoreError(HomesyncError):
+    kind = "restore"
+    exit_code = 21
+
+
+class Cancelled(HomesyncError):
+    kind = "cancelled"
+    exit_code = 130
+
+
+def _all_kinds() -> dict[str, type[HomesyncError]]:
+    kinds: dict[str, type[HomesyncError]] = {}
+    todo: list[type[HomesyncError]] = [HomesyncError]
+    while todo:
+        cls = todo.pop()
+        kinds.setdefault(cls.kind, cls)
+        todo.extend(cls.__subclasses__())
+    return kinds
+
+
+def from_wire(kind: str, message: str) -> HomesyncError:
+    """Given an error kind and message received over RPC, return the local exception."""
+    cls = _all_kinds().get(kind, HomesyncError)
+    return cls(message)

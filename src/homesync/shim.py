@@ -1,0 +1,101 @@
+"""homesync's SSH shim, the BORG_RSH borg runs: `python -m homesync.shim [-p PORT]
+USER@HOST borg serve …`. It connects with paramiko, checks the pinned host key, logs
+in with the key named in the environment, and pumps borg's protocol both ways.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shlex
+import sys
+from pathlib import Path
+
+from homesync import transport
+from homesync.errors import HomesyncError
+
+ENV_FINGERPRINT = "HOMESYNC_SHIM_FINGERPRINT"
+ENV_KEY_FILE = "HOMESYNC_SHIM_KEY_FILE"
+CHUNK = 256 * 1024
+
+
+def rsh_command() -> str:
+    """Return the BORG_RSH value that runs this shim with the current Python."""
+    return f"{shlex.quote(sys.executable)} -m homesync.shim"
+
+
+def parse_argv(argv: list[str]) -> tuple[str, str, str]:
+    """Given the shim's argv ([-p PORT] USER@HOST COMMAND…), return (user, address, command)."""
+    port = "22"
+    if len(argv) >= 2 and argv[0] == "-p":
+        port, argv = argv[1], argv[2:]
+    if not argv or "@" not in argv[0]:
+        raise HomesyncError("homesync shim: expected USER@HOST")
+    user, _, host = argv[0].rpartition("@")
+    host = f"[{host}]" if ":" in host else host
+    return user, f"{host}:{port}", shlex.join(argv[1:])
+
+
+def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> int:
+    """Copy stdin to the channel and the channel's output to stdout/stderr until the
+    remote command ends; return its exit status."""
+    sel = selectors.DefaultSelector()
+    sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
+    sel.register(channel, selectors.EVENT_READ, "channel")
+    stdin_open = True
+    while True:
+        for key, _ in sel.select():
+            if key.data == "stdin":
+                data = os.read(stdin_fd, CHUNK)
+                if data:
+                    channel.sendall(data)
+                else:
+                    stdin_open = False
+                    sel.unregister(stdin_fd)
+                    channel.shutdown_write()
+                continue
+            while channel.recv_stderr_ready():
+                _write_all(stderr_fd, channel.recv_stderr(CHUNK))
+            if channel.recv_ready():
+                data = channel.recv(CHUNK)
+                if data:
+                    _write_all(stdout_fd, data)
+                    continue
+            if channel.exit_status_ready() or channel.closed or channel.eof_received:
+                while channel.recv_stderr_ready():
+                    _write_all(stderr_fd, channel.recv_stderr(CHUNK))
+                while True:
+                    data = channel.recv(CHUNK)
+                    if not data:
+                        break
+                    _write_all(stdout_fd, data)
+                if stdin_open:
+                    sel.unregister(stdin_fd)
+                return channel.recv_exit_status()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the shim; return the remote command's exit status."""
+    try:
+        user, address, command = parse_argv(list(sys.argv[1:] if argv is None else argv))
+        pinned = os.environ[ENV_FINGERPRINT]
+        key = transport.load_key(Path(os.environ[ENV_KEY_FILE]))
+        with transport.Session.connect(address, pinned, user, key=key) as session:
+            channel = session.exec(command)
+            return pump(channel, sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno())
+    except KeyError as e:
+        print(f"homesync shim: {e.args[0]} is not set", file=sys.stderr)
+        return 2
+    except HomesyncError as e:
+        print(f"homesync: {e.line()}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""homesync-server: the backup server (SSH endpoint, index, identity, escrow)."""

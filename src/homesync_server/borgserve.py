@@ -1,0 +1,71 @@
+"""Running `borg serve` for one SSH channel: the server's own argv, confined to one
+repository, its pipes pumped to and from the channel, and the whole process group
+ended when the channel closes so no repository stays locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import paramiko
+
+from homesync import borg, execute
+from homesync_server.services import Services
+
+logger = logging.getLogger(__name__)
+CHUNK = 256 * 1024
+
+
+def serve(services: Services, machine_id: str, channel: paramiko.Channel) -> int:
+    """Run borg serve for machine_id's repository over channel until either side ends;
+    return its exit code (sent to the client as the exit status)."""
+    layout = services.layout
+    argv = borg.make_serve_command(layout.repo(machine_id), services.config.storage_quota)
+    env = borg.BorgEnvironment(base_dir=layout.borg_home).build()
+    # cwd = the repos directory, so the client's "ssh://…/./<machine-id>" resolves to its repository.
+    process = execute.spawn(argv, env=env, cwd=str(layout.repos))
+    pumps = [threading.Thread(target=_channel_to_stdin, args=(channel, process), daemon=True),
+             threading.Thread(target=_stream_to_channel, args=(process.stdout, channel.sendall), daemon=True),
+             threading.Thread(target=_stream_to_channel, args=(process.stderr, channel.sendall_stderr),
+                              daemon=True)]
+    for pump in pumps:
+        pump.start()
+    pumps[1].join()  # borg serve closed its stdout: it is ending
+    rc = execute.stop_group(process, grace=10.0)
+    pumps[2].join(timeout=5)
+    logger.info("borg serve for %s ended with rc %s", machine_id, rc)
+    return rc
+
+
+def _channel_to_stdin(channel: paramiko.Channel, process) -> None:
+    # The client went away (EOF, reset, keepalive failure): closing stdin makes borg
+    # serve roll back and release its lock; stop_group() makes sure it ends.
+    try:
+        while True:
+            data = channel.recv(CHUNK)
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                view = view[process.stdin.write(view):]
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        if channel.closed:
+            threading.Thread(target=execute.stop_group, args=(process, 10.0), daemon=True).start()
+
+
+def _stream_to_channel(stream, send) -> None:
+    try:
+        while True:
+            data = stream.read(CHUNK)
+            if not data:
+                break
+            send(data)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass

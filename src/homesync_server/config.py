@@ -1,0 +1,142 @@
+"""The server's data directory layout and its configuration file, <data>/server.toml.
+
+Every path the server uses is derived here; nothing else joins paths under <data>.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from homesync.errors import ConfigError
+from homesync.names import is_machine_id
+from homesync_server.identity import IdentityConfig
+
+DEFAULT_LISTEN = "0.0.0.0:2222"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things live under the data directory."""
+
+    data: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.data / "server.toml"
+
+    @property
+    def host_key(self) -> Path:
+        return self.data / "host_key"
+
+    @property
+    def escrow_key(self) -> Path:
+        return self.data / "escrow.key"
+
+    @property
+    def index(self) -> Path:
+        return self.data / "index.sqlite"
+
+    @property
+    def repos(self) -> Path:
+        return self.data / "repos"
+
+    @property
+    def borg_home(self) -> Path:
+        """BORG_BASE_DIR for the server's own borg runs (cache, security, keys)."""
+        return self.data / "borg"
+
+    def repo(self, machine_id: str) -> Path:
+        """Return the repository directory of a machine; refuse anything but a machine id."""
+        if not is_machine_id(machine_id):
+            raise ConfigError(f"not a machine id: {machine_id!r}")
+        return self.repos / machine_id
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = DEFAULT_LISTEN
+    storage_quota: str = ""
+    keepalive_seconds: int = 30
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Given "HOST:PORT" (IPv6 as "[::1]:PORT"), return (host, port); raise ConfigError."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536 or not host:
+        raise ConfigError(f"invalid address {text!r}", "write it as HOST:PORT, e.g. 127.0.0.1:2222")
+    return host.strip("[]"), int(port)
+
+
+def resolve_data_dir(arg: str | None) -> Layout:
+    """Given --data (or None), return the layout, falling back to $HOMESYNC_SERVER_DATA."""
+    data = arg or os.environ.get("HOMESYNC_SERVER_DATA")
+    if not data:
+        raise ConfigError("no data directory", "pass --data DIR or set HOMESYNC_SERVER_DATA")
+    return Layout(Path(data).absolute())
+
+
+def load(layout: Layout) -> ServerConfig:
+    """Read server.toml; raise ConfigError naming the file and every problem found."""
+    path = layout.config_file
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found", "run `homesync-server init --data DIR` first") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    problems: list[str] = []
+    server = _section(raw, "server", {"listen": str, "storage_quota": str, "keepalive_seconds": int}, problems)
+    identity_types = {f.name: (tuple if f.name == "urls" else type(f.default)) for f in fields(IdentityConfig)}
+    identity = _section(raw, "identity", identity_types, problems)
+    if "urls" in identity:
+        identity["urls"] = tuple(identity["urls"])
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    if "listen" in server:
+        parse_listen(server["listen"])
+    return ServerConfig(**server, identity=IdentityConfig(**identity))
+
+
+def _section(raw: dict, name: str, types: dict[str, type], problems: list[str]) -> dict:
+    section = raw.get(name, {})
+    out = {}
+    for key, value in section.items():
+        want = types.get(key)
+        if want is None:
+            problems.append(f"[{name}] unknown key {key!r}")
+        elif want is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = value
+        elif want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif want is not tuple and isinstance(value, want):
+            out[key] = value
+        else:
+            problems.append(f"[{name}] {key} has the wrong type")
+    return out
+
+
+def render_default(listen: str) -> str:
+    """Return the server.toml that `init` writes."""
+    return f'''# homesync-server configuration. See docs/admin-guide.md.
+[server]
+listen = "{listen}"
+# storage_quota = "500G"      # per machine repository (borg serve --storage-quota)
+keepalive_seconds = 30
+
+[identity]
+backend = "local"             # or "ldap"; see the admin guide's LDAP section
+# urls = ["ldap://127.0.0.1:389"]
+# starttls = false
+# ca_file = ""
+# bind_dn = "cn=homesync,dc=example,dc=org"
+# bind_password_file = "/etc/homesync/ldap-password"
+# user_base = "ou=people,dc=example,dc=org"
+# user_filter = "(uid={{username}})"
+# admin_group = "cn=homesync-admins,ou=groups,dc=example,dc=org"
+# account_filter = "(!(pwdAccountLockedTime=*))"   # only matching accounts may log in
+# timeout = 5.0
+'''

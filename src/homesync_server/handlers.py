@@ -1,0 +1,156 @@
+"""homesync's RPC operations on the server. Each handler gets the session's principal
+and arguments already checked against the protocol schema, checks what that principal
+may do, and acts through the services. Every security-relevant act is audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any, Callable
+
+from homesync import names
+from homesync.errors import ConflictError, HomesyncError, NotFoundError, PermissionDeniedError, UsageError
+from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
+from homesync_server.index import event
+from homesync_server.services import Services
+
+logger = logging.getLogger(__name__)
+MIN_PASSPHRASE = 32
+RESULTS = ("success", "warning", "failed", "interrupted")
+Handler = Callable[[Services, Principal, dict, str], Any]
+
+
+def handle(services: Services, principal: Principal, op: str, args: dict, source: str) -> Any:
+    """Run one checked request for principal; return its result or raise HomesyncError."""
+    return HANDLERS[op](services, principal, args, source)
+
+
+def _require(principal: Principal, *kinds: str) -> None:
+    if principal.kind not in kinds:
+        raise PermissionDeniedError("this login may not do that")
+
+
+def _owned_machine(services: Services, principal: Principal, machine_id: str) -> dict:
+    """Return the machine if principal may see it: its owner by password, or the machine
+    itself (or its restore grant) by key. The same error for "not yours" and "none"."""
+    machine = services.index.machine(machine_id) if names.is_machine_id(machine_id) else None
+    allowed = machine is not None and (
+        (principal.kind == USER and machine["owner"] == principal.user)
+        or (principal.kind in (MACHINE, RESTORE) and principal.machine_id == machine_id))
+    if not allowed:
+        raise NotFoundError("no such machine among yours")
+    return machine
+
+
+def whoami(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    return {"user": principal.user, "kind": principal.kind, "machine_id": principal.machine_id}
+
+
+def enroll(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Register a new machine for the logged-in user and create its repository."""
+    _require(principal, USER)
+    name = names.machine_name(args["name"])
+    if len(args["passphrase"]) < MIN_PASSPHRASE:
+        raise UsageError("the repository passphrase is too short")
+    if not args["public_key"].startswith("ssh-ed25519 "):
+        raise UsageError("the machine key must be an Ed25519 public key")
+    key = names.machine_name_key(name)
+    if services.index.name_taken(principal.user, key):
+        raise ConflictError(f"you already have a computer named {name!r}", "choose another name")
+    person = services.identity.lookup(principal.user)
+    services.index.record_user(principal.user, person.display_name if person else "")
+    machine = {"id": secrets.token_hex(8), "owner": principal.user, "name": name,
+               "hostname": args["hostname"][:255], "public_key": args["public_key"], "enrolled": time.time()}
+    services.repos.create(machine, args["passphrase"])
+    try:
+        services.index.add_machine(machine, key, event("enroll", principal.user, machine["id"], source,
+                                                       name=name, hostname=machine["hostname"]))
+    except HomesyncError:
+        services.repos.discard(machine["id"])
+        raise
+    logger.info("enrolled machine %s (%r) for %s", machine["id"], name, principal.user)
+    return {"machine_id": machine["id"], "name": name}
+
+
+def machines(services: Services, principal: Principal, args: dict, source: str) -> list[dict]:
+    """List the user's machines (a machine key sees only its own machine)."""
+    _require(principal, USER, MACHINE)
+    rows = services.index.machines(principal.user)
+    if principal.kind == MACHINE:
+        rows = [r for r in rows if r["id"] == principal.machine_id]
+    return [_public_machine(r) for r in rows]
+
+
+def _public_machine(row: dict) -> dict:
+    return {k: row[k] for k in ("id", "name", "hostname", "enrolled", "last_seen", "state",
+                                "archives", "last_backup", "last_size", "agent_state", "agent_reason")}
+
+
+def archives(services: Services, principal: Principal, args: dict, source: str) -> list[dict]:
+    """List one of the user's machines' backups."""
+    machine = _owned_machine(services, principal, args["machine_id"])
+    return services.index.archives(machine["id"])
+
+
+def backup_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Index one backup this machine made."""
+    _require(principal, MACHINE)
+    if not names.is_archive_name(args["name"]) or args["result"] not in RESULTS:
+        raise UsageError("malformed backup report")
+    if min(args["files"], args["original_size"], args["compressed_size"], args["deduplicated_size"]) < 0:
+        raise UsageError("malformed backup report")
+    archive = {k: args[k] for k in ("name", "start", "end", "files", "original_size", "compressed_size",
+                                    "deduplicated_size", "result")}
+    archive["error"] = args.get("error", "")[:1000]
+    services.index.add_archive(principal.machine_id, archive,
+                               event("backup", principal.user, principal.machine_id, source,
+                                     archive=args["name"], result=args["result"]))
+    services.index.touch_machine(principal.machine_id, time.time())
+    return {"indexed": args["name"]}
+
+
+def agent_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Remember what the agent is doing and why it is not backing up."""
+    _require(principal, MACHINE)
+    services.index.set_agent_state(principal.machine_id, args["state"][:64], args.get("reason", "")[:500],
+                                   args.get("version", "")[:32])
+    services.index.touch_machine(principal.machine_id, time.time())
+    return {}
+
+
+def restore_grant(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Release a machine's escrowed passphrase to its owner and let a one-off key reach
+    its repository for the restore; both are audited."""
+    _require(principal, USER)
+    machine = _owned_machine(services, principal, args["machine_id"])
+    if not args["public_key"].startswith("ssh-ed25519 "):
+        raise UsageError("the restore key must be an Ed25519 public key")
+    passphrase = services.repos.passphrase(machine["id"])
+    services.grants.add(args["public_key"], machine["id"], principal.user)
+    services.index.audit("passphrase_release", principal.user, machine["id"], source, to="owner")
+    return {"passphrase": passphrase, "machine": _public_machine(
+        next(r for r in services.index.machines(principal.user) if r["id"] == machine["id"]))}
+
+
+def restore_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Record that a restore happened: who, which machine, onto which host, how much."""
+    machine = _owned_machine(services, principal, args["machine_id"])
+    services.index.audit("restore", principal.user, machine["id"], source,
+                         archive=args["archive"][:64], hostname=args["hostname"][:255],
+                         files=args["files"], bytes=args["bytes"], seconds=args["seconds"],
+                         result=args["result"][:16])
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "whoami": whoami,
+    "machine.enroll": enroll,
+    "machines.list": machines,
+    "archives.list": archives,
+    "backup.report": backup_report,
+    "agent.report": agent_report,
+    "restore.grant": restore_grant,
+    "restore.report": restore_report,
+}

@@ -1,0 +1,108 @@
+"""The local identity backend for small sites and the demo: a user list in
+<data>/users.json with scrypt password hashes, written atomically, mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from homesync.errors import AuthenticationError, ConflictError, NotFoundError
+from homesync.names import local_user_name
+from homesync_server.identity import Person
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_LOGIN_FAILED = "login failed: wrong user name or password"
+
+
+def hash_password(password: str) -> str:
+    """Given a password, return its salted scrypt hash as one printable string."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def check_password(password: str, stored: str) -> bool:
+    """Return whether password matches a hash made by hash_password, in constant time."""
+    try:
+        _, salt_b64, digest_b64 = stored.split("$")
+        salt, digest = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+    except ValueError:
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return hmac.compare_digest(candidate, digest)
+
+
+# A hash to compare against for unknown users, so that they cost as much time as known ones.
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+class LocalIdentity:
+    """Users kept in a JSON file next to the index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, users: dict[str, dict]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(users, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def add(self, name: str, password: str, admin: bool = False, display_name: str = "") -> Person:
+        """Add a user; raise ConflictError if the name is taken."""
+        name = local_user_name(name)
+        if not password:
+            raise AuthenticationError("refusing an empty password")
+        with self._lock:
+            users = self._load()
+            if name in users:
+                raise ConflictError(f"user {name!r} already exists")
+            users[name] = {"hash": hash_password(password), "admin": admin, "display_name": display_name}
+            self._save(users)
+        return Person(name, admin, display_name)
+
+    def set_password(self, name: str, password: str) -> None:
+        """Replace a user's password; raise NotFoundError for an unknown user."""
+        if not password:
+            raise AuthenticationError("refusing an empty password")
+        with self._lock:
+            users = self._load()
+            if name not in users:
+                raise NotFoundError(f"no user {name!r}")
+            users[name]["hash"] = hash_password(password)
+            self._save(users)
+
+    def authenticate(self, name: str, password: str) -> Person:
+        record = self._load().get(name)
+        ok = check_password(password, record["hash"] if record else _DUMMY_HASH)
+        if not (record and ok and password):
+            raise AuthenticationError(_LOGIN_FAILED)
+        return self._person(name, record)
+
+    def lookup(self, name: str) -> Person | None:
+        record = self._load().get(name)
+        return self._person(name, record) if record else None
+
+    def people(self) -> list[Person]:
+        return [self._person(n, r) for n, r in sorted(self._load().items())]
+
+    @staticmethod
+    def _person(name: str, record: dict) -> Person:
+        return Person(name, bool(record.get("admin")), record.get("display_name", ""))

@@ -1,0 +1,74 @@
+"""The server's services, opened once from the data directory and shared by every
+session: configuration, index, identity backend, repositories, escrow, login limits
+and the one-off keys granted for restores.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from homesync_server import config as server_config
+from homesync_server.config import Layout, ServerConfig
+from homesync_server.escrow import EscrowKey
+from homesync_server.identity import IdentityBackend, open_backend
+from homesync_server.index import Index
+from homesync_server.logins import LoginLimiter
+from homesync_server.repos import RepositoryStore
+
+GRANT_SECONDS = 6 * 3600
+
+
+@dataclass
+class Grant:
+    machine_id: str
+    user: str
+    expires: float
+
+
+@dataclass
+class RestoreGrants:
+    """One-off public keys a password-authenticated user registered to reach one of
+    their machines' repositories through borg (restore on new hardware)."""
+
+    _grants: dict[str, Grant] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, public_key: str, machine_id: str, user: str) -> None:
+        with self._lock:
+            now = time.time()
+            self._grants = {k: g for k, g in self._grants.items() if g.expires > now}
+            self._grants[public_key] = Grant(machine_id, user, now + GRANT_SECONDS)
+
+    def find(self, public_key: str, machine_id: str) -> Grant | None:
+        """Return the live grant of public_key for machine_id, if any."""
+        with self._lock:
+            for key, grant in self._grants.items():
+                if (secrets.compare_digest(key, public_key) and grant.machine_id == machine_id
+                        and grant.expires > time.time()):
+                    return grant
+        return None
+
+
+@dataclass
+class Services:
+    layout: Layout
+    config: ServerConfig
+    index: Index
+    identity: IdentityBackend
+    repos: RepositoryStore
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    grants: RestoreGrants = field(default_factory=RestoreGrants)
+
+    @classmethod
+    def open(cls, layout: Layout) -> "Services":
+        """Open everything the data directory holds; raise ConfigError if it is not one."""
+        config = server_config.load(layout)
+        escrow = EscrowKey.load(layout.escrow_key)
+        return cls(layout, config, Index(layout.index), open_backend(config.identity, layout.data),
+                   RepositoryStore(layout, escrow))
+
+    def close(self) -> None:
+        self.index.close()
