@@ -1,6 +1,9 @@
 # homesync: `make demo` and `make test` set everything up on a fresh Debian/Ubuntu machine.
 SHELL := /bin/bash
 VENV := .venv
+# Debian's own python3: the venv must be usable by unprivileged users (tests run the
+# product as one), which a python under /root (pyenv) is not.
+PYTHON = $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -22,11 +25,11 @@ system-packages:
 		echo "installing system packages:" $$missing; \
 		echo "slapd slapd/no_configuration boolean true" | $(SUDO) debconf-set-selections; \
 		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) -E apt-get install -y -q --no-install-recommends $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 $(STAMP): pyproject.toml
-	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)

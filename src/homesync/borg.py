@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -79,6 +80,13 @@ def make_list_files_command(repo: str, archive: str) -> tuple[str, ...]:
             f"{repo}::{archive}")
 
 
+def listed_mtime_ns(item: dict) -> int:
+    """Given an item of `borg list --json-lines` (run with TZ=UTC), return its mtime in
+    nanoseconds (borg prints microseconds)."""
+    delta = datetime.fromisoformat(item["mtime"]) - datetime(1970, 1, 1)
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
 def make_serve_command(repo_path: Path, storage_quota: str = "") -> tuple[str, ...]:
     """Given the one repository a session may reach, return the `borg serve` argv the
     server runs for it: append-only, restricted to that repository, whatever the
@@ -106,7 +114,8 @@ class BorgEnvironment:
         env.update(BORG_EXIT_CODES="modern", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
                    BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="no", BORG_HOSTNAME_IS_UNIQUE="yes",
                    BORG_DISPLAY_PASSPHRASE="no", BORG_CHECK_I_KNOW_WHAT_I_AM_DOING="NO",
-                   BORG_DELETE_I_KNOW_WHAT_I_AM_DOING="NO", LANG=env.get("LANG", "C.UTF-8"))
+                   BORG_DELETE_I_KNOW_WHAT_I_AM_DOING="NO", LANG=env.get("LANG", "C.UTF-8"),
+                   TZ="UTC")  # borg prints naive local times: make them UTC
         for name, value in (("BORG_BASE_DIR", self.base_dir), ("BORG_CACHE_DIR", self.cache_dir),
                             ("BORG_CONFIG_DIR", self.config_dir)):
             if value:

@@ -142,9 +142,14 @@ def _extract_and_merge(paths: Paths, source: Source, archive: str, target: Path,
         env = source.access.environment()
         borg.run_borg(borg.make_extract_command(source.access.location, archive, include),
                       env, source.passphrase, cwd=str(staging), on_event=_progress_events(progress))
-        _verify(source, archive, include, staging)
+        root = _verify(source, archive, include, staging)
         kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
-        merged = merge.merge_tree(staging, target, kept_dir, protected=[p for p in paths.own()])
+        # A full restore also gives the target the home's own mode and mtime.
+        merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(),
+                                  restore_root_metadata=not include)
+        if root and not include:
+            # borg 1.4 does not keep "."'s mtime on extract; take it from the listing (µs).
+            os.utime(target, ns=(time.time_ns(), borg.listed_mtime_ns(root)), follow_symlinks=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
@@ -167,9 +172,10 @@ def _progress_events(progress: Progress | None) -> Callable[[dict], None] | None
     return on_event
 
 
-def _verify(source: Source, archive: str, include: list[str], staging: Path) -> None:
+def _verify(source: Source, archive: str, include: list[str], staging: Path) -> dict | None:
     """Compare what was extracted with the archive's own listing: the number of
-    directories, files and symlinks, and the bytes of distinct files (hard links once)."""
+    directories, files and symlinks, and the bytes of distinct files (hard links once).
+    Return the listing's item for the backed-up directory itself, if any."""
     listing = borg.run_borg(borg.make_list_files_command(source.access.location, archive) + tuple(include),
                             source.access.environment(), source.passphrase, stdout_lines=True).json["lines"]
     expected, found = _expected_tally(listing), _staged_tally(staging)
@@ -178,6 +184,7 @@ def _verify(source: Source, archive: str, include: list[str], staging: Path) -> 
     if expected != found:
         raise RestoreError(f"the restored files do not match archive {archive}: expected {expected}, found {found}",
                            "nothing was merged into the target; try again, and tell your admin if it persists")
+    return next((item for item in listing if item["path"] == "."), None)
 
 
 def _expected_tally(items: list[dict]) -> dict:

@@ -1,0 +1,52 @@
+"""A computer with the homesync CLI for tests: a private HOME owned by the
+unprivileged user, and a way to run `homesync` commands there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.homesync_server import PASSWORDS, RunningServer
+from tests.support.processes import VENV_BIN, private_dir, remove, run_as_user
+
+
+@dataclass
+class Computer:
+    home: Path
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        return run_as_user([str(VENV_BIN / "homesync"), *args], self.home, input=input, timeout=timeout)
+
+    def ok(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        done = self.run(*args, input=input)
+        assert done.returncode == 0, f"homesync {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+        return done
+
+    def json(self, *args: str, input: str | None = None):
+        return json.loads(self.ok(*args, "--json", input=input).stdout)
+
+    def enroll(self, server: RunningServer, user: str, machine: str) -> subprocess.CompletedProcess:
+        return self.run("enroll", "--server", server.address, "--user", user, "--machine", machine,
+                        "--fingerprint", server.fingerprint, "--password-stdin", input=PASSWORDS[user] + "\n")
+
+    def remote_args(self, server: RunningServer, user: str) -> list[str]:
+        return ["--server", server.address, "--user", user, "--fingerprint", server.fingerprint,
+                "--password-stdin"]
+
+
+@pytest.fixture
+def computer_factory():
+    made: list[Computer] = []
+
+    def make() -> Computer:
+        home = private_dir("hs-home-")
+        made.append(Computer(home))
+        return made[-1]
+
+    yield make
+    for computer in made:
+        remove(computer.home)

@@ -1,0 +1,104 @@
+"""A real homesync server for tests: `homesync-server init` in a fresh data directory,
+local users joe and ann, `homesync-server serve` on a free loopback port, run as an
+unprivileged user, stopped with SIGTERM (which must end it cleanly)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import VENV_BIN, chown_tree, free_port, private_dir, remove, run_as_user
+
+PASSWORDS = {"joe": "joe-secret-pw", "ann": "ann-secret-pw"}
+
+
+@dataclass
+class RunningServer:
+    data: Path
+    address: str
+    fingerprint: str
+    process: subprocess.Popen | None = None
+    log: Path = field(default=None)
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        """Run `homesync-server ARGS --data DIR` as the server's user."""
+        return run_as_user([str(VENV_BIN / "homesync-server"), *args, "--data", str(self.data)],
+                           self.data.parent, input=input)
+
+    def start(self) -> None:
+        self.log = self.data.parent / "serve.log"
+        from tests.support.processes import UNPRIVILEGED, user_env
+        import os
+        demote = {"user": UNPRIVILEGED, "group": UNPRIVILEGED, "extra_groups": []} if os.geteuid() == 0 else {}
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "homesync-server"), "serve", "--data", str(self.data), "--listen", self.address],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=user_env(self.data.parent), **demote)
+        host, port = self.address.rsplit(":", 1)
+        _wait_for_port(host, int(port), self.process)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def index_rows(self, sql: str) -> list[tuple]:
+        import sqlite3
+        db = sqlite3.connect(self.data / "index.sqlite")
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+
+def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"homesync-server exited with {process.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("homesync-server did not start listening")
+
+
+def start_server(users: dict[str, str] = PASSWORDS) -> RunningServer:
+    """Create, populate and start a server; the caller stops it."""
+    base = private_dir("hs-server-")
+    data = base / "data"
+    address = f"127.0.0.1:{free_port()}"
+    server = RunningServer(data, address, "")
+    init = run_as_user([str(VENV_BIN / "homesync-server"), "init", "--data", str(data), "--listen", address], base)
+    assert init.returncode == 0, init.stderr
+    server.fingerprint = init.stdout.strip()
+    for name, password in users.items():
+        added = server.cli("user", "add", name, "--password-stdin", input=password + "\n")
+        assert added.returncode == 0, added.stderr
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def homesync_server():
+    """A running server shared by a test module."""
+    server = start_server()
+    yield server
+    rc = server.stop()
+    remove(server.data.parent)
+    assert rc == 0, "homesync-server did not stop cleanly on SIGTERM"
+
+
+@pytest.fixture
+def fresh_server():
+    """A running server of a test's own."""
+    server = start_server()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+    remove(server.data.parent)
