@@ -63,7 +63,8 @@ def make_create_command(
 def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), progress: bool = True) -> tuple[str, ...]:
     """Given a repository, an archive and optional paths inside it, return argv that
     extracts them into the current directory."""
-    argv = [borg_executable(), "extract", "--log-json", "--lock-wait", str(LOCK_WAIT)]
+    # --list names each item as it goes, so a warning can say which file it is about.
+    argv = [borg_executable(), "extract", "--list", "--log-json", "--lock-wait", str(LOCK_WAIT)]
     if progress:
         argv.append("--progress")
     return (*argv, f"{repo}::{archive}", *paths)
@@ -148,10 +149,15 @@ def run_borg(
     Raise Cancelled if it was stopped by a signal, RepositoryLockedError, or BorgError
     (with borg's own last message) otherwise."""
     messages: list[dict] = []
+    current = {"path": ""}
 
     def on_line(line: str) -> None:
         event = _parse_event(line)
-        if event.get("type") == "log_message":
+        if event.get("name") == "borg.output.list":
+            current["path"] = event.get("message", "")
+        elif event.get("type") == "log_message":
+            if current["path"] and event.get("levelname") == "WARNING" and "<FD " in event.get("message", ""):
+                event = dict(event, message=f"{current['path']}: {event['message']}")
             messages.append(event)
         if on_event:
             on_event(event)

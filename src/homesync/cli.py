@@ -130,6 +130,8 @@ def _print_restore(result: dict, as_json: bool) -> None:
     print(f"restored {result['machine']!r} archive {result['archive']} into {result['target']}: "
           f"{result['restored']} entries, {console.human_size(result['bytes'])} in {result['seconds']:.1f} s; "
           f"{result['skipped_identical']} identical files left as they were")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     if result["kept_aside"]:
         print(f"{len(result['kept_aside'])} local files differed and were kept in {result['kept_dir']}:")
         for path in result["kept_aside"][:20]:

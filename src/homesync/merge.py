@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from homesync.errors import RestoreError
 
@@ -21,6 +22,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _OWNER_RWX = stat.S_IRWXU
+_OWNER_RX = stat.S_IRUSR | stat.S_IXUSR
 
 StrPath = str | os.PathLike
 
@@ -57,37 +59,30 @@ def scan_plan(staging: StrPath, target: StrPath, protected: Sequence[StrPath] = 
 def _run(staging: StrPath, target: StrPath, kept_dir: StrPath | None, protected: Sequence[StrPath],
          *, dry: bool, root_metadata: bool) -> MergeResult:
     reserved = [staging] + ([kept_dir] if kept_dir is not None else [])
-    rules = _Rules(target, list(protected), reserved)
-    merger = _Merger(rules, kept_dir, dry)
+    merger = _Merger(_Rules(target, list(protected), reserved), kept_dir, dry)
     try:
-        sfd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            tfd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except BaseException:
-            os.close(sfd)
-            raise
-        try:
-            root = os.fstat(sfd)
-            root_xattrs = _read_xattrs(sfd)
-            merger.survey_dir(sfd, tfd, "")
-            if not dry:
-                _make_workable_fd(sfd, root)
-            merger.merge_dir(sfd, tfd, "")
-            os.close(sfd)
-            sfd = -1
+        with _opened_dir(target) as tfd:
+            with _opened_dir(staging) as sfd:
+                root, root_xattrs = os.fstat(sfd), _read_xattrs(sfd)
+                merger.merge_root(sfd, tfd, root)
             if not dry:
                 os.rmdir(staging)
                 if root_metadata:
                     _apply_dir_metadata(tfd, root, root_xattrs)
-        finally:
-            if sfd >= 0:
-                os.close(sfd)
-            os.close(tfd)
     except OSError as err:
         where = merger.current or os.fspath(staging)
         raise RestoreError(f"restore could not merge {where!r}: {err.strerror or err}",
                            "nothing local was deleted; the extracted files are still in the staging directory") from err
     return merger.result
+
+
+@contextmanager
+def _opened_dir(path: StrPath) -> Iterator[int]:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 class _Rules:
@@ -140,6 +135,13 @@ class _Merger:
         self.file_bytes: dict[str, int] = {}
         self._seen_inodes: set[tuple[int, int]] = set()
 
+    def merge_root(self, sfd: int, tfd: int, root: os.stat_result) -> None:
+        """Survey, then merge, the whole staging tree."""
+        self.survey_dir(sfd, tfd, "")
+        if not self.dry and not self.privileged and root.st_mode & _OWNER_RWX != _OWNER_RWX:
+            os.chmod(sfd, stat.S_IMODE(root.st_mode) | _OWNER_RWX)
+        self.merge_dir(sfd, tfd, "")
+
     # -- pass one: survey, read-only ---------------------------------------------------
 
     def survey_dir(self, sfd: int, tfd: int | None, rel: str) -> tuple[int, int]:
@@ -164,7 +166,12 @@ class _Merger:
 
     def _survey_child(self, sfd: int, tfd: int | None, name: str, path: str,
                       st: os.stat_result, local: os.stat_result | None) -> tuple[int, int]:
-        child_s = self._open_dir(sfd, name, st)
+        # Only a directory its owner cannot list gets a temporary mode, put back
+        # before pass two reads the modes it will restore.
+        lend = not self.dry and not self.privileged and st.st_mode & _OWNER_RX != _OWNER_RX
+        if lend:
+            os.chmod(name, stat.S_IMODE(st.st_mode) | _OWNER_RX, dir_fd=sfd)
+        child_s = os.open(name, _DIR_FLAGS, dir_fd=sfd)
         child_t = None
         try:
             if local is not None and stat.S_ISDIR(local.st_mode) and tfd is not None:
@@ -177,6 +184,8 @@ class _Merger:
             os.close(child_s)
             if child_t is not None:
                 os.close(child_t)
+            if lend:
+                os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=sfd)
 
     def _survey_file(self, path: str, st: os.stat_result, local: os.stat_result | None) -> int:
         size = st.st_size
@@ -371,11 +380,6 @@ def _same_content(sfd: int, tfd: int | None, name: str, size: int) -> bool:
                 return False
             if not chunk:
                 return True
-
-
-def _make_workable_fd(fd: int, st: os.stat_result) -> None:
-    if os.geteuid() != 0 and st.st_mode & _OWNER_RWX != _OWNER_RWX:
-        os.chmod(fd, stat.S_IMODE(st.st_mode) | _OWNER_RWX)
 
 
 def _read_xattrs(fd: int) -> dict[str, bytes]:

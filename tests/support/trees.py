@@ -87,11 +87,14 @@ DIR_MODES = [0o700, 0o750, 0o755, 0o775]
 XATTR_NAMES = [b"user.comment", b"user.mime_type", b"user.homesync.test", b"user.empty"]
 SYMLINK_TARGETS = [b"../x", b"/etc/hostname", b"/nonexistent/dangling", b".", b"..",
                    b"sibling", b"\xff\xfe", b"dir with space/file", b"-rf"]
-MAX_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
+# borg 1.4 clamps timestamps to [1970, 2038-01-17T03:14:07Z] (helpers/time.py safe_ns).
+MAX_MTIME_NS = (2**31 - 1 - 48 * 3600) * 10**9
 
 
-def _valid_name(name: bytes) -> bool:
-    return 0 < len(name) <= 255 and b"/" not in name and b"\0" not in name and name not in (b".", b"..")
+def _as_name(raw: bytes) -> bytes:
+    """Make any non-empty bytes a valid entry name (no '/', no NUL, not '.' or '..')."""
+    name = raw.replace(b"/", b"_").replace(b"\0", b"_")[:255]
+    return b"_" + name if name in (b".", b"..") else name
 
 
 def names() -> st.SearchStrategy[bytes]:
@@ -101,7 +104,16 @@ def names() -> st.SearchStrategy[bytes]:
         st.sampled_from(AWKWARD_NAMES),
         text.map(lambda s: s.encode()),
         st.binary(min_size=1, max_size=12),
-    ).filter(_valid_name)
+    ).map(_as_name)
+
+
+def unique_name(name: bytes, taken) -> bytes:
+    """Return name, or name with a number appended, whichever is not in taken."""
+    stem, n = name[:240], 0
+    while name in taken:
+        n += 1
+        name = stem + b"~%d" % n
+    return name
 
 
 def _random_bytes(seed: int, size: int) -> bytes:
@@ -161,12 +173,28 @@ def tree_specs(draw, max_depth: int = 3, max_children: int = 5, hardlinks: bool 
         for _ in range(draw(st.integers(1, 2))):
             where = draw(st.sampled_from(dir_paths))
             parent = nodes[where]
-            name = draw(names().filter(lambda n: n not in parent.children))
+            name = unique_name(draw(names()), parent.children)
             path = name if where == b"." else where + b"/" + name
-            if path in {p for p, _ in spec.hardlinks}:
-                continue
             parent.children[name] = _HARDLINK  # reserve the name in the spec
             spec.hardlinks.append((path, existing))
+    return spec
+
+
+def kitchen_sink() -> TreeSpec:
+    """Return one fixed tree holding every awkward case at once (a known example for
+    the hypothesis tests and a quick fixture for end-to-end tests)."""
+    t = 1_234_567_890_123_456_789
+    awkward = {name: FileNode(name * 3, FILE_MODES[i % len(FILE_MODES)], t + i, {b"user.comment": name[:32]})
+               for i, name in enumerate(AWKWARD_NAMES)}
+    nested = DirNode({b"empty": DirNode({}, 0o700, t + 1), b"deeper": DirNode(
+        {b"big.bin": FileNode(_random_bytes(7, 200_000), 0o600, t + 2)}, 0o750, t + 3)}, 0o755, t + 4, {b"user.dir": b"1"})
+    links = {b"link-" + target.replace(b"/", b"_"): SymlinkNode(target, t + 5) for target in SYMLINK_TARGETS}
+    root = DirNode({**awkward, b"nested dir": nested, b"links": DirNode(links, 0o755, t + 6),
+                    b"original": FileNode(b"one inode, three names", 0o644, t + 7, {b"user.mime_type": b"text/plain"}),
+                    b"empty file": FileNode(b"", 0o644, t + 8)}, 0o750, t + 9, {b"user.root": b"r"})
+    spec = TreeSpec(root, [(b"nested dir/second name", b"original"), (b"links/third name", b"original")])
+    nested.children[b"second name"] = _HARDLINK
+    root.children[b"links"].children[b"third name"] = _HARDLINK
     return spec
 
 
@@ -441,6 +469,13 @@ class _Home:
             self.stats.excluded_bytes += len(data)
         return path
 
+    def symlink(self, rel: str, target: str) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, path)
+        t = self.mtime()
+        os.utime(path, ns=(t, t), follow_symlinks=False)
+
     def sizes(self, count: int, budget: int, minimum: int = 1) -> list[int]:
         """Split budget into count sizes with a long tail."""
         weights = [self.rng.lognormvariate(0, 1) for _ in range(count)]
@@ -472,11 +507,11 @@ def make_home(root: Path, seed: int, files: int = 2000, total_bytes: int = 200 <
     docs = _documents(home, counts["docs"], budget["docs"])
     pics = _pictures(home, counts["pics"], budget["pics"])
     _project(home, counts["code"], budget["code"])
-    for rel, size in (("Videos/holiday 2023.mp4", budget["large"] * 2 // 3),
-                      ("Downloads/debian-12-netinst.iso", budget["large"] // 3)):
-        home.write(rel, home.noise(size))
+    home.write("Videos/holiday 2023.mp4", home.noise(budget["large"] * 2 // 3))
     _duplicates(home, counts["dups"], docs + pics)
     _junk(home, counts["junk"], budget["junk"])
+    # The last large file takes whatever is left of the byte budget.
+    home.write("Downloads/debian-12-netinst.iso", home.noise(max(1000, total_bytes - home.stats.bytes)))
     home.finish_dirs()
     os.chmod(home.root, 0o750)
     t = home.mtime()
@@ -495,9 +530,8 @@ def _dotfiles(home: _Home) -> None:
     home.write(".ssh/known_hosts", home.text(800), 0o644)
     os.chmod(home.root / ".ssh", 0o700)
     home.write(".local/bin/backup-photos", b"#!/bin/sh\nrsync -a ~/Pictures /media/usb/\n", 0o755)
-    os.symlink("../../Projects/webapp/bin/run.sh", home.root / ".local/bin/webapp")
-    os.makedirs(home.root / ".mozilla/firefox/abc.default", exist_ok=True)
-    os.symlink("127.0.1.1:+4242", home.root / ".mozilla/firefox/abc.default/lock")  # dangling, as Firefox does
+    home.symlink(".local/bin/webapp", "../../Projects/webapp/bin/run.sh")
+    home.symlink(".mozilla/firefox/abc.default/lock", "127.0.1.1:+4242")  # dangling, as Firefox does
 
 
 def _config(home: _Home, count: int, budget: int) -> None:
@@ -509,7 +543,8 @@ def _config(home: _Home, count: int, budget: int) -> None:
 
 def _documents(home: _Home, count: int, budget: int) -> list[str]:
     made = []
-    folders = ["Documents", "Documents/Work", "Documents/Work/2023 Reports", "Documents/School", "Desktop"]
+    folders = ["Documents", "Documents", "Documents/Work", "Documents/Work/2023 Reports", "Documents/School",
+               "Documents/School", "Desktop"]
     for i, size in enumerate(home.sizes(count, budget, 50)):
         folder = folders[i % len(folders)]
         kind = i % 4
@@ -523,7 +558,7 @@ def _documents(home: _Home, count: int, budget: int) -> list[str]:
             rel, data = f"{folder}/draft {i} (copy).md", b"# Draft\n\n" + home.text(size)
         home.write(rel, data)
         made.append(rel)
-    os.symlink("report-0000.odt", home.root / "Documents/latest-report.odt")
+    home.symlink("Documents/latest-report.odt", "report-0000.odt")
     return made
 
 

@@ -140,8 +140,8 @@ def _extract_and_merge(paths: Paths, source: Source, archive: str, target: Path,
     staging = Path(tempfile.mkdtemp(prefix=".homesync-restore-", dir=target))
     try:
         env = source.access.environment()
-        borg.run_borg(borg.make_extract_command(source.access.location, archive, include),
-                      env, source.passphrase, cwd=str(staging), on_event=_progress_events(progress))
+        extracted = borg.run_borg(borg.make_extract_command(source.access.location, archive, include),
+                                  env, source.passphrase, cwd=str(staging), on_event=_progress_events(progress))
         root = _verify(source, archive, include, staging)
         kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
         # A full restore also gives the target the home's own mode and mtime.
@@ -157,7 +157,8 @@ def _extract_and_merge(paths: Paths, source: Source, archive: str, target: Path,
             "skipped_identical": merged.skipped_identical,
             "kept_aside": [os.fsdecode(p) for p in merged.kept_aside],
             "kept_dir": str(kept_dir) if merged.kept_aside else None,
-            "protected_skipped": [os.fsdecode(p) for p in merged.protected_skipped]}
+            "protected_skipped": [os.fsdecode(p) for p in merged.protected_skipped],
+            "warnings": extracted.warnings}
 
 
 def _progress_events(progress: Progress | None) -> Callable[[dict], None] | None:

@@ -1,0 +1,77 @@
+"""Killing the client's borg in the middle of a backup leaves the repository neither
+corrupted nor locked, and the next backup succeeds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from homesync import borg
+from homesync_server.escrow import EscrowKey
+from homesync_server.repos import SEALED_PASSPHRASE
+from tests.support.processes import UNPRIVILEGED, chown_tree
+
+
+def _client_borg_pids(home) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry.name}/cmdline", "rb").read().split(b"\0")
+            if os.stat(f"/proc/{entry.name}").st_uid != UNPRIVILEGED:
+                continue
+            environ = open(f"/proc/{entry.name}/environ", "rb").read()
+        except OSError:
+            continue
+        if any(a.endswith(b"/borg") for a in cmdline[:2]) and b"create" in cmdline \
+                and f"HOME={home}".encode() in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_killing_borg_mid_backup_leaves_the_repository_usable(fresh_server, computer_factory):
+    laptop = computer_factory()
+    big = laptop.home / "Videos"
+    big.mkdir()
+    for i in range(6):
+        (big / f"clip-{i}.raw").write_bytes(os.urandom(32 << 20))
+    chown_tree(laptop.home)
+    assert laptop.enroll(fresh_server, "joe", "Interrupted").returncode == 0
+    machine_id = fresh_server.index_rows("SELECT id FROM machines")[0][0]
+    repo = fresh_server.data / "repos" / machine_id
+
+    import subprocess
+    from tests.support.processes import VENV_BIN, user_env
+    backup = subprocess.Popen([str(VENV_BIN / "homesync"), "backup"], env=user_env(laptop.home),
+                              cwd=laptop.home, user=UNPRIVILEGED, group=UNPRIVILEGED, extra_groups=[],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pids := _client_borg_pids(laptop.home)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids, "borg never started"
+    while not (repo / "lock.exclusive").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # some data on its way
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = backup.communicate(timeout=60)
+    assert backup.returncode != 0 and stderr.strip().count("\n") == 0, stderr
+
+    # the server notices the dropped session and releases the lock
+    deadline = time.monotonic() + 30
+    while (repo / "lock.exclusive").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (repo / "lock.exclusive").exists(), "repository left locked"
+
+    done = laptop.json("backup")
+    assert done["result"] == "success" and done["files"] == 6
+
+    passphrase = EscrowKey.load(fresh_server.data / "escrow.key").unseal(
+        (repo / SEALED_PASSPHRASE).read_bytes(), machine_id)
+    env = borg.BorgEnvironment(base_dir=fresh_server.data.parent / "check-home")
+    checked = borg.run_borg((borg.borg_executable(), "check", "--log-json", str(repo)), env, passphrase)
+    assert checked.returncode == 0
+    results = fresh_server.index_rows("SELECT result FROM archives ORDER BY start")
+    assert results == [("interrupted",), ("success",)]
