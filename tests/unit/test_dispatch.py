@@ -1,0 +1,44 @@
+"""What a session may run: the server's own actions, never the client's argv."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from homesync.errors import IdentityUnavailableError, PermissionDeniedError
+from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, USER, BorgServe, Principal, Rpc, decide
+
+machine = Principal(MACHINE, "joe", machine_id="0123456789abcdef")
+restore = Principal(RESTORE, "joe", machine_id="0123456789abcdef")
+user = Principal(USER, "joe")
+
+
+def test_borg_serve_is_confined_to_the_sessions_machine_whatever_was_asked():
+    for command in ("borg serve", "borg serve --restrict-to-path /", "/usr/bin/borg serve --umask=077 --info",
+                    "borg serve --restrict-to-repository /srv/other"):
+        assert decide(machine, command) == BorgServe("0123456789abcdef")
+        assert decide(restore, command) == BorgServe("0123456789abcdef")
+
+
+def test_a_password_login_gets_rpc_only():
+    assert decide(user, "homesync-rpc") == Rpc()
+    with pytest.raises(PermissionDeniedError):
+        decide(user, "borg serve")
+
+
+@given(st.text(max_size=60))
+def test_anything_else_is_refused(command):
+    words = command.split()
+    if words == ["homesync-rpc"] or (len(words) >= 2 and words[0].rsplit("/", 1)[-1] == "borg"
+                                     and words[1] == "serve"):
+        return
+    for principal in (machine, restore, user):
+        with pytest.raises(PermissionDeniedError):
+            decide(principal, command)
+
+
+def test_a_session_refused_by_the_directory_can_do_nothing_and_says_why():
+    refused = Principal(REFUSED, "joe", error=IdentityUnavailableError("directory unavailable"))
+    for command in ("homesync-rpc", "borg serve"):
+        with pytest.raises(IdentityUnavailableError):
+            decide(refused, command)
