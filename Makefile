@@ -38,7 +38,7 @@ demo: setup
 	$(PY) demo/demo.py
 
 test: setup
-	$(PY) -m pytest -q tests
+	HOMESYNC_REQUIRE_SLAPD=1 $(PY) -m pytest -q tests
 
 bench: setup
 	$(PY) bench/run.py

@@ -72,7 +72,7 @@ def _run(staging: StrPath, target: StrPath, kept_dir: StrPath | None, protected:
     except OSError as err:
         where = merger.current or os.fspath(staging)
         raise RestoreError(f"restore could not merge {where!r}: {err.strerror or err}",
-                           "nothing local was deleted; the extracted files are still in the staging directory") from err
+                           "nothing local was deleted") from err
     return merger.result
 
 
