@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password-stdin", action="store_true")
     add.add_argument("--data")
+    listed = user.add_parser("list", help="users (local or from the directory) and their machines")
+    listed.add_argument("--json", action="store_true")
+    listed.add_argument("--data")
     machines = command("machines", "list machines and their newest backup")
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
@@ -46,6 +49,8 @@ def dispatch(args: argparse.Namespace) -> int:
         print(setup.host_fingerprint(layout))
     elif args.command == "serve":
         serve.serve(layout, args.listen)
+    elif args.command == "user" and args.user_command == "list":
+        _print_users(listing.users(layout), args.json)
     elif args.command == "user":
         password = console.read_password(args.password_stdin, f"Password for {args.name}: ")
         setup.add_local_user(layout, args.name, password, args.admin)
@@ -64,6 +69,17 @@ def _print_machines(rows: list[dict], as_json: bool) -> None:
         [[r["id"], r["owner"] + (" (gone)" if r["owner_gone"] else ""), r["name"], r["hostname"],
           console.human_age(r["last_backup"]), r["archives"], console.human_size(r["last_size"]),
           r["state"]] for r in rows])
+
+
+def _print_users(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table(
+        ["USER", "NAME", "ADMIN", "MACHINES", "LAST BACKUP", "STATUS"],
+        [[r["name"], r["display_name"], "yes" if r["admin"] else "", ", ".join(r["machines"]) or "-",
+          console.human_age(r["last_backup"]), "gone from the directory" if r["gone"] else "active"]
+         for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,13 @@ class RunningServer:
         return run_as_user([str(VENV_BIN / "homesync-server"), *args, "--data", str(self.data)],
                            self.data.parent, input=input)
 
+    def cli_json(self, *args: str):
+        """Run `homesync-server ARGS --json --data DIR` and return its parsed output."""
+        import json
+        done = self.cli(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
     def start(self) -> None:
         self.log = self.data.parent / "serve.log"
         from tests.support.processes import UNPRIVILEGED, user_env
@@ -68,8 +75,9 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
     raise RuntimeError("homesync-server did not start listening")
 
 
-def start_server(users: dict[str, str] = PASSWORDS) -> RunningServer:
-    """Create, populate and start a server; the caller stops it."""
+def start_server(users: dict[str, str] = PASSWORDS, identity: str = "") -> RunningServer:
+    """Create, populate and start a server; the caller stops it. identity: a TOML
+    [identity] section replacing the local backend (e.g. for LDAP)."""
     base = private_dir("hs-server-")
     data = base / "data"
     address = f"127.0.0.1:{free_port()}"
@@ -77,6 +85,10 @@ def start_server(users: dict[str, str] = PASSWORDS) -> RunningServer:
     init = run_as_user([str(VENV_BIN / "homesync-server"), "init", "--data", str(data), "--listen", address], base)
     assert init.returncode == 0, init.stderr
     server.fingerprint = init.stdout.strip()
+    if identity:
+        config = data / "server.toml"
+        text = config.read_text()
+        config.write_text(text[:text.index("[identity]")] + identity)
     for name, password in users.items():
         added = server.cli("user", "add", name, "--password-stdin", input=password + "\n")
         assert added.returncode == 0, added.stderr

@@ -1,7 +1,9 @@
-"""`homesync-server machines`: every machine (or one user's), with its newest backup."""
+"""`homesync-server machines` and `user list`: every machine (or one user's) with its
+newest backup, and every user with their machines."""
 
 from __future__ import annotations
 
+from homesync.errors import IdentityUnavailableError
 from homesync_server.config import Layout
 from homesync_server.services import Services
 
@@ -22,8 +24,29 @@ def machines(layout: Layout, user: str | None) -> list[dict]:
 
 
 def _still_known(services: Services, name: str) -> bool:
-    from homesync.errors import IdentityUnavailableError
     try:
         return services.identity.lookup(name) is not None
     except IdentityUnavailableError:
         return True  # unknown is not gone: never flag people because the directory is down
+
+
+def users(layout: Layout) -> list[dict]:
+    """Return everyone the identity backend knows, and everyone who owns machines, with
+    their machines; owners the directory no longer has are marked gone."""
+    services = Services.open(layout)
+    try:
+        people = {p.name: p for p in services.identity.people()}
+        owned: dict[str, list[dict]] = {}
+        for row in services.index.machines():
+            owned.setdefault(row["owner"], []).append(row)
+        rows = []
+        for name in sorted(people.keys() | owned.keys()):
+            person, machines = people.get(name), owned.get(name, [])
+            backups = [m["last_backup"] for m in machines if m["last_backup"]]
+            rows.append({"name": name, "display_name": person.display_name if person else "",
+                         "mail": person.mail if person else "", "admin": bool(person and person.admin),
+                         "gone": person is None, "machines": [m["name"] for m in machines],
+                         "last_backup": max(backups) if backups else None})
+        return rows
+    finally:
+        services.close()
