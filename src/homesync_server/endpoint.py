@@ -110,7 +110,12 @@ def _refuse(channel: paramiko.Channel, error: HomesyncError) -> None:
         channel.sendall_stderr(f"homesync-server: {error.line()}\n".encode())
         channel.sendall(protocol.encode_frame(protocol.failure(error)))
         channel.send_exit_status(1)
-    except (OSError, EOFError, paramiko.SSHException):
+        # Closing now could overtake paramiko's reply to the exec request, and the client
+        # would see "channel closed" instead of the reason: let the client close first.
+        channel.settimeout(10)
+        while channel.recv(4096):
+            pass
+    except (OSError, EOFError, paramiko.SSHException, socket.timeout):
         pass
     finally:
         channel.close()

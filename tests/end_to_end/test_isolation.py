@@ -109,7 +109,7 @@ def test_nothing_the_client_asks_for_reaches_a_shell(homesync_server, two_users,
                                    key=_key(ann)) as session:
         channel = session.exec(command.format(marker=marker), timeout=30)
         assert channel.recv_exit_status() == 1
-        assert b"runs only homesync and borg sessions" in channel.makefile_stderr().read()
+        assert b"runs only homesync and borg sessions" in channel.recv_stderr(4096)
     assert not marker.exists()
 
 
