@@ -15,9 +15,10 @@ from typing import Any, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
 
-MIGRATIONS: list[str] = [
-    # 1: the backbone
-    """
+# Numbered schema migrations, each a plain SQL script run once, in order, in one
+# transaction (PRAGMA user_version records the last one applied).
+MIGRATIONS: dict[int, str] = {
+    1: """
     CREATE TABLE users (
         name TEXT PRIMARY KEY,
         display_name TEXT NOT NULL DEFAULT '',
@@ -64,7 +65,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX archives_end ON archives (machine_id, end);
     """,
-]
+}
 
 _MACHINE_COLUMNS = ("id, owner, name, hostname, public_key, enrolled, last_seen, state, "
                     "agent_state, agent_reason, agent_version")
@@ -104,8 +105,8 @@ class Index:
     def _migrate(self) -> None:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+            for number in sorted(n for n in MIGRATIONS if n > version):
+                for statement in filter(str.strip, MIGRATIONS[number].split(";")):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 

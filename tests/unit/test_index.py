@@ -15,9 +15,9 @@ def _machine(id_: str, name: str = "Joe's Thinkpad") -> dict:
 
 def test_migrations_run_once_and_reopen(tmp_path):
     index = Index(tmp_path / "i.sqlite")
-    assert index.schema_version() == len(MIGRATIONS)
+    assert index.schema_version() == max(MIGRATIONS)
     index.close()
-    assert Index(tmp_path / "i.sqlite").schema_version() == len(MIGRATIONS)
+    assert Index(tmp_path / "i.sqlite").schema_version() == max(MIGRATIONS)
 
 
 def test_a_duplicate_name_leaves_neither_row_nor_audit_event(tmp_path):
