@@ -6,9 +6,11 @@ $XDG_STATE_HOME/homesync. Loading collects every problem and reports them at onc
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from homesync.errors import ConfigError, NotEnrolledError
@@ -76,6 +78,22 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """The [agent] table: when the background agent backs up (durations in seconds)."""
+
+    debounce: float = 60.0                  # quiet time after the last change before a backup
+    settle_limit: float = 600.0             # back up anyway after this long of continuous changes
+    min_interval: float = 900.0             # at most one change-driven backup this often
+    max_age: float = 86400.0                # back up at least this often while on the network
+    retry_min: float = 60.0                 # first wait after a failed backup (then doubling)
+    retry_max: float = 3600.0               # longest wait between retries
+    min_battery_percent: float = 20.0       # on battery below this charge: wait for mains
+    recovery_point_target: float = 3 * 86400.0  # older than this: "your files are not backed up"
+    scan_interval: float = 300.0            # change scans when inotify cannot watch the whole tree
+    notifications: bool = True
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     server: str
     fingerprint: str
@@ -86,7 +104,7 @@ class AgentConfig:
     exclude: tuple[str, ...] = ()
     default_excludes: bool = True
     network: NetworkSettings = field(default_factory=NetworkSettings)
-    agent: dict = field(default_factory=dict)
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
     def exclusion_patterns(self, paths: Paths) -> list[str]:
         """Return borg patterns (relative to the source) for everything not backed up."""
@@ -105,8 +123,10 @@ _SCHEMA = {
     "backup": {"source": str, "exclude": list, "default_excludes": bool},
     "network": {"corporate_domains": list, "corporate_ssids": list, "corporate_connections": list,
                 "allow_metered": bool},
-    "agent": None,  # checked by the agent itself
+    "agent": None,  # checked by _agent_settings
 }
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|min|h|d)?\s*")
+_UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 def load(paths: Paths) -> AgentConfig:
@@ -121,6 +141,8 @@ def load(paths: Paths) -> AgentConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     problems = _check(raw)
+    agent, agent_problems = _agent_settings(raw.get("agent", {}))
+    problems += agent_problems
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     backup, network = raw.get("backup", {}), raw.get("network", {})
@@ -130,7 +152,7 @@ def load(paths: Paths) -> AgentConfig:
         source=Path(os.path.expanduser(backup.get("source", "~"))),
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
         network=NetworkSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()}),
-        agent=raw.get("agent", {}))
+        agent=agent)
 
 
 def _check(raw: dict) -> list[str]:
@@ -157,6 +179,43 @@ def _check(raw: dict) -> list[str]:
     return problems
 
 
+def _agent_settings(table: object) -> tuple[AgentSettings, list[str]]:
+    """Given the raw [agent] table, return its settings and every problem found in it.
+    Durations are seconds, as a number or as text with a unit ("90s", "15m", "2h", "3d")."""
+    if not isinstance(table, dict):
+        return AgentSettings(), []  # _check reports it
+    known = {f.name for f in fields(AgentSettings)}
+    values, problems = {}, [f"[agent] unknown key {key!r}" for key in table if key not in known]
+    for key, value in ((k, v) for k, v in table.items() if k in known):
+        if key == "notifications":
+            parsed, what = (value if isinstance(value, bool) else None), "true or false"
+        elif key == "min_battery_percent":
+            parsed, what = _number(value), "a percentage (0-100)"
+            parsed = parsed if parsed is not None and parsed <= 100 else None
+        else:
+            parsed, what = _duration(value), 'a duration ("90s", "15m", "2h", "3d" or seconds)'
+        if parsed is None:
+            problems.append(f"[agent] {key} must be {what}")
+        else:
+            values[key] = parsed
+    return AgentSettings(**values), problems
+
+
+def _number(value: object) -> float | None:
+    """Given a TOML value, return it as a non-negative finite float, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def _duration(value: object) -> float | None:
+    """Given seconds or text such as "15m", return seconds, or None if it is neither."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        return float(match[1]) * _UNITS[match[2]] if match else None
+    return _number(value)
+
+
 def render(server: str, fingerprint: str, user: str, machine_id: str, machine_name: str) -> str:
     """Return the config.toml that enrollment writes (TOML strings are JSON-escaped)."""
     q = lambda s: json.dumps(s, ensure_ascii=False)  # noqa: E731 - a JSON string is a TOML basic string
@@ -181,6 +240,14 @@ corporate_domains = []
 corporate_ssids = []
 corporate_connections = []
 allow_metered = false
+
+[agent]
+# When the background agent (`homesync agent`) backs up; durations as "90s", "15m", "2h", "3d".
+# debounce = "1m"               # quiet time after the last change before a backup
+# min_interval = "15m"          # at most one change-driven backup this often
+# max_age = "1d"                # back up at least this often while on the corporate network
+# min_battery_percent = 20      # on battery below this charge, wait for mains
+# recovery_point_target = "3d"  # warn on the desktop when the last backup is older than this
 """
 
 

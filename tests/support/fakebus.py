@@ -51,6 +51,9 @@ class PrivateBus:
     def __init__(self, kind: str = "system") -> None:
         self.kind = kind
         self.directory = Path(tempfile.mkdtemp(prefix=f"hs-{kind}-bus-"))  # short: sockets have a 108-byte limit
+        # Reachable by the unprivileged user the end-to-end tests run the agent as; the
+        # bus policy below already lets any user connect.
+        os.chmod(self.directory, 0o755)
         self.socket = self.directory / "bus"
         self.address = ""
         self._process: subprocess.Popen | None = None

@@ -18,11 +18,16 @@ logger = logging.getLogger(__name__)
 
 
 def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None] | None = None,
-           on_start: Callable[[Running], None] | None = None) -> dict:
+           on_start: Callable[[Running], None] | None = None, stopped: Callable[[], bool] | None = None) -> dict:
     """Back up the source now; return the archive's summary. Raise HomesyncError if borg
-    failed (the failure is still reported to the server when it can be)."""
+    failed (the failure is still reported to the server when it can be), Cancelled if it
+    was stopped (or failed after stopped() became true: borg exits with an error once it
+    has written its checkpoint)."""
     if not config.source.is_dir():
         raise ConfigError(f"the backup source {config.source} is not a directory")
+    # Our state directory exists before borg reads the home, so that creating it does not
+    # change a backed-up directory's mtime (~/.local/state) after the fact.
+    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.time()
     name = names.archive_name(datetime.fromtimestamp(started, timezone.utc))
     access = link.machine_repository(config, paths)
@@ -34,6 +39,9 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
         _report(config, paths, _failed_report(name, started, "interrupted", e.message))
         raise Cancelled("the backup was stopped; the next one continues from its checkpoint") from None
     except HomesyncError as e:
+        if stopped is not None and stopped():
+            _report(config, paths, _failed_report(name, started, "interrupted", e.message))
+            raise Cancelled("the backup was stopped; the next one continues from its checkpoint") from None
         _report(config, paths, _failed_report(name, started, "failed", e.message))
         raise
     archive = result.json["archive"]

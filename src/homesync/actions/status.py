@@ -1,0 +1,111 @@
+"""`homesync status`: what the background agent is doing and why, asked over its status
+socket; when no agent answers, the last backup this computer made, from its state file.
+"""
+
+from __future__ import annotations
+
+import time
+
+from homesync import console
+from homesync.agent import control, record
+from homesync.config import Paths
+
+NOT_RUNNING = 3
+
+
+def status(paths: Paths) -> tuple[dict, int]:
+    """Return the agent's status and the exit code: 0, or 3 if no agent is running."""
+    try:
+        return control.ask(paths, "status"), 0
+    except control.AgentNotRunning:
+        return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, NOT_RUNNING
+
+
+def render(status: dict) -> str:
+    """Return the status as text for people."""
+    if not status["agent"]["running"]:
+        return f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+    now = status["now"]
+    lines = [("Agent", f"running since {console.human_time(status['agent']['started'])} "
+                       f"(pid {status['agent']['pid']}, {status['machine']})"),
+             ("State", _state(status)),
+             ("Network", _network(status["network"], status["server"])),
+             ("Power", _power(status["power"])),
+             ("Changes", _changes(status["dirty"])),
+             ("Last backup", _when(status["last_success"], now)),
+             ("Last attempt", _attempt(status, now)),
+             ("Watching", _watching(status["watcher"]["mode"]))]
+    if status["state"] != "backing up" and status["reason"]:
+        lines.insert(2, ("Why not now", status["reason"]["text"]))
+    if status.get("next_check"):
+        lines.append(("Next check", f"{console.human_time(status['next_check'])} ({_in(status['next_check'] - now)})"))
+    width = max(len(label) for label, _ in lines) + 2
+    text = [f"{label + ':':<{width}}{value}" for label, value in lines]
+    return "\n".join(text + [f"warning: {w}" for w in status["warnings"]])
+
+
+def _state(status: dict) -> str:
+    job = status["job"]
+    if status["state"] != "backing up" or job is None:
+        return status["state"]
+    done = f"{console.human_size(job['bytes'])}, {job['files']} files"
+    progress = f"about {job['percent']:.0f}% ({done})" if job["percent"] is not None else f"{done} so far"
+    stopping = f"; stopping: {job['stopping']}" if job["stopping"] else ""
+    return f"backing up, {progress}, because {job['why']}{stopping}"
+
+
+def _network(network: dict, server: dict) -> str:
+    if not network["known"]:
+        answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
+        return (f"NetworkManager is not available ({network['detail'].removeprefix('NetworkManager not available: ')});"
+                f" backing up whenever the server is reachable ({server['address']}: {answered})")
+    if network["on_corporate"]:
+        metered = " (metered)" if network["metered"] else ""
+        return f"on the corporate network via {network['via']}{metered}"
+    return f"not on the corporate network ({network['detail']})"
+
+
+def _power(power: dict) -> str:
+    if not power["known"]:
+        return "unknown (treated as mains)"
+    if not power["on_battery"]:
+        return "on mains"
+    return "on battery" if power["percentage"] is None else f"on battery at {power['percentage']:.0f}%"
+
+
+def _changes(dirty: dict) -> str:
+    text = f"{dirty['count']} since the last backup"
+    if dirty["possibly_dirty"]:
+        text += f" (and possibly more: {dirty['possible_reason'] or 'changes may have been missed'})"
+    return text
+
+
+def _when(ts: float | None, now: float) -> str:
+    return "never" if not ts else f"{console.human_time(ts)} ({console.human_age(ts, now)})"
+
+
+def _attempt(status: dict, now: float) -> str:
+    text = _when(status["last_attempt"], now)
+    result = status["last_result"]
+    if result:
+        text += f", {result['result']}" + (f": {result['error']}" if result.get("error") else "")
+    return text
+
+
+def _in(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"in {seconds / size:.0f} {unit}"
+    return f"in {max(seconds, 0):.0f} s"
+
+
+def _watching(mode: str) -> str:
+    return {"inotify": "every change (inotify)", "scan": "periodic scans (see the warning)"}.get(mode, mode)
+
+
+def _last_backup(report: dict | None) -> str:
+    if not report:
+        return "none on record"
+    end = report.get("end")
+    text = f"{console.human_time(end)} ({console.human_age(end, time.time())}), {report.get('result', '?')}"
+    return text + (f": {report['error']}" if report.get("error") else "")

@@ -1,0 +1,88 @@
+"""What the agent remembers across restarts ($XDG_STATE_HOME/homesync/agent-state.json):
+the outcome of its jobs and whether the user was already warned, so that a restart
+neither forgets the schedule nor repeats a notification.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from homesync.agent.policy import History
+from homesync.config import Paths, write_private
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "agent-state.json"
+SUCCESSFUL = ("success", "warning")
+
+
+@dataclass
+class Record:
+    """The agent's memory; times are time.time() seconds.
+
+    reference is when the agent first ran (protection is measured from there until a first
+    success); last_size is the last archive's original size, for a progress estimate.
+    """
+
+    last_success: float | None = None
+    last_attempt: float | None = None
+    consecutive_failures: int = 0
+    warned: bool = False
+    reference: float = field(default_factory=time.time)
+    last_size: int | None = None
+    last_result: dict | None = None
+
+    def history(self) -> History:
+        """Return the part the policy looks at."""
+        return History(self.last_success, self.last_attempt, self.consecutive_failures)
+
+
+def record_path(paths: Paths) -> Path:
+    return paths.state_dir / FILE_NAME
+
+
+def load(paths: Paths) -> Record:
+    """Return the remembered record, newer by any backup run by hand since; a missing or
+    damaged file gives a fresh record (logged), never an error."""
+    record = Record()
+    try:
+        raw = json.loads(record_path(paths).read_text())
+        known = {f.name for f in fields(Record)}
+        record = Record(**{k: v for k, v in raw.items() if k in known})
+    except FileNotFoundError:
+        log.info("no %s yet: starting a fresh record", FILE_NAME)
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("ignoring the damaged %s: %s", record_path(paths), exc)
+    _merge_last_backup(record, paths)
+    return record
+
+
+def save(record: Record, paths: Paths) -> None:
+    """Write the record atomically (a crash leaves the old or the new one, never half)."""
+    write_private(record_path(paths), json.dumps(asdict(record), sort_keys=True).encode())
+
+
+def read_last_backup(paths: Paths) -> dict | None:
+    """Return the report of the last backup attempt (agent or `homesync backup`), or None."""
+    try:
+        report = json.loads(paths.last_backup.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _merge_last_backup(record: Record, paths: Paths) -> None:
+    """Take in a successful `homesync backup` run by hand while the agent was not looking."""
+    report = read_last_backup(paths)
+    if not report or report.get("result") not in SUCCESSFUL:
+        return
+    end = report.get("end")
+    if isinstance(end, (int, float)) and (record.last_success is None or end > record.last_success):
+        record.last_success = float(end)
+        record.last_attempt = max(record.last_attempt or 0.0, float(end))
+        record.consecutive_failures = 0
+        record.last_size = report.get("original_size", record.last_size)

@@ -1,0 +1,205 @@
+"""The scheduler with fakes in place of borg, the server and the desktop: one job at a
+time, stopped when the link goes, cleared only up to its start, and what it remembers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from homesync.agent import policy
+from homesync.agent.dirty import DirtySet
+from homesync.agent.notify import NullNotifier
+from homesync.agent.policy import NetworkView
+from homesync.agent.reachability import Reachability
+from homesync.agent.record import Record
+from homesync.agent.scheduler import Scheduler
+from homesync.errors import BorgError
+
+ON = NetworkView(on_corporate=True, via="Office", known=True, since=1.0, reason="on the corporate network via Office")
+OFF = NetworkView(on_corporate=False, known=True, reason="no active connection matches")
+SETTINGS = policy.Settings(debounce=0.05, min_interval=0.05, backoff_base=60)
+
+
+class FakeRunning:
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def interrupt(self) -> None:
+        self.signals.append("INT")
+
+    def terminate(self) -> None:
+        self.signals.append("TERM")
+
+
+class FakeBackup:
+    """Stands in for actions.backup.backup: blocks until released, then returns or raises."""
+
+    def __init__(self) -> None:
+        self.running = FakeRunning()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.outcome: Exception | None = None
+        self.calls = 0
+
+    def __call__(self, job) -> dict:
+        self.calls += 1
+        job.attach(self.running)
+        job.on_event({"type": "archive_progress", "original_size": 5000, "nfiles": 3, "finished": False})
+        self.started.set()
+        assert self.release.wait(5)
+        if self.outcome is not None:
+            raise self.outcome
+        return {"name": "2026-01-01T00:00:00.000Z", "result": "success", "original_size": 10_000, "warnings": []}
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def submit(self, state: str, reason: str) -> None:
+        self.sent.append((state, reason))
+
+    def resend_unsent(self) -> None:
+        pass
+
+
+def _scheduler(backup: FakeBackup, saved: list, reports: Reports | None = None, probes: list | None = None,
+               notifier=None, target: float = 1e9):
+    async def probe() -> Reachability:
+        if probes is not None:
+            probes.append(1)
+        return Reachability(True, "answered", 0.001)
+    dirty = DirtySet()
+    scheduler = Scheduler(SETTINGS, dirty, Record(reference=0.0), run_backup=backup, probe=probe,
+                          save=lambda r: saved.append(dict(vars(r))), notifier=notifier or NullNotifier(),
+                          reporter=reports, protection_target=target)
+    dirty.on_dirty = scheduler.files_changed
+    return scheduler, dirty
+
+
+async def _until(predicate, timeout: float = 3.0) -> None:
+    async def wait():
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(wait(), timeout)
+
+
+def _run(scenario):
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_link_up_backs_up_and_clears_only_what_the_job_covered():
+    backup, saved, reports = FakeBackup(), [], Reports()
+
+    async def scenario():
+        scheduler, dirty = _scheduler(backup, saved, reports)
+        scheduler.network_changed(OFF)
+        loop = asyncio.create_task(scheduler.run())
+        dirty.add("/home/joe/a")
+        await asyncio.sleep(0.1)
+        assert backup.calls == 0 and scheduler.agent_state()[1] == "off_network"
+        scheduler.network_changed(ON)
+        await _until(backup.started.is_set)
+        assert scheduler.agent_state()[0] == "backing up"
+        assert scheduler.status()["job"]["bytes"] == 5000
+        dirty.add("/home/joe/b")  # after the job's start: must survive it
+        backup.release.set()
+        await _until(lambda: scheduler.job is None)
+        assert dirty.sample() == ["/home/joe/b"] and dirty.state().count >= 1  # a shared time bucket may count a twice
+        assert scheduler.record.last_success is not None and scheduler.record.last_size == 10_000
+        assert saved[-1]["last_result"]["result"] == "success"
+        scheduler.stop()
+        await loop
+        assert ("waiting", "not on the corporate network (no active connection matches)") in reports.sent
+        assert reports.sent.count(reports.sent[0]) == 1  # said once, not at every wake-up
+    _run(scenario)
+
+
+def test_the_link_going_away_interrupts_borg_and_is_not_a_failure():
+    backup = FakeBackup()
+    backup.outcome = BorgError("borg create failed (rc 2): Got Ctrl-C / SIGINT.")
+
+    async def scenario():
+        scheduler, dirty = _scheduler(backup, [])
+        scheduler.network_changed(ON)
+        loop = asyncio.create_task(scheduler.run())
+        await _until(backup.started.is_set)
+        scheduler.network_changed(OFF)
+        assert backup.running.signals == ["INT"]
+        scheduler.network_changed(OFF)  # a second change does not signal borg again
+        assert backup.running.signals == ["INT"]
+        backup.release.set()
+        await _until(lambda: scheduler.job is None)
+        record = scheduler.record
+        assert record.last_result["result"] == "interrupted" and record.consecutive_failures == 0
+        assert record.last_success is None and dirty.state().possibly_dirty is False and dirty.state().count == 0
+        scheduler.stop()
+        await loop
+    _run(scenario)
+
+
+def test_a_failure_backs_off_and_a_probe_precedes_every_run():
+    backup, probes = FakeBackup(), []
+    backup.outcome = BorgError("borg create failed (rc 2): disk full")
+    backup.release.set()
+
+    async def scenario():
+        scheduler, dirty = _scheduler(backup, [], probes=probes)
+        dirty.add("/home/joe/a")
+        scheduler.network_changed(ON)
+        loop = asyncio.create_task(scheduler.run())
+        await _until(lambda: scheduler.record.consecutive_failures == 1)
+        await asyncio.sleep(0.2)
+        assert backup.calls == 1 and len(probes) == 1
+        assert scheduler.agent_state()[1] == "backoff"
+        assert scheduler.status()["last_result"]["error"] == "borg create failed (rc 2): disk full"
+        scheduler.stop()
+        await loop
+    _run(scenario)
+
+
+def test_shutdown_interrupts_then_terminates_a_job_that_will_not_stop(monkeypatch):
+    from homesync.agent import scheduler as module
+    monkeypatch.setattr(module, "STOP_GRACE", 0.1)
+    backup = FakeBackup()
+
+    async def scenario():
+        scheduler, _ = _scheduler(backup, [])
+        scheduler.network_changed(ON)
+        loop = asyncio.create_task(scheduler.run())
+        await _until(backup.started.is_set)
+        scheduler.stop()
+        await loop
+        threading.Timer(0.3, backup.release.set).start()  # borg ends once terminated
+        await scheduler.shutdown()
+        assert backup.running.signals == ["INT", "TERM"]
+        assert scheduler.record.last_result["result"] == "success"  # it finished meanwhile
+    _run(scenario)
+
+
+@pytest.mark.parametrize("warned", [False, True])
+def test_at_risk_notice_is_shown_once_and_remembered(warned):
+    shown = []
+
+    class Notifier(NullNotifier):
+        async def show(self, notice):
+            shown.append(notice.kind)
+
+    async def scenario():
+        backup, saved = FakeBackup(), []
+        scheduler, _ = _scheduler(backup, saved, notifier=Notifier(), target=0.0)
+        scheduler.record.warned = warned
+        scheduler.network_changed(OFF)
+        loop = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.1)
+        scheduler.network_changed(OFF)
+        await asyncio.sleep(0.1)
+        scheduler.stop()
+        await loop
+        assert scheduler.record.warned is True
+        return saved
+    saved = asyncio.run(scenario())
+    assert shown == ([] if warned else ["at_risk"])
+    assert (saved[-1]["warned"] if saved else warned) is True

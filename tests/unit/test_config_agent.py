@@ -1,0 +1,64 @@
+"""The [agent] table of config.toml: defaults, durations with units, and every problem
+reported at once with the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from homesync import config
+from homesync.agent import daemon
+from homesync.errors import ConfigError
+
+BASE = """[server]
+address = "127.0.0.1:2222"
+fingerprint = "SHA256:x"
+user = "joe"
+[machine]
+id = "0123456789abcdef"
+name = "Joe's Thinkpad"
+"""
+
+
+def _load(tmp_path, text: str) -> config.AgentConfig:
+    paths = config.Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
+    paths.config_dir.mkdir()
+    paths.config_file.write_text(BASE + text)
+    return config.load(paths)
+
+
+def test_defaults_without_an_agent_table(tmp_path):
+    assert _load(tmp_path, "").agent == config.AgentSettings()
+
+
+def test_the_enrollment_template_loads_with_the_defaults(tmp_path):
+    rendered = config.render("127.0.0.1:2222", "SHA256:x", "joe", "0123456789abcdef", "Joe's Thinkpad")
+    (tmp_path / "c").mkdir()
+    paths = config.Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
+    paths.config_file.write_text(rendered)
+    assert config.load(paths).agent == config.AgentSettings()
+
+
+@pytest.mark.parametrize("value, seconds", [("90", 90), ('"90s"', 90), ('"15m"', 900), ('"15min"', 900),
+                                            ('"2h"', 7200), ('"3d"', 259200), ('"0.5s"', 0.5), ("1.5", 1.5)])
+def test_durations(tmp_path, value, seconds):
+    assert _load(tmp_path, f"[agent]\ndebounce = {value}\n").agent.debounce == seconds
+
+
+def test_settings_reach_the_policy(tmp_path):
+    loaded = _load(tmp_path, '[network]\nallow_metered = true\n[agent]\nretry_min = "2m"\nretry_max = "2h"\n'
+                             'min_battery_percent = 35\nmin_interval = "5m"\n')
+    settings = daemon.policy_settings(loaded)
+    assert (settings.backoff_base, settings.backoff_cap, settings.min_battery_percent, settings.min_interval,
+            settings.allow_metered) == (120, 7200, 35, 300, True)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, '[network]\nallow_metered = "no"\n[agent]\ndebounce = "soon"\nmin_battery_percent = 140\n'
+                        'notifications = "yes"\nmax_age = -1\nbogus = 1\n')
+    message = error.value.message
+    for problem in ("[network] allow_metered must be a bool", "[agent] unknown key 'bogus'",
+                    '[agent] debounce must be a duration', "[agent] min_battery_percent must be a percentage",
+                    "[agent] notifications must be true or false", "[agent] max_age must be a duration"):
+        assert problem in message
+    assert message.startswith(str(tmp_path / "c" / "config.toml"))
