@@ -14,14 +14,13 @@ import signal
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict
 
 from homesync import __version__, config as agent_config, transport
 from homesync.actions import backup
 from homesync.agent import control, policy, reachability, record as agent_record
 from homesync.agent.dirty import DirtySet
 from homesync.agent.exclusions import Exclusions
-from homesync.agent.netwatch import NetworkMonitor, NetworkRules, NullMonitor, open_network_monitor
+from homesync.agent.netwatch import NetworkMonitor, NullMonitor, open_network_monitor
 from homesync.agent.notify import Notifier, NullNotifier, open_notifier
 from homesync.agent.power import PowerMonitor, open_power_monitor
 from homesync.agent.reporting import ServerReporter, rpc_sender
@@ -101,7 +100,7 @@ class Agent:
 
     async def _open_parts(self) -> None:
         """Open the monitors, the notifier and the watcher; none of them failing stops the agent."""
-        rules = NetworkRules(**asdict(self.config.network))
+        rules = self.config.network
         self.network = await open_network_monitor(rules, self.scheduler.network_changed)
         self.scheduler.network_changed(self.network.view)
         self.power = await open_power_monitor(self.scheduler.power_changed)

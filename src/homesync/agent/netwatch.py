@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from homesync.agent import dbus
 from homesync.agent.policy import NetworkView
-from homesync.errors import ConfigError
+from homesync.config import NetworkSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,33 +46,8 @@ _RELEVANT = {
 OnChange = Callable[[NetworkView], None]
 
 
-@dataclass(frozen=True)
-class NetworkRules:
-    """The [network] table of the agent's configuration: what counts as corporate."""
-
-    corporate_domains: tuple[str, ...] = ()
-    corporate_ssids: tuple[str, ...] = ()
-    corporate_connections: tuple[str, ...] = ()
-    allow_metered: bool = False
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any], source: str = "config.toml") -> NetworkRules:
-        """Given the parsed [network] table, return the rules; raise ConfigError listing every problem."""
-        problems, lists = [], {}
-        for key in ("corporate_domains", "corporate_ssids", "corporate_connections"):
-            value = table.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-                problems.append(f"[network] {key} must be a list of strings")
-                value = []
-            lists[key] = tuple(value)
-        allow_metered = table.get("allow_metered", False)
-        if not isinstance(allow_metered, bool):
-            problems.append("[network] allow_metered must be true or false")
-        unknown = sorted(set(table) - set(lists) - {"allow_metered"})
-        problems += [f"[network] unknown key {key!r}" for key in unknown]
-        if problems:
-            raise ConfigError(f"{source}: " + "; ".join(problems))
-        return cls(allow_metered=bool(allow_metered), **lists)
+# The [network] table of the agent's configuration: what counts as corporate.
+NetworkRules = NetworkSettings
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, strategies as st
 
 from homesync.agent.netwatch import ActiveConnection, NetworkRules, matches
-from homesync.errors import ConfigError
 
 RULES = NetworkRules(corporate_domains=("corp.example.com",), corporate_ssids=("CorpWiFi", "Café Corp"),
                      corporate_connections=("Corp VPN", "0b0e7c5a-1111-4222-8333-444455556666"))
@@ -65,21 +63,6 @@ def test_only_activated_connections_count():
 def test_no_rules_match_nothing():
     assert matches(NetworkRules(), [ActiveConnection("x", domains=("corp.example.com",))]) == (False, None)
 
-
-def test_rules_from_the_network_table():
-    table = {"corporate_domains": ["corp.example.com"], "corporate_ssids": ["CorpWiFi"],
-             "corporate_connections": ["Corp VPN"], "allow_metered": True}
-    assert NetworkRules.from_table(table) == NetworkRules(("corp.example.com",), ("CorpWiFi",), ("Corp VPN",), True)
-    assert NetworkRules.from_table({}) == NetworkRules()
-
-
-def test_rules_report_every_problem_at_once():
-    with pytest.raises(ConfigError) as error:
-        NetworkRules.from_table({"corporate_domains": "corp.example.com", "allow_metered": "no", "ssids": []})
-    message = error.value.message
-    assert "corporate_domains must be a list" in message
-    assert "allow_metered must be true or false" in message
-    assert "unknown key 'ssids'" in message
 
 
 def test_the_configs_network_settings_work_as_rules():
