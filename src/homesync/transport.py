@@ -178,7 +178,7 @@ class RpcClient:
         """Send one request and return its result; raise the error the server sent."""
         try:
             self.channel.sendall(protocol.encode_frame(protocol.request(op, args)))
-            response = protocol.read_frame(self._read_exactly)
+            response = protocol.read_frame(exact_reader(self.channel))
         except EOFError:
             raise ConnectionFailedError(f"the server at {self.address} closed the connection") from None
         except socket.timeout:
@@ -187,10 +187,15 @@ class RpcClient:
             raise ConnectionFailedError(f"connection to {self.address} lost: {e}") from None
         return protocol.unwrap(response)
 
-    def _read_exactly(self, n: int) -> bytes:
+
+def exact_reader(channel: paramiko.Channel):
+    """Return a function reading exactly n bytes from channel (b"" at a clean end of
+    stream; ProtocolError when the stream ends inside a frame), for protocol.read_frame."""
+
+    def read_exactly(n: int) -> bytes:
         chunks, got = [], 0
         while got < n:
-            chunk = self.channel.recv(n - got)
+            chunk = channel.recv(min(n - got, 1 << 16))
             if not chunk:
                 if got:
                     raise ProtocolError("connection closed inside a frame")
@@ -198,3 +203,4 @@ class RpcClient:
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)
+    return read_exactly

@@ -12,6 +12,7 @@ import threading
 import paramiko
 
 from homesync import names, protocol
+from homesync.transport import exact_reader
 from homesync.errors import (AuthenticationError, HomesyncError, IdentityUnavailableError, ProtocolError)
 from homesync_server import borgserve, dispatch, handlers
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, USER, Principal
@@ -136,11 +137,11 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel, action: dispatch.B
 
 def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rpc) -> None:
     channel.settimeout(RPC_IDLE_TIMEOUT)
-    reader = _ChannelReader(channel)
+    read_exactly = exact_reader(channel)
     try:
         while True:
             try:
-                op, args = protocol.check_request(protocol.read_frame(reader.read_exactly))
+                op, args = protocol.check_request(protocol.read_frame(read_exactly))
                 response = protocol.ok(handlers.handle(auth.services, auth.principal, op, args, auth.source))
             except EOFError:
                 break
@@ -157,23 +158,6 @@ def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rp
         pass
     finally:
         channel.close()
-
-
-class _ChannelReader:
-    def __init__(self, channel: paramiko.Channel) -> None:
-        self.channel = channel
-
-    def read_exactly(self, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            chunk = self.channel.recv(min(n - got, 1 << 16))
-            if not chunk:
-                if got:
-                    raise ProtocolError("connection closed inside a frame")
-                return b""
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
 
 
 class Endpoint:
