@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build: python, borg's C libraries. Tests: slapd, dbus-daemon, OpenSSH and rsync
-# (benchmark baselines), tmux, attr tools, an unprivileged-user switcher (util-linux).
+# (benchmark baselines), tmux, attr tools, an unprivileged-user switcher (util-linux),
+# Chromium (renders the HTML report in a screenshot test).
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config make \
 	liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev \
 	slapd ldap-utils dbus-daemon openssh-client openssh-server rsync tmux \
-	util-linux procps ca-certificates
+	util-linux procps ca-certificates chromium
 
 .PHONY: setup system-packages demo test test-fast bench clean
 

@@ -60,13 +60,16 @@ def make_create_command(
     return (*argv, f"{repo}::{archive}", ".")
 
 
-def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), progress: bool = True) -> tuple[str, ...]:
-    """Given a repository, an archive and optional paths inside it, return argv that
-    extracts them into the current directory."""
+def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), progress: bool = True,
+                         excludes: Sequence[str] = ()) -> tuple[str, ...]:
+    """Given a repository, an archive, optional paths inside it and exclusion patterns,
+    return argv that extracts them into the current directory."""
     # --list names each item as it goes, so a warning can say which file it is about.
     argv = [borg_executable(), "extract", "--list", "--log-json", "--lock-wait", str(LOCK_WAIT)]
     if progress:
         argv.append("--progress")
+    for pattern in excludes:
+        argv += ["--exclude", pattern]
     return (*argv, f"{repo}::{archive}", *paths)
 
 
@@ -79,6 +82,37 @@ def make_list_files_command(repo: str, archive: str) -> tuple[str, ...]:
     """Return argv listing an archive's items, one JSON object a line."""
     return (borg_executable(), "list", "--json-lines", "--log-json", "--lock-wait", str(LOCK_WAIT),
             f"{repo}::{archive}")
+
+
+def make_list_hashes_command(repo: str, archive: str, paths: Sequence[str],
+                             lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Return argv listing the given paths of an archive with their SHA-256, one JSON
+    object a line (borg reads and authenticates their chunks to hash them)."""
+    return (borg_executable(), "list", "--json-lines", "--format", "{sha256}", "--log-json",
+            "--lock-wait", str(lock_wait), f"{repo}::{archive}", *(f"pp:{p}" for p in paths))
+
+
+def make_info_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Return argv giving every archive's times and statistics as JSON."""
+    return (borg_executable(), "info", "--json", "--log-json", "--lock-wait", str(lock_wait),
+            "--glob-archives", "*", repo)
+
+
+def make_check_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Return argv checking a repository's segments and its archives' metadata, read
+    only (borg exits with 1 when it finds a problem)."""
+    return (borg_executable(), "check", "--log-json", "--lock-wait", str(lock_wait), repo)
+
+
+def make_delete_command(repo: str, archives: Sequence[str], lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Given a repository and archive names, return argv deleting those archives in one
+    transaction (compact frees their space)."""
+    return (borg_executable(), "delete", "--log-json", "--lock-wait", str(lock_wait), "--", repo, *archives)
+
+
+def make_compact_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Return argv freeing the space that deleted archives left in a repository."""
+    return (borg_executable(), "compact", "--log-json", "--lock-wait", str(lock_wait), repo)
 
 
 def listed_mtime_ns(item: dict) -> int:
@@ -184,7 +218,9 @@ def _interpret(argv: Sequence[str], done: execute.Completed, messages: list[dict
         else:
             parsed = json.loads(done.stdout) if done.stdout.strip() else None
         return BorgResult(rc, parsed, warnings)
-    errors = [m.get("message", "") for m in messages if m.get("levelname") in ("ERROR", "CRITICAL")]
+    # borg logs the traceback of an error (e.g. an integrity error) after the error itself
+    errors = [m.get("message", "") for m in messages if m.get("levelname") in ("ERROR", "CRITICAL")
+              and not m.get("message", "").startswith("Traceback")]
     last = (errors or [m.get("message", "") for m in messages] or ["no output"])[-1].strip()
     last = last.splitlines()[-1] if last else "no output"
     command = os.path.basename(argv[1]) if len(argv) > 1 else "borg"

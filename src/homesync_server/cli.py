@@ -8,6 +8,8 @@ import sys
 
 from homesync import console
 from homesync_server.actions import listing, serve, setup
+from homesync_server.actions import report
+from homesync_server import cli_operations
 from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 
 
@@ -38,7 +40,45 @@ def build_parser() -> argparse.ArgumentParser:
     machines = command("machines", "list machines and their newest backup")
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
+    _add_report_commands(commands, command)
+    cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine (issue 6)
     return parser
+
+
+def _add_report_commands(commands, command) -> None:
+    """Add `report`, `audit verify` and `metrics` (issue 5)."""
+    made = command("report", "who is protected and who is not; what happened (exit 2: a machine is critical)")
+    made.add_argument("--format", choices=sorted(report.FORMATS), default="table")
+    made.add_argument("--json", action="store_true", help="same as --format json")
+    made.add_argument("--output", help="write to FILE atomically instead of printing")
+    made.add_argument("--user", help="only this user's machines and activity")
+    made.add_argument("--since", help="activity from DATE (2026-11-01, 2026-11-01T08:00 or 7d; default 30d)")
+    made.add_argument("--until", help="activity until DATE (default now)")
+    verify = commands.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    verify = verify.add_parser("verify", help="check the audit log's hash chain (exit 1: broken)")
+    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--data")
+    exported = command("metrics", "Prometheus metrics, for node_exporter's textfile collector")
+    exported.add_argument("--output", help="write to FILE atomically instead of printing")
+
+
+def _run_report_command(layout, args: argparse.Namespace) -> int:
+    """Run `report`, `audit verify` or `metrics`; return the exit status."""
+    if args.command == "report":
+        return report.report(layout, "json" if args.json else args.format, args.output, args.user,
+                             args.since, args.until)
+    if args.command == "metrics":
+        report.write_metrics(layout, args.output)
+        return 0
+    verdict = report.verify_audit(layout)
+    if args.json:
+        console.print_json(verdict.as_dict())
+    elif verdict.intact:
+        print(f"audit log intact: {verdict.checked} events, newest #{verdict.head_id} {verdict.head_hash}")
+    else:
+        print(f"audit log broken at row {verdict.broken.row_id} ({verdict.broken.problem}): "
+              f"{verdict.broken.message}; the {verdict.checked} events before it are intact")
+    return 0 if verdict.intact else report.EXIT_BROKEN_CHAIN
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -48,7 +88,8 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command == "fingerprint":
         print(setup.host_fingerprint(layout))
     elif args.command == "serve":
-        serve.serve(layout, args.listen)
+        with report.metrics_endpoint(layout):
+            serve.serve(layout, args.listen)
     elif args.command == "user" and args.user_command == "list":
         _print_users(listing.users(layout), args.json)
     elif args.command == "user":
@@ -57,6 +98,10 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"added user {args.name}" + (" (admin)" if args.admin else ""))
     elif args.command == "machines":
         _print_machines(listing.machines(layout, args.user), args.json)
+    elif args.command in ("report", "audit", "metrics"):
+        return _run_report_command(layout, args)
+    elif args.command in cli_operations.COMMANDS:
+        return cli_operations.run(layout, args)
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from homesync.errors import ConfigError
 from homesync.names import is_machine_id
 from homesync_server.identity import IdentityConfig
+from homesync_server.retention import Settings as RetentionSettings, settings_from_toml
 
 DEFAULT_LISTEN = "0.0.0.0:2222"
 
@@ -48,6 +49,11 @@ class Layout:
         """BORG_BASE_DIR for the server's own borg runs (cache, security, keys)."""
         return self.data / "borg"
 
+    @property
+    def scratch(self) -> Path:
+        """Where drills extract archives (emptied after each one)."""
+        return self.data / "scratch"
+
     def repo(self, machine_id: str) -> Path:
         """Return the repository directory of a machine; refuse anything but a machine id."""
         if not is_machine_id(machine_id):
@@ -56,11 +62,23 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The [report] section: when a machine's newest backup is too old (hours), and
+    where `serve` offers Prometheus metrics (a loopback HOST:PORT; empty: nowhere)."""
+
+    warn_age: float = 48.0
+    critical_age: float = 168.0
+    metrics_listen: str = ""
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = DEFAULT_LISTEN
     storage_quota: str = ""
     keepalive_seconds: int = 30
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -94,11 +112,31 @@ def load(layout: Layout) -> ServerConfig:
     identity = _section(raw, "identity", identity_types, problems)
     if "urls" in identity:
         identity["urls"] = tuple(identity["urls"])
+    report = _section(raw, "report", {"warn_age": float, "critical_age": float, "metrics_listen": str}, problems)
+    problems += _report_problems(ReportConfig(**report))
+    retention = settings_from_toml(raw.get("retention", {}), problems)
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     if "listen" in server:
         parse_listen(server["listen"])
-    return ServerConfig(**server, identity=IdentityConfig(**identity))
+    return ServerConfig(**server, identity=IdentityConfig(**identity), report=ReportConfig(**report),
+                        retention=retention)
+
+
+def _report_problems(report: ReportConfig) -> list[str]:
+    """Return what is wrong with the [report] section: ages out of order, or metrics
+    offered beyond loopback (they name every user and machine)."""
+    problems = []
+    if not 0 < report.warn_age < report.critical_age:
+        problems.append("[report] needs 0 < warn_age < critical_age (hours)")
+    if report.metrics_listen:
+        try:
+            host, _ = parse_listen(report.metrics_listen)
+        except ConfigError:
+            return problems + [f"[report] metrics_listen {report.metrics_listen!r} is not HOST:PORT"]
+        if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+            problems.append("[report] metrics_listen must be a loopback address (127.0.0.1, ::1)")
+    return problems
 
 
 def _section(raw: dict, name: str, types: dict[str, type], problems: list[str]) -> dict:
@@ -139,4 +177,20 @@ backend = "local"             # or "ldap"; see the admin guide's LDAP section
 # admin_group = "cn=homesync-admins,ou=groups,dc=example,dc=org"
 # account_filter = "(!(pwdAccountLockedTime=*))"   # only matching accounts may log in
 # timeout = 5.0
+
+[report]
+warn_age = 48                 # hours: a machine whose newest backup is older is STALE
+critical_age = 168            # hours: ... CRITICAL (`report` exits 2)
+# metrics_listen = "127.0.0.1:9861"   # Prometheus metrics at http://HOST:PORT/metrics
+
+[retention]                   # `homesync-server prune`, like borg prune; periods in UTC
+keep_hourly = 24
+keep_daily = 14
+keep_weekly = 8
+keep_monthly = 12
+keep_yearly = 0
+mass_change_share = 0.5       # a backup that wrote this share of its data anew ...
+mass_change_factor = 4.0      # ... and this many times the machine's usual share freezes its pruning
+# [retention.users.joe]       # per-user overrides; unset keys come from above
+# keep_daily = 30
 '''

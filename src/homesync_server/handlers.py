@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from homesync import names
 from homesync.errors import ConflictError, HomesyncError, NotFoundError, PermissionDeniedError, UsageError
+from homesync_server.actions import mass_change
 from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
 from homesync_server.index import event
 from homesync_server.services import Services
@@ -108,6 +109,10 @@ def backup_report(services: Services, principal: Principal, args: dict, source: 
                                event("backup", principal.user, principal.machine_id, source,
                                      archive=args["name"], result=args["result"]))
     services.index.touch_machine(principal.machine_id, time.time())
+    try:  # a mass change is flagged (and pruning frozen) as soon as its archive arrives
+        mass_change.assess(services, services.index.machine(principal.machine_id), "server")
+    except HomesyncError as e:
+        logger.warning("could not assess %s for a mass change: %s", principal.machine_id, e.message)
     return {"indexed": args["name"]}
 
 
@@ -134,6 +139,24 @@ def restore_grant(services: Services, principal: Principal, args: dict, source: 
         next(r for r in services.index.machines(principal.user) if r["id"] == machine["id"]))}
 
 
+def adopt(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Move a machine's identity to the computer that just restored it: its key is
+    replaced (the old one is refused from now on) and the backup chain continues."""
+    _require(principal, USER)
+    machine = _owned_machine(services, principal, args["machine_id"])
+    if machine["state"] != "active":
+        raise UsageError(f"{machine['name']!r} is {machine['state']} and cannot be adopted")
+    if not args["public_key"].startswith("ssh-ed25519 ") or args["public_key"] == machine["public_key"]:
+        raise UsageError("adoption needs a new Ed25519 machine key")
+    hostname = args["hostname"][:255]
+    metadata = services.repos.metadata(machine["id"])
+    services.repos.write_metadata(dict(metadata, public_key=args["public_key"], hostname=hostname))
+    services.index.replace_machine_key(machine["id"], args["public_key"], hostname, event(
+        "adopt", principal.user, machine["id"], source, old_hostname=machine["hostname"], hostname=hostname))
+    logger.info("machine %s adopted by host %r for %s", machine["id"], hostname, principal.user)
+    return {"machine_id": machine["id"], "name": machine["name"]}
+
+
 def restore_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
     """Record that a restore happened: who, which machine, onto which host, how much."""
     machine = _owned_machine(services, principal, args["machine_id"])
@@ -153,4 +176,5 @@ HANDLERS: dict[str, Handler] = {
     "agent.report": agent_report,
     "restore.grant": restore_grant,
     "restore.report": restore_report,
+    "machine.adopt": adopt,
 }

@@ -11,9 +11,10 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
+from homesync_server import audit as audit_chain
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
 # transaction (PRAGMA user_version records the last one applied).
@@ -65,6 +66,89 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX archives_end ON archives (machine_id, end);
     """,
+    # Reports (issue 5). The audit hash chain (homesync_server/audit.py): existing events
+    # are chained by the data step in DATA_MIGRATIONS (SQL has no portable SHA-256);
+    # once chained, a row can be neither changed nor deleted through SQL without
+    # dropping the guards (tampering that `audit verify` then catches).
+    # archive_totals: each machine's archive figures, kept by triggers whoever writes
+    # archives (backup reports, prune, reindex), so that a report of 100,000 machines
+    # does not aggregate millions of archive rows.
+    2: """
+    ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+    CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit WHEN OLD.hash != '' BEGIN
+        SELECT RAISE(ABORT, 'audit events are append-only');
+    END;
+    CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit BEGIN
+        SELECT RAISE(ABORT, 'audit events are append-only');
+    END;
+    CREATE VIEW archive_figures AS
+    SELECT machine_id, SUM(result IN ('success', 'warning')) AS archives,
+           MAX(CASE WHEN result IN ('success', 'warning') THEN end END) AS last_backup,
+           (SELECT b.original_size FROM archives b WHERE b.machine_id = a.machine_id
+            AND b.result IN ('success', 'warning') ORDER BY b.end DESC LIMIT 1) AS last_original_size,
+           SUM(deduplicated_size) AS deduplicated_size, SUM(result = 'failed') AS failed
+    FROM archives a GROUP BY machine_id;
+    CREATE TABLE archive_totals (
+        machine_id TEXT PRIMARY KEY,
+        archives INTEGER NOT NULL,
+        last_backup REAL,
+        last_original_size INTEGER,
+        deduplicated_size INTEGER NOT NULL,
+        failed INTEGER NOT NULL
+    );
+    INSERT INTO archive_totals SELECT * FROM archive_figures;
+    CREATE TRIGGER archive_totals_insert AFTER INSERT ON archives BEGIN
+        INSERT OR REPLACE INTO archive_totals SELECT * FROM archive_figures WHERE machine_id = NEW.machine_id;
+    END;
+    CREATE TRIGGER archive_totals_delete AFTER DELETE ON archives BEGIN
+        DELETE FROM archive_totals WHERE machine_id = OLD.machine_id;
+        INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id = OLD.machine_id;
+    END;
+    CREATE TRIGGER archive_totals_update AFTER UPDATE ON archives BEGIN
+        DELETE FROM archive_totals WHERE machine_id IN (OLD.machine_id, NEW.machine_id);
+        INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id IN (OLD.machine_id, NEW.machine_id);
+    END
+    """,
+    # Drills, legal holds and mass-change flags (issue 6). A mass_change row with no
+    # released_at freezes the machine's pruning. Holds and flags are also kept in the
+    # repository's metadata file, so that reindex brings them back.
+    3: """
+    CREATE TABLE drills (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine_id TEXT NOT NULL REFERENCES machines(id),
+        started REAL NOT NULL,
+        finished REAL NOT NULL,
+        archive TEXT NOT NULL DEFAULT '',
+        result TEXT NOT NULL,
+        failures TEXT NOT NULL DEFAULT '[]',
+        files INTEGER,
+        bytes INTEGER,
+        check_seconds REAL,
+        extract_seconds REAL,
+        throughput REAL,
+        rpo_seconds REAL,
+        hashed_files INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX drills_machine ON drills (machine_id, started);
+    CREATE TABLE holds (
+        machine_id TEXT NOT NULL REFERENCES machines(id),
+        archive TEXT NOT NULL,
+        added REAL NOT NULL,
+        added_by TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (machine_id, archive)
+    );
+    CREATE TABLE mass_change (
+        machine_id TEXT PRIMARY KEY REFERENCES machines(id),
+        archive TEXT NOT NULL,
+        share REAL NOT NULL,
+        baseline REAL NOT NULL,
+        flagged_at REAL NOT NULL,
+        released_at REAL,
+        released_by TEXT NOT NULL DEFAULT ''
+    )
+    """,
 }
 
 _MACHINE_COLUMNS = ("id, owner, name, hostname, public_key, enrolled, last_seen, state, "
@@ -106,8 +190,10 @@ class Index:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number in sorted(n for n in MIGRATIONS if n > version):
-                for statement in filter(str.strip, MIGRATIONS[number].split(";")):
+                for statement in _statements(MIGRATIONS[number]):
                     db.execute(statement)
+                if number in DATA_MIGRATIONS:
+                    DATA_MIGRATIONS[number](db)
                 db.execute(f"PRAGMA user_version = {number}")
 
     def schema_version(self) -> int:
@@ -161,6 +247,14 @@ class Index:
             f"FROM machines m {where} ORDER BY m.owner, m.name", params)
         return rows
 
+    def replace_machine_key(self, machine_id: str, public_key: str, hostname: str, audit: dict[str, Any]) -> None:
+        """Give a machine a new key and host (adoption: the old key is refused from now on),
+        with its audit event, in one transaction."""
+        with self._transaction() as db:
+            db.execute("UPDATE machines SET public_key = ?, hostname = ?, last_seen = ? WHERE id = ?",
+                       (public_key, hostname, audit["at"], machine_id))
+            self._insert_audit(db, audit)
+
     def touch_machine(self, machine_id: str, at: float) -> None:
         with self._transaction() as db:
             db.execute("UPDATE machines SET last_seen = ? WHERE id = ?", (at, machine_id))
@@ -201,9 +295,16 @@ class Index:
 
     @staticmethod
     def _insert_audit(db: sqlite3.Connection, e: dict[str, Any]) -> None:
-        db.execute("INSERT INTO audit (at, actor, action, machine_id, source, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                   (e["at"], e["actor"], e["action"], e["machine_id"], e["source"],
-                    json.dumps(e["detail"], sort_keys=True)))
+        """Append one event to the hash chain, inside the caller's write transaction."""
+        last = db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        sequence = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+        row = {"id": audit_chain.next_id(last and last[0], sequence and sequence[0]), "at": float(e["at"]),
+               "actor": e["actor"], "action": e["action"], "machine_id": e["machine_id"], "source": e["source"],
+               "detail": json.dumps(e["detail"], sort_keys=True),
+               "prev_hash": last[1] if last else audit_chain.GENESIS}
+        db.execute("INSERT INTO audit (id, at, actor, action, machine_id, source, detail, prev_hash, hash) "
+                   "VALUES (:id, :at, :actor, :action, :machine_id, :source, :detail, :prev_hash, :hash)",
+                   dict(row, hash=audit_chain.event_hash(row)))
 
     def audit_events(self, since: float = 0.0, action: str | None = None) -> list[dict[str, Any]]:
         sql, params = "SELECT id, at, actor, action, machine_id, source, detail FROM audit WHERE at >= ?", [since]
@@ -215,8 +316,238 @@ class Index:
             row["detail"] = json.loads(row["detail"])
         return rows
 
+    def audit_chain_page(self, after_id: int, limit: int = 5000) -> list[dict[str, Any]]:
+        """Return up to limit audit rows after after_id, as stored (detail as text)."""
+        return self._query("SELECT id, at, actor, action, machine_id, source, detail, prev_hash, hash FROM audit "
+                           "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+
+    def audit_row_with_hash(self, digest: str) -> int | None:
+        """Return the id of the audit row whose hash is digest, or None."""
+        rows = self._query("SELECT id FROM audit WHERE hash = ? LIMIT 1", (digest,))
+        return rows[0]["id"] if rows else None
+
+    def audit_sequence(self) -> int:
+        """Return the highest audit id ever handed out (AUTOINCREMENT's high-water mark)."""
+        rows = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'audit'")
+        return rows[0]["seq"] if rows else 0
+
+    # reports: aggregated in SQL, so that a fleet of 100,000 machines reports in seconds
+
+    def fleet(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Return every machine (or one owner's) with its owner's indexed display name and
+        its archive figures: count, newest successful end, sizes, failures."""
+        where, params = ("WHERE m.owner = ?", (owner,)) if owner else ("", ())
+        return self._records(
+            "SELECT m.id, m.owner, COALESCE(u.display_name, '') AS owner_display_name, m.name, m.hostname, "
+            "m.enrolled, m.last_seen, m.state, m.agent_state, m.agent_reason, m.agent_version, "
+            "COALESCE(t.archives, 0) AS archives, t.last_backup, t.last_original_size AS original_size, "
+            "COALESCE(t.deduplicated_size, 0) AS deduplicated_size, COALESCE(t.failed, 0) AS failed "
+            "FROM machines m LEFT JOIN users u ON u.name = m.owner "
+            f"LEFT JOIN archive_totals t ON t.machine_id = m.id {where} ORDER BY m.owner, m.name", params)
+
+    def _records(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        """Like _query, for large results: plain tuples zipped with the column names
+        (sqlite3.Row objects cost as much again)."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            rows = cursor.execute(sql, params).fetchall()
+            names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in rows]
+
+    def storage_growth(self, bucket_seconds: int, owners: list[str]) -> list[dict[str, Any]]:
+        """Return the deduplicated bytes the owners' machines added per time bucket, as
+        (owner, bucket, added) rows."""
+        return self._query(
+            "SELECT m.owner, CAST(a.end / ? AS INTEGER) AS bucket, SUM(a.deduplicated_size) AS added "
+            "FROM machines m JOIN archives a ON a.machine_id = m.id "
+            f"WHERE m.owner IN ({', '.join('?' * len(owners))}) AND a.result IN ('success', 'warning') "
+            "GROUP BY 1, 2 ORDER BY 2", (bucket_seconds, *owners))
+
+    def activity(self, since: float, until: float, user: str | None, skip: tuple[str, ...],
+                 limit: int) -> list[dict[str, Any]]:
+        """Return the newest limit audit events in [since, until), oldest first, with
+        their machine's name and owner, leaving out the actions in skip."""
+        where, params = self._activity_filter(since, until, user, skip)
+        rows = self._query(
+            "SELECT a.id, a.at, a.actor, a.action, a.machine_id, a.source, a.detail, "
+            "m.name AS machine_name, m.owner AS machine_owner "
+            f"FROM audit a LEFT JOIN machines m ON m.id = a.machine_id {where} ORDER BY a.id DESC LIMIT ?",
+            (*params, limit))
+        for row in rows:
+            row["detail"] = json.loads(row["detail"])
+        return rows[::-1]
+
+    def activity_counts(self, since: float, until: float, user: str | None,
+                        skip: tuple[str, ...]) -> dict[str, int]:
+        """Return how many audit events of each action fall in [since, until)."""
+        where, params = self._activity_filter(since, until, user, skip)
+        rows = self._query("SELECT a.action, COUNT(*) AS n FROM audit a LEFT JOIN machines m "
+                           f"ON m.id = a.machine_id {where} GROUP BY a.action", params)
+        return {r["action"]: r["n"] for r in rows}
+
+    @staticmethod
+    def _activity_filter(since: float, until: float, user: str | None, skip: tuple[str, ...]) -> tuple[str, tuple]:
+        where = "WHERE a.at >= ? AND a.at < ?"
+        if skip:
+            where += f" AND a.action NOT IN ({', '.join('?' * len(skip))})"
+        if user:
+            return where + " AND (a.actor = ? OR m.owner = ?)", (since, until, *skip, user, user)
+        return where, (since, until, *skip)
+
+    # operations (issue 6): machine lifecycle, reindex, prune, drills, holds, mass-change flags
+
+    _CHANGEABLE = ("name", "name_key", "owner", "state")
+
+    def change_machine(self, machine_id: str, changes: dict[str, str], audit: dict[str, Any]) -> None:
+        """Change a machine's name, owner or state, with its audit event, in one transaction;
+        raise ConflictError if its owner would have two machines of the same name."""
+        if not changes or set(changes) - set(self._CHANGEABLE):
+            raise ValueError(f"cannot change {sorted(changes)}")
+        columns = ", ".join(f"{c} = ?" for c in changes)
+        try:
+            with self._transaction() as db:
+                db.execute(f"UPDATE machines SET {columns} WHERE id = ?", (*changes.values(), machine_id))
+                self._insert_audit(db, audit)
+        except sqlite3.IntegrityError:
+            raise ConflictError("the owner already has a computer of that name", "rename it first") from None
+
+    def import_machine(self, machine: dict[str, Any], name_key: str, archives: list[dict[str, Any]]) -> None:
+        """Insert a machine rebuilt from its repository and its archives in one
+        transaction (reindex); raise ConflictError if the owner has that name already."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO machines (id, owner, name, name_key, hostname, public_key, enrolled, last_seen, "
+                    "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (machine["id"], machine["owner"], machine["name"], name_key, machine["hostname"],
+                     machine["public_key"], machine["enrolled"], machine["last_seen"], machine["state"]))
+                db.executemany(
+                    "INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
+                    "deduplicated_size, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(machine["id"], a["name"], a["start"], a["end"], a["files"], a["original_size"],
+                      a["compressed_size"], a["deduplicated_size"], a["result"]) for a in archives])
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"{machine['owner']} already has a computer named {machine['name']!r}") from None
+
+    def remove_archives(self, machine_id: str, names: list[str], audit: dict[str, Any]) -> None:
+        """Forget archives a prune deleted, with its audit event, in one transaction."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM archives WHERE machine_id = ? AND name = ?", [(machine_id, n) for n in names])
+            self._insert_audit(db, audit)
+
+    def add_drill(self, drill: dict[str, Any], audit: dict[str, Any]) -> None:
+        """Record one drill's result and its audit event in one transaction."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO drills (machine_id, started, finished, archive, result, failures, files, bytes, "
+                "check_seconds, extract_seconds, throughput, rpo_seconds, hashed_files) "
+                "VALUES (:machine_id, :started, :finished, :archive, :result, :failures, :files, :bytes, "
+                ":check_seconds, :extract_seconds, :throughput, :rpo_seconds, :hashed_files)",
+                dict(drill, failures=json.dumps(drill["failures"])))
+            self._insert_audit(db, audit)
+
+    def drills(self, machine_id: str | None = None, latest_only: bool = False) -> list[dict[str, Any]]:
+        """Return drills, newest first (of one machine, or all; latest_only: each machine's newest)."""
+        where, params = ("WHERE d.machine_id = ?", (machine_id,)) if machine_id else ("WHERE 1", ())
+        if latest_only:
+            where += " AND d.id = (SELECT MAX(id) FROM drills WHERE machine_id = d.machine_id)"
+        rows = self._query(
+            "SELECT id, machine_id, started, finished, archive, result, failures, files, bytes, check_seconds, "
+            f"extract_seconds, throughput, rpo_seconds, hashed_files FROM drills d {where} ORDER BY id DESC", params)
+        for row in rows:
+            row["failures"] = json.loads(row["failures"])
+        return rows
+
+    def add_hold(self, machine_id: str, archive: str, actor: str, reason: str, audit: dict[str, Any]) -> bool:
+        """Hold an archive ('*': all of the machine's) with its audit event; return False
+        if it was held already."""
+        with self._transaction() as db:
+            added = db.execute("INSERT INTO holds (machine_id, archive, added, added_by, reason) "
+                               "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               (machine_id, archive, audit["at"], actor, reason)).rowcount
+            if added:
+                self._insert_audit(db, audit)
+        return bool(added)
+
+    def remove_holds(self, machine_id: str, archive: str | None, audit: dict[str, Any]) -> int:
+        """Lift one hold (archive None: all of the machine's) with its audit event; return how many."""
+        sql, params = "DELETE FROM holds WHERE machine_id = ?", (machine_id,)
+        if archive is not None:
+            sql, params = sql + " AND archive = ?", (machine_id, archive)
+        with self._transaction() as db:
+            removed = db.execute(sql, params).rowcount
+            if removed:
+                self._insert_audit(db, audit)
+        return removed
+
+    def holds(self, machine_id: str | None = None) -> list[dict[str, Any]]:
+        """Return legal holds (of one machine, or all): machine_id, archive ('*': all), added, added_by, reason."""
+        where, params = ("WHERE machine_id = ?", (machine_id,)) if machine_id else ("", ())
+        return self._query(f"SELECT machine_id, archive, added, added_by, reason FROM holds {where} "
+                           "ORDER BY machine_id, archive", params)
+
+    def flag_mass_change(self, flag: dict[str, Any], audit: dict[str, Any]) -> None:
+        """Flag a machine whose newest archive changed too much (freezing its pruning),
+        replacing any earlier flag, with its audit event."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO mass_change (machine_id, archive, share, baseline, flagged_at, "
+                       "released_at, released_by) VALUES (:machine_id, :archive, :share, :baseline, :flagged_at, "
+                       ":released_at, :released_by)", dict({"released_at": None, "released_by": ""}, **flag))
+            self._insert_audit(db, audit)
+
+    def release_mass_change(self, machine_id: str, actor: str, audit: dict[str, Any]) -> bool:
+        """Release a machine's mass-change freeze with its audit event; return False if it had none."""
+        with self._transaction() as db:
+            released = db.execute("UPDATE mass_change SET released_at = ?, released_by = ? "
+                                  "WHERE machine_id = ? AND released_at IS NULL",
+                                  (audit["at"], actor, machine_id)).rowcount
+            if released:
+                self._insert_audit(db, audit)
+        return bool(released)
+
+    def mass_change_flags(self, machine_id: str | None = None, include_released: bool = False) -> list[dict[str, Any]]:
+        """Return mass-change flags: machine_id, archive, share (new data / original size of
+        that archive), baseline (the machine's usual share), flagged_at, released_at,
+        released_by, frozen (True while not released: its pruning is frozen)."""
+        clauses, params = [], []
+        if machine_id:
+            clauses, params = ["machine_id = ?"], [machine_id]
+        if not include_released:
+            clauses.append("released_at IS NULL")
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._query("SELECT machine_id, archive, share, baseline, flagged_at, released_at, released_by "
+                           f"FROM mass_change {where} ORDER BY flagged_at", tuple(params))
+        for row in rows:
+            row["frozen"] = row["released_at"] is None
+        return rows
+
 
 def event(action: str, actor: str, machine_id: str | None = None, source: str = "", **detail: Any) -> dict:
     """Return an audit event record, stamped now."""
     return {"at": time.time(), "actor": actor, "action": action, "machine_id": machine_id,
             "source": source, "detail": detail}
+
+
+def _chain_existing_audit(db: sqlite3.Connection) -> None:
+    """Chain the audit events written before the hash chain existed, in id order."""
+    rows = [dict(r) for r in db.execute(
+        "SELECT id, at, actor, action, machine_id, source, detail FROM audit ORDER BY id")]
+    db.executemany("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?",
+                   [(prev, digest, rid) for rid, prev, digest in audit_chain.chain(rows)])
+
+
+# Steps that need more than SQL, run right after the migration of the same number.
+DATA_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _chain_existing_audit}
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script into its statements (a trigger keeps the semicolons of
+    its body)."""
+    pending = ""
+    for chunk in script.split(";"):
+        pending += chunk + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""

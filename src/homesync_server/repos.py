@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from homesync import borg
+from homesync.names import is_machine_id
 from homesync_server.config import Layout
 from homesync_server.escrow import EscrowKey
 
@@ -54,6 +55,22 @@ class RepositoryStore:
 
     def metadata(self, machine_id: str) -> dict[str, Any]:
         return json.loads((self.layout.repo(machine_id) / METADATA).read_text())
+
+    def update_metadata(self, machine_id: str, **changes: Any) -> dict[str, Any]:
+        """Change keys of a repository's metadata file (a value of None removes the key);
+        return the new metadata."""
+        metadata = self.metadata(machine_id)
+        metadata.update(changes)
+        metadata = {k: v for k, v in metadata.items() if v is not None}
+        self.write_metadata(metadata)
+        return metadata
+
+    def machine_ids(self) -> list[str]:
+        """Return the ids of every repository that carries homesync's metadata file."""
+        if not self.layout.repos.is_dir():
+            return []
+        return sorted(entry.name for entry in self.layout.repos.iterdir()
+                      if is_machine_id(entry.name) and (entry / METADATA).is_file())
 
     def passphrase(self, machine_id: str) -> bytes:
         """Return a machine's escrowed passphrase, unsealed. Callers audit the release."""

@@ -1,0 +1,81 @@
+"""The server's own borg runs on a machine's repository (drill, prune, reindex): the
+repository opened with its escrowed passphrase, each release of which is audited,
+and the archive listing read from borg itself, the source of truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from homesync import borg, execute
+from homesync.errors import HomesyncError
+from homesync_server.retention import Archive, is_checkpoint
+from homesync_server.services import Services
+
+TIMEOUT = 12 * 3600  # the longest any one borg call may take (a check of a large repository)
+
+
+@dataclass
+class Repository:
+    """One machine's repository, open with its passphrase for the server's own borg runs."""
+
+    services: Services
+    machine_id: str
+    passphrase: bytes
+    lock_wait: int = borg.LOCK_WAIT
+
+    @property
+    def location(self) -> str:
+        return str(self.services.layout.repo(self.machine_id))
+
+    def run(self, argv: tuple[str, ...], *, cwd: str | None = None, stdout_lines: bool = False,
+            on_event: Callable[[dict], None] | None = None, secret: bool = True) -> borg.BorgResult:
+        """Run one borg command on this repository; raise HomesyncError as run_borg does.
+        Interrupted here (Ctrl-C), stop borg and wait for it, so no lock outlives us."""
+        started: list[execute.Running] = []
+        try:
+            return borg.run_borg(argv, self.services.repos.environment(), self.passphrase if secret else None,
+                                 cwd=cwd, stdout_lines=stdout_lines, on_event=on_event, timeout=TIMEOUT,
+                                 on_start=started.append)
+        except HomesyncError:
+            raise
+        except BaseException:
+            for running in started:  # borg runs in its own session: Ctrl-C did not reach it
+                running.terminate()
+                running.process.wait(timeout=60)
+            raise
+
+    def archives(self) -> list[Archive]:
+        """Return every archive in the repository (checkpoints included), oldest first."""
+        listing = self.run(borg.make_list_archives_command(self.location)).json or {}
+        found = [Archive(a["name"], borg_time(a["start"])) for a in listing.get("archives", [])]
+        return sorted(found, key=lambda a: (a.time, a.name))
+
+    def newest_complete(self) -> Archive | None:
+        """Return the newest archive that is not a checkpoint, or None."""
+        complete = [a for a in self.archives() if not is_checkpoint(a.name)]
+        return complete[-1] if complete else None
+
+    def info(self) -> list[dict[str, Any]]:
+        """Return every archive's times and statistics as `borg info --json` gives them."""
+        return (self.run(borg.make_info_command(self.location, self.lock_wait)).json or {}).get("archives", [])
+
+
+def open_repository(services: Services, machine_id: str, purpose: str, actor: str,
+                    lock_wait: int = borg.LOCK_WAIT) -> Repository:
+    """Unseal a machine's escrowed passphrase for one of the server's own jobs and audit
+    the release (passphrase_release, to=purpose). Raise HomesyncError if it cannot be."""
+    try:
+        passphrase = services.repos.passphrase(machine_id)
+    except OSError as e:
+        raise HomesyncError(f"cannot read the escrowed passphrase of {machine_id}: {e.strerror}") from None
+    services.index.audit("passphrase_release", actor, machine_id, to=purpose)
+    return Repository(services, machine_id, passphrase, lock_wait)
+
+
+def borg_time(text: str) -> float:
+    """Given a time as borg prints it (naive, and UTC because homesync runs borg with
+    TZ=UTC), return epoch seconds."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()

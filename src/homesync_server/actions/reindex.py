@@ -1,0 +1,141 @@
+"""`homesync-server reindex`: rebuild a lost index from the repositories, the source of
+truth. Each repository's metadata file gives the machine (owner, name, key, state,
+holds, mass-change flag); `borg info` with the escrowed passphrase gives its archives.
+
+Approximated: an archive's deduplicated size is what only it references now (borg
+info), not what it added when it was made; failed and interrupted backups, agent
+states, drill history and the audit log before the loss are not in any repository.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from homesync import names
+from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError
+from homesync_server import config as server_config
+from homesync_server.actions import escrowed
+from homesync_server.actions.setup import admin_actor
+from homesync_server.config import Layout
+from homesync_server.index import Index, event
+from homesync_server.retention import is_checkpoint
+from homesync_server.services import Services
+
+APPROXIMATED = ["deduplicated_size is what each archive alone references now, not what it added",
+                "every archive is indexed as 'success'; failed and interrupted backups are not in the repositories",
+                "last_seen is the end of the newest archive; agent states and drill history start afresh"]
+
+
+def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
+    """Rebuild the index from every repository; return what was indexed and what could
+    not be. Raise ConflictError if the index still lists machines (unless force: it is
+    then moved aside first). Stop the server before running it."""
+    _refuse_while_serving(layout)
+    _make_room(layout, force)
+    services = Services.open(layout)
+    try:
+        actor, problems = admin_actor(), []
+        indexed = (_machine(services, mid, actor, problems) for mid in services.repos.machine_ids())
+        machines = [m for m in indexed if m]
+        archives = sum(m["archives"] for m in machines)
+        services.index.audit("reindex", actor, machines=len(machines), archives=archives, problems=problems)
+        return {"machines": machines, "archives": archives, "problems": problems, "approximated": APPROXIMATED}
+    finally:
+        services.close()
+
+
+def _refuse_while_serving(layout: Layout) -> None:
+    """Raise ConflictError if the server answers on its configured address: it would go
+    on writing to the index it has open, whatever reindex writes."""
+    host, port = server_config.parse_listen(server_config.load(layout).listen)
+    try:
+        socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1).close()
+    except OSError:
+        return
+    raise ConflictError(f"the server is running (it answers on {host}:{port})", "stop it, then reindex")
+
+
+def _make_room(layout: Layout, force: bool) -> None:
+    """Refuse to rebuild over an index that still lists machines, unless forced: then
+    move its files aside (index.sqlite.replaced-<time>)."""
+    if not layout.index.exists():
+        return
+    index = Index(layout.index)
+    try:
+        count = len(index.machines())
+    finally:
+        index.close()
+    if count and not force:
+        raise ConflictError(f"the index {layout.index} still lists {count} machines",
+                            "reindex rebuilds a lost index; pass --force to replace this one (it is kept aside)")
+    if count:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = layout.index.with_name(layout.index.name + suffix)
+            if old.exists():
+                os.replace(old, old.with_name(f"{layout.index.name}.replaced-{stamp}{suffix}"))
+
+
+def _machine(services: Services, machine_id: str, actor: str, problems: list[str]) -> dict[str, Any] | None:
+    """Index one repository's machine with its archives, holds and flag; return a
+    summary, or None (with the problem noted) if its metadata is unusable."""
+    try:
+        meta = services.repos.metadata(machine_id)
+        name = names.machine_name(meta["name"])
+        machine = {k: meta[k] for k in ("id", "owner", "hostname", "public_key", "enrolled")}
+    except (OSError, ValueError, KeyError, HomesyncError) as e:
+        problems.append(f"{machine_id}: unusable metadata file, machine not indexed: {e}")
+        return None
+    archives = _archives(services, machine_id, actor, problems)
+    machine.update(name=name, state=meta.get("state", "active"),
+                   last_seen=max([a["end"] for a in archives], default=meta["enrolled"]))
+    services.index.record_user(machine["owner"], _display_name(services, machine["owner"]))
+    try:
+        services.index.import_machine(machine, names.machine_name_key(name), archives)
+    except ConflictError as e:
+        problems.append(f"{machine_id}: not indexed: {e.message}")
+        return None
+    _restore_holds_and_flag(services, meta, actor)
+    return {"id": machine_id, "owner": machine["owner"], "name": name, "state": machine["state"],
+            "archives": len(archives)}
+
+
+def _archives(services: Services, machine_id: str, actor: str, problems: list[str]) -> list[dict[str, Any]]:
+    """Return the complete archives of a repository as index rows (from `borg info`)."""
+    try:
+        repo = escrowed.open_repository(services, machine_id, "reindex", actor)
+        infos = repo.info()
+    except HomesyncError as e:
+        problems.append(f"{machine_id}: archives not indexed: {e.line()}")
+        return []
+    return [{"name": a["name"], "start": escrowed.borg_time(a["start"]), "end": escrowed.borg_time(a["end"]),
+             "files": a["stats"]["nfiles"], "original_size": a["stats"]["original_size"],
+             "compressed_size": a["stats"]["compressed_size"],
+             "deduplicated_size": a["stats"]["deduplicated_size"], "result": "success"}
+            for a in infos if not is_checkpoint(a["name"])]
+
+
+def _display_name(services: Services, user: str) -> str:
+    try:
+        person = services.identity.lookup(user)
+    except IdentityUnavailableError:
+        return ""
+    return person.display_name if person else ""
+
+
+def _restore_holds_and_flag(services: Services, meta: dict[str, Any], actor: str) -> None:
+    """Bring back the legal holds and the mass-change flag the metadata file keeps."""
+    machine_id = meta["id"]
+    for hold in meta.get("holds", []):
+        services.index.add_hold(machine_id, hold["archive"], hold.get("added_by", actor), hold.get("reason", ""),
+                                event("hold_add", actor, machine_id, archive=hold["archive"], restored=True))
+    flag = meta.get("mass_change")
+    if flag:
+        row = {"machine_id": machine_id, "archive": flag["archive"], "share": flag["share"],
+               "baseline": flag["baseline"], "flagged_at": flag["flagged_at"],
+               "released_at": flag.get("released_at"), "released_by": flag.get("released_by") or ""}
+        services.index.flag_mass_change(row, event("mass_change", actor, machine_id, archive=flag["archive"],
+                                                   restored=True))

@@ -1,0 +1,209 @@
+"""`homesync-server` commands for operations: drill, prune, hold, reindex and machine
+retire|rename|transfer|release. Argument parsing and output only; each command calls
+one action. Kept apart from cli.py so that its commands stay easy to read."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Any, Callable
+
+from homesync import console
+from homesync.errors import BorgError, RestoreError, UsageError
+from homesync_server.actions import drill, holds, lifecycle, mass_change, prune, reindex
+from homesync_server.config import Layout
+
+COMMANDS = ("drill", "prune", "hold", "reindex", "machine")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the operations commands to homesync-server's subcommands."""
+    _add_drill(commands)
+    _add_prune(commands)
+    _add_hold(commands)
+    reindex_p = _sub(commands, "reindex", "rebuild a lost index from the repositories (stop the server first)")
+    reindex_p.add_argument("--force", action="store_true", help="replace an index that still lists machines")
+    _add_machine(commands)
+
+
+def _sub(parent: argparse._SubParsersAction, name: str, help: str, json: bool = True) -> argparse.ArgumentParser:
+    sub = parent.add_parser(name, help=help)
+    sub.add_argument("--data", help="data directory (default: $HOMESYNC_SERVER_DATA)")
+    if json:
+        sub.add_argument("--json", action="store_true")
+    return sub
+
+
+def _add_drill(commands: argparse._SubParsersAction) -> None:
+    p = _sub(commands, "drill", "check, restore and verify machines' newest backups in a scratch area")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--machine", metavar="ID")
+    which.add_argument("--user", metavar="NAME", help="every active machine of a user")
+    which.add_argument("--sample", metavar="N", type=_positive, help="N machines, least recently drilled first")
+    which.add_argument("--all", action="store_true", help="every active machine")
+    p.add_argument("--output", metavar="FILE", help="write the results to FILE instead of standard output")
+    p.add_argument("--lock-wait", type=_positive, default=drill.DRILL_LOCK_WAIT, metavar="SECONDS")
+
+
+def _add_prune(commands: argparse._SubParsersAction) -> None:
+    p = _sub(commands, "prune", "apply the retention policy, then compact")
+    p.add_argument("--machine", metavar="ID")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    p.add_argument("--lock-wait", type=_positive, default=60, metavar="SECONDS")
+
+
+def _add_hold(commands: argparse._SubParsersAction) -> None:
+    hold = commands.add_parser("hold", help="legal holds: held archives are never pruned")
+    actions = hold.add_subparsers(dest="hold_command", required=True)
+    for name, help in (("add", "hold an archive, or all of a machine's"), ("remove", "lift a hold")):
+        p = _sub(actions, name, help)
+        p.add_argument("--machine", metavar="ID", required=True)
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--archive", metavar="NAME")
+        which.add_argument("--all", action="store_true", help="every archive, present and future")
+        if name == "add":
+            p.add_argument("--reason", default="", help="e.g. a case number")
+    _sub(actions, "list", "list holds").add_argument("--machine", metavar="ID")
+
+
+def _add_machine(commands: argparse._SubParsersAction) -> None:
+    machine = commands.add_parser("machine", help="retire, rename or transfer a machine; release a frozen one")
+    actions = machine.add_subparsers(dest="machine_command", required=True)
+    for name, help in (("retire", "refuse the machine's key from now on"), ("rename", "give it a new name"),
+                       ("transfer", "give it to another user"), ("release", "lift a mass-change freeze")):
+        p = _sub(actions, name, help)
+        p.add_argument("--machine", metavar="ID", required=True)
+        if name == "rename":
+            p.add_argument("--name", required=True)
+        elif name == "transfer":
+            p.add_argument("--to", metavar="USER", required=True)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def run(layout: Layout, args: argparse.Namespace) -> int:
+    """Run one operations command; print its result; raise HomesyncError on failure."""
+    if args.command == "drill":
+        return _drill(layout, args)
+    if args.command == "prune":
+        return _prune(layout, args)
+    if args.command == "reindex":
+        _print(reindex.reindex(layout, args.force), args.json, _print_reindex)
+    elif args.command == "hold":
+        _hold(layout, args)
+    else:
+        _machine(layout, args)
+    return 0
+
+
+def _drill(layout: Layout, args: argparse.Namespace) -> int:
+    selection = drill.Selection(args.machine, args.user, args.sample, args.all)
+    with _output(args.output) as out:  # opened first: a drill's results are never lost for a bad path
+        results = drill.drill(layout, selection, args.lock_wait)
+        with contextlib.redirect_stdout(out):
+            _print(results, args.json, _print_drills)
+    failed = [r for r in results if r["result"] == "failed"]
+    if failed:
+        machine, first = failed[0], failed[0]["failures"][0]
+        raise RestoreError(f"drill failed on {len(failed)} of {len(results)} machines; first: {machine['machine_id']} "
+                           f"({machine['name']}): {first['stage']}: {first['message']}")
+    return 0
+
+
+def _output(path: str | None):
+    """Return a context giving the file to print to: path, or standard output."""
+    if not path:
+        return contextlib.nullcontext(sys.stdout)
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _prune(layout: Layout, args: argparse.Namespace) -> int:
+    results = prune.prune(layout, args.machine, args.dry_run, args.lock_wait)
+    _print(results, args.json, _print_prunes)
+    failed = [r for r in results if r["result"] == "failed"]
+    if failed:
+        raise BorgError(f"prune failed on {len(failed)} of {len(results)} machines; first: "
+                        f"{failed[0]['machine_id']}: {failed[0]['reason']}")
+    return 0
+
+
+def _hold(layout: Layout, args: argparse.Namespace) -> None:
+    if args.hold_command == "list":
+        _print(holds.listed(layout, args.machine), args.json, _print_holds)
+    elif args.hold_command == "add":
+        done = holds.add(layout, args.machine, None if args.all else args.archive, args.reason)
+        _print(done, args.json, lambda d: print(f"held {d['archive']} of {d['machine_id']}"
+                                                + ("" if d["added"] else " (it was already)")))
+    else:
+        done = holds.remove(layout, args.machine, None if args.all else args.archive)
+        _print(done, args.json, lambda d: print(f"lifted {d['removed']} hold(s) on {d['machine_id']}"))
+
+
+def _machine(layout: Layout, args: argparse.Namespace) -> None:
+    command = args.machine_command
+    if command == "release":
+        _print(mass_change.release(layout, args.machine), args.json,
+               lambda f: print(f"released {f['machine_id']}: pruning applies again"))
+        return
+    if command == "retire":
+        done = lifecycle.retire(layout, args.machine)
+    elif command == "rename":
+        done = lifecycle.rename(layout, args.machine, args.name)
+    else:
+        done = lifecycle.transfer(layout, args.machine, args.to)
+    _print(done, args.json, lambda m: print(f"{m['id']}: {m['name']!r} of {m['owner']}, {m['state']}"))
+
+
+def _print(data: Any, as_json: bool, as_text: Callable[[Any], None]) -> None:
+    if as_json:
+        console.print_json(data)
+    else:
+        as_text(data)
+
+
+def _print_drills(rows: list[dict]) -> None:
+    console.print_table(
+        ["MACHINE", "OWNER", "NAME", "ARCHIVE", "RESULT", "RPO", "RESTORE", "THROUGHPUT", "WHAT FAILED"],
+        [[r["machine_id"], r["owner"], r["name"], r["archive"] or "-", r["result"].upper(),
+          _duration(r["rpo_seconds"]), _duration(r["extract_seconds"]),
+          console.human_size(r["throughput"]) + "/s" if r["throughput"] else "-",
+          "; ".join(f"{f['stage']}: {f['message']}" for f in r["failures"]) or "-"] for r in rows])
+
+
+def _print_prunes(rows: list[dict]) -> None:
+    console.print_table(
+        ["MACHINE", "OWNER", "NAME", "RESULT", "KEPT", "DELETED", "WHY"],
+        [[r["machine_id"], r["owner"], r["name"], r["result"], len(r["kept"]), len(r["deleted"]), r["reason"] or "-"]
+         for r in rows])
+
+
+def _print_holds(rows: list[dict]) -> None:
+    console.print_table(["MACHINE", "ARCHIVE", "SINCE", "BY", "REASON"],
+                        [[h["machine_id"], "all" if h["archive"] == "*" else h["archive"],
+                          console.human_time(h["added"]), h["added_by"], h["reason"]] for h in rows])
+
+
+def _print_reindex(result: dict) -> None:
+    print(f"indexed {len(result['machines'])} machines and {result['archives']} archives")
+    for problem in result["problems"]:
+        print(f"problem: {problem}")
+    for note in result["approximated"]:
+        print(f"approximated: {note}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"

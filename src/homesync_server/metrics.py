@@ -1,0 +1,145 @@
+"""Prometheus metrics: the fleet's backup statuses, ages, sizes and failures in the
+text exposition format (version 0.0.4), written to a file for node_exporter's textfile
+collector or served at GET /metrics on a loopback address by `homesync-server serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socket import AF_INET, AF_INET6
+from typing import Callable, Generic, Iterable, TypeVar
+
+from homesync_server.reports.fleet import MachineRow, Summary
+
+logger = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REQUEST_TIMEOUT = 10.0
+T = TypeVar("T")
+
+# (name, help, value of a machine row or None to leave the machine out)
+PER_MACHINE: tuple[tuple[str, str, Callable[[MachineRow], float | None]], ...] = (
+    ("homesync_machine_last_backup_timestamp_seconds", "End of the newest successful backup (Unix time).",
+     lambda m: m.last_backup),
+    ("homesync_machine_backup_age_seconds", "Age of the newest successful backup.", lambda m: m.age_seconds),
+    ("homesync_machine_archives", "Successful backups (archives) indexed.", lambda m: m.archives),
+    ("homesync_machine_original_bytes", "Original size of the newest successful backup.",
+     lambda m: m.original_size),
+    ("homesync_machine_deduplicated_bytes", "Deduplicated bytes the machine's backups added to its repository.",
+     lambda m: m.deduplicated_size),
+    ("homesync_machine_failed_backups", "Failed backups reported by the agent and indexed.", lambda m: m.failed),
+    ("homesync_machine_last_seen_timestamp_seconds", "When the agent last reached the server (Unix time).",
+     lambda m: m.last_seen),
+)
+
+
+def escape_label(value: str) -> str:
+    """Return a label value escaped for the text format (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def status_label(status: str) -> str:
+    """Return a status as a label value: lower case, words joined by '_'."""
+    return status.lower().replace(" ", "_")
+
+
+def render(rows: list[MachineRow], summary: Summary, now: float) -> str:
+    """Return the metrics of the fleet in the Prometheus text format."""
+    lines: list[str] = []
+    _family(lines, "homesync_machines", "Machines by backup status.",
+            ((f'{{status="{status_label(s)}"}}', n) for s, n in summary.by_status.items()))
+    if summary.protected_share is not None:
+        _family(lines, "homesync_protected_ratio", "Share of machines expected to back up that are within policy.",
+                [("", summary.protected_share)])
+    labels = [_machine_labels(m) for m in rows]
+    _family(lines, "homesync_machine_status", "The machine's backup status (1 for its current status).",
+            ((lab[:-1] + f',status="{status_label(m.status)}"}}', 1) for lab, m in zip(labels, rows)))
+    for name, help_text, value in PER_MACHINE:
+        _family(lines, name, help_text, ((lab, value(m)) for lab, m in zip(labels, rows)))
+    _family(lines, "homesync_user_deduplicated_bytes", "Deduplicated bytes of all of a user's machines.",
+            ((f'{{owner="{escape_label(o)}"}}', n) for o, _, n in summary.storage_by_user))
+    _family(lines, "homesync_metrics_generated_timestamp_seconds", "When these metrics were computed.",
+            [("", now)])
+    return "\n".join(lines) + "\n"
+
+
+def _machine_labels(m: MachineRow) -> str:
+    return (f'{{machine="{escape_label(m.machine_id)}",name="{escape_label(m.machine)}",'
+            f'owner="{escape_label(m.owner)}"}}')
+
+
+def _family(lines: list[str], name: str, help_text: str, samples: Iterable[tuple[str, float | None]]) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} gauge")
+    lines.extend(f"{name}{labels} {_number(v)}" for labels, v in samples if v is not None)
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+class Cached(Generic[T]):
+    """Calls produce at most once every seconds; calls in between get the last value."""
+
+    def __init__(self, produce: Callable[[], T], seconds: float) -> None:
+        self._produce, self._seconds = produce, seconds
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._at = float("-inf")
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self._seconds:
+                self._value, self._at = self._produce(), time.monotonic()
+            return self._value
+
+
+class MetricsEndpoint:
+    """An HTTP server in a thread of its own that answers only GET /metrics."""
+
+    def __init__(self, host: str, port: int, produce: Callable[[], str]) -> None:
+        handler = type("Handler", (_Handler,), {"produce": staticmethod(produce)})
+        server_class = type("Server", (ThreadingHTTPServer,),
+                            {"address_family": AF_INET6 if ":" in host else AF_INET, "daemon_threads": True})
+        self._server = server_class((host, port), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.server_address[:2]
+
+    def start(self) -> None:
+        self._thread.start()
+        logger.info("metrics at http://%s:%d/metrics", *self.address)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    produce: Callable[[], str]
+    timeout = REQUEST_TIMEOUT
+    server_version = "homesync-metrics"
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != "/metrics":
+            self.send_error(404, "only /metrics is here")
+            return
+        try:
+            body = self.produce().encode()
+        except Exception:
+            logger.exception("could not compute the metrics")
+            self.send_error(500, "could not compute the metrics")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        logger.debug("metrics: %s " + format, self.client_address[0], *args)
+

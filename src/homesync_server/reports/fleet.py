@@ -1,0 +1,131 @@
+"""The fleet part of the report: one row per machine with its status, and the summary
+(share protected within policy, ages of the recovery points, storage per user). Pure:
+it gets the index's aggregates, what the directory says, the time and the policy.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any, Iterable
+
+from homesync_server.reports import status as st
+from homesync_server.reports.status import Policy
+
+DAY = 86400.0
+# Recovery-point age buckets: (label, upper bound in seconds, inclusive).
+AGE_BUCKETS = (("< 1 h", 3600.0), ("1 h – 1 d", DAY), ("1–2 d", 2 * DAY), ("2–7 d", 7 * DAY),
+               ("1–4 weeks", 28 * DAY), ("> 4 weeks", float("inf")))
+NEVER_BUCKET = "never"
+_UPPERS = [upper for _, upper in AGE_BUCKETS]
+
+
+@dataclass(slots=True)
+class MachineRow:
+    """One machine as the report shows it."""
+
+    machine_id: str
+    owner: str
+    display_name: str
+    machine: str
+    hostname: str
+    state: str
+    status: str
+    last_backup: float | None
+    age_seconds: float | None
+    archives: int
+    original_size: int | None
+    deduplicated_size: int
+    failed: int
+    last_seen: float | None
+    enrolled: float
+    agent_version: str
+    agent_state: str
+    agent_reason: str
+    alarming: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(zip(FIELDS, _values(self)))
+
+
+FIELDS = tuple(f.name for f in fields(MachineRow))
+_values = attrgetter(*FIELDS)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The fleet at a glance."""
+
+    machines: int
+    by_status: dict[str, int]
+    expected: int
+    protected: int
+    age_buckets: list[tuple[str, int]]
+    storage_total: int
+    storage_by_user: list[tuple[str, str, int]]  # (owner, display name, deduplicated bytes)
+
+    @property
+    def protected_share(self) -> float | None:
+        """Return the share of machines expected to back up that are OK, or None."""
+        return self.protected / self.expected if self.expected else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"machines": self.machines, "by_status": self.by_status, "expected": self.expected,
+                "protected": self.protected, "protected_share": self.protected_share,
+                "age_buckets": [{"label": label, "machines": n} for label, n in self.age_buckets],
+                "storage_total": self.storage_total,
+                "storage_by_user": [{"owner": o, "display_name": d, "deduplicated_size": n}
+                                    for o, d, n in self.storage_by_user]}
+
+
+def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] | None, now: float,
+                 policy: Policy) -> list[MachineRow]:
+    """Given the index's fleet aggregates, the directory's display names by user name
+    (None when the directory could not be asked), the time and the policy, return the
+    rows; an owner is gone only when the directory answered without them."""
+    return [_row(m, directory, now, policy) for m in machines]
+
+
+def _row(m: dict[str, Any], directory: dict[str, str] | None, now: float, policy: Policy) -> MachineRow:
+    gone = directory is not None and m["owner"] not in directory
+    display = (directory or {}).get(m["owner"]) or m["owner_display_name"] or m["owner"]
+    age = st.backup_age(m["last_backup"], now)
+    status = st.status(m["state"], gone, age, policy)
+    return MachineRow(
+        m["id"], m["owner"], display, m["name"], m["hostname"], m["state"], status, m["last_backup"], age,
+        m["archives"], m["original_size"], m["deduplicated_size"], m["failed"], m["last_seen"], m["enrolled"],
+        m["agent_version"], m["agent_state"], m["agent_reason"], st.alarming(status, m["enrolled"], now, policy))
+
+
+def summarize(rows: list[MachineRow]) -> Summary:
+    """Return the summary of the rows."""
+    by_status = dict.fromkeys(st.BY_SEVERITY, 0)
+    by_status.update(Counter(r.status for r in rows))
+    expected = [r for r in rows if r.status in st.EXPECTED]
+    names, stored = {}, Counter()
+    for row in rows:
+        names[row.owner] = row.display_name
+        stored[row.owner] += row.deduplicated_size
+    by_user = sorted(((o, names[o], n) for o, n in stored.items()), key=lambda t: (-t[2], t[0]))
+    return Summary(len(rows), by_status, len(expected), by_status[st.OK], age_buckets(expected),
+                   sum(stored.values()), by_user)
+
+
+def age_buckets(rows: Iterable[MachineRow]) -> list[tuple[str, int]]:
+    """Return how many of rows have their newest backup in each age bucket (and never)."""
+    counts = Counter(bucket_of(row.age_seconds) for row in rows)
+    return [(label, counts[label]) for label in [label for label, _ in AGE_BUCKETS] + [NEVER_BUCKET]]
+
+
+def bucket_of(age: float | None) -> str:
+    """Return the label of the age bucket holding age (seconds; None: never)."""
+    if age is None:
+        return NEVER_BUCKET
+    return AGE_BUCKETS[bisect_left(_UPPERS, age)][0]
+
+
+def ordered_for_reading(rows: list[MachineRow]) -> list[MachineRow]:
+    """Return rows most urgent first, then by owner and machine name."""
+    return sorted(rows, key=lambda r: (st.severity(r.status), r.owner, r.machine))

@@ -1,0 +1,134 @@
+"""The report as one self-contained HTML page: inline CSS (with print rules) and inline
+SVG charts, no script and no external asset, so that it can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import html
+
+from homesync.console import human_age, human_size
+from homesync_server.reports import status as st
+from homesync_server.reports import svg
+from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, MachineRow, ordered_for_reading
+from homesync_server.reports.model import Report
+from homesync_server.reports.status import HOUR
+from homesync_server.reports.text import human_time, printable
+
+STATUS_CLASS = {st.OK: "ok", st.STALE: "stale", st.CRITICAL: "critical", st.NEVER: "never",
+                st.OWNER_GONE: "gone", st.RETIRED: "retired", st.REPLACED: "retired"}
+COLOURS = {"ok": "#059669", "stale": "#d97706", "critical": "#dc2626", "never": "#6b7280"}
+
+CSS = """
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#111827;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #e5e7eb}
+.meta{color:#4b5563}.warning{background:#fef3c7;padding:6px 10px;border-radius:4px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
+.card{border:1px solid #e5e7eb;border-radius:6px;padding:10px 14px;min-width:130px}
+.card b{display:block;font-size:22px}.charts{display:flex;flex-wrap:wrap;gap:24px}
+svg text{font:11px system-ui,sans-serif;fill:#374151}svg text.title{font-size:13px;font-weight:600}
+svg .grid{stroke:#e5e7eb}
+table{border-collapse:collapse;width:100%;font-size:12.5px}
+th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #f3f4f6;vertical-align:top}
+th{background:#f9fafb;position:sticky;top:0}td.n{text-align:right;white-space:nowrap}
+.badge{font-weight:600;padding:1px 6px;border-radius:3px;white-space:nowrap}
+.ok{background:#d1fae5;color:#065f46}.stale{background:#fef3c7;color:#92400e}
+.critical{background:#fee2e2;color:#991b1b}.never{background:#e5e7eb;color:#1f2937}
+.gone{background:#ede9fe;color:#5b21b6}.retired{background:#f3f4f6;color:#6b7280}
+@media print{body{margin:0;font-size:10px}table{font-size:9px}th{position:static}
+tr,.card,svg{break-inside:avoid}h2{break-after:avoid}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
+@page{size:A4 landscape;margin:12mm}
+"""
+
+
+def escape(text: str) -> str:
+    """Return text safe inside an element or a quoted attribute, without control characters."""
+    return html.escape(printable(text))
+
+
+def render(report: Report) -> str:
+    """Return the report as a complete HTML document."""
+    title = "homesync report" + (f" for {report.user}" if report.user else "")
+    body = [f"<h1>{escape(title)}</h1>", _meta(report), _cards(report),
+            '<h2>Freshness and storage</h2><div class="charts">', _freshness_chart(report),
+            svg.line_chart(report.growth.times, report.growth.series, "Storage per user over time (deduplicated)"),
+            "</div>", _storage(report), "<h2>Machines</h2>", _machines(report), _activity(report)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def _meta(report: Report) -> str:
+    text = (f'<p class="meta">Generated {escape(human_time(report.generated_at))}. Policy: stale after '
+            f"{report.policy.warn_seconds / HOUR:g} h, critical after {report.policy.critical_seconds / HOUR:g} h "
+            "without a successful backup.</p>")
+    if report.directory_error:
+        text += (f'<p class="warning">The directory could not be asked ({escape(report.directory_error)}): '
+                 "names come from the index and leavers are not flagged.</p>")
+    return text
+
+
+def _cards(report: Report) -> str:
+    s = report.summary
+    share = f"{s.protected_share:.0%}" if s.protected_share is not None else "–"
+    cards = [("Protected within policy", f"{share}", f"{s.protected} of {s.expected} machines"),
+             ("Need attention", str(len(report.alarming)), "critical, or never backed up"),
+             ("Machines", str(s.machines), ", ".join(f"{k.lower()} {v}" for k, v in s.by_status.items() if v)),
+             ("Storage", human_size(s.storage_total), f"{len(s.storage_by_user)} users")]
+    return '<div class="cards">' + "".join(
+        f'<div class="card">{escape(label)}<b>{escape(value)}</b><span class="meta">{escape(note)}</span></div>'
+        for label, value, note in cards) + "</div>"
+
+
+def _freshness_chart(report: Report) -> str:
+    warn, critical = report.policy.warn_seconds, report.policy.critical_seconds
+    uppers = dict(AGE_BUCKETS)
+    bars = []
+    for label, count in report.summary.age_buckets:
+        upper = uppers.get(label)
+        kind = "never" if label == NEVER_BUCKET else "ok" if upper <= warn else \
+            "stale" if upper <= critical else "critical"
+        bars.append((label, count, COLOURS[kind]))
+    return svg.bar_chart(bars, "Age of the newest backup (machines expected to back up)")
+
+
+def _storage(report: Report) -> str:
+    rows = "".join(f"<tr><td>{escape(o)}</td><td>{escape(d)}</td><td class=n>{escape(human_size(n))}</td></tr>"
+                   for o, d, n in report.summary.storage_by_user[:20])
+    more = len(report.summary.storage_by_user) - 20
+    note = f'<p class="meta">and {more} more users (see the JSON or CSV report)</p>' if more > 0 else ""
+    return ("<h2>Storage per user</h2><table><thead><tr><th>User</th><th>Name</th><th>Stored</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>{note}")
+
+
+def _machines(report: Report) -> str:
+    now = report.generated_at
+    head = "".join(f"<th>{h}</th>" for h in ("Status", "Owner", "Name", "Machine", "Last backup", "Age",
+                                             "Archives", "Original", "Stored", "Failed", "Last seen",
+                                             "Version", "Agent says"))
+    rows = [_machine_row(m, now) for m in ordered_for_reading(report.machines)]
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _machine_row(m: MachineRow, now: float) -> str:
+    reason = m.agent_reason or m.agent_state
+    return (f'<tr><td><span class="badge {STATUS_CLASS[m.status]}">{m.status}</span></td>'
+            f"<td>{escape(m.owner)}</td><td>{escape(m.display_name)}</td><td>{escape(m.machine)}</td>"
+            f"<td>{human_time(m.last_backup)}</td><td class=n>{human_age(m.last_backup, now)}</td>"
+            f"<td class=n>{m.archives}</td><td class=n>{human_size(m.original_size)}</td>"
+            f"<td class=n>{human_size(m.deduplicated_size)}</td><td class=n>{m.failed}</td>"
+            f"<td>{human_age(m.last_seen, now)}</td><td>{escape(m.agent_version)}</td>"
+            f"<td>{escape(reason)}</td></tr>")
+
+
+def _activity(report: Report) -> str:
+    a = report.activity
+    counts = ", ".join(f"{escape(k)} {v}" for k, v in sorted(a.counts.items())) or "nothing"
+    more = f" The newest {len(a.events)} are listed." if a.truncated else ""
+    rows = "".join(
+        f"<tr><td>{human_time(e.at)}</td><td>{escape(e.action)}</td><td>{escape(e.actor)}</td>"
+        f"<td>{escape(e.machine or (e.machine_id or ''))}</td><td>{escape(e.source)}</td>"
+        f"<td>{escape(e.what)}</td></tr>" for e in a.events)
+    return (f"<h2>Activity {escape(human_time(a.since))} – {escape(human_time(a.until))}</h2>"
+            f'<p class="meta">{counts}.{more}</p><table><thead><tr><th>Time</th><th>Action</th><th>Actor</th>'
+            f"<th>Machine</th><th>From</th><th>What</th></tr></thead><tbody>{rows}</tbody></table>")

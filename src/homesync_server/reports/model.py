@@ -1,0 +1,41 @@
+"""The whole report as one value, which every renderer takes: when it was made, under
+which policy, for whom, and its fleet, summary, activity and storage growth parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from homesync_server.reports.activity import Activity
+from homesync_server.reports.fleet import MachineRow, Summary
+from homesync_server.reports.growth import Growth
+from homesync_server.reports.status import HOUR, Policy
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a report shows."""
+
+    generated_at: float
+    policy: Policy
+    user: str | None
+    directory_error: str  # why display names and leavers are unknown; '' when the directory answered
+    machines: list[MachineRow]
+    summary: Summary
+    activity: Activity
+    growth: Growth
+
+    @property
+    def alarming(self) -> list[MachineRow]:
+        """Return the machines that make the report exit non-zero."""
+        return [m for m in self.machines if m.alarming]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as plain data (what --format json prints)."""
+        return {"generated_at": self.generated_at, "user": self.user,
+                "policy": {"warn_age_hours": self.policy.warn_seconds / HOUR,
+                           "critical_age_hours": self.policy.critical_seconds / HOUR},
+                "directory_error": self.directory_error, "alarming": len(self.alarming),
+                "summary": self.summary.as_dict(), "machines": [m.as_dict() for m in self.machines],
+                "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict()}

@@ -1,0 +1,78 @@
+"""A small real fleet for the report tests: a data directory made by `init`, local
+users, and an index filled through the Index's own methods, at known ages."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from homesync_server.actions import setup
+from homesync_server.config import Layout
+from homesync_server.identity.local import LocalIdentity
+from homesync_server.index import Index, event
+
+HOUR = 3600.0
+NOW = time.time()
+# (id, owner, name, newest backup's age in hours or None, state, enrolled hours ago)
+MACHINES = [
+    ("a" * 16, "joe", "Joe's \"Thinkpad\" \\ ü", 1, "active", 900),
+    ("b" * 16, "joe", "=HYPERLINK(\"http://x\")", 72, "active", 900),
+    ("c" * 16, "ann", "Ann's <b>Laptop</b>", 240, "active", 900),
+    ("d" * 16, "ann", "Ann's New Desk", None, "active", 400),
+    ("e" * 16, "leaver", "Old Laptop", 2, "active", 900),
+    ("f" * 16, "joe", "Joe's Old Desk", 3000, "retired", 9000),
+]
+
+
+def make_fleet(data: Path) -> Layout:
+    """Create a data directory holding MACHINES; return its layout."""
+    layout = Layout(data)
+    setup.init(layout, "127.0.0.1:2222")
+    people = LocalIdentity(layout.data / "users.json")
+    people.add("joe", "pw-joe", display_name="Joe Bloggs")
+    people.add("ann", "pw-ann")
+    index = Index(layout.index)
+    index.record_user("joe", "Joe B. (indexed)")
+    index.record_user("ann", "Ann (indexed)")
+    index.record_user("leaver", "Lee Ver")
+    for machine_id, owner, name, age, _, enrolled in MACHINES:
+        _add(index, machine_id, owner, name, age, NOW - enrolled * HOUR)
+    index.set_agent_state("b" * 16, "waiting", "not on the corporate network\x1b[31m", "0.1.0")
+    index.audit("passphrase_release", "joe", "a" * 16, "10.0.0.9:4000", to="owner")
+    index.audit("restore", "joe", "a" * 16, "10.0.0.9:4000", archive="a-1", hostname="new-host", files=12,
+                bytes=3_000_000, seconds=4.2, result="success")
+    index.audit("login_failed", "ann", source="10.0.0.8:4000", reason="wrong user name or password")
+    index.close()
+    _set_states(layout)
+    return layout
+
+
+def _add(index: Index, machine_id: str, owner: str, name: str, age: float | None, enrolled: float) -> None:
+    machine = {"id": machine_id, "owner": owner, "name": name, "hostname": f"host-{machine_id[0]}",
+               "public_key": "ssh-ed25519 AAAA", "enrolled": enrolled}
+    index.add_machine(machine, name.lower(), event("enroll", owner, machine_id, name=name, hostname="h"))
+    if age is None:
+        return
+    for n, end in enumerate((NOW - age * HOUR - 48 * HOUR, NOW - age * HOUR)):
+        index.add_archive(machine_id, {"name": f"{machine_id[0]}-{n}", "start": end - 60, "end": end,
+                                       "files": 10, "original_size": 1000 * (n + 1), "compressed_size": 500,
+                                       "deduplicated_size": 300, "result": "success"}, event("backup", owner))
+    index.add_archive(machine_id, {"name": f"{machine_id[0]}-failed", "start": NOW - 5, "end": NOW - 4,
+                                   "files": 0, "original_size": 0, "compressed_size": 0, "deduplicated_size": 0,
+                                   "result": "failed", "error": "borg failed"}, event("backup", owner))
+
+
+def _set_states(layout: Layout) -> None:
+    """Set machine states through SQL, as issue 6's retire and replace will."""
+    db = sqlite3.connect(layout.index)
+    db.executemany("UPDATE machines SET state = ? WHERE id = ?", [(m[4], m[0]) for m in MACHINES])
+    db.commit()
+    db.close()
+
+
+@pytest.fixture
+def fleet_layout(tmp_path) -> Layout:
+    return make_fleet(tmp_path / "data")

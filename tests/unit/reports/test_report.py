@@ -1,0 +1,137 @@
+"""The report on a small real index: statuses, names from the directory or the index,
+leavers only when the directory answered, the summary, the activity, the exit status,
+and every format parsed back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from html.parser import HTMLParser
+
+import pytest
+
+from homesync.errors import IdentityUnavailableError
+from homesync_server.actions import report
+from homesync_server.reports import csv as csv_format
+from homesync_server.reports import status as st
+from homesync_server.services import Services
+from tests.unit.reports.conftest import MACHINES
+
+
+def _make(layout, **options):
+    services = Services.open(layout)
+    try:
+        return report.make(services, time.time(), **options)
+    finally:
+        services.close()
+
+
+def _statuses(made) -> dict[str, str]:
+    return {m.machine_id: m.status for m in made.machines}
+
+
+def test_statuses_names_and_summary(fleet_layout):
+    made = _make(fleet_layout)
+    assert _statuses(made) == {"a" * 16: st.OK, "b" * 16: st.STALE, "c" * 16: st.CRITICAL, "d" * 16: st.NEVER,
+                               "e" * 16: st.OWNER_GONE, "f" * 16: st.RETIRED}
+    names = {m.owner: m.display_name for m in made.machines}
+    assert names == {"joe": "Joe Bloggs", "ann": "Ann (indexed)", "leaver": "Lee Ver"}
+    # c is critical; d never backed up although enrolled 400 h ago, past the critical 168 h
+    assert [m.machine_id for m in made.alarming] == ["c" * 16, "d" * 16]
+    s = made.summary
+    assert (s.expected, s.protected) == (4, 1)
+    assert dict(s.age_buckets) == {"< 1 h": 0, "1 h – 1 d": 1, "1–2 d": 0, "2–7 d": 1, "1–4 weeks": 1,
+                                   "> 4 weeks": 0, "never": 1}
+    a = next(m for m in made.machines if m.machine_id == "a" * 16)
+    assert (a.archives, a.failed, a.original_size, a.deduplicated_size) == (2, 1, 2000, 600)
+    assert s.storage_total == 600 * 5 and s.storage_by_user[0][:2] == ("joe", "Joe Bloggs")
+    assert [series[0] for series in made.growth.series] == ["Joe Bloggs", "Ann (indexed)", "Lee Ver"]
+
+
+def test_the_directory_being_down_never_flags_leavers_nor_fails(fleet_layout, monkeypatch):
+    def down(self):
+        raise IdentityUnavailableError("directory unavailable: ldap://x: timed out")
+    monkeypatch.setattr("homesync_server.identity.local.LocalIdentity.people", down)
+    made = _make(fleet_layout)
+    assert _statuses(made)["e" * 16] == st.OK  # its owner is not known to be gone
+    assert "timed out" in made.directory_error
+    assert {m.owner: m.display_name for m in made.machines}["joe"] == "Joe B. (indexed)"
+
+
+def test_activity_lists_restores_and_releases_but_not_backups(fleet_layout):
+    made = _make(fleet_layout)
+    actions = [e.action for e in made.activity.events]
+    assert "backup" not in actions and "backup" not in made.activity.counts
+    restore = next(e for e in made.activity.events if e.action == "restore")
+    assert (restore.actor, restore.machine, restore.owner) == ("joe", MACHINES[0][2], "joe")
+    assert "new-host" in restore.what and "12 files" in restore.what
+    assert made.activity.counts["passphrase_release"] == 1 and made.activity.counts["login_failed"] == 1
+    only_ann = _make(fleet_layout, user="ann")
+    assert {e.actor for e in only_ann.activity.events} == {"ann"}
+    assert {m.owner for m in only_ann.machines} == {"ann"}
+    nothing = _make(fleet_layout, since="2000-01-01", until="2000-02-01")
+    assert nothing.activity.events == [] and nothing.activity.counts == {}
+
+
+def test_the_exit_status_is_2_when_a_machine_is_critical_and_the_file_is_written_whole(fleet_layout, tmp_path):
+    out = tmp_path / "out" / "report.json"
+    out.parent.mkdir()
+    assert report.report(fleet_layout, "json", str(out), None, None, None) == report.EXIT_ALARMING
+    assert json.loads(out.read_text())["alarming"] == 2
+    assert os.listdir(out.parent) == ["report.json"]
+    assert report.report(fleet_layout, "json", str(out), "joe", None, None) == 0
+
+
+def test_json_parses_with_every_part(fleet_layout, capsys):
+    report.report(fleet_layout, "json", None, None, None, None)
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) >= {"generated_at", "policy", "summary", "machines", "activity", "storage_over_time"}
+    assert len(doc["machines"]) == len(MACHINES)
+    assert doc["summary"]["protected_share"] == pytest.approx(0.25)
+    assert doc["policy"] == {"warn_age_hours": 48.0, "critical_age_hours": 168.0}
+
+
+def test_csv_parses_and_defuses_formulas(fleet_layout):
+    rows = list(csv.DictReader(io.StringIO(csv_format.render(_make(fleet_layout)))))
+    assert sorted(r["machine_id"] for r in rows) == sorted(m[0] for m in MACHINES)
+    assert {r["machine_id"]: r["status"] for r in rows}["c" * 16] == "CRITICAL"
+    assert {r["machine_id"]: r["machine"] for r in rows}["b" * 16] == "'=HYPERLINK(\"http://x\")"
+    assert rows[0]["last_backup"].endswith("Z") and "T" in rows[0]["last_backup"]
+    never = next(r for r in rows if r["machine_id"] == "d" * 16)
+    assert never["last_backup"] == "" and never["age_seconds"] == ""
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.links, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.links += [v for k, v in attrs if k in ("src", "href")
+                       or (k != "xmlns" and (v or "").startswith(("http", "//")))]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_self_contained_and_escapes_names(fleet_layout):
+    page = report.FORMATS["html"](_make(fleet_layout))
+    parser = _Page()
+    parser.feed(page)
+    assert "script" not in parser.tags and "link" not in parser.tags and "img" not in parser.tags
+    assert parser.links == []
+    assert parser.tags.count("svg") == 2 and "style" in parser.tags
+    assert "<b>Laptop</b>" not in page and "Ann's <b>Laptop</b>" in "".join(parser.text)
+    assert "@media print" in page
+    assert "url(" not in page
+
+
+def test_table_shows_the_fleet_and_keeps_control_characters_out(fleet_layout):
+    text = report.FORMATS["table"](_make(fleet_layout))
+    assert "\x1b" not in text and "not on the corporate network\N{REPLACEMENT CHARACTER}" in text
+    assert text.index("CRITICAL") < text.index("RETIRED")
+    assert "protected within policy: 1 of 4 machines (25%)" in text
