@@ -4,13 +4,16 @@ one action and prints its result (human text, or JSON with --json)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import sys
 from pathlib import Path
 
 from homesync import config as agent_config
-from homesync import console
-from homesync.actions import backup, enroll, listing, restore
+from homesync import chooser, console
+from homesync.actions import backup, enroll, listing, restore, status
 from homesync.config import Paths
+from homesync.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--machine", help="the computer's name (default: this one)")
     remote(a)
     r = command("restore", "restore a computer's home directory")
-    r.add_argument("--machine", required=True, help="the computer to restore, e.g. \"Joe's Thinkpad\"")
+    r.add_argument("--machine", help="the computer to restore, e.g. \"Joe's Thinkpad\" (on a terminal: "
+                                      "omit it to choose from a list)")
     r.add_argument("--archive", default="latest", help="an archive name, or latest")
     r.add_argument("--target", help="where to restore (default: your home directory)")
     r.add_argument("--path", action="append", default=[], help="restore only this path (repeatable)")
     r.add_argument("--adopt", action="store_true", help="this computer becomes the restored machine")
+    r.add_argument("--as-new", metavar="NAME", help="then enroll this computer as a new machine NAME (a clone)")
+    r.add_argument("--dry-run", action="store_true", help="show what would be written and kept aside; write nothing")
     remote(r)
+    command("agent", "run the background agent (the systemd user unit starts it)", json=False)
+    command("status", "what the background agent is doing, and why")
     return parser
 
 
@@ -66,13 +74,36 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command == "archives":
         _print_archives(listing.archives(paths, args.machine, lambda: _login(args, paths)), args.json)
     elif args.command == "restore":
-        result = restore.restore(
-            paths, restore.Request(machine=args.machine, archive=args.archive,
-                                   target=Path(args.target) if args.target else Path.home(),
-                                   paths=tuple(args.path), adopt=args.adopt),
-            login=lambda: _login(args, paths), progress=console.progress_printer(args.json))
+        login = functools.cache(lambda: _login(args, paths))
+        request = restore.Request(machine=args.machine, archive=args.archive,
+                                  target=Path(args.target) if args.target else Path.home(),
+                                  paths=tuple(args.path), adopt=args.adopt, as_new=args.as_new,
+                                  dry_run=args.dry_run)
+        if args.machine is None:
+            request = _chosen(request, paths, login)
+        result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))
         _print_restore(result, args.json)
+    elif args.command == "agent":
+        from homesync.agent import daemon  # D-Bus, inotify and asyncio: only for the daemon
+        return daemon.run(paths)
+    elif args.command == "status":
+        answer, code = status.status(paths)
+        if args.json:
+            console.print_json(answer)
+        else:
+            print(status.render(answer))
+        return code
     return 0
+
+
+def _chosen(request: "restore.Request", paths: Paths, login) -> "restore.Request":
+    """Fill the request in from the interactive chooser (terminals only)."""
+    if not sys.stdin.isatty():
+        raise UsageError("which computer? pass --machine NAME", "on a terminal, homesync restore lets you choose")
+    enrolled = listing.enrolled_config(paths) is not None
+    choice = chooser.choose(listing.machines(paths, login()), enrolled)
+    return dataclasses.replace(request, machine=choice.machine, adopt=choice.adopt or request.adopt,
+                               as_new=choice.as_new or request.as_new)
 
 
 def _login(args: argparse.Namespace, paths: Paths) -> listing.Login:
@@ -86,7 +117,6 @@ def _login(args: argparse.Namespace, paths: Paths) -> listing.Login:
     fingerprint = args.fingerprint or (enrolled.fingerprint if enrolled else None)
     user = args.user or (enrolled.user if enrolled else None)
     if not (server and fingerprint and user):
-        from homesync.errors import UsageError
         raise UsageError("this computer is not enrolled", "pass --server HOST:PORT --user NAME --fingerprint SHA256:…")
     enroll.check_fingerprint(fingerprint)
     password = console.read_password(args.password_stdin, f"Password for {user}: ")
@@ -127,6 +157,9 @@ def _print_restore(result: dict, as_json: bool) -> None:
     if as_json:
         console.print_json(result)
         return
+    if result.get("dry_run"):
+        _print_preview(result)
+        return
     print(f"restored {result['machine']!r} archive {result['archive']} into {result['target']}: "
           f"{result['restored']} entries, {console.human_size(result['bytes'])} in {result['seconds']:.1f} s; "
           f"{result['skipped_identical']} identical files left as they were")
@@ -138,6 +171,24 @@ def _print_restore(result: dict, as_json: bool) -> None:
             print(f"  {path}")
         if len(result["kept_aside"]) > 20:
             print(f"  … and {len(result['kept_aside']) - 20} more")
+    if result.get("resumed"):
+        print(f"resumed an interrupted restore: {', '.join(result['resumed'])} had already been restored")
+    if result.get("adopted"):
+        print(f"this computer is now {result['adopted']!r}: its backups continue in the same repository")
+    if result.get("enrolled_as"):
+        print(f"this computer is enrolled as a new machine, {result['enrolled_as']!r}")
+
+
+def _print_preview(result: dict) -> None:
+    assumed = "" if result["throughput_measured"] else ", assuming"
+    print(f"restoring {result['machine']!r} archive {result['archive']} into {result['target']} would write "
+          f"{result['new_entries']} new entries ({console.human_size(result['new_bytes'])} of "
+          f"{console.human_size(result['total_bytes'])}), leave {result['identical']} identical files as they are,"
+          f" and keep {len(result['kept_aside'])} differing local entries aside; about "
+          f"{result['estimated_seconds']:.0f} s at {console.human_size(result['throughput'])}/s{assumed}")
+    for path in result["kept_aside"][:20]:
+        print(f"  would keep aside: {path}")
+    print("nothing was written (dry run)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     },
     "agent.report": {"state": (str, True), "reason": (str, False), "version": (str, False)},
     "restore.grant": {"machine_id": (str, True), "public_key": (str, True)},
+    "machine.adopt": {"machine_id": (str, True), "public_key": (str, True), "hostname": (str, True)},
     "restore.report": {
         "machine_id": (str, True), "archive": (str, True), "hostname": (str, True),
         "files": (int, True), "bytes": (int, True), "seconds": (float, True),

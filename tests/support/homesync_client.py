@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests.support.homesync_server import PASSWORDS, RunningServer
-from tests.support.processes import VENV_BIN, private_dir, remove, run_as_user
+from tests.support.processes import UNPRIVILEGED, VENV_BIN, private_dir, remove, run_as_user
 
 
 @dataclass
 class Computer:
     home: Path
+    uid: int = UNPRIVILEGED
 
     def run(self, *args: str, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run_as_user([str(VENV_BIN / "homesync"), *args], self.home, input=input, timeout=timeout)
+        return run_as_user([str(VENV_BIN / "homesync"), *args], self.home, input=input, timeout=timeout,
+                           uid=self.uid)
 
     def ok(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         done = self.run(*args, input=input)
@@ -42,9 +44,9 @@ class Computer:
 def computer_factory():
     made: list[Computer] = []
 
-    def make() -> Computer:
-        home = private_dir("hs-home-")
-        made.append(Computer(home))
+    def make(uid: int = UNPRIVILEGED) -> Computer:
+        home = private_dir("hs-home-", uid)
+        made.append(Computer(home, uid))
         return made[-1]
 
     yield make

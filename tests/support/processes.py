@@ -21,10 +21,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def private_dir(prefix: str) -> Path:
-    """Return a new directory owned by the unprivileged user (pytest's tmp is root-only)."""
+def private_dir(prefix: str, uid: int = UNPRIVILEGED) -> Path:
+    """Return a new directory owned by an unprivileged user (pytest's tmp is root-only)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
-    os.chown(path, UNPRIVILEGED, UNPRIVILEGED)
+    os.chown(path, uid, uid)
     return path
 
 
@@ -41,20 +41,20 @@ def user_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_as_user(argv: list[str], home: Path, input: str | bytes | None = None, timeout: float = 120,
-                **extra_env: str) -> subprocess.CompletedProcess:
-    """Run argv as the unprivileged user; return the completed process (text output)."""
+                uid: int = UNPRIVILEGED, **extra_env: str) -> subprocess.CompletedProcess:
+    """Run argv as an unprivileged user; return the completed process (text output)."""
     if isinstance(input, bytes):
         input = input.decode()
-    demote = {"user": UNPRIVILEGED, "group": UNPRIVILEGED, "extra_groups": []} if os.geteuid() == 0 else {}
+    demote = {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
     return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                           env=user_env(home, **extra_env), cwd=str(home), **demote)
 
 
-def chown_tree(root: Path) -> None:
-    """Give a tree built by the (root) test to the unprivileged user."""
+def chown_tree(root: Path, uid: int = UNPRIVILEGED) -> None:
+    """Give a tree built by the (root) test to an unprivileged user."""
     if os.geteuid() != 0:
         return
-    os.lchown(root, UNPRIVILEGED, UNPRIVILEGED)
+    os.lchown(root, uid, uid)
     for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
         for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), UNPRIVILEGED, UNPRIVILEGED)
+            os.lchown(os.path.join(dirpath, name), uid, uid)

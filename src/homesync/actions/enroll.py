@@ -38,8 +38,15 @@ def enroll(paths: Paths, server: str, user: str, machine_name: str, fingerprint:
     with link.user_session(server, fingerprint, user, password) as session:
         answer = session.rpc().call("machine.enroll", name=name, hostname=socket.gethostname(),
                                     public_key=transport.public_key_line(key.pkey), passphrase=passphrase)
+    save_enrollment(paths, server, fingerprint, user, answer, key, passphrase)
+    return answer
+
+
+def save_enrollment(paths: Paths, server: str, fingerprint: str, user: str, machine: dict,
+                    key: transport.KeyPair, passphrase: bytes) -> None:
+    """Write this computer's identity: key, passphrase, then the configuration (last, so
+    that its presence means "enrolled"); all 0600."""
     agent_config.write_private(paths.machine_key, key.pem.encode())
     agent_config.write_private(paths.passphrase_file, passphrase)
     agent_config.write_private(paths.config_file, agent_config.render(
-        server, fingerprint, user, answer["machine_id"], answer["name"]).encode())
-    return answer
+        server, fingerprint, user, machine["machine_id"], machine["name"]).encode())

@@ -1,30 +1,34 @@
 """`homesync restore`: bring a computer's home back from its backups, on this computer
-or on replacement hardware. borg extracts into a staging directory inside the target,
-the result is verified against the archive's listing, then merged into the target
-without losing anything local.
+or on replacement hardware. Settings come back first, then documents, then the rest;
+each part is extracted into a staging directory inside the target, verified against
+the archive's listing, and merged without losing anything local. An interrupted
+restore resumes with the first part not yet merged.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import secrets
 import shutil
 import socket
-import stat
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-from homesync import borg, link, merge, transport
+from homesync import borg, link, merge, restore_plan, transport
 from homesync import config as agent_config
+from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.config import Paths
-from homesync.errors import (ConflictError, HomesyncError, NotFoundError, RestoreError, UsageError)
+from homesync.errors import ConflictError, HomesyncError, NotFoundError, RestoreError, UsageError
+from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
+ASSUMED_THROUGHPUT = 40e6  # bytes/s when nothing was measured yet: a cautious figure (bench/)
+STAGING_PREFIX = ".homesync-restore-"
 
 
 @dataclass(frozen=True)
@@ -34,45 +38,62 @@ class Request:
     target: Path = Path.home()
     paths: tuple[str, ...] = ()
     adopt: bool = False
+    as_new: str | None = None
+    dry_run: bool = False
 
 
 @dataclass
 class Source:
-    """A repository to restore from, the passphrase that opens it, and (for a password
-    login) the session that may report the restore and adopt the machine."""
+    """A repository to restore from, the passphrase that opens it, the session that
+    reports the restore, and the password login used (None: this machine's own key)."""
 
     access: link.RepositoryAccess
     passphrase: bytes
     machine: dict
     rpc: transport.RpcClient
+    login: Login | None = None
 
 
 def restore(paths: Paths, request: Request, login: Callable[[], Login], progress: Progress | None = None) -> dict:
-    """Restore request.machine into request.target; return what was done. Raise
-    HomesyncError with one clear line if anything is wrong; local files are never lost."""
-    target = _check_target(request.target)
+    """Restore request.machine into request.target (or preview it); return what was done.
+    Raise HomesyncError with one clear line if anything is wrong; nothing local is lost."""
+    target = _check_target(request.target, create=not request.dry_run)
     include = [_inside_archive(p) for p in request.paths]
     config = enrolled_config(paths)
-    if request.adopt and config is not None:
-        raise ConflictError(f"this computer is already enrolled as {config.machine_name!r}",
-                            "--adopt is for computers that are not enrolled yet")
-    with ExitStack() as stack:
-        source = stack.enter_context(_open_source(paths, config, request.machine, login))
+    _check_identity_request(request, config)
+    with _open_source(paths, config, request.machine, login) as source:
         archive = _pick_archive(source, request.archive)
+        items = _list_items(source, archive, include)
+        if request.dry_run:
+            return _preview(paths, source, archive, items, target)
         started = time.monotonic()
-        result = _extract_and_merge(paths, source, archive, target, include, progress)
+        result = _restore_phases(paths, source, archive, items, target, include, progress)
         result["seconds"] = time.monotonic() - started
+        _remember_throughput(paths, result)
         _report(source, archive, result)
         if request.adopt:
-            _adopt(paths, config, source, login)
-            result["adopted"] = True
+            result["adopted"] = _adopt(paths, source)
+        if request.as_new:
+            result["enrolled_as"] = _enroll_as_new(paths, source, request.as_new)
         return result
 
 
-def _check_target(target: Path) -> Path:
+def _check_identity_request(request: Request, config) -> None:
+    if request.adopt and request.as_new:
+        raise UsageError("choose either --adopt or --as-new")
+    if (request.adopt or request.as_new) and config is not None:
+        raise ConflictError(f"this computer is already enrolled as {config.machine_name!r}",
+                            "--adopt and --as-new are for computers that are not enrolled yet")
+    if (request.adopt or request.as_new) and (request.paths or request.dry_run):
+        raise UsageError("--adopt and --as-new need a full restore (no --path, no --dry-run)")
+
+
+def _check_target(target: Path, create: bool) -> Path:
     target = target.expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise RestoreError(f"the target {target} is a file, not a directory", "choose a directory with --target")
+    if not create:
+        return target
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -117,7 +138,7 @@ def _open_source(paths: Paths, config, wanted: str, login: Callable[[], Login]) 
         grant = rpc.call("restore.grant", machine_id=machine["id"],
                          public_key=transport.public_key_line(one_off.pkey))
         access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
-        yield Source(access, grant["passphrase"], machine, rpc)
+        yield Source(access, grant["passphrase"], machine, rpc, credentials)
 
 
 def _pick_archive(source: Source, wanted: str) -> str:
@@ -135,93 +156,132 @@ def _pick_archive(source: Source, wanted: str) -> str:
     return wanted
 
 
-def _extract_and_merge(paths: Paths, source: Source, archive: str, target: Path, include: list[str],
-                       progress: Progress | None) -> dict:
-    staging = Path(tempfile.mkdtemp(prefix=".homesync-restore-", dir=target))
+def _list_items(source: Source, archive: str, include: list[str]) -> list[dict]:
+    argv = borg.make_list_files_command(source.access.location, archive) + tuple(include)
+    return borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json["lines"]
+
+
+def _own_relative(paths: Paths, target: Path) -> list[str]:
+    """Return homesync's own directories relative to target (those inside it)."""
+    inside = []
+    for own in paths.own():
+        try:
+            inside.append(str(own.absolute().relative_to(target)))
+        except ValueError:
+            continue
+    return inside
+
+
+def _preview(paths: Paths, source: Source, archive: str, items: list[dict], target: Path) -> dict:
+    plan = restore_plan.preview(items, target, _own_relative(paths, target))
+    throughput, measured = _throughput(paths)
+    return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
+            "target": str(target), "dry_run": True, **asdict(plan),
+            "estimated_seconds": round(plan.new_bytes / throughput, 1),
+            "throughput": throughput, "throughput_measured": measured}
+
+
+def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict], target: Path,
+                    include: list[str], progress: Progress | None) -> dict:
+    phases = [Phase("selected", paths=tuple(include))] if include else restore_plan.plan_phases(items)
+    progress_file = paths.state_dir / "restore-progress.json"
+    # homesync's own directories exist before anything is merged, so that writing progress
+    # or an adopted identity later does not change the mtime of a restored parent
+    # directory (~/.config, ~/.local/state).
+    for own in paths.own():
+        own.mkdir(parents=True, exist_ok=True, mode=0o700)
+    done = _resumable(progress_file, source.machine["id"], archive, target)
+    for stale in target.glob(STAGING_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
+    kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
+    totals = {"restored": 0, "bytes": 0, "skipped_identical": 0, "kept_aside": [], "protected_skipped": [],
+              "warnings": [], "phases": [], "resumed": sorted(done)}
+    for number, phase in enumerate(phases, start=1):
+        if phase.name in done:
+            continue
+        last = number == len(phases)
+        merged, warnings = _restore_phase(paths, source, archive, items, target, kept_dir, phase,
+                                          whole=last and not include, progress=progress)
+        totals["restored"] += merged.restored
+        totals["bytes"] += merged.bytes_restored
+        totals["skipped_identical"] += merged.skipped_identical
+        totals["kept_aside"] += [os.fsdecode(p) for p in merged.kept_aside]
+        totals["protected_skipped"] += [os.fsdecode(p) for p in merged.protected_skipped]
+        totals["warnings"] += warnings
+        totals["phases"].append(phase.name)
+        done.add(phase.name)
+        agent_config.write_private(progress_file, json.dumps(
+            {"machine_id": source.machine["id"], "archive": archive, "target": str(target),
+             "done": sorted(done)}).encode())
+    root = next((i for i in items if i["path"] == "."), None)
+    if root and not include:
+        # borg 1.4 does not keep "."'s mtime on extract; take it from the listing (µs).
+        os.utime(target, ns=(time.time_ns(), borg.listed_mtime_ns(root)), follow_symlinks=False)
+    progress_file.unlink(missing_ok=True)
+    return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
+            "target": str(target), **totals, "kept_dir": str(kept_dir) if totals["kept_aside"] else None}
+
+
+def _resumable(progress_file: Path, machine_id: str, archive: str, target: Path) -> set[str]:
+    """Return the phases an interrupted restore of the same archive into the same
+    target already merged."""
     try:
-        env = source.access.environment()
-        extracted = borg.run_borg(borg.make_extract_command(source.access.location, archive, include),
-                                  env, source.passphrase, cwd=str(staging), on_event=_progress_events(progress))
-        root = _verify(source, archive, include, staging)
-        kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
-        # A full restore also gives the target the home's own mode and mtime.
-        merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(),
-                                  restore_root_metadata=not include)
-        if root and not include:
-            # borg 1.4 does not keep "."'s mtime on extract; take it from the listing (µs).
-            os.utime(target, ns=(time.time_ns(), borg.listed_mtime_ns(root)), follow_symlinks=False)
+        state = json.loads(progress_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return set()
+    if (state.get("machine_id"), state.get("archive"), state.get("target")) != (machine_id, archive, str(target)):
+        return set()
+    return set(state.get("done", []))
+
+
+def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict], target: Path, kept_dir: Path,
+                   phase: Phase, whole: bool, progress: Progress | None):
+    """Extract one phase into a fresh staging directory, verify it, merge it."""
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+    try:
+        argv = borg.make_extract_command(source.access.location, archive, phase.paths,
+                                         excludes=[f"pp:{name}" for name in phase.excludes])
+        extracted = borg.run_borg(argv, source.access.environment(), source.passphrase, cwd=str(staging),
+                                  on_event=_progress_events(progress, phase.name))
+        expected = restore_plan.expected_tally([i for i in items if i["path"] == "." or phase.holds(i["path"])])
+        found = restore_plan.staged_tally(staging)
+        if expected["bytes"] is None:
+            found["bytes"] = None
+        if expected != found:
+            raise RestoreError(
+                f"the restored files do not match archive {archive} ({phase.name}): expected {expected}, "
+                f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
+        merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
-            "target": str(target), "restored": merged.restored, "bytes": merged.bytes_restored,
-            "skipped_identical": merged.skipped_identical,
-            "kept_aside": [os.fsdecode(p) for p in merged.kept_aside],
-            "kept_dir": str(kept_dir) if merged.kept_aside else None,
-            "protected_skipped": [os.fsdecode(p) for p in merged.protected_skipped],
-            "warnings": extracted.warnings}
+    return merged, extracted.warnings
 
 
-def _progress_events(progress: Progress | None) -> Callable[[dict], None] | None:
+def _progress_events(progress: Progress | None, phase: str) -> Callable[[dict], None] | None:
     if progress is None:
         return None
 
     def on_event(event: dict) -> None:
         if event.get("type") == "progress_percent" and event.get("total"):
-            progress(event.get("current", 0) / event["total"], event.get("info", [""])[-1] if event.get("info") else "")
+            progress(event.get("current", 0) / event["total"], phase)
         elif event.get("type") == "progress_percent" and event.get("finished"):
-            progress(1.0, "")
+            progress(1.0, phase)
     return on_event
 
 
-def _verify(source: Source, archive: str, include: list[str], staging: Path) -> dict | None:
-    """Compare what was extracted with the archive's own listing: the number of
-    directories, files and symlinks, and the bytes of distinct files (hard links once).
-    Return the listing's item for the backed-up directory itself, if any."""
-    listing = borg.run_borg(borg.make_list_files_command(source.access.location, archive) + tuple(include),
-                            source.access.environment(), source.passphrase, stdout_lines=True).json["lines"]
-    expected, found = _expected_tally(listing), _staged_tally(staging)
-    if expected["bytes"] is None:
-        found["bytes"] = None
-    if expected != found:
-        raise RestoreError(f"the restored files do not match archive {archive}: expected {expected}, found {found}",
-                           "nothing was merged into the target; try again, and tell your admin if it persists")
-    return next((item for item in listing if item["path"] == "."), None)
+def _throughput(paths: Paths) -> tuple[float, bool]:
+    """Return (bytes per second of the last restore here, whether it was measured)."""
+    try:
+        measured = json.loads((paths.state_dir / "restore-throughput.json").read_text())["bytes_per_second"]
+        return float(measured), True
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return ASSUMED_THROUGHPUT, False
 
 
-def _expected_tally(items: list[dict]) -> dict:
-    tally = {"d": 0, "-": 0, "l": 0, "other": 0, "bytes": 0}
-    first_names = {i["path"] for i in items if i["type"] == "-" and not i.get("source")}
-    unknown = False
-    for item in items:
-        if item["path"] == ".":
-            continue
-        kind = item["type"] if item["type"] in tally else "other"
-        tally[kind] += 1
-        if kind == "-" and not item.get("source"):
-            tally["bytes"] += item["size"]
-        elif kind == "-":
-            # a further name of a hard-linked file: its bytes are counted once, with the first
-            # name, unless that name was not extracted (then the size is unknown)
-            unknown = unknown or item["source"] not in first_names
-    if unknown:
-        tally["bytes"] = None
-    return tally
-
-
-_KINDS = {stat.S_IFDIR: "d", stat.S_IFREG: "-", stat.S_IFLNK: "l"}
-
-
-def _staged_tally(root: Path) -> dict:
-    tally, inodes = {"d": 0, "-": 0, "l": 0, "other": 0, "bytes": 0}, set()
-    for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
-        for name in dirnames + filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
-            tally[kind] += 1
-            if kind == "-" and (st.st_dev, st.st_ino) not in inodes:
-                inodes.add((st.st_dev, st.st_ino))
-                tally["bytes"] += st.st_size
-    return tally
+def _remember_throughput(paths: Paths, result: dict) -> None:
+    if result["bytes"] > 10e6 and result["seconds"] > 0:
+        agent_config.write_private(paths.state_dir / "restore-throughput.json", json.dumps(
+            {"bytes_per_second": result["bytes"] / result["seconds"]}).encode())
 
 
 def _report(source: Source, archive: str, result: dict) -> None:
@@ -230,8 +290,22 @@ def _report(source: Source, archive: str, result: dict) -> None:
                         hostname=socket.gethostname(), files=result["restored"], bytes=result["bytes"],
                         seconds=float(result["seconds"]), result="success")
     except HomesyncError as e:
-        result["warning"] = f"the server could not record this restore: {e.message}"
+        result["warnings"].append(f"the server could not record this restore: {e.message}")
 
 
-def _adopt(paths: Paths, config, source: Source, login: Callable[[], Login]) -> None:
-    raise UsageError("--adopt is not available yet", "restore without it, then `homesync enroll` this computer")
+def _adopt(paths: Paths, source: Source) -> str:
+    """Make this computer the restored machine: a new key replaces the old one on the
+    server (which refuses the old one from now on); the backup chain continues."""
+    key = transport.new_key()
+    answer = source.rpc.call("machine.adopt", machine_id=source.machine["id"],
+                             public_key=transport.public_key_line(key.pkey), hostname=socket.gethostname())
+    login = source.login
+    enroll.save_enrollment(paths, login.server, login.fingerprint, login.user,
+                           {"machine_id": answer["machine_id"], "name": answer["name"]}, key, source.passphrase)
+    return answer["name"]
+
+
+def _enroll_as_new(paths: Paths, source: Source, name: str) -> str:
+    """Enroll this computer as a new machine (a clone of the restored one)."""
+    login = source.login
+    return enroll.enroll(paths, login.server, login.user, name, login.fingerprint, login.password)["name"]

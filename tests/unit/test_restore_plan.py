@@ -1,0 +1,69 @@
+"""Restore planning: phases partition the archive, hard links stay together, the
+preview reads the target without writing."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import given, strategies as st
+
+from homesync import restore_plan
+from homesync.restore_plan import DOCUMENTS, REST, SETTINGS
+
+top_names = st.sampled_from([".bashrc", ".config", ".ssh", "Documents", "Desktop", "Pictures", "Videos", "a?b",
+                             ".we?rd", "Projects"])
+
+
+@st.composite
+def listings(draw):
+    items = [{"path": ".", "type": "d", "size": 0}]
+    files = []
+    for i in range(draw(st.integers(1, 25))):
+        path = f"{draw(top_names)}/f{i}"
+        items.append({"path": path, "type": "-", "size": draw(st.integers(0, 100)), "source": ""})
+        files.append(path)
+    for _ in range(draw(st.integers(0, 4))):
+        source = draw(st.sampled_from(files))
+        items.append({"path": f"{draw(top_names)}/link{len(items)}", "type": "-", "size": 0, "source": source})
+    return items
+
+
+@given(listings())
+def test_every_item_is_restored_by_exactly_one_phase(items):
+    phases = restore_plan.plan_phases(items)
+    assert phases[-1].name == REST and [p.name for p in phases] == sorted(
+        (p.name for p in phases), key=[SETTINGS, DOCUMENTS, REST].index)
+    for item in items[1:]:
+        assert sum(p.holds(item["path"]) for p in phases) == 1, item
+
+
+@given(listings())
+def test_hard_links_never_straddle_phases(items):
+    phases = restore_plan.plan_phases(items)
+    phase_of = {i["path"]: next(p.name for p in phases if p.holds(i["path"])) for i in items[1:]}
+    for item in items:
+        if item.get("source"):
+            assert phase_of[item["path"]] == phase_of[item["source"]]
+
+
+def test_settings_then_documents_then_the_rest():
+    items = [{"path": p, "type": "d", "size": 0} for p in (".", ".config", "Documents", "Videos", "a?b")]
+    phases = restore_plan.plan_phases(items)
+    assert [(p.name, p.paths) for p in phases[:2]] == [(SETTINGS, (".config",)), (DOCUMENTS, ("Documents",))]
+    assert phases[2].excludes == (".config", "Documents") and phases[2].holds("a?b") and phases[2].holds("Videos")
+
+
+def test_the_preview_classifies_and_writes_nothing(tmp_path):
+    (tmp_path / "same.txt").write_bytes(b"abc")
+    os.utime(tmp_path / "same.txt", ns=(0, 1_000_000_000))
+    (tmp_path / "differs.txt").write_bytes(b"local")
+    items = [{"path": ".", "type": "d", "size": 0, "mtime": "1970-01-01T00:00:00.000000"},
+             {"path": "same.txt", "type": "-", "size": 3, "mtime": "1970-01-01T00:00:01.000000"},
+             {"path": "differs.txt", "type": "-", "size": 9, "mtime": "1970-01-01T00:00:01.000000"},
+             {"path": "new.txt", "type": "-", "size": 7, "mtime": "1970-01-01T00:00:01.000000"},
+             {"path": ".config/homesync/x", "type": "-", "size": 1, "mtime": "1970-01-01T00:00:01.000000"}]
+    before = sorted(os.listdir(tmp_path))
+    plan = restore_plan.preview(items, tmp_path, [".config/homesync"])
+    assert (plan.new_entries, plan.new_bytes, plan.identical) == (1, 7 + 9, 1)
+    assert plan.kept_aside == ["differs.txt"] and plan.protected == [".config/homesync/x"]
+    assert sorted(os.listdir(tmp_path)) == before
