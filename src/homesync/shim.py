@@ -16,7 +16,10 @@ from homesync.errors import HomesyncError
 
 ENV_FINGERPRINT = "HOMESYNC_SHIM_FINGERPRINT"
 ENV_KEY_FILE = "HOMESYNC_SHIM_KEY_FILE"
-CHUNK = 256 * 1024
+CHUNK = 256 * 1024  # reads from pipes
+# paramiko's channel buffer copies what stays buffered on every recv(): take all of it at
+# once (bench/: a 300 MB restore went from 9–13 s to 6–7 s, the shim's CPU from 5 s to 1 s).
+RECV = transport.WINDOW
 
 
 def rsh_command() -> str:
@@ -55,17 +58,17 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> int:
                     channel.shutdown_write()
                 continue
             while channel.recv_stderr_ready():
-                _write_all(stderr_fd, channel.recv_stderr(CHUNK))
+                _write_all(stderr_fd, channel.recv_stderr(RECV))
             if channel.recv_ready():
-                data = channel.recv(CHUNK)
+                data = channel.recv(RECV)
                 if data:
                     _write_all(stdout_fd, data)
                     continue
             if channel.exit_status_ready() or channel.closed or channel.eof_received:
                 while channel.recv_stderr_ready():
-                    _write_all(stderr_fd, channel.recv_stderr(CHUNK))
+                    _write_all(stderr_fd, channel.recv_stderr(RECV))
                 while True:
-                    data = channel.recv(CHUNK)
+                    data = channel.recv(RECV)
                     if not data:
                         break
                     _write_all(stdout_fd, data)
