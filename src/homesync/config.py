@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from homesync.errors import ConfigError, NotEnrolledError
+from homesync.files import write_private  # noqa: F401  (re-exported: the agent's files are written with it)
 
 DEFAULT_EXCLUDES = (".cache", ".local/share/Trash", ".thumbnails", ".ccache", ".local/share/containers")
 MARKERS = (".nobackup",)
@@ -249,15 +250,3 @@ allow_metered = false
 # min_battery_percent = 20      # on battery below this charge, wait for mains
 # recovery_point_target = "3d"  # warn on the desktop when the last backup is older than this
 """
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write data to a new file, mode 0600 from the first byte, via a temporary name."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

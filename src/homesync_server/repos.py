@@ -6,12 +6,12 @@ from the repositories alone.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from homesync import borg
+from homesync.files import write_private as write_atomic
 from homesync.names import is_machine_id
 from homesync_server.config import Layout
 from homesync_server.escrow import EscrowKey
@@ -37,7 +37,7 @@ class RepositoryStore:
         path = self.layout.repo(metadata["id"])
         try:
             borg.run_borg(borg.make_init_command(str(path)), self.environment(), passphrase, timeout=120)
-            _write_atomic(path / SEALED_PASSPHRASE, self.escrow.seal(passphrase, metadata["id"]))
+            write_atomic(path / SEALED_PASSPHRASE, self.escrow.seal(passphrase, metadata["id"]))
             self.write_metadata(metadata)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
@@ -51,7 +51,7 @@ class RepositoryStore:
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         """Write (or replace) a repository's metadata file."""
         data = json.dumps(metadata, indent=1, sort_keys=True, ensure_ascii=False).encode()
-        _write_atomic(self.layout.repo(metadata["id"]) / METADATA, data)
+        write_atomic(self.layout.repo(metadata["id"]) / METADATA, data)
 
     def metadata(self, machine_id: str) -> dict[str, Any]:
         return json.loads((self.layout.repo(machine_id) / METADATA).read_text())
@@ -76,13 +76,3 @@ class RepositoryStore:
         """Return a machine's escrowed passphrase, unsealed. Callers audit the release."""
         blob = (self.layout.repo(machine_id) / SEALED_PASSPHRASE).read_bytes()
         return self.escrow.unseal(blob, machine_id)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -8,12 +8,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 from pathlib import Path
 
 from homesync.errors import AuthenticationError, ConflictError, NotFoundError
+from homesync.files import write_private
 from homesync.names import local_user_name
 from homesync_server.identity import Person
 
@@ -57,13 +57,7 @@ class LocalIdentity:
             return {}
 
     def _save(self, users: dict[str, dict]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(users, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(users, indent=1, sort_keys=True).encode())
 
     def add(self, name: str, password: str, admin: bool = False, display_name: str = "") -> Person:
         """Add a user; raise ConflictError if the name is taken."""
