@@ -78,6 +78,7 @@ def test_choose_a_computer_and_replace_it(two_computers, computer_factory):
         screen = terminal.wait_for(r"EXIT=\d+", timeout=120)
         assert "EXIT=0" in screen, screen
         assert "this computer is now \"Joe's Thinkpad\"" in screen, screen
+        assert re.search(r"\[#{30}\] 100\.0%", screen), "a progress bar on the terminal"
     finally:
         terminal.close()
     assert (new.home / "where.txt").read_text() == "travel"
