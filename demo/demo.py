@@ -33,9 +33,14 @@ def done(started: float, what: str = "") -> None:
     print(f"   {what}({time.monotonic() - started:.1f} s)", flush=True)
 
 
+SERVER_LOG: list[Path] = []
+
+
 def run(argv: list[str], home: Path, input: str | None = None) -> subprocess.CompletedProcess:
     result = run_as_user(argv, home, input=input, timeout=900)
     if result.returncode != 0:
+        for log in SERVER_LOG:  # what the server saw, for whoever reads a failed demo
+            print("--- the server's log:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
         sys.exit(f"demo: {' '.join(argv[:2])} failed: {result.stderr.strip()}")
     return result
 
@@ -55,6 +60,7 @@ def main() -> int:
         t = step(f"homesync-server init + user add joe + serve on {address}")
         fingerprint = run([server_cli, "init", "--data", str(data), "--listen", address], server_home).stdout.strip()
         run([server_cli, "user", "add", "joe", "--password-stdin", "--data", str(data)], server_home, password + "\n")
+        SERVER_LOG.append(server_home / "serve.log")
         server = subprocess.Popen([server_cli, "serve", "--data", str(data)], env=user_env(server_home),
                                   stdout=open(server_home / "serve.log", "wb"), stderr=subprocess.STDOUT, **demote)
         _wait_for(address)
