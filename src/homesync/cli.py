@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = command("restore", "restore a computer's home directory")
     r.add_argument("--machine", help="the computer to restore, e.g. \"Joe's Thinkpad\" (on a terminal: "
                                       "omit it to choose from a list)")
+    r.add_argument("--template", metavar="NAME", help="start from a template home your admin published, "
+                                                       "e.g. \"standard laptop\" (not with --machine)")
     r.add_argument("--archive", default="latest", help="an archive name, or latest")
     r.add_argument("--target", help="where to restore (default: your home directory)")
     r.add_argument("--path", action="append", default=[], help="restore only this path (repeatable)")
@@ -78,8 +80,8 @@ def dispatch(args: argparse.Namespace) -> int:
         request = restore.Request(machine=args.machine, archive=args.archive,
                                   target=Path(args.target) if args.target else Path.home(),
                                   paths=tuple(args.path), adopt=args.adopt, as_new=args.as_new,
-                                  dry_run=args.dry_run)
-        if args.machine is None:
+                                  dry_run=args.dry_run, template=args.template)
+        if args.machine is None and args.template is None:
             request = _chosen(request, paths, login)
         result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))
         _print_restore(result, args.json)
@@ -160,7 +162,7 @@ def _print_restore(result: dict, as_json: bool) -> None:
     if result.get("dry_run"):
         _print_preview(result)
         return
-    print(f"restored {result['machine']!r} archive {result['archive']} into {result['target']}: "
+    print(f"restored {_restored_what(result)} archive {result['archive']} into {result['target']}: "
           f"{result['restored']} entries, {console.human_size(result['bytes'])} in {result['seconds']:.1f} s; "
           f"{result['skipped_identical']} identical files left as they were")
     for warning in result["warnings"]:
@@ -179,9 +181,13 @@ def _print_restore(result: dict, as_json: bool) -> None:
         print(f"this computer is enrolled as a new machine, {result['enrolled_as']!r}")
 
 
+def _restored_what(result: dict) -> str:
+    return f"template {result['template']!r}" if result.get("template") else repr(result["machine"])
+
+
 def _print_preview(result: dict) -> None:
     assumed = "" if result["throughput_measured"] else ", assuming"
-    print(f"restoring {result['machine']!r} archive {result['archive']} into {result['target']} would write "
+    print(f"restoring {_restored_what(result)} archive {result['archive']} into {result['target']} would write "
           f"{result['new_entries']} new entries ({console.human_size(result['new_bytes'])} of "
           f"{console.human_size(result['total_bytes'])}), leave {result['identical']} identical files as they are,"
           f" and keep {len(result['kept_aside'])} differing local entries aside; about "

@@ -40,6 +40,12 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "files": (int, True), "bytes": (int, True), "seconds": (float, True),
         "result": (str, True),
     },
+    "template.grant": {"name": (str, True), "public_key": (str, True)},
+    "template.report": {
+        "template_id": (str, True), "archive": (str, True), "hostname": (str, True),
+        "files": (int, True), "bytes": (int, True), "seconds": (float, True),
+        "result": (str, True),
+    },
 }
 
 

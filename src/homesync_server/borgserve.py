@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import paramiko
 
@@ -19,14 +20,13 @@ CHUNK = 256 * 1024  # reads from borg's pipes
 RECV = WINDOW  # drain paramiko's channel buffer at once: each recv copies what stays in it
 
 
-def serve(services: Services, machine_id: str, channel: paramiko.Channel) -> int:
-    """Run borg serve for machine_id's repository over channel until either side ends;
-    return its exit code (sent to the client as the exit status)."""
-    layout = services.layout
-    argv = borg.make_serve_command(layout.repo(machine_id), services.config.storage_quota)
-    env = borg.BorgEnvironment(base_dir=layout.borg_home).build()
-    # cwd = the repos directory, so the client's "ssh://…/./<machine-id>" resolves to its repository.
-    process = execute.spawn(argv, env=env, cwd=str(layout.repos))
+def serve(services: Services, repository: Path, channel: paramiko.Channel, storage_quota: str = "") -> int:
+    """Run borg serve for one repository (a machine's or a template's) over channel until
+    either side ends; return its exit code (sent to the client as the exit status)."""
+    argv = borg.make_serve_command(repository, storage_quota)
+    env = borg.BorgEnvironment(base_dir=services.layout.borg_home).build()
+    # cwd = the repository's parent, so the client's "ssh://…/./<id>" resolves to it.
+    process = execute.spawn(argv, env=env, cwd=str(repository.parent))
     pumps = [threading.Thread(target=_channel_to_stdin, args=(channel, process), daemon=True),
              threading.Thread(target=_stream_to_channel, args=(process.stdout, channel.sendall), daemon=True),
              threading.Thread(target=_stream_to_channel, args=(process.stderr, channel.sendall_stderr),
@@ -36,7 +36,7 @@ def serve(services: Services, machine_id: str, channel: paramiko.Channel) -> int
     pumps[1].join()  # borg serve closed its stdout: it is ending
     rc = execute.stop_group(process, grace=10.0)
     pumps[2].join(timeout=5)
-    logger.info("borg serve for %s ended with rc %s", machine_id, rc)
+    logger.info("borg serve for %s ended with rc %s", repository.name, rc)
     return rc
 
 

@@ -7,13 +7,18 @@ import argparse
 import sys
 
 from homesync import console
-from homesync_server.actions import listing, serve, setup
-from homesync_server.actions import report
-from homesync_server import cli_operations
 from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 
+# The report commands run from cron and monitoring, so they must start fast: the other
+# actions (and through them paramiko and the key handling) are imported only by the
+# commands that use them.
+REPORT_COMMANDS = ("report", "audit", "metrics")
+REPORT_FORMATS = ("csv", "html", "json", "table")  # homesync_server.actions.report.FORMATS
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(operations: bool = True) -> argparse.ArgumentParser:
+    """Return the parser; without operations, the commands of cli_operations are left
+    out (the report commands do not need them)."""
     parser = argparse.ArgumentParser(prog="homesync-server", description="homesync backup server")
     parser.add_argument("--debug", action="store_true", help="log everything, show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,14 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
     _add_report_commands(commands, command)
-    cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine (issue 6)
+    if operations:
+        from homesync_server import cli_operations
+
+        cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine (issue 6)
     return parser
 
 
 def _add_report_commands(commands, command) -> None:
     """Add `report`, `audit verify` and `metrics` (issue 5)."""
     made = command("report", "who is protected and who is not; what happened (exit 2: a machine is critical)")
-    made.add_argument("--format", choices=sorted(report.FORMATS), default="table")
+    made.add_argument("--format", choices=REPORT_FORMATS, default="table")
     made.add_argument("--json", action="store_true", help="same as --format json")
     made.add_argument("--output", help="write to FILE atomically instead of printing")
     made.add_argument("--user", help="only this user's machines and activity")
@@ -64,6 +72,8 @@ def _add_report_commands(commands, command) -> None:
 
 def _run_report_command(layout, args: argparse.Namespace) -> int:
     """Run `report`, `audit verify` or `metrics`; return the exit status."""
+    from homesync_server.actions import report
+
     if args.command == "report":
         return report.report(layout, "json" if args.json else args.format, args.output, args.user,
                              args.since, args.until)
@@ -83,6 +93,11 @@ def _run_report_command(layout, args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     layout = resolve_data_dir(args.data)
+    if args.command in REPORT_COMMANDS:
+        return _run_report_command(layout, args)
+    from homesync_server import cli_operations
+    from homesync_server.actions import listing, report, serve, setup
+
     if args.command == "init":
         print(setup.init(layout, args.listen))
     elif args.command == "fingerprint":
@@ -98,8 +113,6 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"added user {args.name}" + (" (admin)" if args.admin else ""))
     elif args.command == "machines":
         _print_machines(listing.machines(layout, args.user), args.json)
-    elif args.command in ("report", "audit", "metrics"):
-        return _run_report_command(layout, args)
     elif args.command in cli_operations.COMMANDS:
         return cli_operations.run(layout, args)
     return 0
@@ -128,9 +141,16 @@ def _print_users(rows: list[dict], as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(operations=_command_of(argv) not in REPORT_COMMANDS).parse_args(argv)
     console.setup_logging(args.debug, verbose=getattr(args, "command", "") == "serve")
     return console.run_main("homesync-server", lambda: dispatch(args), args.debug)
+
+
+def _command_of(argv: list[str]) -> str:
+    """Return the command named in argv: its first word that is not an option (the
+    global options take no value)."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
-"""`homesync-server` commands for operations: drill, prune, hold, reindex and machine
-retire|rename|transfer|release. Argument parsing and output only; each command calls
-one action. Kept apart from cli.py so that its commands stay easy to read."""
+"""`homesync-server` commands for operations: drill, prune, hold, reindex, machine
+retire|rename|transfer|release and template publish|list. Argument parsing and output
+only; each command calls one action. Kept apart from cli.py so that its commands stay
+easy to read."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from homesync import console
 from homesync.errors import BorgError, RestoreError, UsageError
-from homesync_server.actions import drill, holds, lifecycle, mass_change, prune, reindex
+from homesync_server.actions import drill, holds, lifecycle, mass_change, prune, reindex, templates
 from homesync_server.config import Layout
 
-COMMANDS = ("drill", "prune", "hold", "reindex", "machine")
+COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +27,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     reindex_p = _sub(commands, "reindex", "rebuild a lost index from the repositories (stop the server first)")
     reindex_p.add_argument("--force", action="store_true", help="replace an index that still lists machines")
     _add_machine(commands)
+    _add_template(commands)
 
 
 def _sub(parent: argparse._SubParsersAction, name: str, help: str, json: bool = True) -> argparse.ArgumentParser:
@@ -80,6 +83,15 @@ def _add_machine(commands: argparse._SubParsersAction) -> None:
             p.add_argument("--to", metavar="USER", required=True)
 
 
+def _add_template(commands: argparse._SubParsersAction) -> None:
+    template = commands.add_parser("template", help="template homes users restore with `homesync restore --template`")
+    actions = template.add_subparsers(dest="template_command", required=True)
+    p = _sub(actions, "publish", "publish DIR as the template's newest archive (creating the template)")
+    p.add_argument("name", help="the template's name, e.g. \"standard laptop\"")
+    p.add_argument("--from", dest="source", metavar="DIR", required=True, help="the template home")
+    _sub(actions, "list", "the published templates")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -97,6 +109,8 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
         _print(reindex.reindex(layout, args.force), args.json, _print_reindex)
     elif args.command == "hold":
         _hold(layout, args)
+    elif args.command == "template":
+        _template(layout, args)
     else:
         _machine(layout, args)
     return 0
@@ -161,6 +175,27 @@ def _machine(layout: Layout, args: argparse.Namespace) -> None:
     else:
         done = lifecycle.transfer(layout, args.machine, args.to)
     _print(done, args.json, lambda m: print(f"{m['id']}: {m['name']!r} of {m['owner']}, {m['state']}"))
+
+
+def _template(layout: Layout, args: argparse.Namespace) -> None:
+    if args.template_command == "list":
+        _print(templates.listed(layout), args.json, _print_templates)
+        return
+    done = templates.publish(layout, args.name, Path(args.source))
+    _print(done, args.json, _print_published)
+
+
+def _print_published(done: dict) -> None:
+    print(f"published {done['name']!r} ({done['id']}{', new' if done['created'] else ''}) archive {done['archive']}"
+          f": {done['files']} files, {console.human_size(done['original_size'])}")
+    for warning in done["warnings"]:
+        print(f"warning: {warning}")
+
+
+def _print_templates(rows: list[dict]) -> None:
+    console.print_table(["NAME", "ID", "ARCHIVES", "LATEST", "PUBLISHED", "FILES", "SIZE"],
+                        [[r["name"], r["id"], r["archives"], r["latest"] or "-", console.human_time(r["published"]),
+                          r["files"], console.human_size(r["original_size"])] for r in rows])
 
 
 def _print(data: Any, as_json: bool, as_text: Callable[[Any], None]) -> None:

@@ -60,6 +60,18 @@ class Layout:
             raise ConfigError(f"not a machine id: {machine_id!r}")
         return self.repos / machine_id
 
+    @property
+    def templates(self) -> Path:
+        """Template homes' repositories: apart from <data>/repos, so that nothing that
+        works on machines (reindex, drills, prune, reports) ever sees one."""
+        return self.data / "templates"
+
+    def template(self, template_id: str) -> Path:
+        """Return the repository directory of a template; refuse anything but an id."""
+        if not is_machine_id(template_id):
+            raise ConfigError(f"not a template id: {template_id!r}")
+        return self.templates / template_id
+
 
 @dataclass(frozen=True)
 class ReportConfig:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from homesync import protocol
 from homesync.errors import HomesyncError, PermissionDeniedError
 
-USER, MACHINE, RESTORE, REFUSED = "user", "machine", "restore", "refused"
+USER, MACHINE, RESTORE, TEMPLATE, REFUSED = "user", "machine", "restore", "template", "refused"
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Principal:
 
     user: logged in with the user's password; machine: with a machine key;
     restore: with a one-off key granted for one machine's restore;
+    template: with a one-off key granted for restoring one template home;
     refused: the directory could not be asked, every action fails with `error`."""
 
     kind: str
@@ -26,9 +27,12 @@ class Principal:
     admin: bool = False
     machine_id: str | None = None
     error: HomesyncError | None = None
+    template_id: str | None = None
 
     def describe(self) -> str:
         """Return who this is, for logs and audit events."""
+        if self.template_id:
+            return f"{self.user}@template:{self.template_id}"
         return f"{self.user}@{self.machine_id}" if self.machine_id else self.user
 
 
@@ -40,11 +44,18 @@ class BorgServe:
 
 
 @dataclass(frozen=True)
+class TemplateServe:
+    """Run `borg serve` confined to this template's repository."""
+
+    template_id: str
+
+
+@dataclass(frozen=True)
 class Rpc:
     """Answer homesync RPC requests."""
 
 
-def decide(principal: Principal, command: str) -> BorgServe | Rpc:
+def decide(principal: Principal, command: str) -> BorgServe | TemplateServe | Rpc:
     """Given a principal and the command its client asked for, return the action the
     server takes. Raise PermissionDeniedError for anything else."""
     if principal.kind == REFUSED and principal.error is not None:
@@ -55,5 +66,7 @@ def decide(principal: Principal, command: str) -> BorgServe | Rpc:
     if len(words) >= 2 and words[0].rsplit("/", 1)[-1] == "borg" and words[1] == "serve":
         if principal.kind in (MACHINE, RESTORE) and principal.machine_id:
             return BorgServe(principal.machine_id)
+        if principal.kind == TEMPLATE and principal.template_id:
+            return TemplateServe(principal.template_id)
         raise PermissionDeniedError("a password login cannot open a repository")
     raise PermissionDeniedError("this server runs only homesync and borg sessions")

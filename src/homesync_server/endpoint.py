@@ -1,6 +1,6 @@
 """The SSH front end (paramiko): one port, many sessions. It authenticates machine
-keys, restore keys and user passwords, asks dispatch what a session may run, and
-runs it: homesync RPC or the server's own `borg serve`.
+keys, restore keys (for a machine or a template) and user passwords, asks dispatch
+what a session may run, and runs it: homesync RPC or the server's own `borg serve`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from homesync import names, protocol
 from homesync.transport import exact_reader
 from homesync.errors import (AuthenticationError, HomesyncError, IdentityUnavailableError, ProtocolError)
 from homesync_server import borgserve, dispatch, handlers
-from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, USER, Principal
+from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, USER, Principal
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,9 @@ logging.getLogger("paramiko").setLevel(logging.WARNING)
 WINDOW = 64 * 1024 * 1024
 MAX_PACKET = 256 * 1024
 HANDSHAKE_TIMEOUT = 20.0
+# borg 1.4's serve has no read-only mode: a template session gets the smallest quota borg
+# accepts, so that (once a template holds that much) a restoring user cannot write to it.
+TEMPLATE_QUOTA = "10M"
 RPC_IDLE_TIMEOUT = 600.0
 
 
@@ -49,6 +52,9 @@ class Authenticator(paramiko.ServerInterface):
             self.principal = Principal(MACHINE, machine["owner"], machine_id=username)
             return paramiko.AUTH_SUCCESSFUL
         grant = self.services.grants.find(offered, username)
+        if grant and grant.template:
+            self.principal = Principal(TEMPLATE, grant.user, template_id=username)
+            return paramiko.AUTH_SUCCESSFUL
         if grant:
             self.principal = Principal(RESTORE, grant.user, machine_id=username)
             return paramiko.AUTH_SUCCESSFUL
@@ -122,12 +128,20 @@ def _refuse(channel: paramiko.Channel, error: HomesyncError) -> None:
         channel.close()
 
 
-def _run_borg(auth: Authenticator, channel: paramiko.Channel, action: dispatch.BorgServe) -> None:
-    if auth.principal.kind == RESTORE:
-        auth.services.index.audit("repository_open", auth.principal.user, action.machine_id, auth.source,
-                                  purpose="restore")
+def _run_borg(auth: Authenticator, channel: paramiko.Channel,
+              action: dispatch.BorgServe | dispatch.TemplateServe) -> None:
+    services = auth.services
+    if isinstance(action, dispatch.TemplateServe):
+        services.index.audit("repository_open", auth.principal.user, None, auth.source,
+                             purpose="template restore", template=action.template_id)
+        repository, quota = services.layout.template(action.template_id), TEMPLATE_QUOTA
+    else:
+        if auth.principal.kind == RESTORE:
+            services.index.audit("repository_open", auth.principal.user, action.machine_id, auth.source,
+                                 purpose="restore")
+        repository, quota = services.layout.repo(action.machine_id), services.config.storage_quota
     try:
-        rc = borgserve.serve(auth.services, action.machine_id, channel)
+        rc = borgserve.serve(services, repository, channel, quota)
         channel.send_exit_status(rc)
     except (OSError, EOFError, paramiko.SSHException):
         pass

@@ -11,7 +11,8 @@ import time
 from typing import Any, Callable
 
 from homesync import names
-from homesync.errors import ConflictError, HomesyncError, NotFoundError, PermissionDeniedError, UsageError
+from homesync.errors import (ConflictError, HomesyncError, InvalidNameError, NotFoundError, PermissionDeniedError,
+                             UsageError)
 from homesync_server.actions import mass_change
 from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
 from homesync_server.index import event
@@ -167,6 +168,50 @@ def restore_report(services: Services, principal: Principal, args: dict, source:
     return {}
 
 
+def template_grant(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Release a template's passphrase to a user logged in with their password and let a
+    one-off key read its repository for the restore; both are audited."""
+    _require(principal, USER)
+    template = _template(services, args["name"])
+    if not args["public_key"].startswith("ssh-ed25519 "):
+        raise UsageError("the restore key must be an Ed25519 public key")
+    passphrase = services.templates.passphrase(template["id"])
+    services.grants.add(args["public_key"], template["id"], principal.user, template=True)
+    services.index.audit("passphrase_release", principal.user, None, source, to="template",
+                         template=template["id"], name=template["name"])
+    # Only the archives the admin published, by name and id: nothing a session might have
+    # appended to the repository is ever restored.
+    return {"passphrase": passphrase, "template": {
+        "id": template["id"], "name": template["name"],
+        "archives": {a["name"]: a["id"] for a in template["archives"]}}}
+
+
+def _template(services: Services, name: str) -> dict:
+    """Return the template called name; raise NotFoundError naming the ones there are."""
+    try:
+        template = services.templates.find(names.machine_name(name))
+    except InvalidNameError:
+        template = None
+    if template is None:
+        known = ", ".join(repr(t["name"]) for t in services.templates.all())
+        raise NotFoundError(f"no template named {name!r}",
+                            f"templates: {known}" if known else "your admin has not published any template")
+    return template
+
+
+def template_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Record that a template was restored: by whom, onto which host, how much."""
+    _require(principal, USER)
+    template = services.templates.get(args["template_id"])
+    if template is None:
+        raise NotFoundError("no such template")
+    services.index.audit("template_restore", principal.user, None, source, template=template["id"],
+                         name=template["name"], archive=args["archive"][:64], hostname=args["hostname"][:255],
+                         files=args["files"], bytes=args["bytes"], seconds=args["seconds"],
+                         result=args["result"][:16])
+    return {}
+
+
 HANDLERS: dict[str, Handler] = {
     "whoami": whoami,
     "machine.enroll": enroll,
@@ -177,4 +222,6 @@ HANDLERS: dict[str, Handler] = {
     "restore.grant": restore_grant,
     "restore.report": restore_report,
     "machine.adopt": adopt,
+    "template.grant": template_grant,
+    "template.report": template_report,
 }

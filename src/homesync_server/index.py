@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
 from homesync_server import audit as audit_chain
+from homesync_server.reports.fleet import RECORD_FIELDS
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
 # transaction (PRAGMA user_version records the last one applied).
@@ -151,6 +152,8 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
+# What Index.fleet_records returns for each machine, in this order.
+FLEET_COLUMNS = RECORD_FIELDS
 _MACHINE_COLUMNS = ("id, owner, name, hostname, public_key, enrolled, last_seen, state, "
                     "agent_state, agent_reason, agent_version")
 
@@ -336,24 +339,23 @@ class Index:
     def fleet(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Return every machine (or one owner's) with its owner's indexed display name and
         its archive figures: count, newest successful end, sizes, failures."""
-        where, params = ("WHERE m.owner = ?", (owner,)) if owner else ("", ())
-        return self._records(
-            "SELECT m.id, m.owner, COALESCE(u.display_name, '') AS owner_display_name, m.name, m.hostname, "
-            "m.enrolled, m.last_seen, m.state, m.agent_state, m.agent_reason, m.agent_version, "
-            "COALESCE(t.archives, 0) AS archives, t.last_backup, t.last_original_size AS original_size, "
-            "COALESCE(t.deduplicated_size, 0) AS deduplicated_size, COALESCE(t.failed, 0) AS failed "
-            "FROM machines m LEFT JOIN users u ON u.name = m.owner "
-            f"LEFT JOIN archive_totals t ON t.machine_id = m.id {where} ORDER BY m.owner, m.name", params)
+        return [dict(zip(FLEET_COLUMNS, record)) for record in self.fleet_records(owner)]
 
-    def _records(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        """Like _query, for large results: plain tuples zipped with the column names
-        (sqlite3.Row objects cost as much again)."""
+    def fleet_records(self, owner: str | None = None) -> list[tuple]:
+        """Like fleet, as plain tuples in the order of FLEET_COLUMNS (a report of 100,000
+        machines cannot afford a dict per machine)."""
+        where, params = ("WHERE m.owner = ?", (owner,)) if owner else ("", ())
         with self._lock:
             cursor = self._db.cursor()
             cursor.row_factory = None
-            rows = cursor.execute(sql, params).fetchall()
-            names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in rows]
+            return cursor.execute(
+                "SELECT m.id, m.owner, COALESCE(u.display_name, ''), m.name, m.hostname, "
+                "m.enrolled, m.last_seen, m.state, m.agent_state, m.agent_reason, m.agent_version, "
+                "COALESCE(t.archives, 0), t.last_backup, t.last_original_size, "
+                "COALESCE(t.deduplicated_size, 0), COALESCE(t.failed, 0) "
+                "FROM machines m LEFT JOIN users u ON u.name = m.owner "
+                f"LEFT JOIN archive_totals t ON t.machine_id = m.id {where} ORDER BY m.owner, m.name",
+                params).fetchall()
 
     def storage_growth(self, bucket_seconds: int, owners: list[str]) -> list[dict[str, Any]]:
         """Return the deduplicated bytes the owners' machines added per time bucket, as

@@ -6,11 +6,13 @@ import pytest
 from hypothesis import given, strategies as st
 
 from homesync.errors import IdentityUnavailableError, PermissionDeniedError
-from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, USER, BorgServe, Principal, Rpc, decide
+from homesync_server.dispatch import (MACHINE, REFUSED, RESTORE, TEMPLATE, USER, BorgServe, Principal, Rpc,
+                                     TemplateServe, decide)
 
 machine = Principal(MACHINE, "joe", machine_id="0123456789abcdef")
 restore = Principal(RESTORE, "joe", machine_id="0123456789abcdef")
 user = Principal(USER, "joe")
+template = Principal(TEMPLATE, "joe", template_id="fedcba9876543210")
 
 
 def test_borg_serve_is_confined_to_the_sessions_machine_whatever_was_asked():
@@ -18,6 +20,17 @@ def test_borg_serve_is_confined_to_the_sessions_machine_whatever_was_asked():
                     "borg serve --restrict-to-repository /srv/other"):
         assert decide(machine, command) == BorgServe("0123456789abcdef")
         assert decide(restore, command) == BorgServe("0123456789abcdef")
+
+
+def test_a_template_restore_key_reaches_only_its_templates_repository():
+    for command in ("borg serve", "borg serve --restrict-to-repository /srv/repos/0123456789abcdef"):
+        assert decide(template, command) == TemplateServe("fedcba9876543210")
+    assert decide(template, "homesync-rpc") == Rpc()
+    # a template key never names a machine's repository, even with a machine id at hand
+    confused = Principal(TEMPLATE, "joe", machine_id="0123456789abcdef")
+    with pytest.raises(PermissionDeniedError):
+        decide(confused, "borg serve")
+    assert template.describe() == "joe@template:fedcba9876543210"
 
 
 def test_a_password_login_gets_rpc_only():
@@ -32,7 +45,7 @@ def test_anything_else_is_refused(command):
     if words == ["homesync-rpc"] or (len(words) >= 2 and words[0].rsplit("/", 1)[-1] == "borg"
                                      and words[1] == "serve"):
         return
-    for principal in (machine, restore, user):
+    for principal in (machine, restore, user, template):
         with pytest.raises(PermissionDeniedError):
             decide(principal, command)
 

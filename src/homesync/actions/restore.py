@@ -1,8 +1,9 @@
 """`homesync restore`: bring a computer's home back from its backups, on this computer
-or on replacement hardware. Settings come back first, then documents, then the rest;
-each part is extracted into a staging directory inside the target, verified against
-the archive's listing, and merged without losing anything local. An interrupted
-restore resumes with the first part not yet merged.
+or on replacement hardware, or start from a template home an admin published. Settings
+come back first, then documents, then the rest; each part is extracted into a staging
+directory inside the target, verified against the archive's listing, and merged
+without losing anything local. An interrupted restore resumes with the first part not
+yet merged.
 """
 
 from __future__ import annotations
@@ -33,49 +34,70 @@ STAGING_PREFIX = ".homesync-restore-"
 
 @dataclass(frozen=True)
 class Request:
-    machine: str
+    machine: str | None
     archive: str = "latest"
     target: Path = Path.home()
     paths: tuple[str, ...] = ()
     adopt: bool = False
     as_new: str | None = None
     dry_run: bool = False
+    template: str | None = None
 
 
 @dataclass
 class Source:
     """A repository to restore from, the passphrase that opens it, the session that
-    reports the restore, and the password login used (None: this machine's own key)."""
+    reports the restore, and the password login used (None: this machine's own key).
+    For a template, `machine` names the template and `published` maps the archives the
+    admin published to their ids: only those archives, with those ids, are restored."""
 
     access: link.RepositoryAccess
     passphrase: bytes
     machine: dict
     rpc: transport.RpcClient
     login: Login | None = None
+    published: dict[str, str] | None = None
 
 
 def restore(paths: Paths, request: Request, login: Callable[[], Login], progress: Progress | None = None) -> dict:
-    """Restore request.machine into request.target (or preview it); return what was done.
-    Raise HomesyncError with one clear line if anything is wrong; nothing local is lost."""
+    """Restore request.machine (or request.template) into request.target (or preview
+    it); return what was done. Raise HomesyncError with one clear line if anything is
+    wrong; nothing local is lost."""
+    _check_template_request(request)
     target = _check_target(request.target, create=not request.dry_run)
     include = [_inside_archive(p) for p in request.paths]
     config = enrolled_config(paths)
     _check_identity_request(request, config)
-    with _open_source(paths, config, request.machine, login) as source:
+    opened = (_open_template(paths, request.template, login) if request.template
+              else _open_source(paths, config, request.machine, login))
+    with opened as source:
         archive = _pick_archive(source, request.archive)
         items = _list_items(source, archive, include)
         if request.dry_run:
-            return _preview(paths, source, archive, items, target)
+            return _template_named(source, _preview(paths, source, archive, items, target))
         started = time.monotonic()
         result = _restore_phases(paths, source, archive, items, target, include, progress)
         result["seconds"] = time.monotonic() - started
         _remember_throughput(paths, result)
         _report(source, archive, result)
+        _template_named(source, result)
         if request.adopt:
             result["adopted"] = _adopt(paths, source)
         if request.as_new:
             result["enrolled_as"] = _enroll_as_new(paths, source, request.as_new)
         return result
+
+
+def _check_template_request(request: Request) -> None:
+    if request.template and (request.machine or request.adopt or request.as_new):
+        raise UsageError("--template cannot be combined with --machine, --adopt or --as-new",
+                         "restore the template, then enroll this computer with `homesync enroll`")
+
+
+def _template_named(source: Source, result: dict) -> dict:
+    if source.published is not None:
+        result["template"] = source.machine["name"]
+    return result
 
 
 def _check_identity_request(request: Request, config) -> None:
@@ -132,20 +154,44 @@ def _open_source(paths: Paths, config, wanted: str, login: Callable[[], Login]) 
             tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
         rpc = session.rpc()
         machine = find_machine(rpc.call("machines.list"), wanted)
-        one_off = transport.new_key()
-        key_file = Path(key_dir) / "key"
-        one_off.save(key_file)
-        grant = rpc.call("restore.grant", machine_id=machine["id"],
-                         public_key=transport.public_key_line(one_off.pkey))
+        key_file, public_key = _one_off_key(key_dir)
+        grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
         access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
         yield Source(access, grant["passphrase"], machine, rpc, credentials)
+
+
+@contextmanager
+def _open_template(paths: Paths, name: str, login: Callable[[], Login]) -> Iterator[Source]:
+    """Open a template home's repository with a one-off key the server grants to any
+    user who logs in with their password."""
+    credentials = login()
+    with link.user_session(credentials.server, credentials.fingerprint, credentials.user,
+                           credentials.password) as session, \
+            tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
+        rpc = session.rpc()
+        key_file, public_key = _one_off_key(key_dir)
+        grant = rpc.call("template.grant", name=name, public_key=public_key)
+        template = grant["template"]
+        # the template's id takes a machine id's place in the borg location: ssh://<id>@…/./<id>
+        access = link.RepositoryAccess(credentials.server, credentials.fingerprint, template["id"], key_file, paths)
+        yield Source(access, grant["passphrase"], {"id": template["id"], "name": template["name"]}, rpc,
+                     credentials, published=dict(template["archives"]))
+
+
+def _one_off_key(key_dir: str) -> tuple[Path, str]:
+    """Generate a one-off restore key in key_dir; return its file and public key line."""
+    key = transport.new_key()
+    key_file = Path(key_dir) / "key"
+    key.save(key_file)
+    return key_file, transport.public_key_line(key.pkey)
 
 
 def _pick_archive(source: Source, wanted: str) -> str:
     listing = borg.run_borg(borg.make_list_archives_command(source.access.location),
                             source.access.environment(), source.passphrase).json
     names = [a["name"] for a in sorted(listing["archives"], key=lambda a: a["start"])
-             if not a["name"].endswith(".checkpoint")]
+             if not a["name"].endswith(".checkpoint")
+             and (source.published is None or source.published.get(a["name"]) == a["id"])]
     if not names:
         raise NotFoundError(f"{source.machine['name']!r} has no complete backup yet")
     if wanted == "latest":
@@ -285,10 +331,11 @@ def _remember_throughput(paths: Paths, result: dict) -> None:
 
 
 def _report(source: Source, archive: str, result: dict) -> None:
+    op, about = (("restore.report", {"machine_id": source.machine["id"]}) if source.published is None
+                 else ("template.report", {"template_id": source.machine["id"]}))
     try:
-        source.rpc.call("restore.report", machine_id=source.machine["id"], archive=archive,
-                        hostname=socket.gethostname(), files=result["restored"], bytes=result["bytes"],
-                        seconds=float(result["seconds"]), result="success")
+        source.rpc.call(op, **about, archive=archive, hostname=socket.gethostname(), files=result["restored"],
+                        bytes=result["bytes"], seconds=float(result["seconds"]), result="success")
     except HomesyncError as e:
         result["warnings"].append(f"the server could not record this restore: {e.message}")
 

@@ -5,6 +5,7 @@ write it atomically; walk the audit hash chain; serve or write Prometheus metric
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -42,13 +43,28 @@ def report(layout: Layout, fmt: str, output: str | None, user: str | None, since
            until: str | None) -> int:
     """Make the report, print it or write it to output; return EXIT_ALARMING when a
     machine needs attention, else 0."""
-    services = Services.open(layout)
-    try:
-        made = make(services, time.time(), user, since, until, with_growth=fmt in ("html", "json"))
-    finally:
-        services.close()
-    emit(FORMATS[fmt](made), output)
+    with _without_gc():
+        services = Services.open(layout)
+        try:
+            made = make(services, time.time(), user, since, until, with_growth=fmt in ("html", "json"))
+        finally:
+            services.close()
+        emit(FORMATS[fmt](made), output)
     return EXIT_ALARMING if made.alarming else 0
+
+
+@contextmanager
+def _without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the block runs: a report makes a few
+    objects per machine and no cycles, and the collector would walk them all again
+    and again (a third of the time of a report on 100,000 machines)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def make(services: Services, now: float, user: str | None = None, since: str | None = None,
@@ -57,7 +73,7 @@ def make(services: Services, now: float, user: str | None = None, since: str | N
     start, end = period(since, until, now)
     policy = _policy(services)
     names, directory_error = directory(services.identity)
-    rows = fleet.machine_rows(services.index.fleet(user), names, now, policy)
+    rows = fleet.rows_from_records(services.index.fleet_records(user), names, now, policy)
     summary = fleet.summarize(rows)
     counts = services.index.activity_counts(start, end, user, activity.SKIPPED)
     events = activity.events(services.index.activity(start, end, user, activity.SKIPPED, activity.LIMIT))
@@ -135,18 +151,19 @@ def _audit_rows(index: Index) -> Iterator[dict]:
 def metrics_text(services: Services, now: float, names: tuple[dict[str, str] | None, str] | None = None) -> str:
     """Return the fleet's metrics in the Prometheus text format."""
     names = names or directory(services.identity)
-    rows = fleet.machine_rows(services.index.fleet(), names[0], now, _policy(services))
+    rows = fleet.rows_from_records(services.index.fleet_records(), names[0], now, _policy(services))
     return metrics.render(rows, fleet.summarize(rows), now)
 
 
 def write_metrics(layout: Layout, output: str | None) -> None:
     """Print the metrics, or write them atomically for node_exporter's textfile collector."""
-    services = Services.open(layout)
-    try:
-        text = metrics_text(services, time.time())
-    finally:
-        services.close()
-    emit(text, output)
+    with _without_gc():
+        services = Services.open(layout)
+        try:
+            text = metrics_text(services, time.time())
+        finally:
+            services.close()
+        emit(text, output)
 
 
 @contextmanager

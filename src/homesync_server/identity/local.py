@@ -39,8 +39,11 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
-# A hash to compare against for unknown users, so that they cost as much time as known ones.
-_DUMMY_HASH = hash_password(secrets.token_hex(8))
+# A hash to compare against for unknown users, so that they cost as much time as known
+# ones. Its digest matches no password (the user is unknown anyway), so it needs no
+# scrypt at import time, which every command would pay.
+_DUMMY_HASH = ("scrypt$" + base64.b64encode(secrets.token_bytes(16)).decode() + "$"
+               + base64.b64encode(bytes(32)).decode())
 
 
 class LocalIdentity:

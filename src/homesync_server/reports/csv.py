@@ -8,9 +8,13 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
+from operator import attrgetter
+
+from typing import Iterator
 
 from homesync_server.reports.fleet import MachineRow
 from homesync_server.reports.model import Report
+from homesync_server.reports.text import Memo
 
 COLUMNS = ("machine_id", "owner", "display_name", "machine", "hostname", "state", "status", "last_backup",
            "age_seconds", "archives", "original_size", "deduplicated_size", "failed", "last_seen", "enrolled",
@@ -23,16 +27,41 @@ def render(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows(_cells(row) for row in report.machines)
+    writer.writerows(_cells(report.machines))
     return out.getvalue()
 
 
-def _cells(m: MachineRow) -> tuple:
-    age = None if m.age_seconds is None else int(m.age_seconds)
-    return (m.machine_id, m.owner, defuse(m.display_name), defuse(m.machine), defuse(m.hostname), m.state,
-            m.status, iso_time(m.last_backup), age, m.archives, m.original_size, m.deduplicated_size, m.failed,
-            iso_time(m.last_seen), iso_time(m.enrolled), defuse(m.agent_version), defuse(m.agent_state),
-            defuse(m.agent_reason))
+def _cells(machines: list[MachineRow]) -> Iterator[tuple]:
+    """Return the cells of each machine, built column by column (100,000 of them)."""
+    safe, minutes = Memo(defuse), _Minutes()
+
+    def iso(ts: float | None) -> str:  # iso_time, from the text of its minute
+        if ts is None:
+            return ""
+        second = int(ts)
+        return minutes[second // 60] + _SECONDS[second % 60]
+
+    def column(field: str) -> list:
+        return list(map(attrgetter(field), machines))
+
+    return zip(column("machine_id"), column("owner"), map(safe.__getitem__, column("display_name")),
+               map(defuse, column("machine")), map(defuse, column("hostname")), column("state"), column("status"),
+               map(iso, column("last_backup")), [None if age is None else int(age) for age in column("age_seconds")],
+               column("archives"), column("original_size"), column("deduplicated_size"), column("failed"),
+               map(iso, column("last_seen")), map(iso, column("enrolled")),
+               map(safe.__getitem__, column("agent_version")), map(safe.__getitem__, column("agent_state")),
+               map(safe.__getitem__, column("agent_reason")))
+
+
+class _Minutes(dict):
+    """Unix minute -> its ISO 8601 text up to the seconds ("2026-11-27T08:15:"), each made once."""
+
+    def __missing__(self, minute: int) -> str:
+        text = self[minute] = iso_time(minute * 60)[:-3]
+        return text
+
+
+_SECONDS = tuple(f"{second:02d}Z" for second in range(60))
 
 
 def iso_time(ts: float | None) -> str:

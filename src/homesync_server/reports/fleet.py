@@ -8,7 +8,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Iterable
 
 from homesync_server.reports import status as st
@@ -20,6 +20,7 @@ AGE_BUCKETS = (("< 1 h", 3600.0), ("1 h – 1 d", DAY), ("1–2 d", 2 * DAY), ("
                ("1–4 weeks", 28 * DAY), ("> 4 weeks", float("inf")))
 NEVER_BUCKET = "never"
 _UPPERS = [upper for _, upper in AGE_BUCKETS]
+_EXPECTED = frozenset(st.EXPECTED)
 
 
 @dataclass(slots=True)
@@ -80,33 +81,47 @@ class Summary:
                                     for o, d, n in self.storage_by_user]}
 
 
+# The fields of a machine's record from the index (Index.fleet_records), in this order.
+RECORD_FIELDS = ("id", "owner", "owner_display_name", "name", "hostname", "enrolled", "last_seen", "state",
+                 "agent_state", "agent_reason", "agent_version", "archives", "last_backup", "original_size",
+                 "deduplicated_size", "failed")
+
+
 def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] | None, now: float,
                  policy: Policy) -> list[MachineRow]:
     """Given the index's fleet aggregates, the directory's display names by user name
     (None when the directory could not be asked), the time and the policy, return the
     rows; an owner is gone only when the directory answered without them."""
-    return [_row(m, directory, now, policy) for m in machines]
+    return rows_from_records(map(itemgetter(*RECORD_FIELDS), machines), directory, now, policy)
 
 
-def _row(m: dict[str, Any], directory: dict[str, str] | None, now: float, policy: Policy) -> MachineRow:
-    gone = directory is not None and m["owner"] not in directory
-    display = (directory or {}).get(m["owner"]) or m["owner_display_name"] or m["owner"]
-    age = st.backup_age(m["last_backup"], now)
-    status = st.status(m["state"], gone, age, policy)
-    return MachineRow(
-        m["id"], m["owner"], display, m["name"], m["hostname"], m["state"], status, m["last_backup"], age,
-        m["archives"], m["original_size"], m["deduplicated_size"], m["failed"], m["last_seen"], m["enrolled"],
-        m["agent_version"], m["agent_state"], m["agent_reason"], st.alarming(status, m["enrolled"], now, policy))
+def rows_from_records(records: Iterable[tuple], directory: dict[str, str] | None, now: float,
+                      policy: Policy) -> list[MachineRow]:
+    """Like machine_rows, from records whose fields are in the order of RECORD_FIELDS."""
+    names = directory or {}
+    asked = directory is not None
+    backup_age, status, alarming = st.backup_age, st.status, st.alarming
+    rows = []
+    append = rows.append
+    for (machine_id, owner, indexed_name, name, hostname, enrolled, last_seen, state, agent_state, agent_reason,
+         agent_version, archives, last_backup, original_size, deduplicated_size, failed) in records:
+        age = backup_age(last_backup, now)
+        machine_status = status(state, asked and owner not in names, age, policy)
+        append(MachineRow(machine_id, owner, names.get(owner) or indexed_name or owner, name, hostname, state,
+                          machine_status, last_backup, age, archives, original_size, deduplicated_size, failed,
+                          last_seen, enrolled, agent_version, agent_state, agent_reason,
+                          alarming(machine_status, enrolled, now, policy)))
+    return rows
 
 
 def summarize(rows: list[MachineRow]) -> Summary:
     """Return the summary of the rows."""
     by_status = dict.fromkeys(st.BY_SEVERITY, 0)
-    by_status.update(Counter(r.status for r in rows))
-    expected = [r for r in rows if r.status in st.EXPECTED]
-    names, stored = {}, Counter()
+    by_status.update(Counter(map(attrgetter("status"), rows)))
+    expected = [r for r in rows if r.status in _EXPECTED]
+    names = {row.owner: row.display_name for row in rows}
+    stored: Counter[str] = Counter()
     for row in rows:
-        names[row.owner] = row.display_name
         stored[row.owner] += row.deduplicated_size
     by_user = sorted(((o, names[o], n) for o, n in stored.items()), key=lambda t: (-t[2], t[0]))
     return Summary(len(rows), by_status, len(expected), by_status[st.OK], age_buckets(expected),
@@ -115,8 +130,8 @@ def summarize(rows: list[MachineRow]) -> Summary:
 
 def age_buckets(rows: Iterable[MachineRow]) -> list[tuple[str, int]]:
     """Return how many of rows have their newest backup in each age bucket (and never)."""
-    counts = Counter(bucket_of(row.age_seconds) for row in rows)
-    return [(label, counts[label]) for label in [label for label, _ in AGE_BUCKETS] + [NEVER_BUCKET]]
+    counts = Counter(None if age is None else bisect_left(_UPPERS, age) for age in map(attrgetter("age_seconds"), rows))
+    return [(label, counts[n]) for n, (label, _) in enumerate(AGE_BUCKETS)] + [(NEVER_BUCKET, counts[None])]
 
 
 def bucket_of(age: float | None) -> str:
@@ -128,4 +143,9 @@ def bucket_of(age: float | None) -> str:
 
 def ordered_for_reading(rows: list[MachineRow]) -> list[MachineRow]:
     """Return rows most urgent first, then by owner and machine name."""
-    return sorted(rows, key=lambda r: (st.severity(r.status), r.owner, r.machine))
+    by_name = sorted(rows, key=attrgetter("owner", "machine"))
+    by_name.sort(key=lambda r: _RANKS[r.status])  # stable: by name within a status
+    return by_name
+
+
+_RANKS = {status: st.severity(status) for status in st.BY_SEVERITY}

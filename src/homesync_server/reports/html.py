@@ -5,14 +5,15 @@ SVG charts, no script and no external asset, so that it can be mailed or archive
 from __future__ import annotations
 
 import html
+from operator import attrgetter
+from typing import Iterator
 
-from homesync.console import human_age, human_size
 from homesync_server.reports import status as st
 from homesync_server.reports import svg
 from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, MachineRow, ordered_for_reading
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
-from homesync_server.reports.text import human_time, printable
+from homesync_server.reports.text import Memo, age_teller, human_size, human_time, printable
 
 STATUS_CLASS = {st.OK: "ok", st.STALE: "stale", st.CRITICAL: "critical", st.NEVER: "never",
                 st.OWNER_GONE: "gone", st.RETIRED: "retired", st.REPLACED: "retired"}
@@ -102,23 +103,43 @@ def _storage(report: Report) -> str:
 
 
 def _machines(report: Report) -> str:
-    now = report.generated_at
     head = "".join(f"<th>{h}</th>" for h in ("Status", "Owner", "Name", "Machine", "Last backup", "Age",
                                              "Archives", "Original", "Stored", "Failed", "Last seen",
                                              "Version", "Agent says"))
-    rows = [_machine_row(m, now) for m in ordered_for_reading(report.machines)]
+    rows = _machine_rows(ordered_for_reading(report.machines), report.generated_at)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _machine_row(m: MachineRow, now: float) -> str:
-    reason = m.agent_reason or m.agent_state
-    return (f'<tr><td><span class="badge {STATUS_CLASS[m.status]}">{m.status}</span></td>'
-            f"<td>{escape(m.owner)}</td><td>{escape(m.display_name)}</td><td>{escape(m.machine)}</td>"
-            f"<td>{human_time(m.last_backup)}</td><td class=n>{human_age(m.last_backup, now)}</td>"
-            f"<td class=n>{m.archives}</td><td class=n>{human_size(m.original_size)}</td>"
-            f"<td class=n>{human_size(m.deduplicated_size)}</td><td class=n>{m.failed}</td>"
-            f"<td>{human_age(m.last_seen, now)}</td><td>{escape(m.agent_version)}</td>"
-            f"<td>{escape(reason)}</td></tr>")
+def _machine_rows(machines: list[MachineRow], now: float) -> Iterator[str]:
+    """Return a <tr> per machine, built column by column (100,000 of them)."""
+    age, safe = age_teller(now), Memo(escape)
+
+    def column(field: str) -> list:
+        return list(map(attrgetter(field), machines))
+
+    last_backups, statuses = column("last_backup"), column("status")
+    reasons = [m.agent_reason or m.agent_state for m in machines]
+    return map(_ROW.__mod__, zip(
+        map(STATUS_CLASS.__getitem__, statuses), statuses, map(safe.__getitem__, column("owner")),
+        map(safe.__getitem__, column("display_name")), _escaped(column("machine")),
+        map(human_time, last_backups), map(age, last_backups), column("archives"),
+        map(human_size, column("original_size")), map(human_size, column("deduplicated_size")), column("failed"),
+        map(age, column("last_seen")), map(safe.__getitem__, column("agent_version")),
+        map(safe.__getitem__, reasons)))
+
+
+_ROW = ('<tr><td><span class="badge %s">%s</span></td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
+        "<td class=n>%s</td><td class=n>%s</td><td class=n>%s</td><td class=n>%s</td><td class=n>%s</td>"
+        "<td>%s</td><td>%s</td><td>%s</td></tr>")
+
+
+def _escaped(texts: list[str]) -> list[str]:
+    """Return escape() of each text: when all are printable, by escaping them as one
+    text (split again at a control character none of them holds), one C call each."""
+    joined = "\x00".join(texts)
+    if not texts or not all(map(str.isprintable, texts)) or joined.count("\x00") != len(texts) - 1:
+        return list(map(escape, texts))
+    return html.escape(joined).split("\x00")
 
 
 def _activity(report: Report) -> str:

@@ -31,11 +31,13 @@ class Report:
         """Return the machines that make the report exit non-zero."""
         return [m for m in self.machines if m.alarming]
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as plain data (what --format json prints)."""
+    def as_dict(self, with_machines: bool = True) -> dict[str, Any]:
+        """Return the report as plain data (what --format json prints); without
+        machines, their list is left empty (the JSON renderer writes it itself)."""
         return {"generated_at": self.generated_at, "user": self.user,
                 "policy": {"warn_age_hours": self.policy.warn_seconds / HOUR,
                            "critical_age_hours": self.policy.critical_seconds / HOUR},
                 "directory_error": self.directory_error, "alarming": len(self.alarming),
-                "summary": self.summary.as_dict(), "machines": [m.as_dict() for m in self.machines],
+                "summary": self.summary.as_dict(),
+                "machines": [m.as_dict() for m in self.machines] if with_machines else [],
                 "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict()}

@@ -15,7 +15,6 @@ from homesync_server.identity.local import LocalIdentity
 from homesync_server.index import Index, event
 
 HOUR = 3600.0
-NOW = time.time()
 # (id, owner, name, newest backup's age in hours or None, state, enrolled hours ago)
 MACHINES = [
     ("a" * 16, "joe", "Joe's \"Thinkpad\" \\ ü", 1, "active", 900),
@@ -38,8 +37,9 @@ def make_fleet(data: Path) -> Layout:
     index.record_user("joe", "Joe B. (indexed)")
     index.record_user("ann", "Ann (indexed)")
     index.record_user("leaver", "Lee Ver")
+    now = time.time()  # not at import: a long test run would age the fleet past its statuses
     for machine_id, owner, name, age, _, enrolled in MACHINES:
-        _add(index, machine_id, owner, name, age, NOW - enrolled * HOUR)
+        _add(index, machine_id, owner, name, age, now - enrolled * HOUR, now)
     index.set_agent_state("b" * 16, "waiting", "not on the corporate network\x1b[31m", "0.1.0")
     index.audit("passphrase_release", "joe", "a" * 16, "10.0.0.9:4000", to="owner")
     index.audit("restore", "joe", "a" * 16, "10.0.0.9:4000", archive="a-1", hostname="new-host", files=12,
@@ -50,17 +50,18 @@ def make_fleet(data: Path) -> Layout:
     return layout
 
 
-def _add(index: Index, machine_id: str, owner: str, name: str, age: float | None, enrolled: float) -> None:
+def _add(index: Index, machine_id: str, owner: str, name: str, age: float | None, enrolled: float,
+         now: float) -> None:
     machine = {"id": machine_id, "owner": owner, "name": name, "hostname": f"host-{machine_id[0]}",
                "public_key": "ssh-ed25519 AAAA", "enrolled": enrolled}
     index.add_machine(machine, name.lower(), event("enroll", owner, machine_id, name=name, hostname="h"))
     if age is None:
         return
-    for n, end in enumerate((NOW - age * HOUR - 48 * HOUR, NOW - age * HOUR)):
+    for n, end in enumerate((now - age * HOUR - 48 * HOUR, now - age * HOUR)):
         index.add_archive(machine_id, {"name": f"{machine_id[0]}-{n}", "start": end - 60, "end": end,
                                        "files": 10, "original_size": 1000 * (n + 1), "compressed_size": 500,
                                        "deduplicated_size": 300, "result": "success"}, event("backup", owner))
-    index.add_archive(machine_id, {"name": f"{machine_id[0]}-failed", "start": NOW - 5, "end": NOW - 4,
+    index.add_archive(machine_id, {"name": f"{machine_id[0]}-failed", "start": now - 5, "end": now - 4,
                                    "files": 0, "original_size": 0, "compressed_size": 0, "deduplicated_size": 0,
                                    "result": "failed", "error": "borg failed"}, event("backup", owner))
 
