@@ -118,6 +118,28 @@ async def name_has_owner(bus: Bus, name: str, *, timeout: float = DEFAULT_TIMEOU
     return bool(body[0])
 
 
+async def open_service_monitor(name: str, bus: Bus | None, make: Callable[[Bus, bool], Any],
+                               null: Callable[[str], Any], *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Return a started monitor of the service `name` on the system bus (make(bus,
+    owns_bus) builds it), or null(reason) when there is no bus, no such service, or it
+    fails to start. Never raises."""
+    owns_bus = bus is None
+    try:
+        if bus is None:
+            bus = await connect("system", timeout=timeout)
+    except BusError as exc:
+        return null(f"no system bus ({exc.message})")
+    monitor = make(bus, owns_bus)
+    try:
+        if not await name_has_owner(bus, name, timeout=timeout):
+            raise BusError(f"{name} is not on the system bus")
+        await monitor.start()
+        return monitor
+    except Exception as exc:
+        await monitor.close()
+        return null(exc.message if isinstance(exc, BusError) else repr(exc))
+
+
 async def wait_closed(bus: Bus) -> None:
     """Return once the connection to the bus is closed or lost."""
     try:

@@ -322,21 +322,10 @@ async def open_network_monitor(rules: NetworkRules, on_change: OnChange | None =
                                timeout: float = dbus.DEFAULT_TIMEOUT) -> NetworkMonitor:
     """Return a started monitor: NetworkManager's if it is on the system bus, else a NullMonitor
     saying why. Never raises."""
-    owns_bus = bus is None
-    try:
-        if bus is None:
-            bus = await dbus.connect("system", timeout=timeout)
-    except dbus.BusError as exc:
-        return _null(f"no system bus ({exc.message})")
-    monitor = NetworkManagerMonitor(bus, rules, on_change, clock=clock, owns_bus=owns_bus, timeout=timeout)
-    try:
-        if not await dbus.name_has_owner(bus, NM, timeout=timeout):
-            raise dbus.BusError(f"{NM} is not on the system bus")
-        await monitor.start()
-        return monitor
-    except Exception as exc:
-        await monitor.close()
-        return _null(exc.message if isinstance(exc, dbus.BusError) else repr(exc))
+    return await dbus.open_service_monitor(
+        NM, bus, lambda b, owns: NetworkManagerMonitor(b, rules, on_change, clock=clock, owns_bus=owns,
+                                                       timeout=timeout),
+        _null, timeout=timeout)
 
 
 def _null(reason: str) -> NullMonitor:

@@ -133,21 +133,9 @@ def describe(state: PowerState) -> str:
 async def open_power_monitor(on_change: OnChange | None = None, *, bus: dbus.Bus | None = None,
                              timeout: float = dbus.DEFAULT_TIMEOUT) -> PowerMonitor:
     """Return a started monitor: UPower's if it is on the system bus, else a null one. Never raises."""
-    owns_bus = bus is None
-    try:
-        if bus is None:
-            bus = await dbus.connect("system", timeout=timeout)
-    except dbus.BusError as exc:
-        return _null(f"no system bus ({exc.message})")
-    monitor = UPowerMonitor(bus, on_change, owns_bus=owns_bus, timeout=timeout)
-    try:
-        if not await dbus.name_has_owner(bus, UPOWER, timeout=timeout):
-            raise dbus.BusError(f"{UPOWER} is not on the system bus")
-        await monitor.start()
-        return monitor
-    except Exception as exc:
-        await monitor.close()
-        return _null(exc.message if isinstance(exc, dbus.BusError) else repr(exc))
+    return await dbus.open_service_monitor(
+        UPOWER, bus, lambda b, owns: UPowerMonitor(b, on_change, owns_bus=owns, timeout=timeout),
+        _null, timeout=timeout)
 
 
 def _null(reason: str) -> NullPowerMonitor:
