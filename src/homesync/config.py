@@ -69,6 +69,16 @@ class Paths:
         """Return homesync's own directories (excluded from backups, protected on restore)."""
         return (self.config_dir, self.data_dir, self.state_dir, self.cache_dir)
 
+    def own_inside(self, root: Path) -> list[str]:
+        """Return homesync's own directories that lie inside root, relative to it."""
+        inside = []
+        for own in self.own():
+            try:
+                inside.append(str(own.resolve().relative_to(root.resolve())))
+            except ValueError:
+                continue  # outside root
+        return inside
+
 
 @dataclass(frozen=True)
 class NetworkSettings:
@@ -110,11 +120,7 @@ class AgentConfig:
     def exclusion_patterns(self, paths: Paths) -> list[str]:
         """Return borg patterns (relative to the source) for everything not backed up."""
         patterns = [f"sh:{p}" for p in DEFAULT_EXCLUDES] if self.default_excludes else []
-        for own in paths.own():
-            try:
-                patterns.append("sh:" + str(own.resolve().relative_to(self.source.resolve())))
-            except ValueError:
-                continue  # outside the source: nothing to exclude
+        patterns += [f"sh:{own}" for own in paths.own_inside(self.source)]
         return patterns + list(self.exclude)
 
 

@@ -207,19 +207,8 @@ def _list_items(source: Source, archive: str, include: list[str]) -> list[dict]:
     return borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json["lines"]
 
 
-def _own_relative(paths: Paths, target: Path) -> list[str]:
-    """Return homesync's own directories relative to target (those inside it)."""
-    inside = []
-    for own in paths.own():
-        try:
-            inside.append(str(own.absolute().relative_to(target)))
-        except ValueError:
-            continue
-    return inside
-
-
 def _preview(paths: Paths, source: Source, archive: str, items: list[dict], target: Path) -> dict:
-    plan = restore_plan.preview(items, target, _own_relative(paths, target))
+    plan = restore_plan.preview(items, target, paths.own_inside(target))
     throughput, measured = _throughput(paths)
     return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
             "target": str(target), "dry_run": True, **asdict(plan),
