@@ -2,7 +2,7 @@
 archives each, then `homesync-server report` in every format, `metrics` and
 `audit verify`, each timed as the admin runs it (a fresh process; median of --runs).
 
-    .venv/bin/python bench/report_bench.py [--machines 100000] [--archives 30] [--runs 3] [--keep DIR]
+    .venv/bin/python bench/report_bench.py [--machines 100000] [--archives 30] [--runs 5] [--keep DIR]
 
 The synthetic data is written with sqlite3 directly (test data, not product code);
 the schema comes from the product's own Index, so it is always the current one.
@@ -137,10 +137,24 @@ def _audit(db: sqlite3.Connection, rng: random.Random, fleet: list[tuple], now: 
                      prev, digest) for r, (_, prev, digest) in zip(rows, hashes)))
 
 
-def time_command(args: list[str], runs: int) -> dict:
-    """Run a homesync-server command runs times; return its times, exit status and output size."""
+def reference_seconds() -> float:
+    """Time a fixed pure-Python loop: how fast this machine runs Python right now (on a
+    shared virtual machine the same loop takes from 0.09 s to 0.15 s from one minute to
+    the next; the figures of a run are comparable only with this beside them)."""
+    started = time.perf_counter()
+    total = 0
+    for n in range(3_000_000):
+        total += n
+    return time.perf_counter() - started
+
+
+def time_command(args: list[str], runs: int, references: list[float] | None = None) -> dict:
+    """Run a homesync-server command runs times; return its times, exit status and output
+    size; add a reference_seconds() taken before each run to references."""
     times, cpu, rc, size = [], [], None, 0
     for _ in range(runs):
+        if references is not None:
+            references.append(reference_seconds())
         started, before = time.monotonic(), _children_cpu()
         done = subprocess.run([str(HOMESYNC_SERVER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         times.append(time.monotonic() - started)
@@ -161,7 +175,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=100_000)
     parser.add_argument("--archives", type=int, default=30)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", help="build the index in DIR (reused if it exists)")
     args = parser.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hs-report-bench-"))
@@ -171,13 +185,16 @@ def main() -> int:
         print(f"built {args.machines} machines x {args.archives} archives in {took['total']:.1f} s")
     out = base / "out"
     out.mkdir(exist_ok=True)
-    results = {}
+    results, references = {}, []
     for fmt in ("table", "json", "csv", "html"):
         results[f"report --format {fmt}"] = time_command(
-            ["report", "--data", str(data), "--format", fmt, "--output", str(out / f"report.{fmt}")], args.runs)
+            ["report", "--data", str(data), "--format", fmt, "--output", str(out / f"report.{fmt}")], args.runs,
+            references)
         results[f"report --format {fmt}"]["file_bytes"] = (out / f"report.{fmt}").stat().st_size
-    results["metrics"] = time_command(["metrics", "--data", str(data), "--output", str(out / "m.prom")], args.runs)
-    results["audit verify"] = time_command(["audit", "verify", "--data", str(data)], args.runs)
+    results["metrics"] = time_command(["metrics", "--data", str(data), "--output", str(out / "m.prom")], args.runs,
+                                      references)
+    results["metrics"]["file_bytes"] = (out / "m.prom").stat().st_size
+    results["audit verify"] = time_command(["audit", "verify", "--data", str(data)], args.runs, references)
     startup = time_command(["--help"], args.runs)["median"]
     print(f"{'command':24} {'median':>7} {'min':>7} {'max':>7} {'cpu':>7} {'output':>8}  within {TARGET_SECONDS:g} s")
     for name, r in results.items():
@@ -186,7 +203,9 @@ def main() -> int:
               f"{size / 1e6:6.1f}MB  {'yes' if r['median'] <= TARGET_SECONDS else 'NO'}")
     print(f"wall time of a fresh process each (median of {args.runs}), including the interpreter's start: "
           f"`homesync-server --help` takes {startup:.2f} s; cpu = user + system of that process; "
-          f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+          f"a reference Python loop timed before each run took {min(references):.3f}–{max(references):.3f} s "
+          f"(median {statistics.median(references):.3f} s; lower is a faster machine)")
     if not args.keep:
         subprocess.run(["rm", "-rf", str(base)])
     return 0

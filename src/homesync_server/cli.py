@@ -96,14 +96,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command in REPORT_COMMANDS:
         return _run_report_command(layout, args)
     from homesync_server import cli_operations
-    from homesync_server.actions import listing, report, serve, setup
+    from homesync_server.actions import listing, serve, setup
 
     if args.command == "init":
         print(setup.init(layout, args.listen))
     elif args.command == "fingerprint":
         print(setup.host_fingerprint(layout))
     elif args.command == "serve":
-        with report.metrics_endpoint(layout):
+        with serve.metrics_endpoint(layout):
             serve.serve(layout, args.listen)
     elif args.command == "user" and args.user_command == "list":
         _print_users(listing.users(layout), args.json)

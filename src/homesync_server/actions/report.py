@@ -1,6 +1,10 @@
 """`homesync-server report`, `audit verify` and `metrics`: gather the fleet from the
 index and the directory, compute the report (homesync_server.reports), render it and
-write it atomically; walk the audit hash chain; serve or write Prometheus metrics.
+write it atomically; walk the audit hash chain; compute or write Prometheus metrics.
+
+These commands run from cron and monitoring, so they open only what they read (the
+configuration, the index and the directory: Sources), never the repositories, the
+escrow key or the SSH stack.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from homesync.errors import ConfigError, HomesyncError, IdentityUnavailableError
 from homesync_server import audit, metrics
 from homesync_server import config as server_config
-from homesync_server.config import Layout
-from homesync_server.identity import IdentityBackend
+from homesync_server.config import Layout, ServerConfig
+from homesync_server.identity import IdentityBackend, open_backend
 from homesync_server.index import Index
 from homesync_server.reports import activity, fleet, growth
 from homesync_server.reports import csv as csv_format
@@ -28,15 +33,32 @@ from homesync_server.reports import table as table_format
 from homesync_server.reports.model import Report
 from homesync_server.reports.period import period
 from homesync_server.reports.status import Policy
-from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
 FORMATS: dict[str, Callable[[Report], str]] = {
     "table": table_format.render, "json": json_format.render, "csv": csv_format.render, "html": html_format.render}
 EXIT_ALARMING = 2  # like a monitoring plugin's CRITICAL; documented in the admin guide
 EXIT_BROKEN_CHAIN = 1
-METRICS_CACHE_SECONDS = 15.0
-DIRECTORY_CACHE_SECONDS = 300.0
+
+
+@dataclass
+class Sources:
+    """What reports and metrics read (homesync_server.services.Services has the same
+    three, opened with everything else the server needs)."""
+
+    config: ServerConfig
+    index: Index
+    identity: IdentityBackend
+
+    @classmethod
+    def open(cls, layout: Layout) -> "Sources":
+        """Open the data directory's configuration, index and directory backend; raise
+        ConfigError if it is not a data directory."""
+        config = server_config.load(layout)
+        return cls(config, Index(layout.index), open_backend(config.identity, layout.data))
+
+    def close(self) -> None:
+        self.index.close()
 
 
 def report(layout: Layout, fmt: str, output: str | None, user: str | None, since: str | None,
@@ -44,11 +66,11 @@ def report(layout: Layout, fmt: str, output: str | None, user: str | None, since
     """Make the report, print it or write it to output; return EXIT_ALARMING when a
     machine needs attention, else 0."""
     with _without_gc():
-        services = Services.open(layout)
+        sources = Sources.open(layout)
         try:
-            made = make(services, time.time(), user, since, until, with_growth=fmt in ("html", "json"))
+            made = make(sources, time.time(), user, since, until, with_growth=fmt in ("html", "json"))
         finally:
-            services.close()
+            sources.close()
         emit(FORMATS[fmt](made), output)
     return EXIT_ALARMING if made.alarming else 0
 
@@ -67,23 +89,24 @@ def _without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def make(services: Services, now: float, user: str | None = None, since: str | None = None,
+def make(sources: Sources, now: float, user: str | None = None, since: str | None = None,
          until: str | None = None, with_growth: bool = True) -> Report:
     """Return the report as of now, for one user or everyone."""
     start, end = period(since, until, now)
-    policy = _policy(services)
-    names, directory_error = directory(services.identity)
-    rows = fleet.rows_from_records(services.index.fleet_records(user), names, now, policy)
+    policy = _policy(sources)
+    names, directory_error = directory(sources.identity)
+    rows = fleet.rows_from_records(sources.index.fleet_records(user), names, now, policy,
+                                   sources.index.display_names())
     summary = fleet.summarize(rows)
-    counts = services.index.activity_counts(start, end, user, activity.SKIPPED)
-    events = activity.events(services.index.activity(start, end, user, activity.SKIPPED, activity.LIMIT))
-    storage = _growth(services, rows, summary, now) if with_growth else growth.Growth(0, [], [])
+    counts = sources.index.activity_counts(start, end, user, activity.SKIPPED)
+    events = activity.events(sources.index.activity(start, end, user, activity.SKIPPED, activity.LIMIT))
+    storage = _growth(sources, rows, summary, now) if with_growth else growth.Growth(0, [], [])
     return Report(now, policy, user, directory_error, rows, summary,
                   activity.Activity(start, end, counts, events), storage)
 
 
-def _policy(services: Services) -> Policy:
-    return Policy.from_hours(services.config.report.warn_age, services.config.report.critical_age)
+def _policy(sources: Sources) -> Policy:
+    return Policy.from_hours(sources.config.report.warn_age, sources.config.report.critical_age)
 
 
 def directory(identity: IdentityBackend) -> tuple[dict[str, str] | None, str]:
@@ -96,13 +119,13 @@ def directory(identity: IdentityBackend) -> tuple[dict[str, str] | None, str]:
         return None, e.message
 
 
-def _growth(services: Services, rows: list[fleet.MachineRow], summary: fleet.Summary,
+def _growth(sources: Sources, rows: list[fleet.MachineRow], summary: fleet.Summary,
             now: float) -> growth.Growth:
     if not rows:
         return growth.Growth(0, [], [])
     width = growth.bucket_width(min(r.enrolled for r in rows), now)
     top = summary.storage_by_user[:growth.MAX_USERS]
-    found = services.index.storage_growth(width, [o for o, _, _ in top])
+    found = sources.index.storage_growth(width, [o for o, _, _ in top])
     return growth.growth(found, {o: d for o, d, _ in top}, width, now)
 
 
@@ -148,45 +171,20 @@ def _audit_rows(index: Index) -> Iterator[dict]:
         after = page[-1]["id"]
 
 
-def metrics_text(services: Services, now: float, names: tuple[dict[str, str] | None, str] | None = None) -> str:
+def metrics_text(sources: Sources, now: float, names: tuple[dict[str, str] | None, str] | None = None) -> str:
     """Return the fleet's metrics in the Prometheus text format."""
-    names = names or directory(services.identity)
-    rows = fleet.rows_from_records(services.index.fleet_records(), names[0], now, _policy(services))
+    names = names or directory(sources.identity)
+    rows = fleet.rows_from_records(sources.index.fleet_records(), names[0], now, _policy(sources),
+                                   sources.index.display_names())
     return metrics.render(rows, fleet.summarize(rows), now)
 
 
 def write_metrics(layout: Layout, output: str | None) -> None:
     """Print the metrics, or write them atomically for node_exporter's textfile collector."""
     with _without_gc():
-        services = Services.open(layout)
+        sources = Sources.open(layout)
         try:
-            text = metrics_text(services, time.time())
+            text = metrics_text(sources, time.time())
         finally:
-            services.close()
+            sources.close()
         emit(text, output)
-
-
-@contextmanager
-def metrics_endpoint(layout: Layout) -> Iterator[metrics.MetricsEndpoint | None]:
-    """Serve GET /metrics on [report] metrics_listen while the block runs (nothing when
-    it is not set), from a read-only use of the index; the directory is asked at most
-    every DIRECTORY_CACHE_SECONDS."""
-    listen = server_config.load(layout).report.metrics_listen
-    if not listen:
-        yield None
-        return
-    services = Services.open(layout)
-    names = metrics.Cached(lambda: directory(services.identity), DIRECTORY_CACHE_SECONDS)
-    produce = metrics.Cached(lambda: metrics_text(services, time.time(), names()), METRICS_CACHE_SECONDS)
-    try:
-        endpoint = metrics.MetricsEndpoint(*server_config.parse_listen(listen), produce)
-    except OSError as e:
-        services.close()
-        raise ConfigError(f"cannot serve metrics on {listen}: {e.strerror}",
-                          "check [report] metrics_listen") from None
-    endpoint.start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.stop()
-        services.close()

@@ -1,18 +1,27 @@
-"""`homesync-server serve`: run the SSH endpoint in the foreground until SIGTERM/SIGINT."""
+"""`homesync-server serve`: run the SSH endpoint in the foreground until SIGTERM/SIGINT,
+and the metrics endpoint beside it when [report] metrics_listen is set."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
 
+from homesync.errors import ConfigError
 from homesync_server import config as server_config
+from homesync_server.actions import report
 from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
 from homesync_server.endpoint import Endpoint
+from homesync_server.metrics_http import Cached, MetricsEndpoint
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
+METRICS_CACHE_SECONDS = 15.0
+DIRECTORY_CACHE_SECONDS = 300.0
 
 
 def serve(layout: Layout, listen: str | None, ready=None) -> None:
@@ -39,3 +48,29 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
         endpoint.stop()
         services.close()
         logger.info("stopped")
+
+
+@contextmanager
+def metrics_endpoint(layout: Layout) -> Iterator[MetricsEndpoint | None]:
+    """Serve GET /metrics on [report] metrics_listen while the block runs (nothing when
+    it is not set), from a read-only use of the index; the directory is asked at most
+    every DIRECTORY_CACHE_SECONDS."""
+    listen = server_config.load(layout).report.metrics_listen
+    if not listen:
+        yield None
+        return
+    sources = report.Sources.open(layout)
+    names = Cached(lambda: report.directory(sources.identity), DIRECTORY_CACHE_SECONDS)
+    produce = Cached(lambda: report.metrics_text(sources, time.time(), names()), METRICS_CACHE_SECONDS)
+    try:
+        endpoint = MetricsEndpoint(*server_config.parse_listen(listen), produce)
+    except OSError as e:
+        sources.close()
+        raise ConfigError(f"cannot serve metrics on {listen}: {e.strerror}",
+                          "check [report] metrics_listen") from None
+    endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+        sources.close()

@@ -63,6 +63,10 @@ def status(state: str, owner_gone: bool, age: float | None, policy: Policy) -> s
     return OK
 
 
+# The statuses for which alarming() can be true (the others never alarm).
+MAY_ALARM = frozenset((CRITICAL, NEVER))
+
+
 def alarming(machine_status: str, enrolled: float, now: float, policy: Policy) -> bool:
     """Return whether a machine makes the report exit non-zero: CRITICAL, or NEVER
     backed up although enrolled longer ago than the critical age."""

@@ -19,6 +19,12 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == " " else "\N{REPLACEMENT CHARACTER}" for c in text)
 
 
+def printables(texts: list[str]) -> list[str]:
+    """Return printable() of each text; when all are printable (the usual case), the
+    list itself, found by one C loop."""
+    return texts if all(map(str.isprintable, texts)) else list(map(printable, texts))
+
+
 class Memo(dict):
     """A dict that makes each missing value with make(key) and keeps it: for texts a
     fleet repeats (owners, versions, agent reasons), memo[text] is one lookup."""

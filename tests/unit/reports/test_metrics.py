@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as s
 
-from homesync_server import metrics
+from homesync_server import metrics, metrics_http
 from homesync_server.actions import report
 from homesync_server.reports import fleet
 from homesync_server.reports.status import Policy
-from homesync_server.services import Services
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = rf'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
@@ -67,7 +66,7 @@ def test_any_machine_or_owner_name_round_trips_through_the_text_format(name, own
 
 
 def test_the_fleet_metrics(fleet_layout):
-    services = Services.open(fleet_layout)
+    services = report.Sources.open(fleet_layout)
     try:
         families = parse(report.metrics_text(services, time.time()))
     finally:
@@ -84,7 +83,7 @@ def test_the_fleet_metrics(fleet_layout):
 
 
 def test_the_endpoint_serves_only_get_metrics():
-    endpoint = metrics.MetricsEndpoint("127.0.0.1", 0, lambda: "# HELP x y\n# TYPE x gauge\nx 1\n")
+    endpoint = metrics_http.MetricsEndpoint("127.0.0.1", 0, lambda: "# HELP x y\n# TYPE x gauge\nx 1\n")
     endpoint.start()
     base = "http://%s:%d" % endpoint.address
     try:
@@ -109,7 +108,7 @@ def test_a_failing_producer_gives_500_and_the_endpoint_goes_on():
         if len(calls) == 1:
             raise RuntimeError("index gone")
         return "ok 1\n"
-    endpoint = metrics.MetricsEndpoint("127.0.0.1", 0, produce)
+    endpoint = metrics_http.MetricsEndpoint("127.0.0.1", 0, produce)
     endpoint.start()
     url = "http://%s:%d/metrics" % endpoint.address
     try:
@@ -124,12 +123,12 @@ def test_a_failing_producer_gives_500_and_the_endpoint_goes_on():
 
 def test_cached_calls_at_most_once_per_interval():
     calls = []
-    cached = metrics.Cached(lambda: calls.append(1) or len(calls), 60)
+    cached = metrics_http.Cached(lambda: calls.append(1) or len(calls), 60)
     assert cached() == cached() == 1
 
 
 def test_policy_from_the_config_drives_the_metrics_statuses():
-    rows = fleet.machine_rows([{"id": "0" * 16, "owner": "joe", "owner_display_name": "", "name": "n",
+    rows = fleet.machine_rows([{"id": "0" * 16, "owner": "joe", "name": "n",
                                 "hostname": "h", "state": "active", "last_backup": 0.0, "archives": 1,
                                 "original_size": 1, "deduplicated_size": 1, "failed": 0, "last_seen": 0.0,
                                 "enrolled": 0.0, "agent_version": "", "agent_state": "", "agent_reason": ""}],

@@ -17,12 +17,11 @@ from homesync.errors import IdentityUnavailableError
 from homesync_server.actions import report
 from homesync_server.reports import csv as csv_format
 from homesync_server.reports import status as st
-from homesync_server.services import Services
 from tests.unit.reports.conftest import MACHINES
 
 
 def _make(layout, **options):
-    services = Services.open(layout)
+    services = report.Sources.open(layout)
     try:
         return report.make(services, time.time(), **options)
     finally:
