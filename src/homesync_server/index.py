@@ -6,6 +6,7 @@ The repositories are the source of truth; this is rebuildable from them.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -164,6 +165,8 @@ class Index:
     """Users, machines, archives and audit events."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -175,6 +178,11 @@ class Index:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def in_this_process(self) -> "Index":
+        """Return this index, or, in a process forked since it was opened (an SQLite
+        connection must not cross a fork), a new one on the same file."""
+        return self if os.getpid() == self._pid else Index(self.path)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -357,6 +365,11 @@ class Index:
                 "m.agent_reason, m.agent_version, COALESCE(t.archives, 0), t.last_backup, t.last_original_size, "
                 "COALESCE(t.deduplicated_size, 0), COALESCE(t.failed, 0) "
                 f"FROM machines m LEFT JOIN archive_totals t ON t.machine_id = m.id {where}", params).fetchall()
+
+    def machine_count(self, owner: str | None = None) -> int:
+        """Return how many machines there are (of owner's)."""
+        where, params = ("WHERE owner = ?", (owner,)) if owner else ("", ())
+        return self._query(f"SELECT COUNT(*) AS n FROM machines {where}", params)[0]["n"]
 
     def display_names(self) -> dict[str, str]:
         """Return the display names the index keeps for its users (those that have one)."""

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from itertools import compress, repeat
 from operator import attrgetter, is_not, itemgetter
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from homesync_server.reports.fleet import MachineRow, Summary
+from homesync_server.reports.halves import in_halves, split
 from homesync_server.reports.text import Memo
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# The per-machine families are labelled by the machine's id only; its name, owner, host
+# and agent version are the labels of homesync_machine_info (the Prometheus "info
+# metric" pattern: renaming a machine changes one series, not nine, and a fleet's
+# metrics are half the size). PromQL joins them: `... * on(machine) group_left(name,
+# owner) homesync_machine_info`.
 # (name, help, the machine row's field holding the value; a machine whose value is None is left out)
 PER_MACHINE: tuple[tuple[str, str, str], ...] = (
     ("homesync_machine_last_backup_timestamp_seconds", "End of the newest successful backup (Unix time).",
@@ -27,6 +33,12 @@ PER_MACHINE: tuple[tuple[str, str, str], ...] = (
     ("homesync_machine_last_seen_timestamp_seconds", "When the agent last reached the server (Unix time).",
      "last_seen"),
 )
+
+
+MACHINE_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("homesync_machine_info", "The machine's name, owner, host and agent version (always 1)."),
+    ("homesync_machine_status", "The machine's backup status (1 for its current status)."),
+    *((name, help_text) for name, help_text, _ in PER_MACHINE))
 
 
 def escape_label(value: str) -> str:
@@ -47,16 +59,12 @@ def render(rows: list[MachineRow], summary: Summary, now: float) -> str:
     if summary.protected_share is not None:
         _family(lines, "homesync_protected_ratio", "Share of machines expected to back up that are within policy.",
                 [("", summary.protected_share)])
-    labels = _machine_labels(rows)
-    _family(lines, "homesync_machine_status", "The machine's backup status (1 for its current status).", [])
-    statuses = Memo(status_label)
-    lines.extend(map('homesync_machine_status%s,status="%s"} 1'.__mod__,
-                     zip(map(itemgetter(slice(None, -1)), labels),
-                         map(statuses.__getitem__, map(attrgetter("status"), rows)))))
-    for name, help_text, field in PER_MACHINE:
+    # The machines' samples, family by family, each half of the fleet written apart (halves).
+    first, second = in_halves(lambda half: _machine_samples(split(rows, half)), len(rows))
+    for (name, help_text), *blocks in zip(MACHINE_FAMILIES, first, second):
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} gauge")
-        lines.extend(_samples(name, labels, list(map(attrgetter(field), rows))))
+        lines.extend(block for block in blocks if block)
     _family(lines, "homesync_user_deduplicated_bytes", "Deduplicated bytes of all of a user's machines.",
             ((f'{{owner="{escape_label(o)}"}}', n) for o, _, n in summary.storage_by_user))
     _family(lines, "homesync_metrics_generated_timestamp_seconds", "When these metrics were computed.",
@@ -64,12 +72,23 @@ def render(rows: list[MachineRow], summary: Summary, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _machine_labels(rows: list[MachineRow]) -> list[str]:
-    owners = Memo(escape_label)  # a user's machines share it
-    return list(map('{machine="%s",name="%s",owner="%s"}'.__mod__,
-                    zip(_escaped(list(map(attrgetter("machine_id"), rows))),
-                        _escaped(list(map(attrgetter("machine"), rows))),
-                        map(owners.__getitem__, map(attrgetter("owner"), rows)))))
+def _machine_samples(rows: Sequence[MachineRow]) -> list[str]:
+    """Return the sample lines of the per-machine families for rows, one text per
+    family of MACHINE_FAMILIES."""
+    ids = _escaped(list(map(attrgetter("machine_id"), rows)))
+    owners, versions, statuses = Memo(escape_label), Memo(escape_label), Memo(status_label)  # shared by many
+    info = map('homesync_machine_info{machine="%s",name="%s",owner="%s",hostname="%s",agent_version="%s"} 1'.__mod__,
+               zip(ids, _escaped(list(map(attrgetter("machine"), rows))),
+                   map(owners.__getitem__, map(attrgetter("owner"), rows)),
+                   _escaped(list(map(attrgetter("hostname"), rows))),
+                   map(versions.__getitem__, map(attrgetter("agent_version"), rows))))
+    labels = list(map('{machine="%s"}'.__mod__, ids))
+    status = map('homesync_machine_status{machine="%s",status="%s"} 1'.__mod__,
+                 zip(ids, map(statuses.__getitem__, map(attrgetter("status"), rows))))
+    blocks = ["\n".join(info), "\n".join(status)]
+    for name, _, field in PER_MACHINE:
+        blocks.append("\n".join(_samples(name, labels, list(map(attrgetter(field), rows)))))
+    return blocks
 
 
 def _escaped(values: list[str]) -> list[str]:

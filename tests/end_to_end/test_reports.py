@@ -125,7 +125,8 @@ def test_the_metrics_endpoint_of_serve(server, fleet):
     with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
         families = parse_metrics(response.read().decode())
     assert {labels["status"]: v for labels, v in families["homesync_machines"]}["ok"] == 2
-    names = {labels["name"] for labels, _ in families["homesync_machine_last_backup_timestamp_seconds"]}
+    backed_up = {labels["machine"] for labels, _ in families["homesync_machine_last_backup_timestamp_seconds"]}
+    names = {labels["name"] for labels, _ in families["homesync_machine_info"] if labels["machine"] in backed_up}
     assert names == {JOE_LAPTOP, ANN_LAPTOP}
     exported = server.data.parent / "homesync.prom"
     assert server.cli("metrics", "--output", str(exported)).returncode == 0

@@ -25,7 +25,7 @@ from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
 from homesync_server.identity import IdentityBackend, open_backend
 from homesync_server.index import Index
-from homesync_server.reports import activity, fleet, growth
+from homesync_server.reports import activity, fleet, growth, halves
 from homesync_server.reports import csv as csv_format
 from homesync_server.reports import html as html_format
 from homesync_server.reports import json as json_format
@@ -94,12 +94,19 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
     """Return the report as of now, for one user or everyone."""
     start, end = period(since, until, now)
     policy = _policy(sources)
-    names, directory_error = directory(sources.identity)
-    rows = fleet.rows_from_records(sources.index.fleet_records(user), names, now, policy,
-                                   sources.index.display_names())
+    index = sources.index
+
+    def around() -> tuple:  # what the report needs beside the fleet: little data, asked meanwhile
+        here = index.in_this_process()
+        return (directory(sources.identity), here.display_names(),
+                here.activity_counts(start, end, user, activity.SKIPPED),
+                here.activity(start, end, user, activity.SKIPPED, activity.LIMIT))
+
+    records, ((names, directory_error), indexed_names, counts, audit_rows) = halves.at_once(
+        lambda: index.fleet_records(user), around, index.machine_count(user))
+    rows = fleet.rows_from_records(records, names, now, policy, indexed_names)
     summary = fleet.summarize(rows)
-    counts = sources.index.activity_counts(start, end, user, activity.SKIPPED)
-    events = activity.events(sources.index.activity(start, end, user, activity.SKIPPED, activity.LIMIT))
+    events = activity.events(audit_rows)
     storage = _growth(sources, rows, summary, now) if with_growth else growth.Growth(0, [], [])
     return Report(now, policy, user, directory_error, rows, summary,
                   activity.Activity(start, end, counts, events), storage)

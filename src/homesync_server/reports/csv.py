@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import Iterator
 
 from homesync_server.reports.fleet import MachineRow
+from homesync_server.reports.halves import in_halves, split
 from homesync_server.reports.model import Report
 from homesync_server.reports.text import Memo
 
@@ -25,10 +26,17 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def render(report: Report) -> str:
     """Return the fleet rows of the report as CSV text with a header line."""
+    machines = report.machines
+    first, second = in_halves(lambda half: _lines([COLUMNS] if half == 0 else [], _cells(split(machines, half))),
+                              len(machines))
+    return first + second
+
+
+def _lines(header: list, cells: Iterator[tuple]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(_cells(report.machines))
+    writer.writerows(header)
+    writer.writerows(cells)
     return out.getvalue()
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import html
 from operator import attrgetter
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from homesync_server.reports import status as st
 from homesync_server.reports import svg
 from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, MachineRow, ordered_for_reading
+from homesync_server.reports.halves import in_halves, split
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
 from homesync_server.reports.text import Memo, age_teller, human_size, human_time, printable
@@ -106,11 +107,13 @@ def _machines(report: Report) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("Status", "Owner", "Name", "Machine", "Last backup", "Age",
                                              "Archives", "Original", "Stored", "Failed", "Last seen",
                                              "Version", "Agent says"))
-    rows = _machine_rows(ordered_for_reading(report.machines), report.generated_at)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    ordered = ordered_for_reading(report.machines)
+    first, second = in_halves(lambda half: "".join(_machine_rows(split(ordered, half), report.generated_at)),
+                              len(ordered))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{first}{second}</tbody></table>"
 
 
-def _machine_rows(machines: list[MachineRow], now: float) -> Iterator[str]:
+def _machine_rows(machines: Sequence[MachineRow], now: float) -> Iterator[str]:
     """Return a <tr> per machine, built column by column (100,000 of them)."""
     age, safe = age_teller(now), Memo(escape)
 

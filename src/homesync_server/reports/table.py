@@ -10,6 +10,7 @@ from typing import Sequence
 
 from homesync_server.reports.activity import Event
 from homesync_server.reports.fleet import MachineRow, ordered_for_reading
+from homesync_server.reports.halves import in_halves, split
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
 from homesync_server.reports.text import age_teller, human_size, human_time, printable, printables
@@ -22,9 +23,10 @@ REASON_WIDTH = 60
 
 def render(report: Report) -> str:
     """Return the report as aligned text."""
+    ordered = ordered_for_reading(report.machines)
+    first, second = in_halves(lambda half: _machine_columns(split(ordered, half), report.generated_at), len(ordered))
     parts = [_heading(report), _summary(report), "",
-             _columns_table(MACHINE_HEADERS, _machine_columns(ordered_for_reading(report.machines),
-                                                              report.generated_at)),
+             _columns_table(MACHINE_HEADERS, [a + b for a, b in zip(first, second)]),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
     return "\n".join(parts) + "\n"
@@ -54,7 +56,7 @@ def _summary(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _machine_columns(machines: list[MachineRow], now: float) -> list[list[str]]:
+def _machine_columns(machines: Sequence[MachineRow], now: float) -> list[list[str]]:
     """Return the cells of the machines column by column (for 100,000 machines a call
     per cell is what the report would spend its time on)."""
     age = age_teller(now)

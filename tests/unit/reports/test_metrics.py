@@ -61,8 +61,11 @@ def _row(name: str, owner: str = "joe", age: float | None = 10.0) -> fleet.Machi
 def test_any_machine_or_owner_name_round_trips_through_the_text_format(name, owner):
     rows = [_row(name, owner)]
     families = parse(metrics.render(rows, fleet.summarize(rows), 123.0))
+    (labels, value), = families["homesync_machine_info"]
+    assert labels == {"machine": "0" * 16, "name": name, "owner": owner, "hostname": "h",
+                      "agent_version": "0.1.0"} and value == 1
     (labels, value), = families["homesync_machine_last_backup_timestamp_seconds"]
-    assert labels == {"machine": "0" * 16, "name": name, "owner": owner} and value == 100.0
+    assert labels == {"machine": "0" * 16} and value == 100.0
 
 
 def test_the_fleet_metrics(fleet_layout):
@@ -80,6 +83,9 @@ def test_the_fleet_metrics(fleet_layout):
     assert families["homesync_protected_ratio"][0][1] == pytest.approx(0.25)
     statuses = {labels["machine"]: labels["status"] for labels, _ in families["homesync_machine_status"]}
     assert statuses["c" * 16] == "critical"
+    info = {labels["machine"]: labels for labels, _ in families["homesync_machine_info"]}
+    assert set(info) == set(statuses) and info["c" * 16]["owner"] == "ann"
+    assert info["c" * 16]["name"] == "Ann's <b>Laptop</b>"
 
 
 def test_the_endpoint_serves_only_get_metrics():

@@ -1,0 +1,99 @@
+"""Big work in two parts at once, the second in a forked child process, so that a
+report of 100,000 machines uses both cores of a small server instead of one (each
+part is plain Python: one core per process). Parts whose results are many small
+objects gain nothing (reading them back costs what making them did); what pays is
+work that ends in a few big texts (rendering half of the machines) or in little data
+(the directory and the activity while the fleet is read).
+
+A fork happens only where it is safe and pays: a fleet of at least MIN_ITEMS, more
+than one CPU for this process, and no other thread in it (a fork copies locks that
+another thread may hold: `serve`, whose metrics endpoint runs beside the SSH
+threads, never forks). Otherwise, and whenever the child fails, both halves run
+here one after the other: the result is the same, only slower.
+
+The child's result comes back through a pipe with marshal: the child is a fork of
+this very interpreter, so the data is trusted and the format matches; results are
+made of str, int, float, bool, None, tuples, lists and dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import os
+import threading
+from typing import Callable, Sequence, TypeVar
+
+logger = logging.getLogger(__name__)
+MIN_ITEMS = 20_000
+MARSHAL_VERSION = 2  # without the sharing of equal objects that makes 3 and 4 slow to write
+R = TypeVar("R")
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+def in_halves(work: Callable[[int], R], size: int) -> tuple[R, R]:
+    """Return (work(0), work(1)), where work(half) does half of a job of size items;
+    work(1) runs in a forked child at the same time when that is worth it."""
+    return at_once(lambda: work(0), lambda: work(1), size)
+
+
+def at_once(here: Callable[[], R], there: Callable[[], S], size: int) -> tuple[R, S]:
+    """Return (here(), there()) for a job of size items; there() runs in a forked child
+    at the same time when that is worth it (it must not use what cannot cross a fork,
+    such as an SQLite connection: see Index.in_this_process)."""
+    if not _may_fork(size):
+        return here(), there()
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        os.close(read)
+        os.close(write)
+        logger.debug("cannot fork (%s): both here", e)
+        return here(), there()
+    if pid == 0:
+        _child(read, write, there)
+    os.close(write)
+    try:
+        first = here()
+    finally:
+        data = _read_all(read)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        logger.debug("the other process failed: its part done here")
+        return first, there()
+    return first, marshal.loads(data)
+
+
+def split(items: Sequence[T], half: int) -> Sequence[T]:
+    """Return the first (half 0) or the second (half 1) half of items."""
+    middle = len(items) // 2
+    return items[:middle] if half == 0 else items[middle:]
+
+
+def _may_fork(size: int) -> bool:
+    return (size >= MIN_ITEMS and hasattr(os, "fork") and len(os.sched_getaffinity(0)) > 1
+            and threading.active_count() == 1)
+
+
+def _child(read: int, write: int, work: Callable[[], R]) -> None:
+    """Run work(), write its result marshalled to write, and end this process without
+    running the parent's clean-up (buffered output, atexit, open connections are the parent's)."""
+    code = 1
+    try:
+        os.close(read)
+        data = marshal.dumps(work(), MARSHAL_VERSION)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write, view):]
+        code = 0
+    except BaseException:  # noqa: BLE001 - any failure: the parent does this half itself
+        logger.debug("the child's part failed", exc_info=True)
+    finally:
+        os._exit(code)
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
