@@ -351,12 +351,18 @@ class Index:
         figures: count, newest successful end, sizes, failures."""
         return [dict(zip(FLEET_COLUMNS, record)) for record in sorted(self.fleet_records(owner), key=_BY_OWNER_NAME)]
 
-    def fleet_records(self, owner: str | None = None) -> list[tuple]:
+    def fleet_records(self, owner: str | None = None, owners: tuple[str, str] | None = None) -> list[tuple]:
         """Like fleet, as plain tuples in the order of FLEET_COLUMNS, in no particular
         order (a report of 100,000 machines can afford neither a dict per machine, nor
         the join with users, nor SQL's sort by owner: each costs more than the Python
-        that replaces it)."""
-        where, params = ("WHERE m.owner = ?", (owner,)) if owner else ("", ())
+        that replaces it); with owners (low, high), only machines of owners from low
+        (included) to high (excluded), '' meaning no bound."""
+        conditions, params = ["m.owner = ?"] if owner else [], [owner] if owner else []
+        for bound, operator in zip(owners or (), (">=", "<")):
+            if bound:  # "+": a scan with a filter, not the owner index and a lookup per row
+                conditions.append(f"+m.owner {operator} ?")
+                params.append(bound)
+        where = "WHERE " + " AND ".join(conditions) if conditions else ""
         with self._lock:
             cursor = self._db.cursor()
             cursor.row_factory = None
@@ -365,6 +371,13 @@ class Index:
                 "m.agent_reason, m.agent_version, COALESCE(t.archives, 0), t.last_backup, t.last_original_size, "
                 "COALESCE(t.deduplicated_size, 0), COALESCE(t.failed, 0) "
                 f"FROM machines m LEFT JOIN archive_totals t ON t.machine_id = m.id {where}", params).fetchall()
+
+    def middle_owner(self) -> str:
+        """Return the owner of the middle machine in owner order ('' without machines): the
+        owners below it and the others own about half of the machines each."""
+        rows = self._query("SELECT owner FROM machines ORDER BY owner LIMIT 1 OFFSET "
+                           "(SELECT COUNT(*) / 2 FROM machines)")
+        return rows[0]["owner"] if rows else ""
 
     def machine_count(self, owner: str | None = None) -> int:
         """Return how many machines there are (of owner's)."""

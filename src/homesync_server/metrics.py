@@ -6,11 +6,10 @@ collector or served by homesync_server.metrics_http.
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import attrgetter, is_not, itemgetter
+from operator import attrgetter, is_not
 from typing import Iterable, Sequence
 
 from homesync_server.reports.fleet import MachineRow, Summary
-from homesync_server.reports.halves import in_halves, split
 from homesync_server.reports.text import Memo
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -51,17 +50,24 @@ def status_label(status: str) -> str:
     return status.lower().replace(" ", "_")
 
 
-def render(rows: list[MachineRow], summary: Summary, now: float) -> str:
-    """Return the metrics of the fleet in the Prometheus text format."""
+def section(rows: list[MachineRow], now: float) -> list[str]:
+    """Return the sample lines of the per-machine families for rows, one text per
+    family of MACHINE_FAMILIES."""
+    return _machine_samples(rows)
+
+
+def render(rows: list[MachineRow], summary: Summary, now: float, sections: list | None = None) -> str:
+    """Return the metrics of the fleet in the Prometheus text format (the machines'
+    samples from sections when the fleet was read in parts)."""
+    if sections is None:
+        sections = [section(rows, now)]
     lines: list[str] = []
     _family(lines, "homesync_machines", "Machines by backup status.",
             ((f'{{status="{status_label(s)}"}}', n) for s, n in summary.by_status.items()))
     if summary.protected_share is not None:
         _family(lines, "homesync_protected_ratio", "Share of machines expected to back up that are within policy.",
                 [("", summary.protected_share)])
-    # The machines' samples, family by family, each half of the fleet written apart (halves).
-    first, second = in_halves(lambda half: _machine_samples(split(rows, half)), len(rows))
-    for (name, help_text), *blocks in zip(MACHINE_FAMILIES, first, second):
+    for (name, help_text), *blocks in zip(MACHINE_FAMILIES, *sections):  # part after part within a family
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} gauge")
         lines.extend(block for block in blocks if block)

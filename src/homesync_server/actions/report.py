@@ -17,7 +17,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from operator import attrgetter
+from typing import Any, Callable, Iterator
 
 from homesync.errors import ConfigError, HomesyncError, IdentityUnavailableError
 from homesync_server import audit, metrics
@@ -35,8 +36,10 @@ from homesync_server.reports.period import period
 from homesync_server.reports.status import Policy
 
 logger = logging.getLogger(__name__)
-FORMATS: dict[str, Callable[[Report], str]] = {
-    "table": table_format.render, "json": json_format.render, "csv": csv_format.render, "html": html_format.render}
+# Each format's module has section(machines, now), what it writes of some machines, and
+# render(report, sections=None), the whole text (the machines' from sections when given).
+FORMATS = {"table": table_format, "json": json_format, "csv": csv_format, "html": html_format}
+Section = Callable[[list, float], Any]
 EXIT_ALARMING = 2  # like a monitoring plugin's CRITICAL; documented in the admin guide
 EXIT_BROKEN_CHAIN = 1
 
@@ -65,14 +68,16 @@ def report(layout: Layout, fmt: str, output: str | None, user: str | None, since
            until: str | None) -> int:
     """Make the report, print it or write it to output; return EXIT_ALARMING when a
     machine needs attention, else 0."""
+    renderer = FORMATS[fmt]
     with _without_gc():
         sources = Sources.open(layout)
         try:
-            made = make(sources, time.time(), user, since, until, with_growth=fmt in ("html", "json"))
+            made, sections = make_in_parts(sources, time.time(), renderer.section, user, since, until,
+                                           with_growth=fmt in ("html", "json"))
         finally:
             sources.close()
-        emit(FORMATS[fmt](made), output)
-    return EXIT_ALARMING if made.alarming else 0
+        emit(renderer.render(made, sections), output)
+    return EXIT_ALARMING if made.needs_attention else 0
 
 
 @contextmanager
@@ -91,25 +96,61 @@ def _without_gc() -> Iterator[None]:
 
 def make(sources: Sources, now: float, user: str | None = None, since: str | None = None,
          until: str | None = None, with_growth: bool = True) -> Report:
-    """Return the report as of now, for one user or everyone."""
+    """Return the report as of now, for one user or everyone, with every machine's row."""
     start, end = period(since, until, now)
     policy = _policy(sources)
-    index = sources.index
-
-    def around() -> tuple:  # what the report needs beside the fleet: little data, asked meanwhile
-        here = index.in_this_process()
-        return (directory(sources.identity), here.display_names(),
-                here.activity_counts(start, end, user, activity.SKIPPED),
-                here.activity(start, end, user, activity.SKIPPED, activity.LIMIT))
-
-    records, ((names, directory_error), indexed_names, counts, audit_rows) = halves.at_once(
-        lambda: index.fleet_records(user), around, index.machine_count(user))
-    rows = fleet.rows_from_records(records, names, now, policy, indexed_names)
+    names, directory_error = directory(sources.identity)
+    rows = fleet.rows_from_records(sources.index.fleet_records(user), names, now, policy,
+                                   sources.index.display_names())
     summary = fleet.summarize(rows)
-    events = activity.events(audit_rows)
-    storage = _growth(sources, rows, summary, now) if with_growth else growth.Growth(0, [], [])
-    return Report(now, policy, user, directory_error, rows, summary,
-                  activity.Activity(start, end, counts, events), storage)
+    storage = _growth(sources, summary, _first_enrolled(rows), now) if with_growth else growth.Growth(0, [], [])
+    return Report(now, policy, user, directory_error, rows, summary, _activity(sources.index, start, end, user),
+                  storage, sum(map(attrgetter("alarming"), rows)))
+
+
+def make_in_parts(sources: Sources, now: float, section: Section, user: str | None = None,
+                  since: str | None = None, until: str | None = None,
+                  with_growth: bool = True) -> tuple[Report, list]:
+    """Return the report as of now and the sections section(rows, now) made of its
+    machines. A fleet of halves.MIN_ITEMS machines or more is read in two parts split by
+    owner, the second part with the activity in another process when it can
+    (reports/halves.py): then the report holds no rows (only each part's section), its
+    summary is merged from the parts', and the renderer puts the sections together."""
+    index = sources.index
+    if index.machine_count(user) < halves.MIN_ITEMS:
+        made = make(sources, now, user, since, until, with_growth)
+        return made, [section(made.machines, now)]
+    start, end = period(since, until, now)
+    policy = _policy(sources)
+    names, directory_error = directory(sources.identity)
+    indexed_names, middle = index.display_names(), index.middle_owner()
+
+    def part(owners: tuple[str, str]) -> tuple:
+        records = index.in_this_process().fleet_records(user, owners)
+        rows = fleet.rows_from_records(records, names, now, policy, indexed_names)
+        return (fleet.summary_values(fleet.summarize(rows)), sum(map(attrgetter("alarming"), rows)),
+                _first_enrolled(rows), section(rows, now))
+
+    def second_part_and_activity() -> tuple:
+        return part((middle, "")), _activity(index.in_this_process(), start, end, user).as_values()
+
+    first, (second, activity_values) = halves.at_once(lambda: part(("", middle)), second_part_and_activity,
+                                                      halves.MIN_ITEMS)
+    summary = fleet.merge_summaries([fleet.Summary(*first[0]), fleet.Summary(*second[0])])
+    enrolled = min((p[2] for p in (first, second) if p[2] is not None), default=None)
+    storage = _growth(sources, summary, enrolled, now) if with_growth else growth.Growth(0, [], [])
+    made = Report(now, policy, user, directory_error, [], summary, activity.Activity.from_values(activity_values),
+                  storage, first[1] + second[1])
+    return made, [first[3], second[3]]
+
+
+def _activity(index: Index, start: float, end: float, user: str | None) -> activity.Activity:
+    return activity.Activity(start, end, index.activity_counts(start, end, user, activity.SKIPPED),
+                             activity.events(index.activity(start, end, user, activity.SKIPPED, activity.LIMIT)))
+
+
+def _first_enrolled(rows: list[fleet.MachineRow]) -> float | None:
+    return min(map(attrgetter("enrolled"), rows), default=None)
 
 
 def _policy(sources: Sources) -> Policy:
@@ -126,34 +167,37 @@ def directory(identity: IdentityBackend) -> tuple[dict[str, str] | None, str]:
         return None, e.message
 
 
-def _growth(sources: Sources, rows: list[fleet.MachineRow], summary: fleet.Summary,
-            now: float) -> growth.Growth:
-    if not rows:
+def _growth(sources: Sources, summary: fleet.Summary, first_enrolled: float | None, now: float) -> growth.Growth:
+    if first_enrolled is None:
         return growth.Growth(0, [], [])
-    width = growth.bucket_width(min(r.enrolled for r in rows), now)
+    width = growth.bucket_width(first_enrolled, now)
     top = summary.storage_by_user[:growth.MAX_USERS]
     found = sources.index.storage_growth(width, [o for o, _, _ in top])
     return growth.growth(found, {o: d for o, d, _ in top}, width, now)
 
 
-def emit(text: str, output: str | None) -> None:
-    """Print text, or write it to the file output atomically."""
+def emit(text: str, output: str | None, durable: bool = True) -> None:
+    """Print text, or write it to the file output atomically (and, when durable, on disk
+    before it replaces the old file)."""
     if output:
-        write_atomically(Path(output), text)
+        write_atomically(Path(output), text, durable)
     else:
         sys.stdout.write(text)
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, durable: bool = True) -> None:
     """Write text to path through a temporary file in the same directory and a rename,
-    so that readers (cron mail, node_exporter) never see half a file."""
+    so that readers (cron mail, node_exporter) never see half a file; when durable,
+    fsync it first (a report kept as evidence; not metrics, rewritten every few
+    minutes: 75 MB synced each time would cost the disk more than a lost file costs)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides the mode
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -179,7 +223,8 @@ def _audit_rows(index: Index) -> Iterator[dict]:
 
 
 def metrics_text(sources: Sources, now: float, names: tuple[dict[str, str] | None, str] | None = None) -> str:
-    """Return the fleet's metrics in the Prometheus text format."""
+    """Return the fleet's metrics in the Prometheus text format, from every machine's row
+    (what `serve`'s endpoint calls; names: the directory's answer, if already asked)."""
     names = names or directory(sources.identity)
     rows = fleet.rows_from_records(sources.index.fleet_records(), names[0], now, _policy(sources),
                                    sources.index.display_names())
@@ -191,7 +236,8 @@ def write_metrics(layout: Layout, output: str | None) -> None:
     with _without_gc():
         sources = Sources.open(layout)
         try:
-            text = metrics_text(sources, time.time())
+            now = time.time()
+            made, sections = make_in_parts(sources, now, metrics.section, with_growth=False)
         finally:
             sources.close()
-        emit(text, output)
+        emit(metrics.render([], made.summary, now, sections), output, durable=False)

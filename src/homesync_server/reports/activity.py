@@ -53,6 +53,15 @@ class Activity:
         return {"since": self.since, "until": self.until, "counts": self.counts,
                 "truncated": self.truncated, "events": [e.as_dict() for e in self.events]}
 
+    def as_values(self) -> tuple:
+        """Return the activity as plain values (what marshal can carry); from_values reverses it."""
+        return self.since, self.until, self.counts, [tuple(e.as_dict().values()) for e in self.events]
+
+    @classmethod
+    def from_values(cls, values: tuple) -> "Activity":
+        since, until, counts, events = values
+        return cls(since, until, counts, [Event(*event) for event in events])
+
 
 def events(rows: list[dict[str, Any]]) -> list[Event]:
     """Given audit rows joined with their machine, return the events to list."""

@@ -11,10 +11,9 @@ from datetime import datetime, timezone
 from itertools import repeat
 from operator import attrgetter
 
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 from homesync_server.reports.fleet import MachineRow
-from homesync_server.reports.halves import in_halves, split
 from homesync_server.reports.model import Report
 from homesync_server.reports.text import Memo
 
@@ -24,19 +23,22 @@ COLUMNS = ("machine_id", "owner", "display_name", "machine", "hostname", "state"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def render(report: Report) -> str:
-    """Return the fleet rows of the report as CSV text with a header line."""
-    machines = report.machines
-    first, second = in_halves(lambda half: _lines([COLUMNS] if half == 0 else [], _cells(split(machines, half))),
-                              len(machines))
-    return first + second
+def section(machines: list[MachineRow], now: float) -> str:
+    """Return the CSV lines of the machines."""
+    return _lines(_cells(machines))
 
 
-def _lines(header: list, cells: Iterator[tuple]) -> str:
+def render(report: Report, sections: list | None = None) -> str:
+    """Return the fleet rows of the report as CSV text with a header line (from sections
+    when the report was made in parts)."""
+    if sections is None:
+        sections = [section(report.machines, report.generated_at)]
+    return _lines([COLUMNS]) + "".join(sections)
+
+
+def _lines(cells: Iterable[Sequence]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerows(header)
-    writer.writerows(cells)
+    csv.writer(out, lineterminator="\n").writerows(cells)
     return out.getvalue()
 
 

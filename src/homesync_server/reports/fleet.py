@@ -22,6 +22,7 @@ AGE_BUCKETS = (("< 1 h", 3600.0), ("1 h – 1 d", DAY), ("1–2 d", 2 * DAY), ("
                ("1–4 weeks", 28 * DAY), ("> 4 weeks", float("inf")))
 NEVER_BUCKET = "never"
 _UPPERS = [upper for _, upper in AGE_BUCKETS]
+_BUCKET_LABELS = [label for label, _ in AGE_BUCKETS] + [NEVER_BUCKET]
 _EXPECTED = frozenset(st.EXPECTED)
 is_not_none = partial(is_not, None)
 
@@ -142,6 +143,25 @@ def summarize(rows: list[MachineRow]) -> Summary:
                    sum(stored.values()), by_user)
 
 
+def summary_values(summary: Summary) -> tuple:
+    """Return the summary as a plain tuple (what marshal can carry); Summary(*values) is it again."""
+    return tuple(getattr(summary, f.name) for f in fields(Summary))
+
+
+def merge_summaries(parts: list[Summary]) -> Summary:
+    """Return the summary of the rows of all parts, given the summary of each; the
+    parts' owners must be distinct (as when the fleet is split by owner)."""
+    by_status = Counter(dict.fromkeys(st.BY_SEVERITY, 0))
+    ages: Counter[str] = Counter()
+    for part in parts:
+        by_status.update(part.by_status)
+        ages.update(dict(part.age_buckets))
+    by_user = sorted((row for part in parts for row in part.storage_by_user), key=lambda t: (-t[2], t[0]))
+    return Summary(sum(p.machines for p in parts), dict(by_status), sum(p.expected for p in parts),
+                   sum(p.protected for p in parts), [(label, ages[label]) for label in _BUCKET_LABELS],
+                   sum(p.storage_total for p in parts), by_user)
+
+
 def age_buckets(rows: Iterable[MachineRow]) -> list[tuple[str, int]]:
     """Return how many of rows have their newest backup in each age bucket (and never)."""
     ages = list(map(attrgetter("age_seconds"), rows))
@@ -160,7 +180,14 @@ def bucket_of(age: float | None) -> str:
 def ordered_for_reading(rows: list[MachineRow]) -> list[MachineRow]:
     """Given rows by owner and machine name (as rows_from_records returns them),
     return them most urgent first, then by owner and machine name."""
-    return sorted(rows, key=lambda r: _RANKS[r.status])  # stable: rows come by owner and machine
+    return [row for group in by_severity(rows) for row in group]
 
 
-_RANKS = {status: st.severity(status) for status in st.BY_SEVERITY}
+def by_severity(rows: list[MachineRow]) -> list[list[MachineRow]]:
+    """Return the rows in one group per status of st.BY_SEVERITY (most urgent first),
+    each in the order of rows; a report made in parts shows each group of every part,
+    group after group."""
+    groups: dict[str, list[MachineRow]] = {status: [] for status in st.BY_SEVERITY}
+    for status, row in zip(map(attrgetter("status"), rows), rows):
+        groups[status].append(row)
+    return list(groups.values())

@@ -1,14 +1,14 @@
-"""Big work in two parts at once, the second in a forked child process, so that a
+"""Two parts of a big job at once, the second in a forked child process, so that a
 report of 100,000 machines uses both cores of a small server instead of one (each
-part is plain Python: one core per process). Parts whose results are many small
-objects gain nothing (reading them back costs what making them did); what pays is
-work that ends in a few big texts (rendering half of the machines) or in little data
-(the directory and the activity while the fleet is read).
+part is plain Python: one core per process). What the child sends back must be
+little data or a few big texts (a summary, a rendered section): results made of
+many small objects gain nothing, since reading them back costs what making them did
+(tried with the fleet's rows, and dropped).
 
-A fork happens only where it is safe and pays: a fleet of at least MIN_ITEMS, more
+A fork happens only where it is safe and pays: a job of at least MIN_ITEMS, more
 than one CPU for this process, and no other thread in it (a fork copies locks that
 another thread may hold: `serve`, whose metrics endpoint runs beside the SSH
-threads, never forks). Otherwise, and whenever the child fails, both halves run
+threads, never forks). Otherwise, and whenever the child fails, both parts run
 here one after the other: the result is the same, only slower.
 
 The child's result comes back through a pipe with marshal: the child is a fork of
@@ -22,20 +22,13 @@ import logging
 import marshal
 import os
 import threading
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, TypeVar
 
 logger = logging.getLogger(__name__)
 MIN_ITEMS = 20_000
 MARSHAL_VERSION = 2  # without the sharing of equal objects that makes 3 and 4 slow to write
 R = TypeVar("R")
 S = TypeVar("S")
-T = TypeVar("T")
-
-
-def in_halves(work: Callable[[int], R], size: int) -> tuple[R, R]:
-    """Return (work(0), work(1)), where work(half) does half of a job of size items;
-    work(1) runs in a forked child at the same time when that is worth it."""
-    return at_once(lambda: work(0), lambda: work(1), size)
 
 
 def at_once(here: Callable[[], R], there: Callable[[], S], size: int) -> tuple[R, S]:
@@ -64,12 +57,6 @@ def at_once(here: Callable[[], R], there: Callable[[], S], size: int) -> tuple[R
         logger.debug("the other process failed: its part done here")
         return first, there()
     return first, marshal.loads(data)
-
-
-def split(items: Sequence[T], half: int) -> Sequence[T]:
-    """Return the first (half 0) or the second (half 1) half of items."""
-    middle = len(items) // 2
-    return items[:middle] if half == 0 else items[middle:]
 
 
 def _may_fork(size: int) -> bool:

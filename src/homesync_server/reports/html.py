@@ -10,8 +10,7 @@ from typing import Iterator, Sequence
 
 from homesync_server.reports import status as st
 from homesync_server.reports import svg
-from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, MachineRow, ordered_for_reading
-from homesync_server.reports.halves import in_halves, split
+from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, MachineRow, by_severity
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
 from homesync_server.reports.text import Memo, age_teller, human_size, human_time, printable
@@ -48,13 +47,21 @@ def escape(text: str) -> str:
     return html.escape(printable(text))
 
 
-def render(report: Report) -> str:
-    """Return the report as a complete HTML document."""
+def section(machines: list[MachineRow], now: float) -> list[str]:
+    """Return the table rows of the machines, one text per status (most urgent first)."""
+    return ["".join(_machine_rows(group, now)) for group in by_severity(machines)]
+
+
+def render(report: Report, sections: list | None = None) -> str:
+    """Return the report as a complete HTML document (its machines from sections when it
+    was made in parts)."""
+    if sections is None:
+        sections = [section(report.machines, report.generated_at)]
     title = "homesync report" + (f" for {report.user}" if report.user else "")
     body = [f"<h1>{escape(title)}</h1>", _meta(report), _cards(report),
             '<h2>Freshness and storage</h2><div class="charts">', _freshness_chart(report),
             svg.line_chart(report.growth.times, report.growth.series, "Storage per user over time (deduplicated)"),
-            "</div>", _storage(report), "<h2>Machines</h2>", _machines(report), _activity(report)]
+            "</div>", _storage(report), "<h2>Machines</h2>", _machines(sections), _activity(report)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
@@ -74,7 +81,7 @@ def _cards(report: Report) -> str:
     s = report.summary
     share = f"{s.protected_share:.0%}" if s.protected_share is not None else "–"
     cards = [("Protected within policy", f"{share}", f"{s.protected} of {s.expected} machines"),
-             ("Need attention", str(len(report.alarming)), "critical, or never backed up"),
+             ("Need attention", str(report.needs_attention), "critical, or never backed up"),
              ("Machines", str(s.machines), ", ".join(f"{k.lower()} {v}" for k, v in s.by_status.items() if v)),
              ("Storage", human_size(s.storage_total), f"{len(s.storage_by_user)} users")]
     return '<div class="cards">' + "".join(
@@ -103,14 +110,12 @@ def _storage(report: Report) -> str:
             f"<tbody>{rows}</tbody></table>{note}")
 
 
-def _machines(report: Report) -> str:
+def _machines(sections: list[list[str]]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("Status", "Owner", "Name", "Machine", "Last backup", "Age",
                                              "Archives", "Original", "Stored", "Failed", "Last seen",
                                              "Version", "Agent says"))
-    ordered = ordered_for_reading(report.machines)
-    first, second = in_halves(lambda half: "".join(_machine_rows(split(ordered, half), report.generated_at)),
-                              len(ordered))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{first}{second}</tbody></table>"
+    rows = "".join(text for groups in zip(*sections) for text in groups)  # status after status, part after part
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _machine_rows(machines: Sequence[MachineRow], now: float) -> Iterator[str]:

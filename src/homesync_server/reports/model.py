@@ -1,5 +1,8 @@
 """The whole report as one value, which every renderer takes: when it was made, under
 which policy, for whom, and its fleet, summary, activity and storage growth parts.
+
+A big fleet's report is made in parts (actions.report.make_in_parts): then machines is
+empty, and each renderer gets the sections its section() made of each part's machines.
 """
 
 from __future__ import annotations
@@ -21,15 +24,11 @@ class Report:
     policy: Policy
     user: str | None
     directory_error: str  # why display names and leavers are unknown; '' when the directory answered
-    machines: list[MachineRow]
+    machines: list[MachineRow]  # every machine; empty when the report was made in parts (then see sections)
     summary: Summary
     activity: Activity
     growth: Growth
-
-    @property
-    def alarming(self) -> list[MachineRow]:
-        """Return the machines that make the report exit non-zero."""
-        return [m for m in self.machines if m.alarming]
+    needs_attention: int  # how many machines make the report exit non-zero (MachineRow.alarming)
 
     def as_dict(self, with_machines: bool = True) -> dict[str, Any]:
         """Return the report as plain data (what --format json prints); without
@@ -37,7 +36,7 @@ class Report:
         return {"generated_at": self.generated_at, "user": self.user,
                 "policy": {"warn_age_hours": self.policy.warn_seconds / HOUR,
                            "critical_age_hours": self.policy.critical_seconds / HOUR},
-                "directory_error": self.directory_error, "alarming": len(self.alarming),
+                "directory_error": self.directory_error, "alarming": self.needs_attention,
                 "summary": self.summary.as_dict(),
                 "machines": [m.as_dict() for m in self.machines] if with_machines else [],
                 "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict()}

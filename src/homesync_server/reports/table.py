@@ -9,8 +9,7 @@ from operator import attrgetter
 from typing import Sequence
 
 from homesync_server.reports.activity import Event
-from homesync_server.reports.fleet import MachineRow, ordered_for_reading
-from homesync_server.reports.halves import in_halves, split
+from homesync_server.reports.fleet import MachineRow, by_severity
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
 from homesync_server.reports.text import age_teller, human_size, human_time, printable, printables
@@ -21,12 +20,22 @@ ACTIVITY_HEADERS = ("TIME", "ACTION", "ACTOR", "MACHINE", "FROM", "WHAT")
 REASON_WIDTH = 60
 
 
-def render(report: Report) -> str:
-    """Return the report as aligned text."""
-    ordered = ordered_for_reading(report.machines)
-    first, second = in_halves(lambda half: _machine_columns(split(ordered, half), report.generated_at), len(ordered))
-    parts = [_heading(report), _summary(report), "",
-             _columns_table(MACHINE_HEADERS, [a + b for a, b in zip(first, second)]),
+def section(machines: list[MachineRow], now: float) -> list[list[list[str]]]:
+    """Return the cells of the machines, column by column, in one group per status (most
+    urgent first)."""
+    return [_machine_columns(group, now) for group in by_severity(machines)]
+
+
+def render(report: Report, sections: list | None = None) -> str:
+    """Return the report as aligned text (its machines from sections when it was made in parts)."""
+    if sections is None:
+        sections = [section(report.machines, report.generated_at)]
+    columns: list[list[str]] = [[] for _ in MACHINE_HEADERS]
+    for groups in zip(*sections):  # status after status, part after part within one
+        for group in groups:
+            for column, cells in zip(columns, group):
+                column += cells
+    parts = [_heading(report), _summary(report), "", _columns_table(MACHINE_HEADERS, columns),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
     return "\n".join(parts) + "\n"
@@ -47,7 +56,7 @@ def _summary(report: Report) -> str:
     s = report.summary
     share = f"{s.protected_share:.0%}" if s.protected_share is not None else "-"
     lines = [f"protected within policy: {s.protected} of {s.expected} machines ({share}); "
-             f"{len(report.alarming)} need attention now",
+             f"{report.needs_attention} need attention now",
              "status: " + ", ".join(f"{k} {v}" for k, v in s.by_status.items() if v),
              "recovery-point ages: " + ", ".join(f"{label}: {n}" for label, n in s.age_buckets),
              f"storage: {human_size(s.storage_total)} in total; "

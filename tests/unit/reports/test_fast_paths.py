@@ -58,7 +58,7 @@ def _row(**fields) -> fleet.MachineRow:
                max_size=5))
 def test_machines_json_holds_each_rows_fields(rows):
     report = Report(NOW, Policy(1.0, 2.0), None, "", rows, fleet.summarize(rows),
-                    Activity(0.0, NOW, {}, []), Growth(0, [], []))
+                    Activity(0.0, NOW, {}, []), Growth(0, [], []), sum(r.alarming for r in rows))
     written = json_format.render(report)
     assert written.endswith("}\n")
     assert json.loads(written, parse_constant=_not_json)["machines"] == [{k: _finite(v) for k, v in r.as_dict().items()} for r in rows]

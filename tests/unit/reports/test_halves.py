@@ -1,7 +1,8 @@
-"""Work split in two processes (homesync_server.reports.halves) gives exactly what it
-gives in one: every report format and the metrics, on the small real fleet with the
-threshold lowered so that it forks; a failing child's part is done by the parent; and
-nothing forks where other threads run."""
+"""A report made in two parts, the second in another process (actions.report.make_in_parts,
+reports/halves.py), is exactly the report made whole: every format and the metrics, on
+the small real fleet with the threshold lowered so that it forks; the parts split the
+fleet by owner; a failing child's part is done by the parent; nothing forks where
+other threads run."""
 
 from __future__ import annotations
 
@@ -16,20 +17,26 @@ from homesync_server.actions import report
 from homesync_server.reports import halves
 
 
-def _everything(layout, now: float) -> dict[str, str]:
+def _every_format(layout, now: float, in_parts: bool) -> dict[str, str]:
     sources = report.Sources.open(layout)
     try:
-        made = report.make(sources, now)
-        rendered = {fmt: render(made) for fmt, render in report.FORMATS.items()}
-        rendered["metrics"] = report.metrics_text(sources, now)
+        if not in_parts:
+            made = report.make(sources, now)
+            rendered = {fmt: renderer.render(made) for fmt, renderer in report.FORMATS.items()}
+            rendered["metrics"] = report.metrics_text(sources, now)
+            return rendered
+        rendered = {fmt: renderer.render(*report.make_in_parts(sources, now, renderer.section))
+                    for fmt, renderer in report.FORMATS.items()}
+        made, sections = report.make_in_parts(sources, now, metrics.section, with_growth=False)
+        rendered["metrics"] = metrics.render([], made.summary, now, sections)
         return rendered
     finally:
         sources.close()
 
 
-def test_every_format_is_the_same_whether_or_not_the_work_is_split(fleet_layout, monkeypatch):
+def test_every_format_is_the_same_made_whole_or_in_parts(fleet_layout, monkeypatch):
     now = time.time()
-    alone = _everything(fleet_layout, now)
+    whole = _every_format(fleet_layout, now, in_parts=False)
     forks = []
     real_fork = os.fork
 
@@ -39,11 +46,25 @@ def test_every_format_is_the_same_whether_or_not_the_work_is_split(fleet_layout,
 
     monkeypatch.setattr(halves, "MIN_ITEMS", 1)
     monkeypatch.setattr(os, "fork", counting_fork)
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU: the work is never split here")
-    assert _everything(fleet_layout, now) == alone
-    # the report's context, the machines of table, csv and html (JSON is one orjson call), the metrics
-    assert len(forks) == 5
+    in_parts = _every_format(fleet_layout, now, in_parts=True)
+    for fmt in whole:
+        assert in_parts[fmt] == whole[fmt], fmt
+    # one fork per format and for the metrics, where a second CPU lets it happen
+    assert len(forks) == (5 if len(os.sched_getaffinity(0)) > 1 else 0)
+
+
+def test_the_parts_split_the_fleet_by_owner(fleet_layout, monkeypatch):
+    monkeypatch.setattr(halves, "MIN_ITEMS", 1)
+    sources = report.Sources.open(fleet_layout)
+    try:
+        middle = sources.index.middle_owner()
+        below, rest = sources.index.fleet_records(None, ("", middle)), sources.index.fleet_records(None, (middle, ""))
+        assert below and rest and len(below) + len(rest) == len(sources.index.fleet_records())
+        assert max(r[1] for r in below) < middle == min(r[1] for r in rest)
+        made, sections = report.make_in_parts(sources, time.time(), lambda rows, now: [r.owner for r in rows])
+        assert made.machines == [] and [sorted(set(s)) for s in sections] == [["ann"], ["joe", "leaver"]]
+    finally:
+        sources.close()
 
 
 def test_a_failing_child_leaves_its_part_to_the_parent(monkeypatch):
@@ -62,9 +83,10 @@ def test_results_come_back_whole_through_the_pipe(monkeypatch):
     monkeypatch.setattr(halves, "MIN_ITEMS", 1)
     big = ["x" * 1000 + str(n) for n in range(20_000)]  # 20 MB: more than a pipe's buffer
     parent = os.getpid()
-    first, second = halves.in_halves(lambda half: (half, os.getpid() != parent, halves.split(big, half)), 10)
+    first, second = halves.at_once(lambda: (0, os.getpid() != parent, big[:10_000]),
+                                   lambda: (1, os.getpid() != parent, big[10_000:]), 10)
     assert first == (0, False, big[:10_000])
-    assert second[0] == 1 and list(second[2]) == big[10_000:]
+    assert second[0] == 1 and second[2] == big[10_000:]
     assert second[1] == (len(os.sched_getaffinity(0)) > 1)  # made in the child when it could be
 
 
@@ -75,7 +97,7 @@ def test_no_fork_while_other_threads_run(monkeypatch):
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        assert halves.in_halves(lambda half: half, 10) == (0, 1)
+        assert halves.at_once(lambda: 0, lambda: 1, 10) == (0, 1)
     finally:
         stop.set()
         thread.join()
@@ -83,5 +105,4 @@ def test_no_fork_while_other_threads_run(monkeypatch):
 
 def test_below_the_threshold_nothing_forks(monkeypatch):
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked for a small job"))
-    assert halves.in_halves(lambda half: half * 2, halves.MIN_ITEMS - 1) == (0, 2)
-    assert metrics.render([], report.fleet.summarize([]), 0.0).endswith("\n")
+    assert halves.at_once(lambda: 0, lambda: 2, halves.MIN_ITEMS - 1) == (0, 2)

@@ -39,7 +39,8 @@ def test_statuses_names_and_summary(fleet_layout):
     names = {m.owner: m.display_name for m in made.machines}
     assert names == {"joe": "Joe Bloggs", "ann": "Ann (indexed)", "leaver": "Lee Ver"}
     # c is critical; d never backed up although enrolled 400 h ago, past the critical 168 h
-    assert [m.machine_id for m in made.alarming] == ["c" * 16, "d" * 16]
+    assert [m.machine_id for m in made.machines if m.alarming] == ["c" * 16, "d" * 16]
+    assert made.needs_attention == 2
     s = made.summary
     assert (s.expected, s.protected) == (4, 1)
     assert dict(s.age_buckets) == {"< 1 h": 0, "1 h – 1 d": 1, "1–2 d": 0, "2–7 d": 1, "1–4 weeks": 1,
@@ -118,7 +119,7 @@ class _Page(HTMLParser):
 
 
 def test_html_is_self_contained_and_escapes_names(fleet_layout):
-    page = report.FORMATS["html"](_make(fleet_layout))
+    page = report.FORMATS["html"].render(_make(fleet_layout))
     parser = _Page()
     parser.feed(page)
     assert "script" not in parser.tags and "link" not in parser.tags and "img" not in parser.tags
@@ -130,7 +131,7 @@ def test_html_is_self_contained_and_escapes_names(fleet_layout):
 
 
 def test_table_shows_the_fleet_and_keeps_control_characters_out(fleet_layout):
-    text = report.FORMATS["table"](_make(fleet_layout))
+    text = report.FORMATS["table"].render(_make(fleet_layout))
     assert "\x1b" not in text and "not on the corporate network\N{REPLACEMENT CHARACTER}" in text
     assert text.index("CRITICAL") < text.index("RETIRED")
     assert "protected within policy: 1 of 4 machines (25%)" in text
