@@ -495,6 +495,30 @@ class Index:
             row["failures"] = json.loads(row["failures"])
         return rows
 
+    def drill_outcomes(self, user: str | None, limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return, over each machine's newest drill (of user's machines, or all): how many
+        per result with the newest finish (result, machines, newest), and the newest limit
+        of those that did not pass, with their machine's owner and name."""
+        latest = "d.id IN (SELECT MAX(id) FROM drills GROUP BY machine_id)"
+        where, params = (f"WHERE {latest} AND m.owner = ?", (user,)) if user else (f"WHERE {latest}", ())
+        counts = self._query("SELECT d.result, COUNT(*) AS machines, MAX(d.finished) AS newest FROM drills d "
+                             f"JOIN machines m ON m.id = d.machine_id {where} GROUP BY d.result ORDER BY d.result",
+                             params)
+        failed = self._query("SELECT d.machine_id, m.owner, m.name, d.finished, d.archive, d.failures FROM drills d "
+                             f"JOIN machines m ON m.id = d.machine_id {where} AND d.result != 'passed' "
+                             "ORDER BY d.finished DESC LIMIT ?", (*params, limit))
+        for row in failed:
+            row["failures"] = json.loads(row["failures"])
+        return counts, failed
+
+    def frozen_by_mass_change(self, user: str | None) -> list[dict[str, Any]]:
+        """Return the unreleased mass-change flags (of user's machines, or all), oldest
+        first, with their machine's owner and name."""
+        where, params = ("AND m.owner = ?", (user,)) if user else ("", ())
+        return self._query("SELECT f.machine_id, m.owner, m.name, f.archive, f.share, f.baseline, f.flagged_at "
+                           "FROM mass_change f JOIN machines m ON m.id = f.machine_id "
+                           f"WHERE f.released_at IS NULL {where} ORDER BY f.flagged_at", params)
+
     def add_hold(self, machine_id: str, archive: str, actor: str, reason: str, audit: dict[str, Any]) -> bool:
         """Hold an archive ('*': all of the machine's) with its audit event; return False
         if it was held already."""

@@ -9,6 +9,7 @@ from itertools import compress, repeat
 from operator import attrgetter, is_not
 from typing import Iterable, Sequence
 
+from homesync_server.reports.assurance import NO_ASSURANCE, Assurance
 from homesync_server.reports.fleet import MachineRow, Summary
 from homesync_server.reports.text import Memo
 
@@ -56,9 +57,11 @@ def section(rows: list[MachineRow], now: float) -> list[str]:
     return _machine_samples(rows)
 
 
-def render(rows: list[MachineRow], summary: Summary, now: float, sections: list | None = None) -> str:
+def render(rows: list[MachineRow], summary: Summary, now: float, sections: list | None = None,
+           assured: Assurance = NO_ASSURANCE) -> str:
     """Return the metrics of the fleet in the Prometheus text format (the machines'
-    samples from sections when the fleet was read in parts)."""
+    samples from sections when the fleet was read in parts; drills and mass-change
+    freezes from assured)."""
     if sections is None:
         sections = [section(rows, now)]
     lines: list[str] = []
@@ -73,6 +76,13 @@ def render(rows: list[MachineRow], summary: Summary, now: float, sections: list 
         lines.extend(block for block in blocks if block)
     _family(lines, "homesync_user_deduplicated_bytes", "Deduplicated bytes of all of a user's machines.",
             ((f'{{owner="{escape_label(o)}"}}', n) for o, _, n in summary.storage_by_user))
+    _family(lines, "homesync_drill_machines", "Machines by the result of their newest disaster-recovery drill.",
+            ((f'{{result="{escape_label(result)}"}}', n)
+             for result, n in {"passed": 0, "failed": 0, **assured.drilled}.items()))
+    _family(lines, "homesync_drill_newest_timestamp_seconds", "When the newest drill finished (Unix time).",
+            [("", assured.newest_drill)])
+    _family(lines, "homesync_mass_change_frozen_machines",
+            "Machines whose pruning a mass change froze until an admin releases it.", [("", len(assured.frozen))])
     _family(lines, "homesync_metrics_generated_timestamp_seconds", "When these metrics were computed.",
             [("", now)])
     return "\n".join(lines) + "\n"

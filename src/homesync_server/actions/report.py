@@ -26,11 +26,12 @@ from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
 from homesync_server.identity import IdentityBackend, open_backend
 from homesync_server.index import Index
-from homesync_server.reports import activity, fleet, growth, halves
+from homesync_server.reports import activity, assurance, fleet, growth, halves
 from homesync_server.reports import csv as csv_format
 from homesync_server.reports import html as html_format
 from homesync_server.reports import json as json_format
 from homesync_server.reports import table as table_format
+from homesync_server.reports.assurance import Assurance
 from homesync_server.reports.model import Report
 from homesync_server.reports.period import period
 from homesync_server.reports.status import Policy
@@ -105,7 +106,7 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
     summary = fleet.summarize(rows)
     storage = _growth(sources, summary, _first_enrolled(rows), now) if with_growth else growth.Growth(0, [], [])
     return Report(now, policy, user, directory_error, rows, summary, _activity(sources.index, start, end, user),
-                  storage, sum(map(attrgetter("alarming"), rows)))
+                  storage, sum(map(attrgetter("alarming"), rows)), _assurance(sources.index, user))
 
 
 def make_in_parts(sources: Sources, now: float, section: Section, user: str | None = None,
@@ -134,19 +135,24 @@ def make_in_parts(sources: Sources, now: float, section: Section, user: str | No
     def second_part_and_activity() -> tuple:
         return part((middle, "")), _activity(index.in_this_process(), start, end, user).as_values()
 
-    first, (second, activity_values) = halves.at_once(lambda: part(("", middle)), second_part_and_activity,
-                                                      halves.MIN_ITEMS)
+    (first, assured), (second, activity_values) = halves.at_once(
+        lambda: (part(("", middle)), _assurance(index, user)), second_part_and_activity, halves.MIN_ITEMS)
     summary = fleet.merge_summaries([fleet.Summary(*first[0]), fleet.Summary(*second[0])])
     enrolled = min((p[2] for p in (first, second) if p[2] is not None), default=None)
     storage = _growth(sources, summary, enrolled, now) if with_growth else growth.Growth(0, [], [])
     made = Report(now, policy, user, directory_error, [], summary, activity.Activity.from_values(activity_values),
-                  storage, first[1] + second[1])
+                  storage, first[1] + second[1], assured)
     return made, [first[3], second[3]]
 
 
 def _activity(index: Index, start: float, end: float, user: str | None) -> activity.Activity:
     return activity.Activity(start, end, index.activity_counts(start, end, user, activity.SKIPPED),
                              activity.events(index.activity(start, end, user, activity.SKIPPED, activity.LIMIT)))
+
+
+def _assurance(index: Index, user: str | None) -> Assurance:
+    counts, not_passed = index.drill_outcomes(user, assurance.LISTED)
+    return assurance.assurance(counts, not_passed, index.frozen_by_mass_change(user))
 
 
 def _first_enrolled(rows: list[fleet.MachineRow]) -> float | None:
@@ -228,7 +234,13 @@ def metrics_text(sources: Sources, now: float, names: tuple[dict[str, str] | Non
     names = names or directory(sources.identity)
     rows = fleet.rows_from_records(sources.index.fleet_records(), names[0], now, _policy(sources),
                                    sources.index.display_names())
-    return metrics.render(rows, fleet.summarize(rows), now)
+    return metrics.render(rows, fleet.summarize(rows), now, assured=_assurance(sources.index, None))
+
+
+def metrics_text_in_parts(sources: Sources, now: float) -> str:
+    """Like metrics_text, with a big fleet read in parts (make_in_parts)."""
+    made, sections = make_in_parts(sources, now, metrics.section, with_growth=False)
+    return metrics.render(made.machines, made.summary, now, sections, made.assurance)
 
 
 def write_metrics(layout: Layout, output: str | None) -> None:
@@ -236,8 +248,7 @@ def write_metrics(layout: Layout, output: str | None) -> None:
     with _without_gc():
         sources = Sources.open(layout)
         try:
-            now = time.time()
-            made, sections = make_in_parts(sources, now, metrics.section, with_growth=False)
+            text = metrics_text_in_parts(sources, time.time())
         finally:
             sources.close()
-        emit(metrics.render([], made.summary, now, sections), output, durable=False)
+        emit(text, output, durable=False)

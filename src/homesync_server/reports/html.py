@@ -61,7 +61,8 @@ def render(report: Report, sections: list | None = None) -> str:
     body = [f"<h1>{escape(title)}</h1>", _meta(report), _cards(report),
             '<h2>Freshness and storage</h2><div class="charts">', _freshness_chart(report),
             svg.line_chart(report.growth.times, report.growth.series, "Storage per user over time (deduplicated)"),
-            "</div>", _storage(report), "<h2>Machines</h2>", _machines(sections), _activity(report)]
+            "</div>", _storage(report), _assurance(report), "<h2>Machines</h2>", _machines(sections),
+            _activity(report)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
@@ -99,6 +100,31 @@ def _freshness_chart(report: Report) -> str:
             "stale" if upper <= critical else "critical"
         bars.append((label, count, COLOURS[kind]))
     return svg.bar_chart(bars, "Age of the newest backup (machines expected to back up)")
+
+
+def _assurance(report: Report) -> str:
+    a = report.assurance
+    if not a.drilled:
+        drills = '<p class="meta">No drill recorded: <code>homesync-server drill</code> proves that backups restore.</p>'
+    else:
+        counts = ", ".join(f"{n} {escape(result)}" for result, n in sorted(a.drilled.items()))
+        drills = (f'<p class="meta">{sum(a.drilled.values())} machines drilled, newest '
+                  f"{escape(human_time(a.newest_drill))}: {counts}.</p>")
+        if a.not_passed:
+            drills += ("<table><thead><tr><th>Owner</th><th>Machine</th><th>Drilled</th><th>Archive</th>"
+                       "<th>Why it did not pass</th></tr></thead><tbody>" + "".join(
+                           f"<tr><td>{escape(d['owner'])}</td><td>{escape(d['name'])}</td>"
+                           f"<td>{escape(human_time(d['finished']))}</td><td>{escape(d['archive'])}</td>"
+                           f"<td>{escape(d['why'])}</td></tr>" for d in a.not_passed) + "</tbody></table>")
+    frozen = ""
+    if a.frozen:
+        frozen = ("<p>Pruning frozen by a mass change until released (<code>homesync-server machine release</code>):"
+                  "</p><table><thead><tr><th>Owner</th><th>Machine</th><th>Archive</th><th>New data</th>"
+                  "<th>Usually</th><th>Since</th></tr></thead><tbody>" + "".join(
+                      f"<tr><td>{escape(f['owner'])}</td><td>{escape(f['name'])}</td><td>{escape(f['archive'])}</td>"
+                      f"<td class=n>{f['share']:.0%}</td><td class=n>{f['baseline']:.0%}</td>"
+                      f"<td>{escape(human_time(f['flagged_at']))}</td></tr>" for f in a.frozen) + "</tbody></table>")
+    return f"<h2>Recovery drills and mass changes</h2>{drills}{frozen}"
 
 
 def _storage(report: Report) -> str:

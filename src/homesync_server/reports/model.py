@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homesync_server.reports.activity import Activity
+from homesync_server.reports.assurance import NO_ASSURANCE, Assurance
 from homesync_server.reports.fleet import MachineRow, Summary
 from homesync_server.reports.growth import Growth
 from homesync_server.reports.status import HOUR, Policy
@@ -29,6 +30,7 @@ class Report:
     activity: Activity
     growth: Growth
     needs_attention: int  # how many machines make the report exit non-zero (MachineRow.alarming)
+    assurance: Assurance = NO_ASSURANCE  # drills and mass-change freezes
 
     def as_dict(self, with_machines: bool = True) -> dict[str, Any]:
         """Return the report as plain data (what --format json prints); without
@@ -39,4 +41,5 @@ class Report:
                 "directory_error": self.directory_error, "alarming": self.needs_attention,
                 "summary": self.summary.as_dict(),
                 "machines": [m.as_dict() for m in self.machines] if with_machines else [],
-                "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict()}
+                "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict(),
+                **self.assurance.as_dict()}

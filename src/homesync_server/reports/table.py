@@ -35,7 +35,7 @@ def render(report: Report, sections: list | None = None) -> str:
         for group in groups:
             for column, cells in zip(columns, group):
                 column += cells
-    parts = [_heading(report), _summary(report), "", _columns_table(MACHINE_HEADERS, columns),
+    parts = [_heading(report), _summary(report), _assurance(report), "", _columns_table(MACHINE_HEADERS, columns),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
     return "\n".join(parts) + "\n"
@@ -62,6 +62,21 @@ def _summary(report: Report) -> str:
              f"storage: {human_size(s.storage_total)} in total; "
              + ", ".join(f"{owner} {human_size(n)}" for owner, _, n in s.storage_by_user[:10])
              + (" …" if len(s.storage_by_user) > 10 else "")]
+    return "\n".join(lines)
+
+
+def _assurance(report: Report) -> str:
+    a = report.assurance
+    if not a.drilled:
+        lines = ["drills: none recorded (`homesync-server drill` proves that backups restore)"]
+    else:
+        lines = [f"drills: {sum(a.drilled.values())} machines drilled, newest {human_time(a.newest_drill)}: "
+                 + ", ".join(f"{n} {result}" for result, n in sorted(a.drilled.items()))]
+        lines += [f"  not passed: {printable(d['owner'])}'s {printable(d['name'])} ({human_time(d['finished'])}, "
+                  f"{printable(d['archive']) or 'no archive'}): {printable(d['why'])}" for d in a.not_passed]
+    lines += [f"pruning frozen by a mass change: {printable(f['owner'])}'s {printable(f['name'])} "
+              f"({printable(f['archive'])}: {f['share']:.0%} new, usually {f['baseline']:.0%}; "
+              f"since {human_time(f['flagged_at'])}; `homesync-server machine release`)" for f in a.frozen]
     return "\n".join(lines)
 
 

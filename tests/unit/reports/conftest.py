@@ -45,6 +45,11 @@ def make_fleet(data: Path) -> Layout:
     index.audit("restore", "joe", "a" * 16, "10.0.0.9:4000", archive="a-1", hostname="new-host", files=12,
                 bytes=3_000_000, seconds=4.2, result="success")
     index.audit("login_failed", "ann", source="10.0.0.8:4000", reason="wrong user name or password")
+    _drill(index, "a" * 16, now - 30 * HOUR, [])
+    _drill(index, "b" * 16, now - 20 * HOUR, [])
+    _drill(index, "b" * 16, now - 10 * HOUR, [{"stage": "extract", "message": "2 files differ <\x1b[2J>"}])
+    index.flag_mass_change({"machine_id": "c" * 16, "archive": "c-1", "share": 0.92, "baseline": 0.03,
+                            "flagged_at": now - 5 * HOUR}, event("mass_change", "system", "c" * 16))
     index.close()
     _set_states(layout)
     return layout
@@ -64,6 +69,14 @@ def _add(index: Index, machine_id: str, owner: str, name: str, age: float | None
     index.add_archive(machine_id, {"name": f"{machine_id[0]}-failed", "start": now - 5, "end": now - 4,
                                    "files": 0, "original_size": 0, "compressed_size": 0, "deduplicated_size": 0,
                                    "result": "failed", "error": "borg failed"}, event("backup", owner))
+
+
+def _drill(index: Index, machine_id: str, finished: float, failures: list[dict]) -> None:
+    result = "failed" if failures else "passed"
+    index.add_drill({"machine_id": machine_id, "started": finished - 60, "finished": finished,
+                     "archive": f"{machine_id[0]}-1", "result": result, "failures": failures, "files": 10,
+                     "bytes": 2000, "check_seconds": 1.0, "extract_seconds": 2.0, "throughput": 1000.0,
+                     "rpo_seconds": 3600.0, "hashed_files": 10}, event("drill", "admin", machine_id, result=result))
 
 
 def _set_states(layout: Layout) -> None:

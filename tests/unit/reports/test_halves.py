@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from homesync_server import metrics
 from homesync_server.actions import report
 from homesync_server.reports import halves
 
@@ -27,8 +26,7 @@ def _every_format(layout, now: float, in_parts: bool) -> dict[str, str]:
             return rendered
         rendered = {fmt: renderer.render(*report.make_in_parts(sources, now, renderer.section))
                     for fmt, renderer in report.FORMATS.items()}
-        made, sections = report.make_in_parts(sources, now, metrics.section, with_growth=False)
-        rendered["metrics"] = metrics.render([], made.summary, now, sections)
+        rendered["metrics"] = report.metrics_text_in_parts(sources, now)
         return rendered
     finally:
         sources.close()

@@ -83,6 +83,9 @@ def test_the_fleet_metrics(fleet_layout):
     assert families["homesync_protected_ratio"][0][1] == pytest.approx(0.25)
     statuses = {labels["machine"]: labels["status"] for labels, _ in families["homesync_machine_status"]}
     assert statuses["c" * 16] == "critical"
+    assert {labels["result"]: v for labels, v in families["homesync_drill_machines"]} == {"passed": 1, "failed": 1}
+    assert families["homesync_mass_change_frozen_machines"] == [({}, 1.0)]
+    assert time.time() - families["homesync_drill_newest_timestamp_seconds"][0][1] < 11 * 3600
     info = {labels["machine"]: labels for labels, _ in families["homesync_machine_info"]}
     assert set(info) == set(statuses) and info["c" * 16]["owner"] == "ann"
     assert info["c" * 16]["name"] == "Ann's <b>Laptop</b>"

@@ -70,7 +70,8 @@ def test_activity_lists_restores_and_releases_but_not_backups(fleet_layout):
     assert "new-host" in restore.what and "12 files" in restore.what
     assert made.activity.counts["passphrase_release"] == 1 and made.activity.counts["login_failed"] == 1
     only_ann = _make(fleet_layout, user="ann")
-    assert {e.actor for e in only_ann.activity.events} == {"ann"}
+    assert all("ann" in (e.actor, e.owner) for e in only_ann.activity.events)
+    assert {e.actor for e in only_ann.activity.events} == {"ann", "system"}  # system: the mass change on hers
     assert {m.owner for m in only_ann.machines} == {"ann"}
     nothing = _make(fleet_layout, since="2000-01-01", until="2000-02-01")
     assert nothing.activity.events == [] and nothing.activity.counts == {}
@@ -135,3 +136,24 @@ def test_table_shows_the_fleet_and_keeps_control_characters_out(fleet_layout):
     assert "\x1b" not in text and "not on the corporate network\N{REPLACEMENT CHARACTER}" in text
     assert text.index("CRITICAL") < text.index("RETIRED")
     assert "protected within policy: 1 of 4 machines (25%)" in text
+
+
+def test_drills_and_mass_change_freezes_are_in_every_format(fleet_layout, capsys):
+    made = _make(fleet_layout)
+    assert made.assurance.drilled == {"failed": 1, "passed": 1}  # b's newest drill failed, a's passed
+    (failed,) = made.assurance.not_passed
+    assert (failed["machine_id"], failed["why"]) == ("b" * 16, "extract: 2 files differ <\x1b[2J>")
+    assert [f["machine_id"] for f in made.assurance.frozen] == ["c" * 16]
+    assert _make(fleet_layout, user="ann").assurance.drilled == {}
+    assert [f["owner"] for f in _make(fleet_layout, user="ann").assurance.frozen] == ["ann"]
+    text = report.FORMATS["table"].render(made)
+    assert "drills: 2 machines drilled" in text and "1 failed, 1 passed" in text
+    assert "not passed: joe's =HYPERLINK" in text and "\x1b" not in text
+    assert "pruning frozen by a mass change: ann's Ann's <b>Laptop</b> (c-1: 92% new, usually 3%" in text
+    page = report.FORMATS["html"].render(made)
+    assert "Recovery drills and mass changes" in page and "2 files differ &lt;" in page
+    assert "Ann&#x27;s &lt;b&gt;Laptop&lt;/b&gt;" in page and "<b>Laptop" not in page
+    report.report(fleet_layout, "json", None, None, None, None)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["drills"]["machines_by_result"] == {"failed": 1, "passed": 1}
+    assert doc["frozen_by_mass_change"][0]["share"] == 0.92
