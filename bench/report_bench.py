@@ -61,6 +61,7 @@ def build(data: Path, machines: int, archives: int, seed: int = 5) -> dict[str, 
                        "deduplicated_size, result, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (a for m in fleet for a in _archives(rng, m, archives, now)))
     took["archives"] = time.monotonic() - started
+    _drills_and_flags(db, rng, fleet, now)
     _audit(db, rng, fleet, now)
     db.execute("COMMIT")
     db.execute("ANALYZE")
@@ -108,6 +109,22 @@ def _archives(rng: random.Random, machine: tuple, count: int, now: float):
         dedup = size // 3 if i == 0 else rng.randint(1 << 20, 200 << 20)
         yield (machine[0], f"{machine[0]}-{i:04d}", end - 300, end, 200_000, size, size // 2, dedup,
                RESULTS[rng.randrange(len(RESULTS))] if i else "success", "")
+
+
+def _drills_and_flags(db: sqlite3.Connection, rng: random.Random, fleet: list[tuple], now: float) -> None:
+    """A month of drills on a sample of machines (2% of them failing) and a few
+    mass-change freezes, as `drill` and the backup reports write them."""
+    sample = rng.sample(fleet, min(len(fleet), 3000))
+    db.executemany(
+        "INSERT INTO drills (machine_id, started, finished, archive, result, failures, files, bytes, check_seconds, "
+        "extract_seconds, throughput, rpo_seconds, hashed_files) VALUES (?, ?, ?, ?, ?, ?, 200000, ?, 30, 600, ?, "
+        "3600, 20)",
+        ((m[0], at - 630, at, f"{m[0]}-0029", "failed" if failed else "passed",
+          json.dumps([{"stage": "extract", "message": "3 files differ from the archive"}] if failed else []),
+          5 << 30, (5 << 30) / 600)
+         for m in sample for at, failed in [(now - rng.random() * 30 * DAY, rng.random() < 0.02)]))
+    db.executemany("INSERT INTO mass_change (machine_id, archive, share, baseline, flagged_at) VALUES (?, ?, ?, ?, ?)",
+                   ((m[0], f"{m[0]}-0029", 0.9, 0.02, now - rng.random() * 3 * DAY) for m in rng.sample(fleet, 20)))
 
 
 def _audit(db: sqlite3.Connection, rng: random.Random, fleet: list[tuple], now: float) -> None:
