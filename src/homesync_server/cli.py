@@ -13,7 +13,6 @@ from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 # actions (and through them paramiko and the key handling) are imported only by the
 # commands that use them.
 REPORT_COMMANDS = ("report", "audit", "metrics")
-REPORT_FORMATS = ("csv", "html", "json", "table")  # homesync_server.actions.report.FORMATS
 
 
 def build_parser(operations: bool = True) -> argparse.ArgumentParser:
@@ -55,8 +54,10 @@ def build_parser(operations: bool = True) -> argparse.ArgumentParser:
 
 def _add_report_commands(commands, command) -> None:
     """Add `report`, `audit verify` and `metrics` (issue 5)."""
+    from homesync_server.actions.report import FORMATS  # light: no SSH stack, no other action
+
     made = command("report", "who is protected and who is not; what happened (exit 2: a machine is critical)")
-    made.add_argument("--format", choices=REPORT_FORMATS, default="table")
+    made.add_argument("--format", choices=sorted(FORMATS), default="table")
     made.add_argument("--json", action="store_true", help="same as --format json")
     made.add_argument("--output", help="write to FILE atomically instead of printing")
     made.add_argument("--user", help="only this user's machines and activity")

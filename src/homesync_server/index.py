@@ -164,10 +164,18 @@ _MACHINE_COLUMNS = ("id, owner, name, hostname, public_key, enrolled, last_seen,
 class Index:
     """Users, machines, archives and audit events."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """Open the index at path (migrated to the current schema); read_only: only read
+        an index that is migrated already (no write lock taken, ever)."""
         self.path = path
         self._pid = os.getpid()
+        self._in_child: Index | None = None
         self._lock = threading.Lock()
+        if read_only:
+            self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            return
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -181,8 +189,13 @@ class Index:
 
     def in_this_process(self) -> "Index":
         """Return this index, or, in a process forked since it was opened (an SQLite
-        connection must not cross a fork), a new one on the same file."""
-        return self if os.getpid() == self._pid else Index(self.path)
+        connection must not cross a fork: the child leaves the inherited one alone), a
+        read-only one on the same file, opened once per process."""
+        if os.getpid() == self._pid:
+            return self
+        if self._in_child is None or self._in_child._pid != os.getpid():
+            self._in_child = Index(self.path, read_only=True)
+        return self._in_child
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -351,15 +364,16 @@ class Index:
         figures: count, newest successful end, sizes, failures."""
         return [dict(zip(FLEET_COLUMNS, record)) for record in sorted(self.fleet_records(owner), key=_BY_OWNER_NAME)]
 
-    def fleet_records(self, owner: str | None = None, owners: tuple[str, str] | None = None) -> list[tuple]:
+    def fleet_records(self, owner: str | None = None,
+                      owners: tuple[str | None, str | None] | None = None) -> list[tuple]:
         """Like fleet, as plain tuples in the order of FLEET_COLUMNS, in no particular
         order (a report of 100,000 machines can afford neither a dict per machine, nor
         the join with users, nor SQL's sort by owner: each costs more than the Python
         that replaces it); with owners (low, high), only machines of owners from low
-        (included) to high (excluded), '' meaning no bound."""
+        (included) to high (excluded), None meaning no bound."""
         conditions, params = ["m.owner = ?"] if owner else [], [owner] if owner else []
         for bound, operator in zip(owners or (), (">=", "<")):
-            if bound:  # "+": a scan with a filter, not the owner index and a lookup per row
+            if bound is not None:  # "+": a scan with a filter, not the owner index and a lookup per row
                 conditions.append(f"+m.owner {operator} ?")
                 params.append(bound)
         where = "WHERE " + " AND ".join(conditions) if conditions else ""
@@ -372,12 +386,12 @@ class Index:
                 "COALESCE(t.deduplicated_size, 0), COALESCE(t.failed, 0) "
                 f"FROM machines m LEFT JOIN archive_totals t ON t.machine_id = m.id {where}", params).fetchall()
 
-    def middle_owner(self) -> str:
-        """Return the owner of the middle machine in owner order ('' without machines): the
-        owners below it and the others own about half of the machines each."""
+    def middle_owner(self) -> str | None:
+        """Return the owner of the middle machine in owner order (None without machines):
+        the owners below it and the others own about half of the machines each."""
         rows = self._query("SELECT owner FROM machines ORDER BY owner LIMIT 1 OFFSET "
                            "(SELECT COUNT(*) / 2 FROM machines)")
-        return rows[0]["owner"] if rows else ""
+        return rows[0]["owner"] if rows else None
 
     def machine_count(self, owner: str | None = None) -> int:
         """Return how many machines there are (of owner's)."""

@@ -96,7 +96,7 @@ def _without_gc() -> Iterator[None]:
 
 
 def make(sources: Sources, now: float, user: str | None = None, since: str | None = None,
-         until: str | None = None, with_growth: bool = True) -> Report:
+         until: str | None = None, with_growth: bool = True, with_activity: bool = True) -> Report:
     """Return the report as of now, for one user or everyone, with every machine's row."""
     start, end = period(since, until, now)
     policy = _policy(sources)
@@ -105,38 +105,41 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
                                    sources.index.display_names())
     summary = fleet.summarize(rows)
     storage = _growth(sources, summary, _first_enrolled(rows), now) if with_growth else growth.Growth(0, [], [])
-    return Report(now, policy, user, directory_error, rows, summary, _activity(sources.index, start, end, user),
-                  storage, sum(map(attrgetter("alarming"), rows)), _assurance(sources.index, user))
+    done = _activity(sources.index, start, end, user) if with_activity else _no_activity(start, end)
+    return Report(now, policy, user, directory_error, rows, summary, done, storage,
+                  sum(map(attrgetter("alarming"), rows)), _assurance(sources.index, user))
 
 
 def make_in_parts(sources: Sources, now: float, section: Section, user: str | None = None,
-                  since: str | None = None, until: str | None = None,
-                  with_growth: bool = True) -> tuple[Report, list]:
+                  since: str | None = None, until: str | None = None, with_growth: bool = True,
+                  with_activity: bool = True) -> tuple[Report, list]:
     """Return the report as of now and the sections section(rows, now) made of its
     machines. A fleet of halves.MIN_ITEMS machines or more is read in two parts split by
     owner, the second part with the activity in another process when it can
     (reports/halves.py): then the report holds no rows (only each part's section), its
     summary is merged from the parts', and the renderer puts the sections together."""
     index = sources.index
-    if index.machine_count(user) < halves.MIN_ITEMS:
-        made = make(sources, now, user, since, until, with_growth)
+    middle = index.middle_owner()
+    if index.machine_count(user) < halves.MIN_ITEMS or middle is None:
+        made = make(sources, now, user, since, until, with_growth, with_activity)
         return made, [section(made.machines, now)]
     start, end = period(since, until, now)
     policy = _policy(sources)
     names, directory_error = directory(sources.identity)
-    indexed_names, middle = index.display_names(), index.middle_owner()
+    indexed_names = index.display_names()
 
-    def part(owners: tuple[str, str]) -> tuple:
+    def part(owners: tuple[str | None, str | None]) -> tuple:
         records = index.in_this_process().fleet_records(user, owners)
         rows = fleet.rows_from_records(records, names, now, policy, indexed_names)
         return (fleet.summary_values(fleet.summarize(rows)), sum(map(attrgetter("alarming"), rows)),
                 _first_enrolled(rows), section(rows, now))
 
     def second_part_and_activity() -> tuple:
-        return part((middle, "")), _activity(index.in_this_process(), start, end, user).as_values()
+        done = _activity(index.in_this_process(), start, end, user) if with_activity else _no_activity(start, end)
+        return part((middle, None)), done.as_values()
 
     (first, assured), (second, activity_values) = halves.at_once(
-        lambda: (part(("", middle)), _assurance(index, user)), second_part_and_activity, halves.MIN_ITEMS)
+        lambda: (part((None, middle)), _assurance(index, user)), second_part_and_activity, halves.MIN_ITEMS)
     summary = fleet.merge_summaries([fleet.Summary(*first[0]), fleet.Summary(*second[0])])
     enrolled = min((p[2] for p in (first, second) if p[2] is not None), default=None)
     storage = _growth(sources, summary, enrolled, now) if with_growth else growth.Growth(0, [], [])
@@ -148,6 +151,10 @@ def make_in_parts(sources: Sources, now: float, section: Section, user: str | No
 def _activity(index: Index, start: float, end: float, user: str | None) -> activity.Activity:
     return activity.Activity(start, end, index.activity_counts(start, end, user, activity.SKIPPED),
                              activity.events(index.activity(start, end, user, activity.SKIPPED, activity.LIMIT)))
+
+
+def _no_activity(start: float, end: float) -> activity.Activity:
+    return activity.Activity(start, end, {}, [])
 
 
 def _assurance(index: Index, user: str | None) -> Assurance:
@@ -239,7 +246,7 @@ def metrics_text(sources: Sources, now: float, names: tuple[dict[str, str] | Non
 
 def metrics_text_in_parts(sources: Sources, now: float) -> str:
     """Like metrics_text, with a big fleet read in parts (make_in_parts)."""
-    made, sections = make_in_parts(sources, now, metrics.section, with_growth=False)
+    made, sections = make_in_parts(sources, now, metrics.section, with_growth=False, with_activity=False)
     return metrics.render(made.machines, made.summary, now, sections, made.assurance)
 
 

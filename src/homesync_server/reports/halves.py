@@ -9,7 +9,9 @@ A fork happens only where it is safe and pays: a job of at least MIN_ITEMS, more
 than one CPU for this process, and no other thread in it (a fork copies locks that
 another thread may hold: `serve`, whose metrics endpoint runs beside the SSH
 threads, never forks). Otherwise, and whenever the child fails, both parts run
-here one after the other: the result is the same, only slower.
+here one after the other: the result is the same, only slower. The child opens its
+own read-only connection to the index (Index.in_this_process): it must not use the
+one it inherited, which stays the parent's.
 
 The child's result comes back through a pipe with marshal: the child is a fork of
 this very interpreter, so the data is trusted and the format matches; results are
@@ -51,34 +53,62 @@ def at_once(here: Callable[[], R], there: Callable[[], S], size: int) -> tuple[R
     try:
         first = here()
     finally:
-        data = _read_all(read)
-        _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+        try:
+            data = _read_all(read)
+        finally:
+            _reap(pid)
+    result = _unframe(data)
+    if result is None:
         logger.debug("the other process failed: its part done here")
         return first, there()
-    return first, marshal.loads(data)
+    return first, marshal.loads(result)
 
 
 def _may_fork(size: int) -> bool:
-    return (size >= MIN_ITEMS and hasattr(os, "fork") and len(os.sched_getaffinity(0)) > 1
-            and threading.active_count() == 1)
+    return size >= MIN_ITEMS and hasattr(os, "fork") and _cpus() > 1 and threading.active_count() == 1
+
+
+def _cpus() -> int:
+    """Return how many CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _child(read: int, write: int, work: Callable[[], R]) -> None:
-    """Run work(), write its result marshalled to write, and end this process without
-    running the parent's clean-up (buffered output, atexit, open connections are the parent's)."""
+    """Run work(), write its result marshalled and framed to write, and end this process
+    without running the parent's clean-up (buffered output, atexit, open connections
+    are the parent's)."""
     code = 1
     try:
         os.close(read)
         data = marshal.dumps(work(), MARSHAL_VERSION)
-        view = memoryview(data)
+        view = memoryview(len(data).to_bytes(_LENGTH, "big") + data)
         while view:
             view = view[os.write(write, view):]
         code = 0
-    except BaseException:  # noqa: BLE001 - any failure: the parent does this half itself
+    except BaseException:  # noqa: BLE001 - any failure: the parent does this part itself
         logger.debug("the child's part failed", exc_info=True)
     finally:
         os._exit(code)
+
+
+def _unframe(data: bytes) -> bytes | None:
+    """Return the child's result from what it wrote, or None unless it wrote all of it
+    (the frame, not the exit status, says so: with SIGCHLD ignored there is none)."""
+    if len(data) < _LENGTH or int.from_bytes(data[:_LENGTH], "big") != len(data) - _LENGTH:
+        return None
+    return data[_LENGTH:]
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped already: SIGCHLD is ignored in this process
+        pass
+
+
+_LENGTH = 8  # bytes of the length that frames the child's result
 
 
 def _read_all(fd: int) -> bytes:

@@ -7,6 +7,8 @@ other threads run."""
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import threading
 import time
 
@@ -56,7 +58,7 @@ def test_the_parts_split_the_fleet_by_owner(fleet_layout, monkeypatch):
     sources = report.Sources.open(fleet_layout)
     try:
         middle = sources.index.middle_owner()
-        below, rest = sources.index.fleet_records(None, ("", middle)), sources.index.fleet_records(None, (middle, ""))
+        below, rest = sources.index.fleet_records(None, (None, middle)), sources.index.fleet_records(None, (middle, None))
         assert below and rest and len(below) + len(rest) == len(sources.index.fleet_records())
         assert max(r[1] for r in below) < middle == min(r[1] for r in rest)
         made, sections = report.make_in_parts(sources, time.time(), lambda rows, now: [r.owner for r in rows])
@@ -86,6 +88,41 @@ def test_results_come_back_whole_through_the_pipe(monkeypatch):
     assert first == (0, False, big[:10_000])
     assert second[0] == 1 and second[2] == big[10_000:]
     assert second[1] == (len(os.sched_getaffinity(0)) > 1)  # made in the child when it could be
+
+
+def test_the_child_reads_the_index_read_only_and_sigchld_ignored_changes_nothing(fleet_layout, monkeypatch):
+    monkeypatch.setattr(halves, "MIN_ITEMS", 1)
+    sources = report.Sources.open(fleet_layout)
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reaped by the kernel: no exit status
+    try:
+        def in_child():
+            index = sources.index.in_this_process()
+            assert index is not sources.index and index is sources.index.in_this_process()
+            try:
+                index.record_user("mallory")
+            except sqlite3.OperationalError as e:
+                return ["read-only", str(e), len(index.fleet_records())]
+            return ["writable"]
+
+        here, there = halves.at_once(lambda: sources.index.in_this_process() is sources.index, in_child, 1)
+        assert here is True
+        assert there[0] == "read-only" and "readonly" in there[1] and there[2] == 6
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        sources.close()
+
+
+def test_a_child_that_dies_before_writing_all_is_redone_here(monkeypatch):
+    monkeypatch.setattr(halves, "MIN_ITEMS", 1)
+    parent = os.getpid()
+
+    def dies_half_way():
+        if os.getpid() != parent:
+            os.write(2, b"")  # nothing written to the pipe
+            os._exit(0)  # exits "successfully" without a result
+        return "redone here"
+
+    assert halves.at_once(lambda: "here", dies_half_way, 10) == ("here", "redone here")
 
 
 def test_no_fork_while_other_threads_run(monkeypatch):
