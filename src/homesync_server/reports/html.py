@@ -116,6 +116,9 @@ def _assurance(report: Report) -> str:
                            f"<tr><td>{escape(d['owner'])}</td><td>{escape(d['name'])}</td>"
                            f"<td>{escape(human_time(d['finished']))}</td><td>{escape(d['archive'])}</td>"
                            f"<td>{escape(d['why'])}</td></tr>" for d in a.not_passed) + "</tbody></table>")
+        if a.failed > len(a.not_passed):
+            drills += f'<p class="meta">The newest {len(a.not_passed)} of {a.failed} that did not pass are listed.</p>'
+
     frozen = ""
     if a.frozen:
         frozen = ("<p>Pruning frozen by a mass change until released (<code>homesync-server machine release</code>):"

@@ -74,6 +74,8 @@ def _assurance(report: Report) -> str:
                  + ", ".join(f"{n} {result}" for result, n in sorted(a.drilled.items()))]
         lines += [f"  not passed: {printable(d['owner'])}'s {printable(d['name'])} ({human_time(d['finished'])}, "
                   f"{printable(d['archive']) or 'no archive'}): {printable(d['why'])}" for d in a.not_passed]
+        if a.failed > len(a.not_passed):
+            lines.append(f"  … and {a.failed - len(a.not_passed)} more that did not pass (all in the JSON report's counts)")
     lines += [f"pruning frozen by a mass change: {printable(f['owner'])}'s {printable(f['name'])} "
               f"({printable(f['archive'])}: {f['share']:.0%} new, usually {f['baseline']:.0%}; "
               f"since {human_time(f['flagged_at'])}; `homesync-server machine release`)" for f in a.frozen]

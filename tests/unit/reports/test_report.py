@@ -5,6 +5,7 @@ and every format parsed back."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -147,7 +148,10 @@ def test_drills_and_mass_change_freezes_are_in_every_format(fleet_layout, capsys
     assert _make(fleet_layout, user="ann").assurance.drilled == {}
     assert [f["owner"] for f in _make(fleet_layout, user="ann").assurance.frozen] == ["ann"]
     text = report.FORMATS["table"].render(made)
-    assert "drills: 2 machines drilled" in text and "1 failed, 1 passed" in text
+    assert "drills: 2 machines drilled" in text and "1 failed, 1 passed" in text and "more that did not" not in text
+    fewer = dataclasses.replace(made, assurance=dataclasses.replace(made.assurance, not_passed=[]))
+    assert "… and 1 more that did not pass" in report.FORMATS["table"].render(fewer)
+    assert "The newest 0 of 1 that did not pass are listed" in report.FORMATS["html"].render(fewer)
     assert "not passed: joe's =HYPERLINK" in text and "\x1b" not in text
     assert "pruning frozen by a mass change: ann's Ann's <b>Laptop</b> (c-1: 92% new, usually 3%" in text
     page = report.FORMATS["html"].render(made)
