@@ -51,12 +51,6 @@ def status_label(status: str) -> str:
     return status.lower().replace(" ", "_")
 
 
-def section(rows: list[MachineRow], now: float) -> list[str]:
-    """Return the sample lines of the per-machine families for rows, one text per
-    family of MACHINE_FAMILIES."""
-    return _machine_samples(rows)
-
-
 def render(rows: list[MachineRow], summary: Summary, now: float, sections: list | None = None,
            assured: Assurance = NO_ASSURANCE) -> str:
     """Return the metrics of the fleet in the Prometheus text format (the machines'
@@ -88,7 +82,7 @@ def render(rows: list[MachineRow], summary: Summary, now: float, sections: list 
     return "\n".join(lines) + "\n"
 
 
-def _machine_samples(rows: Sequence[MachineRow]) -> list[str]:
+def section(rows: Sequence[MachineRow], now: float) -> list[str]:
     """Return the sample lines of the per-machine families for rows, one text per
     family of MACHINE_FAMILIES."""
     ids = _escaped(list(map(attrgetter("machine_id"), rows)))

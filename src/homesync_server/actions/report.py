@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 # render(report, sections=None), the whole text (the machines' from sections when given).
 FORMATS = {"table": table_format, "json": json_format, "csv": csv_format, "html": html_format}
 Section = Callable[[list, float], Any]
+Asked = tuple[dict[str, str] | None, str]  # what directory() returns
 EXIT_ALARMING = 2  # like a monitoring plugin's CRITICAL; documented in the admin guide
 EXIT_BROKEN_CHAIN = 1
 
@@ -96,11 +97,13 @@ def _without_gc() -> Iterator[None]:
 
 
 def make(sources: Sources, now: float, user: str | None = None, since: str | None = None,
-         until: str | None = None, with_growth: bool = True, with_activity: bool = True) -> Report:
-    """Return the report as of now, for one user or everyone, with every machine's row."""
+         until: str | None = None, with_growth: bool = True, with_activity: bool = True,
+         asked: Asked | None = None) -> Report:
+    """Return the report as of now, for one user or everyone, with every machine's row
+    (asked: the directory's answer, when it was asked already)."""
     start, end = period(since, until, now)
     policy = _policy(sources)
-    names, directory_error = directory(sources.identity)
+    names, directory_error = asked or directory(sources.identity)
     rows = fleet.rows_from_records(sources.index.fleet_records(user), names, now, policy,
                                    sources.index.display_names())
     summary = fleet.summarize(rows)
@@ -112,20 +115,19 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
 
 def make_in_parts(sources: Sources, now: float, section: Section, user: str | None = None,
                   since: str | None = None, until: str | None = None, with_growth: bool = True,
-                  with_activity: bool = True) -> tuple[Report, list]:
+                  with_activity: bool = True, asked: Asked | None = None) -> tuple[Report, list]:
     """Return the report as of now and the sections section(rows, now) made of its
     machines. A fleet of halves.MIN_ITEMS machines or more is read in two parts split by
     owner, the second part with the activity in another process when it can
     (reports/halves.py): then the report holds no rows (only each part's section), its
     summary is merged from the parts', and the renderer puts the sections together."""
     index = sources.index
-    middle = index.middle_owner()
-    if index.machine_count(user) < halves.MIN_ITEMS or middle is None:
-        made = make(sources, now, user, since, until, with_growth, with_activity)
+    if index.machine_count(user) < halves.MIN_ITEMS or (middle := index.middle_owner()) is None:
+        made = make(sources, now, user, since, until, with_growth, with_activity, asked)
         return made, [section(made.machines, now)]
     start, end = period(since, until, now)
     policy = _policy(sources)
-    names, directory_error = directory(sources.identity)
+    names, directory_error = asked or directory(sources.identity)
     indexed_names = index.display_names()
 
     def part(owners: tuple[str | None, str | None]) -> tuple:
@@ -170,7 +172,7 @@ def _policy(sources: Sources) -> Policy:
     return Policy.from_hours(sources.config.report.warn_age, sources.config.report.critical_age)
 
 
-def directory(identity: IdentityBackend) -> tuple[dict[str, str] | None, str]:
+def directory(identity: IdentityBackend) -> Asked:
     """Return everyone the directory lists (name: display name) and '', or None and why
     the directory could not be asked: a report never fails because it is down."""
     try:
@@ -235,18 +237,11 @@ def _audit_rows(index: Index) -> Iterator[dict]:
         after = page[-1]["id"]
 
 
-def metrics_text(sources: Sources, now: float, names: tuple[dict[str, str] | None, str] | None = None) -> str:
-    """Return the fleet's metrics in the Prometheus text format, from every machine's row
-    (what `serve`'s endpoint calls; names: the directory's answer, if already asked)."""
-    names = names or directory(sources.identity)
-    rows = fleet.rows_from_records(sources.index.fleet_records(), names[0], now, _policy(sources),
-                                   sources.index.display_names())
-    return metrics.render(rows, fleet.summarize(rows), now, assured=_assurance(sources.index, None))
-
-
-def metrics_text_in_parts(sources: Sources, now: float) -> str:
-    """Like metrics_text, with a big fleet read in parts (make_in_parts)."""
-    made, sections = make_in_parts(sources, now, metrics.section, with_growth=False, with_activity=False)
+def metrics_text(sources: Sources, now: float, asked: Asked | None = None) -> str:
+    """Return the fleet's metrics in the Prometheus text format (asked: the directory's
+    answer, when it was asked already, as `serve`'s endpoint does every few minutes)."""
+    made, sections = make_in_parts(sources, now, metrics.section, with_growth=False, with_activity=False,
+                                   asked=asked)
     return metrics.render(made.machines, made.summary, now, sections, made.assurance)
 
 
@@ -255,7 +250,7 @@ def write_metrics(layout: Layout, output: str | None) -> None:
     with _without_gc():
         sources = Sources.open(layout)
         try:
-            text = metrics_text_in_parts(sources, time.time())
+            text = metrics_text(sources, time.time())
         finally:
             sources.close()
         emit(text, output, durable=False)

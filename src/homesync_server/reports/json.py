@@ -27,7 +27,7 @@ def render(report: Report, sections: list | None = None) -> str:
     if sections is None:
         sections = [section(report.machines, report.generated_at)]
     items = [array[1:-1] for array in sections if array != b"[]"]
-    document = report.as_dict(with_machines=False)
+    document = report.as_dict()
     document["machines"] = orjson.Fragment(b"[" + b",".join(items) + b"]")
     return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE).decode()
 

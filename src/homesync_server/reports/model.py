@@ -32,14 +32,14 @@ class Report:
     needs_attention: int  # how many machines make the report exit non-zero (MachineRow.alarming)
     assurance: Assurance = NO_ASSURANCE  # drills and mass-change freezes
 
-    def as_dict(self, with_machines: bool = True) -> dict[str, Any]:
-        """Return the report as plain data (what --format json prints); without
-        machines, their list is left empty (the JSON renderer writes it itself)."""
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as plain data (what --format json prints), but for the
+        machines, whose list is left empty in its place: the JSON renderer writes it."""
         return {"generated_at": self.generated_at, "user": self.user,
                 "policy": {"warn_age_hours": self.policy.warn_seconds / HOUR,
                            "critical_age_hours": self.policy.critical_seconds / HOUR},
                 "directory_error": self.directory_error, "alarming": self.needs_attention,
                 "summary": self.summary.as_dict(),
-                "machines": [m.as_dict() for m in self.machines] if with_machines else [],
+                "machines": [],
                 "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict(),
                 **self.assurance.as_dict()}

@@ -28,7 +28,7 @@ def _every_format(layout, now: float, in_parts: bool) -> dict[str, str]:
             return rendered
         rendered = {fmt: renderer.render(*report.make_in_parts(sources, now, renderer.section))
                     for fmt, renderer in report.FORMATS.items()}
-        rendered["metrics"] = report.metrics_text_in_parts(sources, now)
+        rendered["metrics"] = report.metrics_text(sources, now)
         return rendered
     finally:
         sources.close()
