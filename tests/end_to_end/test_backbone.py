@@ -18,10 +18,7 @@ MACHINE = "Joe's \"Thinkpad\""
 def test_backup_change_backup_then_restore_on_new_hardware(homesync_server, computer_factory):
     laptop = computer_factory()
     make_home(laptop.home, seed=7, files=400, total_bytes=8 << 20)
-    chown_tree(laptop.home)
-
-    assert laptop.enroll(homesync_server, "joe", MACHINE).returncode == 0
-    first = laptop.json("backup")
+    first = laptop.enroll_and_back_up(homesync_server, "joe", MACHINE)
     mutate_home(laptop.home, seed=8)
     chown_tree(laptop.home)
     second = laptop.json("backup")
@@ -70,9 +67,7 @@ def test_restore_merges_into_a_non_empty_target_without_losing_local_files(homes
     (laptop.home / "Documents").mkdir()
     (laptop.home / "Documents/same.txt").write_text("same")
     (laptop.home / "Documents/changed.txt").write_text("from the backup")
-    chown_tree(laptop.home)
-    assert laptop.enroll(homesync_server, "joe", "Merge Test").returncode == 0
-    laptop.ok("backup")
+    laptop.enroll_and_back_up(homesync_server, "joe", "Merge Test")
 
     target = laptop.home / "restore-here"
     (target / "Documents").mkdir(parents=True)

@@ -110,9 +110,7 @@ def test_unknown_machine_on_restore(homesync_server, computer_factory):
 def test_unknown_archive_on_restore(homesync_server, computer_factory):
     computer = computer_factory()
     (computer.home / "f").write_text("x")
-    chown_tree(computer.home)
-    assert computer.enroll(homesync_server, "joe", "Archive Test").returncode == 0
-    computer.ok("backup")
+    computer.enroll_and_back_up(homesync_server, "joe", "Archive Test")
     target = computer.home / "t"
     done = computer.run("restore", "--machine", "Archive Test", "--archive", "2001-01-01T00:00:00.000Z",
                         "--target", str(target))
@@ -123,9 +121,7 @@ def test_unknown_archive_on_restore(homesync_server, computer_factory):
 def test_a_target_that_is_a_file(homesync_server, computer_factory):
     computer = computer_factory()
     (computer.home / "f").write_text("x")
-    chown_tree(computer.home)
-    assert computer.enroll(homesync_server, "joe", "Target Test").returncode == 0
-    computer.ok("backup")
+    computer.enroll_and_back_up(homesync_server, "joe", "Target Test")
     target = computer.home / "precious.txt"
     target.write_text("do not touch")
     chown_tree(computer.home)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.support.homesync_server import PASSWORDS
-from tests.support.processes import UNPRIVILEGED, VENV_BIN, chown_tree
+from tests.support.processes import UNPRIVILEGED, VENV_BIN
 
 
 class Terminal:
@@ -49,9 +49,7 @@ def two_computers(fresh_server, computer_factory):
     for name, content in (("Joe's Workstation", "desk"), ("Joe's Thinkpad", "travel")):
         computer = computer_factory()
         (computer.home / "where.txt").write_text(content)
-        chown_tree(computer.home)
-        assert computer.enroll(fresh_server, "joe", name).returncode == 0
-        computer.ok("backup")
+        computer.enroll_and_back_up(fresh_server, "joe", name)
     return fresh_server
 
 

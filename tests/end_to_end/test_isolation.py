@@ -3,8 +3,6 @@ only its own repository, and nothing the client asks for reaches a shell."""
 
 from __future__ import annotations
 
-import json
-import os
 
 import paramiko
 import pytest
@@ -12,7 +10,6 @@ import pytest
 from homesync import borg, protocol, shim, transport
 from homesync.errors import AuthenticationError, BorgError, NotFoundError, PermissionDeniedError
 from tests.support.homesync_server import PASSWORDS
-from tests.support.processes import chown_tree
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +21,8 @@ def two_users(homesync_server, tmp_path_factory):
     for user, machine in (("joe", "Joe's Thinkpad"), ("ann", "Ann's Laptop")):
         computer = Computer(private_dir(f"hs-{user}-"))
         (computer.home / "secret.txt").write_text(f"{user}'s secret")
-        chown_tree(computer.home)
-        assert computer.enroll(homesync_server, user, machine).returncode == 0
-        computer.ok("backup")
-        config = (computer.home / ".config/homesync/config.toml").read_text()
-        machine_id = config.split('id = "', 1)[1].split('"', 1)[0]
-        computers[user] = (computer, machine_id)
+        computer.enroll_and_back_up(homesync_server, user, machine)
+        computers[user] = (computer, computer.machine_id())
     yield computers
     for computer, _ in computers.values():
         remove(computer.home)
@@ -127,7 +120,7 @@ def test_borg_serve_runs_the_servers_argv_never_the_clients(homesync_server, two
 def test_a_password_login_cannot_open_a_repository(homesync_server, two_users):
     session, _ = _user_rpc(homesync_server, "joe")
     with session:
-        channel = session.exec(f"borg serve --restrict-to-repository /", timeout=30)
+        channel = session.exec("borg serve --restrict-to-repository /", timeout=30)
         assert channel.recv_exit_status() == 1
 
 

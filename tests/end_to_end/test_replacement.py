@@ -22,31 +22,20 @@ NOT_BACKED_UP = (".config/homesync", ".local/share/homesync", ".local/state/home
                  ".local/share/Trash")
 
 
-def _machine_id(computer) -> str:
-    text = (computer.home / ".config/homesync/config.toml").read_text()
-    return text.split('id = "', 1)[1].split('"', 1)[0]
-
-
-def _remote(computer, server, user="joe"):
-    return computer.remote_args(server, user)
-
-
 def test_adopt_moves_the_identity_and_the_chain_continues(fresh_server, computer_factory):
     old = computer_factory()
     make_home(old.home, seed=11, files=200, total_bytes=6 << 20)
-    chown_tree(old.home)
-    assert old.enroll(fresh_server, "joe", "Joe's Thinkpad").returncode == 0
-    first = old.json("backup")
-    machine_id = _machine_id(old)
+    first = old.enroll_and_back_up(fresh_server, "joe", "Joe's Thinkpad")
+    machine_id = old.machine_id()
     old_key = transport.load_key(old.home / ".local/share/homesync/machine_key")
     expected = snapshot(old.home, exclude=NOT_BACKED_UP)
     shutil.rmtree(old.home)
 
     new = computer_factory()
-    result = new.json("restore", "--machine", "Joe's Thinkpad", "--adopt", *_remote(new, fresh_server),
+    result = new.json("restore", "--machine", "Joe's Thinkpad", "--adopt", *new.remote_args(fresh_server, "joe"),
                       input=PASSWORDS["joe"] + "\n")
     assert result["adopted"] == "Joe's Thinkpad"
-    assert _machine_id(new) == machine_id
+    assert new.machine_id() == machine_id
     assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
     with pytest.raises(AuthenticationError):
         transport.Session.connect(fresh_server.address, fresh_server.fingerprint, machine_id, key=old_key)
@@ -63,19 +52,17 @@ def test_adopt_moves_the_identity_and_the_chain_continues(fresh_server, computer
 def test_clone_restores_then_enrolls_a_second_machine(fresh_server, computer_factory):
     old = computer_factory()
     (old.home / "notes.txt").write_text("shared start")
-    chown_tree(old.home)
-    assert old.enroll(fresh_server, "joe", "Joe's Workstation").returncode == 0
-    old.ok("backup")
+    old.enroll_and_back_up(fresh_server, "joe", "Joe's Workstation")
     clone = computer_factory()
     result = clone.json("restore", "--machine", "Joe's Workstation", "--as-new", "Joe's Laptop",
-                        *_remote(clone, fresh_server), input=PASSWORDS["joe"] + "\n")
+                        *clone.remote_args(fresh_server, "joe"), input=PASSWORDS["joe"] + "\n")
     assert result["enrolled_as"] == "Joe's Laptop"
     assert (clone.home / "notes.txt").read_text() == "shared start"
     names = {m["name"] for m in clone.json("machines", "--password-stdin", input=PASSWORDS["joe"] + "\n")}
     assert names == {"Joe's Workstation", "Joe's Laptop"}
     assert old.json("backup")["result"] == "success", "the old machine is untouched and keeps its key"
     assert clone.json("backup")["result"] == "success"
-    assert _machine_id(clone) != _machine_id(old)
+    assert clone.machine_id() != old.machine_id()
 
 
 def test_a_dry_run_writes_nothing_and_says_what_would_happen(fresh_server, computer_factory):
@@ -83,9 +70,7 @@ def test_a_dry_run_writes_nothing_and_says_what_would_happen(fresh_server, compu
     (laptop.home / "Documents").mkdir()
     (laptop.home / "Documents/a.txt").write_text("backup version")
     (laptop.home / "Documents/b.txt").write_text("same")
-    chown_tree(laptop.home)
-    assert laptop.enroll(fresh_server, "joe", "Dry").returncode == 0
-    laptop.ok("backup")
+    laptop.enroll_and_back_up(fresh_server, "joe", "Dry")
     target = laptop.home / "elsewhere"
     (target / "Documents").mkdir(parents=True)
     (target / "Documents/a.txt").write_text("local version!")
@@ -104,15 +89,13 @@ def test_a_dry_run_writes_nothing_and_says_what_would_happen(fresh_server, compu
 def test_an_interrupted_restore_resumes_and_ends_bit_identical(fresh_server, computer_factory):
     old = computer_factory()
     make_home(old.home, seed=21, files=300, total_bytes=160 << 20)
-    chown_tree(old.home)
-    assert old.enroll(fresh_server, "joe", "Resume Me").returncode == 0
-    old.ok("backup")
+    old.enroll_and_back_up(fresh_server, "joe", "Resume Me")
     expected = snapshot(old.home, exclude=NOT_BACKED_UP)
     shutil.rmtree(old.home)
 
     new = computer_factory()
     progress = new.home / ".local/state/homesync/restore-progress.json"
-    argv = [str(VENV_BIN / "homesync"), "restore", "--machine", "Resume Me", "--json", *_remote(new, fresh_server)]
+    argv = [str(VENV_BIN / "homesync"), "restore", "--machine", "Resume Me", "--json", *new.remote_args(fresh_server, "joe")]
     first = subprocess.Popen(argv, env=user_env(new.home), cwd=new.home, user=UNPRIVILEGED, group=UNPRIVILEGED,
                              extra_groups=[], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -130,7 +113,7 @@ def test_an_interrupted_restore_resumes_and_ends_bit_identical(fresh_server, com
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
 
-    result = new.json("restore", "--machine", "Resume Me", *_remote(new, fresh_server),
+    result = new.json("restore", "--machine", "Resume Me", *new.remote_args(fresh_server, "joe"),
                       input=PASSWORDS["joe"] + "\n")
     assert result["resumed"] == ["documents", "settings"] and result["phases"] == ["everything else"]
     assert not list(new.home.glob(".homesync-restore-*")) and not progress.exists()
@@ -140,14 +123,12 @@ def test_an_interrupted_restore_resumes_and_ends_bit_identical(fresh_server, com
 def test_a_different_account_owns_everything_it_restores(fresh_server, computer_factory):
     old = computer_factory()
     make_home(old.home, seed=31, files=120, total_bytes=2 << 20)
-    chown_tree(old.home)
-    assert old.enroll(fresh_server, "joe", "Old Account").returncode == 0
-    old.ok("backup")
+    old.enroll_and_back_up(fresh_server, "joe", "Old Account")
     expected = snapshot(old.home, exclude=NOT_BACKED_UP)
 
     other_uid = 23456
     new = computer_factory(uid=other_uid)
-    new.ok("restore", "--machine", "Old Account", *_remote(new, fresh_server), input=PASSWORDS["joe"] + "\n")
+    new.ok("restore", "--machine", "Old Account", *new.remote_args(fresh_server, "joe"), input=PASSWORDS["joe"] + "\n")
     owners = {os.lstat(os.path.join(d, n)).st_uid for d, dirs, files in os.walk(new.home) for n in dirs + files}
     assert owners == {other_uid}
     assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)

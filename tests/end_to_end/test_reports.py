@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.homesync_server import start_server
-from tests.support.processes import chown_tree, free_port, remove
+from tests.support.processes import free_port, remove
 from tests.unit.reports.test_metrics import parse as parse_metrics
 
 JOE_LAPTOP = "Joe's <Thinkpad>"
@@ -48,9 +48,7 @@ def fleet(server, computer_factory_module):
     for computer, user, name in ((joe, "joe", JOE_LAPTOP), (ann, "ann", ANN_LAPTOP)):
         (computer.home / "Documents").mkdir()
         (computer.home / "Documents/notes.txt").write_text(f"{user}'s notes\n" * 1000)
-        chown_tree(computer.home)
-        assert computer.enroll(server, user, name).returncode == 0
-        computer.ok("backup")
+        computer.enroll_and_back_up(server, user, name)
     restored = new.json("restore", "--machine", JOE_LAPTOP, *new.remote_args(server, "joe"), input="joe-secret-pw\n")
     assert (new.home / "Documents/notes.txt").exists()
     return restored

@@ -90,8 +90,7 @@ def test_an_unknown_template_is_one_clear_line_and_exit_10(homesync_server, temp
 def test_a_machine_key_cannot_obtain_a_template(homesync_server, template_home, computer_factory):
     laptop = computer_factory()
     assert laptop.enroll(homesync_server, "ann", "Ann's Template Test").returncode == 0
-    config = (laptop.home / ".config/homesync/config.toml").read_text()
-    machine_id = config.split('id = "', 1)[1].split('"', 1)[0]
+    machine_id = laptop.machine_id()
     key = transport.load_key(laptop.home / ".local/share/homesync/machine_key")
     with transport.Session.connect(homesync_server.address, homesync_server.fingerprint, machine_id,
                                    key=key) as session:
@@ -104,10 +103,8 @@ def test_a_template_key_reaches_the_template_and_no_machine(homesync_server, tem
                                                             tmp_path):
     owner = computer_factory()
     (owner.home / "private.txt").write_text("joe's own")
-    chown_tree(owner.home)
-    assert owner.enroll(homesync_server, "joe", "Joe's Private Box").returncode == 0
-    owner.ok("backup")
-    machine_id = (owner.home / ".config/homesync/config.toml").read_text().split('id = "', 1)[1].split('"', 1)[0]
+    owner.enroll_and_back_up(homesync_server, "joe", "Joe's Private Box")
+    machine_id = owner.machine_id()
 
     one_off = transport.new_key()
     key_file = tmp_path / "key"
@@ -165,10 +162,8 @@ def test_reindex_prune_and_drills_leave_templates_alone(fresh_server, computer_f
     remove(base)
     laptop = computer_factory()
     (laptop.home / "notes.txt").write_text("mine")
-    chown_tree(laptop.home)
-    assert laptop.enroll(fresh_server, "joe", "Joe's Lab Box").returncode == 0
-    laptop.ok("backup")
-    machine_id = (laptop.home / ".config/homesync/config.toml").read_text().split('id = "', 1)[1].split('"', 1)[0]
+    laptop.enroll_and_back_up(fresh_server, "joe", "Joe's Lab Box")
+    machine_id = laptop.machine_id()
     assert [r["machine_id"] for r in fresh_server.cli_json("drill", "--all")] == [machine_id]
     assert [r["machine_id"] for r in fresh_server.cli_json("prune", "--dry-run")] == [machine_id]
     assert fresh_server.stop() == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.homesync_server import PASSWORDS, RunningServer
-from tests.support.processes import UNPRIVILEGED, VENV_BIN, private_dir, remove, run_as_user
+from tests.support.processes import UNPRIVILEGED, VENV_BIN, chown_tree, private_dir, remove, run_as_user
 
 
 @dataclass
@@ -34,6 +34,19 @@ class Computer:
     def enroll(self, server: RunningServer, user: str, machine: str) -> subprocess.CompletedProcess:
         return self.run("enroll", "--server", server.address, "--user", user, "--machine", machine,
                         "--fingerprint", server.fingerprint, "--password-stdin", input=PASSWORDS[user] + "\n")
+
+    def enroll_and_back_up(self, server: RunningServer, user: str, machine: str) -> dict:
+        """Give the home to this computer's user, enroll it as machine and back it up;
+        return what `homesync backup --json` said."""
+        chown_tree(self.home, self.uid)
+        done = self.enroll(server, user, machine)
+        assert done.returncode == 0, f"homesync enroll failed ({done.returncode}): {done.stderr}"
+        return self.json("backup")
+
+    def machine_id(self) -> str:
+        """Return the id this computer is enrolled with."""
+        text = (self.home / ".config/homesync/config.toml").read_text()
+        return text.split('id = "', 1)[1].split('"', 1)[0]
 
     def remote_args(self, server: RunningServer, user: str) -> list[str]:
         return ["--server", server.address, "--user", user, "--fingerprint", server.fingerprint,
