@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from homesync import console
+from homesync_server import cli_operations
 from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 
 # The report commands run from cron and monitoring, so they must start fast: the other
@@ -15,9 +16,8 @@ from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 REPORT_COMMANDS = ("report", "audit", "metrics")
 
 
-def build_parser(operations: bool = True) -> argparse.ArgumentParser:
-    """Return the parser; without operations, the commands of cli_operations are left
-    out (the report commands do not need them)."""
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of every command (parsing imports no action)."""
     parser = argparse.ArgumentParser(prog="homesync-server", description="homesync backup server")
     parser.add_argument("--debug", action="store_true", help="log everything, show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -45,10 +45,7 @@ def build_parser(operations: bool = True) -> argparse.ArgumentParser:
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
     _add_report_commands(commands, command)
-    if operations:
-        from homesync_server import cli_operations
-
-        cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine (issue 6)
+    cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine, template (issues 6, 7)
     return parser
 
 
@@ -96,7 +93,6 @@ def dispatch(args: argparse.Namespace) -> int:
     layout = resolve_data_dir(args.data)
     if args.command in REPORT_COMMANDS:
         return _run_report_command(layout, args)
-    from homesync_server import cli_operations
     from homesync_server.actions import listing, serve, setup
 
     if args.command == "init":
@@ -143,15 +139,9 @@ def _print_users(rows: list[dict], as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(operations=_command_of(argv) not in REPORT_COMMANDS).parse_args(argv)
+    args = build_parser().parse_args(argv)
     console.setup_logging(args.debug, verbose=getattr(args, "command", "") == "serve")
     return console.run_main("homesync-server", lambda: dispatch(args), args.debug)
-
-
-def _command_of(argv: list[str]) -> str:
-    """Return the command named in argv: its first word that is not an option (the
-    global options take no value)."""
-    return next((word for word in argv if not word.startswith("-")), "")
 
 
 if __name__ == "__main__":

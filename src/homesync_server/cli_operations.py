@@ -1,7 +1,8 @@
 """`homesync-server` commands for operations: drill, prune, hold, reindex, machine
 retire|rename|transfer|release and template publish|list. Argument parsing and output
-only; each command calls one action. Kept apart from cli.py so that its commands stay
-easy to read."""
+only; each command calls one action, imported when it runs (the actions bring
+paramiko and the key handling, which the parser and the report commands need not
+load). Kept apart from cli.py so that its commands stay easy to read."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any, Callable
 
 from homesync import console
 from homesync.errors import BorgError, RestoreError, UsageError
-from homesync_server.actions import drill, holds, lifecycle, mass_change, prune, reindex, templates
 from homesync_server.config import Layout
 
 COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template")
@@ -46,7 +46,8 @@ def _add_drill(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--sample", metavar="N", type=_positive, help="N machines, least recently drilled first")
     which.add_argument("--all", action="store_true", help="every active machine")
     p.add_argument("--output", metavar="FILE", help="write the results to FILE instead of standard output")
-    p.add_argument("--lock-wait", type=_positive, default=drill.DRILL_LOCK_WAIT, metavar="SECONDS")
+    p.add_argument("--lock-wait", type=_positive, metavar="SECONDS",
+                   help="wait this long for a repository in use (default: the drill's own, 300)")
 
 
 def _add_prune(commands: argparse._SubParsersAction) -> None:
@@ -106,6 +107,8 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
     if args.command == "prune":
         return _prune(layout, args)
     if args.command == "reindex":
+        from homesync_server.actions import reindex
+
         _print(reindex.reindex(layout, args.force), args.json, _print_reindex)
     elif args.command == "hold":
         _hold(layout, args)
@@ -117,9 +120,11 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
 
 
 def _drill(layout: Layout, args: argparse.Namespace) -> int:
+    from homesync_server.actions import drill
+
     selection = drill.Selection(args.machine, args.user, args.sample, args.all)
     with _output(args.output) as out:  # opened first: a drill's results are never lost for a bad path
-        results = drill.drill(layout, selection, args.lock_wait)
+        results = drill.drill(layout, selection, args.lock_wait or drill.DRILL_LOCK_WAIT)
         with contextlib.redirect_stdout(out):
             _print(results, args.json, _print_drills)
     failed = [r for r in results if r["result"] == "failed"]
@@ -141,6 +146,8 @@ def _output(path: str | None):
 
 
 def _prune(layout: Layout, args: argparse.Namespace) -> int:
+    from homesync_server.actions import prune
+
     results = prune.prune(layout, args.machine, args.dry_run, args.lock_wait)
     _print(results, args.json, _print_prunes)
     failed = [r for r in results if r["result"] == "failed"]
@@ -151,6 +158,8 @@ def _prune(layout: Layout, args: argparse.Namespace) -> int:
 
 
 def _hold(layout: Layout, args: argparse.Namespace) -> None:
+    from homesync_server.actions import holds
+
     if args.hold_command == "list":
         _print(holds.listed(layout, args.machine), args.json, _print_holds)
     elif args.hold_command == "add":
@@ -163,6 +172,8 @@ def _hold(layout: Layout, args: argparse.Namespace) -> None:
 
 
 def _machine(layout: Layout, args: argparse.Namespace) -> None:
+    from homesync_server.actions import lifecycle, mass_change
+
     command = args.machine_command
     if command == "release":
         _print(mass_change.release(layout, args.machine), args.json,
@@ -178,6 +189,8 @@ def _machine(layout: Layout, args: argparse.Namespace) -> None:
 
 
 def _template(layout: Layout, args: argparse.Namespace) -> None:
+    from homesync_server.actions import templates
+
     if args.template_command == "list":
         _print(templates.listed(layout), args.json, _print_templates)
         return

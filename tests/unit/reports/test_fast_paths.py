@@ -95,4 +95,4 @@ def test_the_parser_offers_every_report_format():
     from homesync_server.actions import report
 
     for fmt in report.FORMATS:
-        assert cli.build_parser(operations=False).parse_args(["report", "--format", fmt]).format == fmt
+        assert cli.build_parser().parse_args(["report", "--format", fmt]).format == fmt
