@@ -24,8 +24,11 @@ def test_a_change_on_the_network_is_backed_up_once_it_settles(laptop, fake_nm):
     _first_backup(laptop, fake_nm)
     changed = time.monotonic()
     (laptop.home / "Documents/minutes.txt").write_text("decisions\n")
-    status = laptop.wait_status(lambda s: s["dirty"]["count"] > 0, 2, "the change seen")
-    assert status["state"] == "waiting" and status["reason"]["code"] == "settling"
+    # The watcher's thread counts the change a moment before the scheduler decides to
+    # wait for it to settle: within the same 2 s, both must show.
+    status = laptop.wait_status(lambda s: s["dirty"]["count"] > 0 and s["state"] == "waiting", 2,
+                                "the change seen and waited for")
+    assert status["reason"]["code"] == "settling"
     assert str(laptop.home / "Documents/minutes.txt") in status["dirty"]["sample"]
     time.sleep(DEBOUNCE / 2)
     assert len(laptop.successes()) == 1, "backed up before the change settled"
