@@ -6,6 +6,7 @@ passphrase over a pipe, reads --log-json progress and maps exit codes to errors.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from homesync import execute
-from homesync.errors import BorgError, Cancelled, RepositoryLockedError
+from homesync.errors import BorgCacheError, BorgError, Cancelled, RepositoryLockedError
 
+logger = logging.getLogger(__name__)
 ENCRYPTION = "repokey"  # AES-CTR + HMAC-SHA256: 18% faster than -blake2 on SHA-NI CPUs (docs/architecture.md)
 COMPRESSION = "lz4"
 LOCK_WAIT = 30
@@ -231,4 +233,20 @@ def _interpret(argv: Sequence[str], done: execute.Completed, messages: list[dict
         raise BorgError(f"borg {command}: the repository passphrase is wrong")
     if rc < 0 or rc >= 128:
         raise Cancelled(f"borg {command} was stopped by signal {abs(rc) if rc < 0 else rc - 128}")
+    trace = _traceback(messages)
+    if trace:
+        logger.error("borg %s crashed (rc %s):\n%s", command, rc, trace)
+    if _CACHE_SOURCE in trace:
+        raise BorgCacheError(f"borg {command} failed in its local cache (rc {rc}): {last}",
+                             "the cache is rebuilt at the next backup")
     raise BorgError(f"borg {command} failed (rc {rc}): {last}")
+
+
+_CACHE_SOURCE = f"{os.sep}borg{os.sep}cache.py"
+
+
+def _traceback(messages: list[dict]) -> str:
+    """Return the Python traceback borg logged when it crashed, or ""."""
+    texts = [m.get("message", "") for m in messages]
+    start = next((i for i, text in enumerate(texts) if "Traceback (most recent call last)" in text), None)
+    return "" if start is None else "\n".join(texts[start:]).strip()

@@ -93,6 +93,12 @@ class BorgError(HomesyncError):
     exit_code = 20
 
 
+class BorgCacheError(BorgError):
+    """borg crashed in its local cache (damaged or half-deleted files under the cache)."""
+
+    kind = "borg_cache"
+
+
 class RestoreError(HomesyncError):
     kind = "restore"
     exit_code = 21

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from homesync import borg, execute
-from homesync.errors import BorgError, Cancelled, RepositoryLockedError
+from homesync.errors import BorgCacheError, BorgError, Cancelled, RepositoryLockedError
 
 
 def test_create_backs_up_the_current_directory_with_exclusions():
@@ -106,3 +106,24 @@ def _alive_in_group(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 alive.append(int(entry))
     return alive
+
+
+def _crash(where: str) -> list[dict]:
+    trace = (f'Traceback (most recent call last):\n  File "/venv/lib/python3.11/site-packages/borg/{where}", '
+             f'line 1, in f\nAttributeError: boom')
+    return [{"type": "log_message", "levelname": "ERROR", "message": "Local Exception"},
+            {"type": "log_message", "levelname": "ERROR", "message": trace}]
+
+
+def test_a_crash_in_borgs_cache_is_told_apart_and_its_traceback_logged(caplog):
+    done = execute.Completed(2, b"")
+    with pytest.raises(BorgCacheError) as raised:
+        borg._interpret(("borg", "create"), done, _crash("cache.py"), False)
+    assert "local cache" in raised.value.message and "Local Exception" in raised.value.message
+    assert "AttributeError: boom" in caplog.text  # the traceback is kept in the log
+
+
+def test_a_crash_elsewhere_is_an_ordinary_borg_error():
+    with pytest.raises(BorgError) as raised:
+        borg._interpret(("borg", "create"), execute.Completed(2, b""), _crash("archive.py"), False)
+    assert not isinstance(raised.value, BorgCacheError)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from homesync import borg, config as agent_config, link, names
+from homesync import borg, config as agent_config, link, names, protocol
 from homesync.config import AgentConfig, Paths
-from homesync.errors import Cancelled, ConfigError, HomesyncError
+from homesync.errors import BorgCacheError, Cancelled, ConfigError, HomesyncError, ProtocolError, UsageError
 from homesync.execute import Running
 
 logger = logging.getLogger(__name__)
@@ -32,9 +34,11 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     name = names.archive_name(datetime.fromtimestamp(started, timezone.utc))
     access = link.machine_repository(config, paths)
     argv = borg.make_create_command(access.location, name, config.exclusion_patterns(paths), agent_config.MARKERS)
+    def create() -> borg.BorgResult:
+        return borg.run_borg(argv, access.environment(), paths.passphrase_file.read_bytes(),
+                             cwd=str(config.source), on_event=on_event, on_start=on_start)
     try:
-        result = borg.run_borg(argv, access.environment(), paths.passphrase_file.read_bytes(),
-                               cwd=str(config.source), on_event=on_event, on_start=on_start)
+        result = _healing_cache(create, paths)
     except Cancelled as e:
         _report(config, paths, _failed_report(name, started, "interrupted", e.message))
         raise Cancelled("the backup was stopped; the next one continues from its checkpoint") from None
@@ -56,6 +60,29 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     return dict(report, duration=report["end"] - started, warnings=result.warnings, indexed=reported)
 
 
+def _healing_cache(create: Callable[[], borg.BorgResult], paths: Paths) -> borg.BorgResult:
+    """Run create; if borg crashed in its local cache, set the cache aside, let borg
+    rebuild it from the repository, and run create once more. The note is one warning."""
+    try:
+        return create()
+    except BorgCacheError as e:
+        aside = set_cache_aside(paths)
+        note = f"the local borg cache was damaged ({e.message}); it was set aside in {aside} and rebuilt"
+        logger.warning("%s", note)
+    result = create()
+    result.warnings.insert(0, note)
+    return result
+
+
+def set_cache_aside(paths: Paths) -> str:
+    """Move borg's local cache out of the way (replacing an older damaged copy); return where."""
+    aside = paths.cache_dir / "borg.damaged"
+    shutil.rmtree(aside, ignore_errors=True)
+    if paths.borg_cache.exists():
+        paths.borg_cache.rename(aside)
+    return str(aside)
+
+
 def _failed_report(name: str, started: float, result: str, error: str) -> dict:
     return {"name": name, "start": started, "end": time.time(), "files": 0, "original_size": 0,
             "compressed_size": 0, "deduplicated_size": 0, "result": result, "error": error[:1000]}
@@ -70,7 +97,10 @@ def _report(config: AgentConfig, paths: Paths, report: dict) -> bool:
         with link.machine_session(config, paths) as session:
             rpc = session.rpc()
             while pending:
-                rpc.call("backup.report", **pending[0])
+                try:
+                    rpc.call("backup.report", **pending[0])
+                except UsageError as e:  # a damaged entry must not hold up the ones behind it
+                    _set_aside(pending_file, [pending[0]], f"the server refused it: {e.message}")
                 pending.pop(0)
     except HomesyncError as e:
         logger.warning("could not report the backup to the server (will retry): %s", e.message)
@@ -81,7 +111,36 @@ def _report(config: AgentConfig, paths: Paths, report: dict) -> bool:
 
 
 def _read_pending(path) -> list[dict]:
+    """Return the queued reports; a damaged queue is set aside (kept, logged), not lost."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return []
+    try:
+        pending = json.loads(raw)
+    except ValueError:
+        pending = None
+    if not isinstance(pending, list):
+        _set_aside(path, raw, "it is not a list of reports")
+        return []
+    good = [r for r in pending if _is_report(r)]
+    if len(good) < len(pending):
+        _set_aside(path, [r for r in pending if not _is_report(r)], "entries that are not backup reports")
+    return good
+
+
+def _is_report(entry: object) -> bool:
+    try:
+        protocol.request("backup.report", entry)
+    except ProtocolError:
+        return False
+    return True
+
+
+def _set_aside(path, content, why: str) -> None:
+    """Keep damaged queue content in <queue>.damaged (appending), and say so once in the log."""
+    aside = path.with_name(path.name + ".damaged")
+    data = content if isinstance(content, bytes) else json.dumps(content).encode()
+    with open(aside, "ab", opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
+        f.write(data + b"\n")
+    logger.warning("set aside part of the unreported-backup queue in %s: %s", aside, why)

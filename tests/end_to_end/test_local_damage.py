@@ -1,0 +1,90 @@
+"""Damage to homesync's local state heals by itself at the next backup: borg's cache
+(a file deleted, garbage written), the agent's state files and the queue of unreported
+backups. Real server, real borg, the CLI as an unprivileged user."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.processes import chown_tree
+
+CACHE = ".cache/homesync/borg"
+STATE = ".local/state/homesync"
+
+
+def _cache_dir(computer):
+    """Return the one repository cache borg keeps for this computer."""
+    caches = [p for p in (computer.home / CACHE).iterdir() if p.is_dir() and (p / "README").exists()]
+    assert len(caches) == 1, caches
+    return caches[0]
+
+
+def _damage_config(cache):
+    (cache / "config").unlink()
+
+
+def _garbage(name):
+    def damage(cache):
+        (cache / name).write_bytes(b"\x00garbage\xff" * 64)
+    return damage
+
+
+@pytest.mark.parametrize("damage", [_damage_config, _garbage("config"), _garbage("chunks"), _garbage("files")],
+                         ids=["config deleted", "config garbage", "chunks garbage", "files garbage"])
+def test_a_damaged_borg_cache_is_rebuilt_by_the_next_backup(homesync_server, computer_factory, damage):
+    laptop = computer_factory()
+    (laptop.home / "notes.txt").write_text("first")
+    laptop.enroll_and_back_up(homesync_server, "joe", f"Damaged cache {damage.__name__}{id(damage)}")
+    damage(_cache_dir(laptop))
+    (laptop.home / "notes.txt").write_text("second")
+    chown_tree(laptop.home)
+    healed = laptop.json("backup")
+    assert healed["result"] in ("success", "warning") and healed["indexed"] is True
+    # said once (this backup), and the one after it is clean and quiet
+    again = laptop.json("backup")
+    assert again["result"] == "success" and not any("cache" in w for w in again["warnings"])
+    assert len(laptop.json("archives")) == 3
+    if any("set aside" in w for w in healed["warnings"]):
+        assert (laptop.home / ".cache/homesync/borg.damaged").is_dir()
+
+
+def test_a_deleted_cache_config_is_named_in_status_once(homesync_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "joe", "Cache note laptop")
+    _damage_config(_cache_dir(laptop))
+    healed = laptop.json("backup")
+    assert any("local borg cache was damaged" in w for w in healed["warnings"]), healed["warnings"]
+    status = laptop.run("status")
+    assert "cache was damaged" in status.stdout, status.stdout
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"a": 1}', b'[1, "x", {"name": 5}]'],
+                         ids=["garbage", "not a list", "damaged entries"])
+def test_a_damaged_queue_of_unreported_backups_is_set_aside_not_blocking(homesync_server, computer_factory,
+                                                                         content):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "joe", f"Queue laptop {len(content)}")
+    queue = laptop.home / STATE / "unreported.json"
+    queue.write_bytes(content)
+    chown_tree(laptop.home)
+    done = laptop.json("backup")
+    assert done["indexed"] is True  # the damaged entries do not hold up this report
+    assert json.loads(queue.read_text()) == []
+    assert (laptop.home / STATE / "unreported.json.damaged").exists()
+    names = {a["name"] for a in laptop.json("archives")}
+    assert done["name"] in names
+
+
+@pytest.mark.parametrize("name", ["agent-state.json", "last-backup.json"])
+def test_damaged_agent_state_files_do_not_stop_a_backup_or_status(homesync_server, computer_factory, name):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "joe", f"State laptop {name}")
+    (laptop.home / STATE / name).write_bytes(b"\xff\xfe garbage")
+    chown_tree(laptop.home)
+    assert laptop.json("backup")["indexed"] is True
+    assert laptop.run("status").returncode in (0, 3)  # 3: the agent is not running
