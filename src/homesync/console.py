@@ -8,6 +8,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -59,8 +60,19 @@ def read_password(from_stdin: bool, prompt: str = "Password: ") -> str:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
+    """Print data as JSON that is always valid UTF-8 (see json_text)."""
+    sys.stdout.write(json_text(data) + "\n")
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def json_text(data: Any) -> str:
+    """Return data as indented JSON. A name that is not UTF-8 (decoded by Python with
+    surrogateescape: byte 0xNN is U+DCNN) keeps each such byte as the escape \\udcNN, so
+    the text is valid UTF-8 and `os.fsencode(json.loads(text)[...])` gives the bytes back."""
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return _UNDECODABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
