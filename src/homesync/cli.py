@@ -186,14 +186,20 @@ def _restored_what(result: dict) -> str:
 
 
 def _print_preview(result: dict) -> None:
-    assumed = "" if result["throughput_measured"] else ", assuming"
+    speed = (f"{console.human_size(result['throughput'])}/s, the speed of the last restore here"
+             if result["throughput_measured"] else
+             f"an assumed {console.human_size(result['throughput'])}/s: no restore was measured here yet")
     print(f"restoring {_restored_what(result)} archive {result['archive']} into {result['target']} would write "
           f"{result['new_entries']} new entries ({console.human_size(result['new_bytes'])} of "
           f"{console.human_size(result['total_bytes'])}), leave {result['identical']} identical files as they are,"
           f" and keep {len(result['kept_aside'])} differing local entries aside; about "
-          f"{result['estimated_seconds']:.0f} s at {console.human_size(result['throughput'])}/s{assumed}")
+          f"{result['estimated_seconds']:.0f} s at {speed}")
     for path in result["kept_aside"][:20]:
         print(f"  would keep aside: {path}")
+    if result.get("would_adopt"):
+        print(f"then this computer would become {result['would_adopt']!r} (its key replaced on the server)")
+    if result.get("would_enroll_as"):
+        print(f"then this computer would be enrolled as a new machine, {result['would_enroll_as']!r}")
     print("nothing was written (dry run)")
 
 

@@ -147,6 +147,9 @@ def load(paths: Paths) -> AgentConfig:
                                "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
+    if "server" not in raw and "machine" not in raw:
+        raise NotEnrolledError(f"this computer is not enrolled ({path} holds settings only)",
+                               "run `homesync enroll …` or `homesync restore --adopt …`; the settings are kept")
     problems = _check(raw)
     agent, agent_problems = _agent_settings(raw.get("agent", {}))
     problems += agent_problems
@@ -221,6 +224,35 @@ def _duration(value: object) -> float | None:
         match = _DURATION.fullmatch(value)
         return float(match[1]) * _UNITS[match[2]] if match else None
     return _number(value)
+
+
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$")
+_IDENTITY = ("server", "machine")
+
+
+def render_keeping(existing: str | None, server: str, fingerprint: str, user: str, machine_id: str,
+                   machine_name: str) -> str:
+    """Return the config.toml for a new identity; the settings of an existing file (every
+    table but [server] and [machine], comments included) are kept as they were."""
+    fresh = render(server, fingerprint, user, machine_id, machine_name)
+    if not existing:
+        return fresh
+    kept, keeping = [], True
+    for line in existing.splitlines(keepends=True):
+        table = _TABLE.match(line)
+        if table:
+            keeping = table[1] not in _IDENTITY
+        if keeping:
+            kept.append(line)
+    settings = "".join(kept).strip()
+    identity = fresh[:fresh.index("[backup]")]
+    merged = identity + "\n# kept from this computer's earlier config.toml\n" + settings + "\n"
+    try:
+        tomllib.loads(merged)
+    except tomllib.TOMLDecodeError:
+        return fresh + "\n# the earlier config.toml could not be kept; it was:\n" + "".join(
+            f"# {line}\n" for line in existing.splitlines())
+    return merged
 
 
 def render(server: str, fingerprint: str, user: str, machine_id: str, machine_name: str) -> str:

@@ -67,8 +67,8 @@ def _run(staging: StrPath, target: StrPath, kept_dir: StrPath | None, protected:
                 merger.merge_root(sfd, tfd, root)
             if not dry:
                 os.rmdir(staging)
-                if root_metadata:
-                    _apply_dir_metadata(tfd, root, root_xattrs)
+                if root_metadata:  # never looser than the target already was (a home stays 0700)
+                    _apply_dir_metadata(tfd, root, root_xattrs, mode_limit=stat.S_IMODE(os.fstat(tfd).st_mode))
     except OSError as err:
         where = merger.current or os.fspath(staging)
         raise RestoreError(f"restore could not merge {where!r}: {err.strerror or err}",
@@ -390,9 +390,11 @@ def _read_xattrs(fd: int) -> dict[str, bytes]:
         return {}
 
 
-def _apply_dir_metadata(fd: int | None, st: os.stat_result, xattrs: dict[str, bytes]) -> None:
-    """Give a target directory the restored one's xattrs, mode and mtime (in that
-    order: a user may set xattrs only while the directory is writable)."""
+def _apply_dir_metadata(fd: int | None, st: os.stat_result, xattrs: dict[str, bytes],
+                        mode_limit: int = 0o7777) -> None:
+    """Give a target directory the restored one's xattrs, mode (no bit outside
+    mode_limit) and mtime, in that order: a user may set xattrs only while the directory
+    is writable."""
     if fd is None:
         return
     for name, value in xattrs.items():
@@ -400,5 +402,5 @@ def _apply_dir_metadata(fd: int | None, st: os.stat_result, xattrs: dict[str, by
             os.setxattr(fd, name, value)
         except OSError as err:
             log.debug("cannot set xattr %s: %s", name, err)
-    os.chmod(fd, stat.S_IMODE(st.st_mode))
+    os.chmod(fd, stat.S_IMODE(st.st_mode) & mode_limit)
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))

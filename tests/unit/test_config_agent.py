@@ -3,6 +3,8 @@ reported at once with the others."""
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from homesync import config
@@ -62,3 +64,20 @@ def test_every_problem_is_reported_at_once(tmp_path):
                     "[agent] notifications must be true or false", "[agent] max_age must be a duration"):
         assert problem in message
     assert message.startswith(str(tmp_path / "c" / "config.toml"))
+
+
+def test_a_new_identity_keeps_the_settings_of_an_existing_file():
+    old = config.render("old:1", "SHA256:old", "ann", "m" * 26, "Old") + 'max_age = "6h"\n'
+    old = old.replace("corporate_ssids = []", 'corporate_ssids = ["CorpWiFi"]  # the office')
+    merged = config.render_keeping(old, "new:2", "SHA256:new", "joe", "n" * 26, "New")
+    raw = tomllib.loads(merged)
+    assert raw["server"] == {"address": "new:2", "fingerprint": "SHA256:new", "user": "joe"}
+    assert raw["machine"] == {"id": "n" * 26, "name": "New"}
+    assert raw["network"]["corporate_ssids"] == ["CorpWiFi"] and "# the office" in merged
+    assert raw["agent"]["max_age"] == "6h"
+
+
+def test_an_unreadable_existing_file_is_kept_as_a_comment_not_lost():
+    merged = config.render_keeping("[network\ngarbage = = 1", "a:1", "SHA256:x", "joe", "n" * 26, "New")
+    assert tomllib.loads(merged)["machine"]["name"] == "New"
+    assert "# garbage = = 1" in merged

@@ -48,5 +48,9 @@ def save_enrollment(paths: Paths, server: str, fingerprint: str, user: str, mach
     that its presence means "enrolled"); all 0600."""
     agent_config.write_private(paths.machine_key, key.pem.encode())
     agent_config.write_private(paths.passphrase_file, passphrase)
-    agent_config.write_private(paths.config_file, agent_config.render(
-        server, fingerprint, user, machine["machine_id"], machine["name"]).encode())
+    try:
+        existing = paths.config_file.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        existing = None
+    agent_config.write_private(paths.config_file, agent_config.render_keeping(
+        existing, server, fingerprint, user, machine["machine_id"], machine["name"]).encode())

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-from homesync import borg, link, merge, restore_plan, transport
+from homesync import borg, link, merge, names, restore_plan, transport
 from homesync import config as agent_config
 from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
@@ -71,10 +71,17 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
     opened = (_open_template(paths, request.template, login) if request.template
               else _open_source(paths, config, request.machine, login))
     with opened as source:
+        if request.as_new:
+            _check_name_free(source, request.as_new)
         archive = _pick_archive(source, request.archive)
         items = _list_items(source, archive, include)
         if request.dry_run:
-            return _template_named(source, _preview(paths, source, archive, items, target))
+            preview = _template_named(source, _preview(paths, source, archive, items, target))
+            if request.adopt:
+                preview["would_adopt"] = source.machine["name"]
+            if request.as_new:
+                preview["would_enroll_as"] = request.as_new
+            return preview
         started = time.monotonic()
         result = _restore_phases(paths, source, archive, items, target, include, progress)
         result["seconds"] = time.monotonic() - started
@@ -106,8 +113,18 @@ def _check_identity_request(request: Request, config) -> None:
     if (request.adopt or request.as_new) and config is not None:
         raise ConflictError(f"this computer is already enrolled as {config.machine_name!r}",
                             "--adopt and --as-new are for computers that are not enrolled yet")
-    if (request.adopt or request.as_new) and (request.paths or request.dry_run):
-        raise UsageError("--adopt and --as-new need a full restore (no --path, no --dry-run)")
+    if (request.adopt or request.as_new) and request.paths:
+        raise UsageError("--adopt and --as-new need a full restore (no --path)")
+
+
+def _check_name_free(source: Source, name: str) -> None:
+    """Raise before anything is restored if the user already has a computer called name
+    (or raise InvalidNameError for a name enrollment would refuse)."""
+    key = names.machine_name_key(names.machine_name(name))
+    taken = [m["name"] for m in source.rpc.call("machines.list") if names.machine_name_key(m["name"]) == key]
+    if taken:
+        raise ConflictError(f"you already have a computer named {taken[0]!r}",
+                            "choose another name for --as-new")
 
 
 def _check_target(target: Path, create: bool) -> Path:
