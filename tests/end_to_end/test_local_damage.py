@@ -88,3 +88,15 @@ def test_damaged_agent_state_files_do_not_stop_a_backup_or_status(homesync_serve
     chown_tree(laptop.home)
     assert laptop.json("backup")["indexed"] is True
     assert laptop.run("status").returncode in (0, 3)  # 3: the agent is not running
+
+
+def test_status_names_a_broken_config_instead_of_only_saying_not_running(homesync_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "joe", "Broken config laptop")
+    config = laptop.home / ".config/homesync/config.toml"
+    config.write_text(config.read_text() + "\n[agent]\nmax_age = \"soon\"\n")
+    done = laptop.run("status")
+    assert done.returncode == 3
+    assert "config.toml" in done.stderr and "agent cannot run" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 
-from homesync import console
+from homesync import config as agent_config, console
 from homesync.agent import control, record
 from homesync.config import Paths
+from homesync.errors import ConfigError, NotEnrolledError
 
 NOT_RUNNING = 3
 
@@ -18,7 +19,18 @@ def status(paths: Paths) -> tuple[dict, int]:
     try:
         return control.ask(paths, "status"), 0
     except control.AgentNotRunning:
+        _check_config(paths)
         return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, NOT_RUNNING
+
+
+def _check_config(paths: Paths) -> None:
+    """Raise the configuration's own error when it is what keeps the agent from running."""
+    try:
+        agent_config.load(paths)
+    except NotEnrolledError:
+        pass  # not enrolled: the status says when the last backup was, if any
+    except ConfigError as e:
+        raise ConfigError(f"the agent cannot run: {e.message}", "fix the file, then start the agent") from None
 
 
 def render(status: dict) -> str:
