@@ -22,7 +22,7 @@ from tests.support.processes import remove
 ACCOUNT_ATTEMPTS = 5
 ADDRESS_ATTEMPTS = 50
 # Peak resident memory of the server during a burst of 300 parallel password logins.
-PEAK_RSS_BOUND_MB = 300
+PEAK_RSS_BOUND_MB = 200
 BLOCKED = re.compile(r"^homesync: error: too many failed logins for this account; try again in \d+ minutes?$")
 CHECKED = "SELECT COUNT(*) FROM audit WHERE action = 'login_failed' AND actor = ? AND detail LIKE '%wrong user%'"
 
