@@ -163,3 +163,26 @@ def test_typos_of_several_people_behind_one_address_do_not_lock_out_another(comp
     finally:
         running.stop()
         remove(running.data.parent)
+
+
+def test_a_blocked_login_gets_a_session_that_can_do_nothing_but_say_why(server):
+    block(server)
+    host, port = server.address.rsplit(":", 1)
+    transport = paramiko.Transport(socket.create_connection((host, int(port)), timeout=30))
+    try:
+        transport.start_client(timeout=30)
+        transport.auth_password("joe", PASSWORDS["joe"], fallback=False)
+        for command in ("homesync-rpc", "borg serve --restrict-to-repository /"):
+            channel = transport.open_session(timeout=10)
+            channel.exec_command(command)
+            assert channel.recv_exit_status() == 1
+            assert b"too many failed logins for this account" in channel.recv_stderr(4096)
+            channel.close()
+        with pytest.raises(paramiko.SSHException):
+            transport.open_channel("direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 1), timeout=10)
+        shell = transport.open_session(timeout=10)
+        with pytest.raises(paramiko.SSHException):
+            shell.invoke_shell()
+    finally:
+        transport.close()
+    assert server.index_rows(CHECKED.replace("?", "'joe'"))[0][0] == ACCOUNT_ATTEMPTS
