@@ -5,6 +5,7 @@ is checked, so that parallel attempts cannot overtake the count.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +91,21 @@ class Verdict:
 
 def keys(name: str, source: str) -> tuple[str, str]:
     """Given a canonical user name and a source address, return their records' keys."""
-    return "account:" + name, "address:" + source
+    return "account:" + name, "address:" + address_key(source)
+
+
+def address_key(source: str) -> str:
+    """Given a source address, return what its limit counts: the address itself (an
+    IPv4-mapped one as IPv4), or an IPv6 address's /64, which one host usually owns whole."""
+    try:
+        ip = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def reserve(account: Record, address: Record, now: float, actor: str, source: str) -> Verdict:

@@ -69,5 +69,6 @@ class PasswordLogins:
 
 
 def _reserve(records: list[logins.Record], now: float, name: str, source: str):
+    """Reserve one attempt (Index.throttle's change): the verdict, and its events."""
     verdict = logins.reserve(*records, now, name, source)
     return verdict, verdict.events

@@ -203,3 +203,9 @@ def test_ldap_spellings_of_one_name_share_one_key():
     assert {canonical_ldap_name(n) for n in ["JOE", " joe", "jOe ", "  Joe  ", "ｊｏｅ"]} == {"joe"}
     assert canonical_ldap_name("Mary  Ann") == canonical_ldap_name(" mary ann ") == "mary ann"
     assert canonical_ldap_name("joe") != canonical_ldap_name("jo e")
+
+
+def test_addresses_are_counted_as_their_host_has_them():
+    assert logins.keys("joe", "::ffff:192.0.2.10")[1] == logins.keys("joe", "192.0.2.10")[1] == "address:192.0.2.10"
+    assert logins.keys("joe", "2001:db8::1")[1] == logins.keys("joe", "2001:db8::ffff:1")[1] == "address:2001:db8::/64"
+    assert logins.keys("joe", "2001:db8:0:1::1")[1] != logins.keys("joe", "2001:db8::1")[1]

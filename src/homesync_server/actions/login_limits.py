@@ -48,7 +48,7 @@ def unblock(layout: Layout, name: str | None, address: str | None) -> dict[str, 
 
 
 def _address(text: str) -> str:
-    """Return an IP address as the server records it; raise UsageError if it is none."""
+    """Return an IP address as given; raise UsageError if it is none."""
     try:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
