@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.end_to_end.test_login_throttle import ACCOUNT_ATTEMPTS, BLOCKED, guess
 from tests.support.homesync_server import start_server
+from tests.support.password_logins import ACCOUNT_ATTEMPTS, BLOCKED, guess
 from tests.support.processes import UNPRIVILEGED, chown_tree, private_dir, remove
 from tests.support.slapd import ACCOUNT_FILTER, ADMIN_GROUP_DN, PEOPLE_DN, running_slapd
 

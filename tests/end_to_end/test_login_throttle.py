@@ -16,14 +16,11 @@ import paramiko
 import pytest
 
 from tests.support.homesync_server import PASSWORDS, start_server
+from tests.support.password_logins import ACCOUNT_ATTEMPTS, ADDRESS_ATTEMPTS, BLOCKED, guess
 from tests.support.processes import remove
 
-# The documented limits (docs/admin-guide.md, "Security model").
-ACCOUNT_ATTEMPTS = 5
-ADDRESS_ATTEMPTS = 50
 # Peak resident memory of the server during a burst of 300 parallel password logins.
 PEAK_RSS_BOUND_MB = 200
-BLOCKED = re.compile(r"^homesync: error: too many failed logins for this account; try again in \d+ minutes?$")
 CHECKED = "SELECT COUNT(*) FROM audit WHERE action = 'login_failed' AND actor = ? AND detail LIKE '%wrong user%'"
 
 
@@ -34,23 +31,6 @@ def server():
     if running.process.poll() is None:
         running.stop()
     remove(running.data.parent)
-
-
-def guess(server, user: str, password: str, source: str = "127.0.0.1") -> bool:
-    """Try one password login with raw paramiko; return whether the transport said yes
-    (a refused session says yes too: it can only be told why over a channel)."""
-    host, port = server.address.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=120, source_address=(source, 0))
-    transport = paramiko.Transport(sock)
-    try:
-        transport.banner_timeout = transport.auth_timeout = 120
-        transport.start_client(timeout=120)
-        transport.auth_password(user, password, fallback=False)
-        return transport.is_authenticated()
-    except paramiko.AuthenticationException:
-        return False
-    finally:
-        transport.close()
 
 
 def login(computer, server, user: str, password: str):
