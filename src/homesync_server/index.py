@@ -421,8 +421,9 @@ class Index:
                    f"VALUES ({', '.join(':' + c for c in values)}, :forget_at)",
                    dict(values, forget_at=record.forget_at()))
 
-    def _forget_quiet_logins(self, db: sqlite3.Connection, skip: set[str], forget: Callable[[Record, float], list[dict]],
-                             now: float) -> list[dict]:
+    def _forget_quiet_logins(self, db: sqlite3.Connection, skip: set[str],
+                             forget: Callable[[Record, float], list[dict]], now: float) -> list[dict]:
+        """Close and delete up to 100 login records quiet since before now; return their events."""
         rows = db.execute(f"SELECT {', '.join(self._THROTTLE_COLUMNS)} FROM login_throttle WHERE forget_at <= ? "
                           "ORDER BY forget_at LIMIT 100", (now,)).fetchall()
         events = []
