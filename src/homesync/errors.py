@@ -88,6 +88,14 @@ class IdentityUnavailableError(HomesyncError):
     exit_code = 16
 
 
+class TooManyLoginsError(HomesyncError):
+    """Password logins for this account (or from this address) are blocked for a while;
+    distinct from a wrong password, so that a right one is never called wrong."""
+
+    kind = "too_many_logins"
+    exit_code = 17
+
+
 class BorgError(HomesyncError):
     kind = "borg"
     exit_code = 20

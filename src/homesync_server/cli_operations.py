@@ -1,5 +1,5 @@
 """`homesync-server` commands for operations: drill, prune, hold, reindex, machine
-retire|rename|transfer|release and template publish|list. Argument parsing and output
+retire|rename|transfer|release, template publish|list and login list|unblock. Argument parsing and output
 only; each command calls one action, imported when it runs (the actions bring
 paramiko and the key handling, which the parser and the report commands need not
 load). Kept apart from cli.py so that its commands stay easy to read."""
@@ -16,7 +16,7 @@ from homesync import console
 from homesync.errors import BorgError, RestoreError, UsageError
 from homesync_server.config import Layout
 
-COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template")
+COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +28,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     reindex_p.add_argument("--force", action="store_true", help="replace an index that still lists machines")
     _add_machine(commands)
     _add_template(commands)
+    _add_login(commands)
 
 
 def _sub(parent: argparse._SubParsersAction, name: str, help: str, json: bool = True) -> argparse.ArgumentParser:
@@ -93,6 +94,16 @@ def _add_template(commands: argparse._SubParsersAction) -> None:
     _sub(actions, "list", "the published templates")
 
 
+def _add_login(commands: argparse._SubParsersAction) -> None:
+    login = commands.add_parser("login", help="password logins counted or blocked after failures")
+    actions = login.add_subparsers(dest="login_command", required=True)
+    _sub(actions, "list", "accounts and addresses with failed logins counted, blocked ones first")
+    p = _sub(actions, "unblock", "forget an account's or an address's failed logins (lifts its block)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", help="the user name, as the user types it")
+    which.add_argument("--address", metavar="ADDR", help="a source IP address")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -114,6 +125,8 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
         _hold(layout, args)
     elif args.command == "template":
         _template(layout, args)
+    elif args.command == "login":
+        _login(layout, args)
     else:
         _machine(layout, args)
     return 0
@@ -196,6 +209,22 @@ def _template(layout: Layout, args: argparse.Namespace) -> None:
         return
     done = templates.publish(layout, args.name, Path(args.source))
     _print(done, args.json, _print_published)
+
+
+def _login(layout: Layout, args: argparse.Namespace) -> None:
+    from homesync_server.actions import login_limits
+
+    if args.login_command == "list":
+        _print(login_limits.listed(layout), args.json, _print_login_records)
+        return
+    done = login_limits.unblock(layout, args.name, args.address)
+    _print(done, args.json, lambda d: print(f"unblocked {d['key']} {d['name']} ({d['attempts']} attempts counted)"))
+
+
+def _print_login_records(rows: list[dict]) -> None:
+    console.print_table(["KIND", "NAME", "ATTEMPTS", "BLOCKED UNTIL", "BLOCKS", "REFUSED"],
+                        [[r["key"], r["name"], r["attempts"], console.human_time(r["blocked_until"])
+                          if r["blocked_until"] else "-", r["blocks"], r["refused"]] for r in rows])
 
 
 def _print_published(done: dict) -> None:

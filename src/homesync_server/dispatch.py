@@ -20,7 +20,8 @@ class Principal:
     user: logged in with the user's password; machine: with a machine key;
     restore: with a one-off key granted for one machine's restore;
     template: with a one-off key granted for restoring one template home;
-    refused: the directory could not be asked, every action fails with `error`."""
+    refused: the directory could not be asked, or logins are throttled; every action
+    fails with `error`."""
 
     kind: str
     user: str
@@ -58,8 +59,8 @@ class Rpc:
 def decide(principal: Principal, command: str) -> BorgServe | TemplateServe | Rpc:
     """Given a principal and the command its client asked for, return the action the
     server takes. Raise PermissionDeniedError for anything else."""
-    if principal.kind == REFUSED and principal.error is not None:
-        raise principal.error
+    if principal.kind == REFUSED:
+        raise principal.error or PermissionDeniedError("this login was refused")
     words = command.split()
     if words == [protocol.RPC_COMMAND]:
         return Rpc()

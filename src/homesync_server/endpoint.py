@@ -13,9 +13,9 @@ import paramiko
 
 from homesync import names, protocol
 from homesync.transport import exact_reader
-from homesync.errors import (AuthenticationError, HomesyncError, IdentityUnavailableError, ProtocolError)
+from homesync.errors import HomesyncError, ProtocolError
 from homesync_server import borgserve, dispatch, handlers
-from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, USER, Principal
+from homesync_server.dispatch import MACHINE, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -61,27 +61,12 @@ class Authenticator(paramiko.ServerInterface):
         return paramiko.AUTH_FAILED
 
     def check_auth_password(self, username: str, password: str) -> int:
-        limiter, index = self.services.limiter, self.services.index
-        try:
-            username = names.user_name(username)
-        except HomesyncError:
+        # A throttled login, or one the directory could not check, gets a session with no
+        # rights, so that the client can be told why (SSH can only say yes or no).
+        principal = self.services.logins.check(username, password, self.source)
+        if principal is None:
             return paramiko.AUTH_FAILED
-        if limiter.blocked(username, self.source):
-            index.audit("login_failed", username, source=self.source, reason="rate limited")
-            return paramiko.AUTH_FAILED
-        try:
-            person = self.services.identity.authenticate(username, password)
-        except AuthenticationError:
-            limiter.failed(username, self.source)
-            index.audit("login_failed", username, source=self.source, reason="wrong user name or password")
-            return paramiko.AUTH_FAILED
-        except IdentityUnavailableError as e:
-            # Let the session in with no rights, so the client can be told why.
-            logger.warning("directory unavailable: %s", e.message)
-            self.principal = Principal(REFUSED, username, error=e)
-            return paramiko.AUTH_SUCCESSFUL
-        limiter.succeeded(username, self.source)
-        self.principal = Principal(USER, person.name, admin=person.admin)
+        self.principal = principal
         return paramiko.AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:

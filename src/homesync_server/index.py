@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
 from homesync_server import audit as audit_chain
+from homesync_server.logins import Record
 from homesync_server.reports.fleet import RECORD_FIELDS
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
@@ -151,6 +152,25 @@ MIGRATIONS: dict[int, str] = {
         released_at REAL,
         released_by TEXT NOT NULL DEFAULT ''
     )
+    """,
+    # Login throttling (issue 11): one row per account (canonical name) and per source
+    # address with recent attempts, so that a restart does not clear a block and every
+    # process sees the same counts (rules: logins.py).
+    4: """
+    CREATE TABLE login_throttle (
+        key TEXT PRIMARY KEY,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        blocks INTEGER NOT NULL DEFAULT 0,
+        blocked_until REAL NOT NULL DEFAULT 0,
+        last_attempt REAL NOT NULL DEFAULT 0,
+        refused INTEGER NOT NULL DEFAULT 0,
+        refused_first REAL NOT NULL DEFAULT 0,
+        refused_last REAL NOT NULL DEFAULT 0,
+        actor TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        forget_at REAL NOT NULL
+    );
+    CREATE INDEX login_throttle_forget ON login_throttle (forget_at)
     """,
 }
 
@@ -356,6 +376,61 @@ class Index:
         """Return the highest audit id ever handed out (AUTOINCREMENT's high-water mark)."""
         rows = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'audit'")
         return rows[0]["seq"] if rows else 0
+
+    # login throttling (issue 11): the rules are logins.py's, the transaction is here
+
+    _THROTTLE_COLUMNS = ("key", "attempts", "blocks", "blocked_until", "last_attempt", "refused", "refused_first",
+                         "refused_last", "actor", "source")
+
+    def throttle(self, keys: tuple[str, ...], change: Callable[[list[Record], float], tuple[Any, list[dict]]],
+                 forget: Callable[[Record, float], list[dict]] | None = None, now: float | None = None) -> Any:
+        """In one write transaction: load the login records of keys (new ones when absent),
+        let change(records, now) update them and return (result, audit events), store
+        them (an empty record is deleted) and the events; with forget, also let it close
+        up to 100 other records quiet since before now (deleted with their events).
+        Return the result."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            records = [self._login_record(db, key) or Record(key) for key in keys]
+            result, events = change(records, now)
+            if forget:
+                events = events + self._forget_quiet_logins(db, set(keys), forget, now)
+            for record in records:
+                self._store_login_record(db, record)
+            for e in events:
+                self._insert_audit(db, e)
+        return result
+
+    def login_records(self) -> list[Record]:
+        """Return every login record, blocked ones first, then by key."""
+        rows = self._query(f"SELECT {', '.join(self._THROTTLE_COLUMNS)} FROM login_throttle "
+                           "ORDER BY blocked_until DESC, key")
+        return [Record(**row) for row in rows]
+
+    def _login_record(self, db: sqlite3.Connection, key: str) -> Record | None:
+        row = db.execute(f"SELECT {', '.join(self._THROTTLE_COLUMNS)} FROM login_throttle WHERE key = ?",
+                         (key,)).fetchone()
+        return Record(**dict(row)) if row else None
+
+    def _store_login_record(self, db: sqlite3.Connection, record: Record) -> None:
+        if record.empty():
+            db.execute("DELETE FROM login_throttle WHERE key = ?", (record.key,))
+            return
+        values = {c: getattr(record, c) for c in self._THROTTLE_COLUMNS}
+        db.execute(f"INSERT OR REPLACE INTO login_throttle ({', '.join(values)}, forget_at) "
+                   f"VALUES ({', '.join(':' + c for c in values)}, :forget_at)",
+                   dict(values, forget_at=record.forget_at()))
+
+    def _forget_quiet_logins(self, db: sqlite3.Connection, skip: set[str],
+                             forget: Callable[[Record, float], list[dict]], now: float) -> list[dict]:
+        """Close and delete up to 100 login records quiet since before now; return their events."""
+        rows = db.execute(f"SELECT {', '.join(self._THROTTLE_COLUMNS)} FROM login_throttle WHERE forget_at <= ? "
+                          "ORDER BY forget_at LIMIT 100", (now,)).fetchall()
+        events = []
+        for record in (Record(**dict(r)) for r in rows if r["key"] not in skip):
+            events += forget(record, now)
+            db.execute("DELETE FROM login_throttle WHERE key = ?", (record.key,))
+        return events
 
     # reports: aggregated in SQL, so that a fleet of 100,000 machines reports in seconds
 

@@ -1,5 +1,5 @@
 """The server's services, opened once from the data directory and shared by every
-session: configuration, index, identity backend, repositories, escrow, login limits,
+session: configuration, index, identity backend, repositories, escrow, password logins,
 template homes and the one-off keys granted for restores.
 """
 
@@ -15,7 +15,7 @@ from homesync_server.config import Layout, ServerConfig
 from homesync_server.escrow import EscrowKey
 from homesync_server.identity import IdentityBackend, open_backend
 from homesync_server.index import Index
-from homesync_server.logins import LoginLimiter
+from homesync_server.password_login import PasswordLogins
 from homesync_server.repos import RepositoryStore
 from homesync_server.templates import TemplateStore
 
@@ -62,8 +62,11 @@ class Services:
     identity: IdentityBackend
     repos: RepositoryStore
     templates: TemplateStore
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
     grants: RestoreGrants = field(default_factory=RestoreGrants)
+    logins: PasswordLogins = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logins = PasswordLogins(self.index, self.identity)
 
     @classmethod
     def open(cls, layout: Layout) -> "Services":

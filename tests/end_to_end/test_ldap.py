@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.support.homesync_server import start_server
+from tests.support.password_logins import ACCOUNT_ATTEMPTS, BLOCKED, guess
 from tests.support.processes import UNPRIVILEGED, chown_tree, private_dir, remove
 from tests.support.slapd import ACCOUNT_FILTER, ADMIN_GROUP_DN, PEOPLE_DN, running_slapd
 
@@ -94,17 +95,26 @@ def test_failures_look_alike(directory, computer_factory, user, password):
     assert not (computer.home / ".config").exists()
 
 
-def test_failed_logins_are_rate_limited_per_address_and_audited(directory, computer_factory):
-    """Runs after the failures above: this address has used up its free attempts, so even
-    the right password is refused for a while without asking the directory."""
+def test_failed_logins_are_rate_limited_per_account_whatever_the_case_or_spaces(directory, computer_factory):
+    """Runs after the failures above (one of them joe's). The directory matches names
+    case-insensitively and ignores outer spaces, so JOE, " joe" and "jOe " are joe: they
+    share his count, even from other addresses, and then the right password is refused
+    with its own message, without asking the directory."""
     slapd, server = directory
-    bound_before = slapd.log_text().count(f"BIND dn=\"uid=joe,{PEOPLE_DN}\"")
+    bound = f"BIND dn=\"uid=joe,{PEOPLE_DN}\""
+    bound_before = slapd.log_text().count(bound)
     assert bound_before > 0, "joe logged in earlier in this module"
+    variants = ["JOE", " joe", "jOe ", "Joe", "joe ", "  JOE  ", "jOE"]
+    for n, variant in enumerate(variants * 3):
+        guess(server, variant, f"guess-{n}", source=f"127.0.0.{10 + n}")
+    time.sleep(0.5)  # slapd writes its log asynchronously
+    assert slapd.log_text().count(bound) - bound_before <= ACCOUNT_ATTEMPTS - 1
     done = _enroll(computer_factory(), server, "joe", "joe-secret", "Rate Limited")
-    assert done.returncode == 12
-    assert slapd.log_text().count(f"BIND dn=\"uid=joe,{PEOPLE_DN}\"") == bound_before
-    reasons = server.index_rows("SELECT detail FROM audit WHERE action = 'login_failed'")
-    assert any("rate limited" in r[0] for r in reasons)
+    assert done.returncode == 17, done.stderr
+    assert BLOCKED.match(done.stderr.strip()), done.stderr
+    assert slapd.log_text().count(bound) - bound_before <= ACCOUNT_ATTEMPTS - 1
+    reasons = server.index_rows("SELECT actor, detail FROM audit WHERE action = 'login_failed'")
+    assert any(actor == "joe" and "rate limited" in detail for actor, detail in reasons)
     assert len(reasons) >= 6
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from homesync.errors import IdentityUnavailableError, PermissionDeniedError
+from homesync.errors import IdentityUnavailableError, PermissionDeniedError, TooManyLoginsError
 from homesync_server.dispatch import (MACHINE, REFUSED, RESTORE, TEMPLATE, USER, BorgServe, Principal, Rpc,
                                      TemplateServe, decide)
 
@@ -55,3 +55,12 @@ def test_a_session_refused_by_the_directory_can_do_nothing_and_says_why():
     for command in ("homesync-rpc", "borg serve"):
         with pytest.raises(IdentityUnavailableError):
             decide(refused, command)
+
+
+def test_a_throttled_session_can_do_nothing_and_says_why_and_one_without_a_reason_too():
+    throttled = Principal(REFUSED, "joe", error=TooManyLoginsError("too many failed logins for this account"))
+    for command in ("homesync-rpc", "borg serve", "borg serve --restrict-to-repository /"):
+        with pytest.raises(TooManyLoginsError):
+            decide(throttled, command)
+        with pytest.raises(PermissionDeniedError):
+            decide(Principal(REFUSED, "joe"), command)

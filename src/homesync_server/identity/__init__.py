@@ -33,6 +33,10 @@ class IdentityBackend(Protocol):
         """Given a user name, return the person, or None if the directory no longer
         has them. Raise IdentityUnavailableError when it cannot be reached."""
 
+    def canonical_name(self, name: str) -> str:
+        """Given a user name as typed (checked by names.user_name), return the one form of
+        every name the directory takes for the same person (the key of its login limit)."""
+
     def people(self) -> list[Person]:
         """Return everyone the directory lets use homesync."""
 

@@ -11,6 +11,7 @@ import re
 import ssl
 import threading
 import time
+import unicodedata
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,11 @@ class LdapIdentity:
             person = self._person(entry, self._admins(conn))
         self._check_password(url, entry.dn, password)
         return person
+
+    def canonical_name(self, name: str) -> str:
+        """Return name as the directory's caseIgnoreMatch compares it (RFC 4518): NFKC,
+        case folded, outer spaces dropped and inner runs of spaces as one."""
+        return canonical_ldap_name(name)
 
     def lookup(self, name: str) -> Person | None:
         """Given a user name, return the person, or None if the directory no longer lists
@@ -263,6 +269,13 @@ def read_password_file(path: str) -> str:
     if not password:
         raise ConfigError(f"the LDAP bind password file {path} is empty", hint)
     return password
+
+
+def canonical_ldap_name(name: str) -> str:
+    """Given a user name, return the form equal for every spelling an LDAP server's
+    case-ignoring match takes for the same value ("JOE", " joe" and "jOe " are "joe")."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(folded.split())
 
 
 def dn_key(dn: str) -> tuple:

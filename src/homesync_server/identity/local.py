@@ -93,6 +93,11 @@ class LocalIdentity:
             raise AuthenticationError(_LOGIN_FAILED)
         return self._person(name, record)
 
+    def canonical_name(self, name: str) -> str:
+        """Names are matched exactly (users.json holds lower-case POSIX names only), so a
+        name is its own canonical form: "JOE" or " joe" names nobody and never logs in."""
+        return name
+
     def lookup(self, name: str) -> Person | None:
         record = self._load().get(name)
         return self._person(name, record) if record else None

@@ -93,7 +93,8 @@ _TELLERS = {
     "passphrase_release": lambda d: f"passphrase released to the {d['to']}",
     "enroll": lambda d: f"enrolled {d['name']!r} from host {d['hostname']!r}",
     "adopt": lambda d: f"adopted by host {d['hostname']!r} (was {d.get('old_hostname', '')!r})",
-    "login_failed": lambda d: f"login failed: {d['reason']}",
+    "login_failed": lambda d: f"login failed: {d['reason']}" + (f" ({d['refused']} attempts refused)"
+                                                                if "refused" in d else ""),
     "repository_open": lambda d: f"repository opened for {d['purpose']}",
     "user_add": lambda d: f"added user {d['user']}" + (" (admin)" if d.get("admin") else ""),
 }
