@@ -10,13 +10,15 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from homesync import execute
-from homesync.errors import BorgCacheError, BorgError, Cancelled, RepositoryLockedError
+from homesync.errors import BorgCacheError, BorgError, Cancelled, HomesyncError, RepositoryLockedError, from_wire
 
 logger = logging.getLogger(__name__)
 ENCRYPTION = "repokey"  # AES-CTR + HMAC-SHA256: 18% faster than -blake2 on SHA-NI CPUs (docs/architecture.md)
@@ -198,9 +200,51 @@ def run_borg(
         if on_event:
             on_event(event)
 
-    done = execute.run(argv, env=environment.build(), cwd=cwd, secret=passphrase,
-                       secret_env="BORG_PASSPHRASE_FD", on_line=on_line, on_start=on_start, timeout=timeout)
-    return _interpret(argv, done, messages, stdout_lines)
+    env = environment.build()
+    with _shim_error_file(env) as shim_error:
+        done = execute.run(argv, env=env, cwd=cwd, secret=passphrase,
+                           secret_env="BORG_PASSPHRASE_FD", on_line=on_line, on_start=on_start, timeout=timeout)
+        try:
+            return _interpret(argv, done, messages, stdout_lines)
+        except BorgError:
+            _raise_shim_error(shim_error)  # the shim knows why the connection failed: say that
+            raise
+
+
+SHIM_ERROR_ENV = "HOMESYNC_SHIM_ERROR_FILE"
+
+
+@contextmanager
+def _shim_error_file(env: dict[str, str]) -> Iterator[Path | None]:
+    """Give a borg call that goes through the shim a private file for the shim's error."""
+    if not env.get("BORG_RSH"):
+        yield None
+        return
+    fd, name = tempfile.mkstemp(prefix="homesync-shim-", suffix=".json")  # 0600
+    os.close(fd)
+    env[SHIM_ERROR_ENV] = name
+    try:
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def tell_shim_error(error: HomesyncError) -> None:
+    """In the shim: leave error (kind and line) for the borg call that started us."""
+    name = os.environ.get(SHIM_ERROR_ENV)
+    if name:
+        with open(name, "w") as f:
+            json.dump({"kind": error.kind, "message": error.line()}, f)
+
+
+def _raise_shim_error(path: Path | None) -> None:
+    """Raise the error the shim left, if it left one."""
+    try:
+        told = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        told = None
+    if isinstance(told, dict) and told.get("message"):
+        raise from_wire(str(told.get("kind")), str(told["message"])) from None
 
 
 def _parse_event(line: str) -> dict:

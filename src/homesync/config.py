@@ -102,6 +102,7 @@ class AgentSettings:
     recovery_point_target: float = 3 * 86400.0  # older than this: "your files are not backed up"
     scan_interval: float = 300.0            # change scans when inotify cannot watch the whole tree
     notifications: bool = True
+    server_timeout: float = 120.0           # give up when the server sends nothing this long while borg waits
 
 
 @dataclass(frozen=True)
@@ -287,4 +288,5 @@ allow_metered = false
 # max_age = "1d"                # back up at least this often while on the corporate network
 # min_battery_percent = 20      # on battery below this charge, wait for mains
 # recovery_point_target = "3d"  # warn on the desktop when the last backup is older than this
+# server_timeout = "2m"         # a backup or restore stops when the server answers nothing this long
 """

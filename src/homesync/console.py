@@ -43,6 +43,8 @@ def setup_logging(debug: bool, verbose: bool = False) -> None:
     fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
         "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    if not debug:  # paramiko logs a lost connection's traceback from its own thread; we say it in one line
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 def read_password(from_stdin: bool, prompt: str = "Password: ") -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homesync import borg, shim, transport
-from homesync.config import AgentConfig, Paths
+from homesync.config import AgentConfig, AgentSettings, Paths
 
 
 def machine_session(config: AgentConfig, paths: Paths) -> transport.Session:
@@ -32,6 +32,7 @@ class RepositoryAccess:
     machine_id: str
     key_file: Path
     paths: Paths
+    server_timeout: float = AgentSettings.server_timeout
 
     @property
     def location(self) -> str:
@@ -44,9 +45,11 @@ class RepositoryAccess:
     def environment(self) -> borg.BorgEnvironment:
         return borg.BorgEnvironment(
             cache_dir=self.paths.borg_cache, config_dir=self.paths.borg_config, rsh=shim.rsh_command(),
-            extra={shim.ENV_FINGERPRINT: self.fingerprint, shim.ENV_KEY_FILE: str(self.key_file)})
+            extra={shim.ENV_FINGERPRINT: self.fingerprint, shim.ENV_KEY_FILE: str(self.key_file),
+                   shim.ENV_SILENCE: str(self.server_timeout)})
 
 
 def machine_repository(config: AgentConfig, paths: Paths) -> RepositoryAccess:
     """Return access to this machine's own repository, with its machine key."""
-    return RepositoryAccess(config.server, config.fingerprint, config.machine_id, paths.machine_key, paths)
+    return RepositoryAccess(config.server, config.fingerprint, config.machine_id, paths.machine_key, paths,
+                            config.agent.server_timeout)

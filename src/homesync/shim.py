@@ -9,13 +9,17 @@ import os
 import selectors
 import shlex
 import sys
+import threading
+import time
 from pathlib import Path
 
-from homesync import transport
-from homesync.errors import HomesyncError
+from homesync import borg, transport
+from homesync.errors import ConnectionFailedError, HomesyncError
 
 ENV_FINGERPRINT = "HOMESYNC_SHIM_FINGERPRINT"
 ENV_KEY_FILE = "HOMESYNC_SHIM_KEY_FILE"
+ENV_SILENCE = "HOMESYNC_SHIM_SILENCE"  # seconds the server may stay silent while borg waits for it
+DEFAULT_SILENCE = 120.0
 CHUNK = 256 * 1024  # reads from pipes
 # paramiko's channel buffer copies what stays buffered on every recv(): take all of it at
 # once (bench/: a 300 MB restore went from 9–13 s to 6–7 s, the shim's CPU from 5 s to 1 s).
@@ -39,24 +43,29 @@ def parse_argv(argv: list[str]) -> tuple[str, str, str]:
     return user, f"{host}:{port}", shlex.join(argv[1:])
 
 
-def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> int:
+def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float = DEFAULT_SILENCE,
+         address: str = "the backup server") -> int:
     """Copy stdin to the channel and the channel's output to stdout/stderr until the
-    remote command ends; return its exit status."""
+    remote command ends; return its exit status. The process ends (exit 2, the reason
+    told) when the server says nothing for `silence` seconds while borg waits for it."""
     sel = selectors.DefaultSelector()
     sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
     sel.register(channel, selectors.EVENT_READ, "channel")
     stdin_open = True
+    watch = Silence(silence, address)
     while True:
         for key, _ in sel.select():
             if key.data == "stdin":
                 data = os.read(stdin_fd, CHUNK)
                 if data:
+                    watch.sent()
                     channel.sendall(data)
                 else:
                     stdin_open = False
                     sel.unregister(stdin_fd)
                     channel.shutdown_write()
                 continue
+            watch.heard()  # the server said something (data, EOF or its exit status)
             while channel.recv_stderr_ready():
                 _write_all(stderr_fd, channel.recv_stderr(RECV))
             if channel.recv_ready():
@@ -77,6 +86,39 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> int:
                 return channel.recv_exit_status()
 
 
+class Silence:
+    """Ends the shim when the server has said nothing for `seconds` while a request of
+    borg's waits for it: a stopped or hung server keeps TCP open, and a send into its
+    full buffers would block forever, so a thread watches and leaves the process."""
+
+    def __init__(self, seconds: float, address: str) -> None:
+        self.seconds, self.address = seconds, address
+        self._heard = self._sent = time.monotonic()
+        threading.Thread(target=self._watch, daemon=True, name="silence").start()
+
+    def sent(self) -> None:
+        self._sent = time.monotonic()
+
+    def heard(self) -> None:
+        self._heard = time.monotonic()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.seconds / 4))
+            if self._sent > self._heard and time.monotonic() - self._heard > self.seconds:
+                error = ConnectionFailedError(f"the backup server at {self.address} stopped answering "
+                                              f"(nothing for {self.seconds:.0f} s)",
+                                              "try again later; tell your admin if it lasts")
+                _fail(error)
+                os._exit(2)
+
+
+def _fail(error: HomesyncError) -> None:
+    """Say why the shim gives up: one line on stderr, and to the borg call that ran it."""
+    print(f"homesync: {error.line()}", file=sys.stderr, flush=True)
+    borg.tell_shim_error(error)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -89,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         user, address, command = parse_argv(list(sys.argv[1:] if argv is None else argv))
         pinned = os.environ[ENV_FINGERPRINT]
         key = transport.load_key(Path(os.environ[ENV_KEY_FILE]))
+        silence = float(os.environ.get(ENV_SILENCE) or DEFAULT_SILENCE)
         with transport.Session.connect(address, pinned, user, key=key) as session:
             channel = session.exec(command)
-            return pump(channel, sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno())
+            return pump(channel, sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno(), silence, address)
     except KeyError as e:
         print(f"homesync shim: {e.args[0]} is not set", file=sys.stderr)
         return 2
     except HomesyncError as e:
-        print(f"homesync: {e.line()}", file=sys.stderr)
+        _fail(e)
         return 2
 
 

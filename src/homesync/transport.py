@@ -120,6 +120,9 @@ class Session:
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise ConnectionFailedError(f"SSH handshake with {address} failed: {e}",
                                         "is this a homesync server?") from None
+        if not transport.is_active() or transport.host_key is None:  # start_client gives up silently
+            raise ConnectionFailedError(f"the backup server at {address} did not answer within {timeout:.0f} s",
+                                        "try again later; tell your admin if it lasts")
         seen = fingerprint(transport.get_remote_server_key())
         if not hmac.compare_digest(seen.encode(), pinned.encode()):
             raise HostKeyMismatchError(

@@ -13,7 +13,7 @@ from typing import Callable
 
 from homesync import borg, config as agent_config, link, names, protocol
 from homesync.config import AgentConfig, Paths
-from homesync.errors import BorgCacheError, Cancelled, ConfigError, HomesyncError, ProtocolError, UsageError
+from homesync.errors import BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError, ProtocolError, UsageError
 from homesync.execute import Running
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
         if stopped is not None and stopped():
             _report(config, paths, _failed_report(name, started, "interrupted", e.message))
             raise Cancelled("the backup was stopped; the next one continues from its checkpoint") from None
-        _report(config, paths, _failed_report(name, started, "failed", e.message))
+        # a server that could not be reached (or stopped answering) is not asked again now
+        _report(config, paths, _failed_report(name, started, "failed", e.message),
+                send=not isinstance(e, ConnectionFailedError))
         raise
     archive = result.json["archive"]
     stats = archive["stats"]
@@ -88,12 +90,14 @@ def _failed_report(name: str, started: float, result: str, error: str) -> dict:
             "compressed_size": 0, "deduplicated_size": 0, "result": result, "error": error[:1000]}
 
 
-def _report(config: AgentConfig, paths: Paths, report: dict) -> bool:
-    """Send this report and any earlier unsent ones; keep what could not be sent for the
-    next time. Return whether everything reached the server."""
+def _report(config: AgentConfig, paths: Paths, report: dict, send: bool = True) -> bool:
+    """Send this report and any earlier unsent ones (unless send is false); keep what
+    could not be sent for the next time. Return whether everything reached the server."""
     pending_file = paths.state_dir / "unreported.json"
     pending = _read_pending(pending_file) + [report]
     try:
+        if not send:
+            return False
         with link.machine_session(config, paths) as session:
             rpc = session.rpc()
             while pending:
@@ -103,7 +107,7 @@ def _report(config: AgentConfig, paths: Paths, report: dict) -> bool:
                     _set_aside(pending_file, [pending[0]], f"the server refused it: {e.message}")
                 pending.pop(0)
     except HomesyncError as e:
-        logger.warning("could not report the backup to the server (will retry): %s", e.message)
+        logger.info("could not report the backup to the server (will retry): %s", e.message)
     finally:
         agent_config.write_private(pending_file, json.dumps(pending).encode())
         agent_config.write_private(paths.last_backup, json.dumps(report).encode())
