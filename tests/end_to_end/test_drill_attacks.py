@@ -10,10 +10,13 @@ import tarfile
 
 import pytest
 
-from homesync_server import config as server_config
+from homesync import borg
+from homesync_server import config as server_config, sandbox
 from homesync_server.config import Layout
+from homesync_server.escrow import EscrowKey
+from homesync_server.repos import SEALED_PASSPHRASE
 from tests.support.crafted_archives import append_archive, member
-from tests.support.processes import private_dir, remove
+from tests.support.processes import chown_tree, private_dir, remove, run_as_user
 from tests.support.repositories import enrolled_with_backups, index_write
 
 
@@ -101,3 +104,31 @@ def test_an_archive_whose_listing_understates_a_file_is_stopped_within_budget(fr
     stages = {f["stage"]: f["message"] for f in result["failures"]}
     assert "extract" in stages and "budget" in stages["extract"], result["failures"]
     assert list(scratch_of(fresh_server).iterdir()) == []
+
+
+def test_the_sandbox_alone_stops_the_escape(fresh_server, computer_factory, work):
+    """Defence in depth: the same archive extracted by the sandboxed borg with no vetting
+    before, into a directory inside <data>, still writes nothing outside it."""
+    machine_id, _, _ = enrolled_with_backups(fresh_server, computer_factory, "joe", "Joe's Unvetted", 34)
+    users = fresh_server.data / "users.json"
+    before = users.read_bytes()
+    append_archive(fresh_server, machine_id, "evil", [
+        member("a", tarfile.DIRTYPE, mode=0o755),
+        member("a/b/c", tarfile.CHRTYPE),
+        member("a/./b", tarfile.SYMTYPE, target="../../.."),  # from probe/restore/a: <data>
+        member("a/b/users.json", tarfile.REGTYPE, data=b"{}\n"),
+    ], work)
+    probe = fresh_server.data / "probe"
+    (probe / "restore").mkdir(parents=True)
+    (probe / "borg").mkdir()
+    chown_tree(probe)
+    repo = fresh_server.data / "repos" / machine_id
+    extract = borg.make_extract_command(str(repo), "evil", progress=False, bypass_lock=True)
+    argv = sandbox.make_sandboxed_command(extract, [str(probe / "restore"), str(probe / "borg")])
+    passphrase = EscrowKey.load(fresh_server.data / "escrow.key").unseal(
+        (repo / SEALED_PASSPHRASE).read_bytes(), machine_id)
+    done = run_as_user(list(argv), probe / "restore", BORG_PASSPHRASE=passphrase.decode(),
+                       BORG_BASE_DIR=str(probe / "borg"), BORG_EXIT_CODES="modern")
+    assert "a/b/users.json" in done.stderr and "Permission denied" in done.stderr, done.stderr
+    assert users.read_bytes() == before
+    assert (probe / "restore" / "a" / "b").is_symlink()  # the trap was laid, and led nowhere

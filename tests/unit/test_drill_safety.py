@@ -40,7 +40,8 @@ def test_specials_are_left_out_and_sizes_come_from_the_listing():
                            item("link", "l", source="/etc/shadow")])
     assert vetting.problems == [] and vetting.specials == ["dev", "fifo", "sock"]
     assert (vetting.files, vetting.bytes) == (2, 15)
-    assert vet_listing([item("h", source="../x")]).problems == ["'h': a hard link to '../x', an empty, '.' or '..' component"]
+    assert vet_listing([item("h", source="../x")]).problems == [
+        "'h': a hard link to '../x', an empty, '.' or '..' component"]
 
 
 def test_a_summary_names_the_first_problems_and_counts_the_rest():
