@@ -1,6 +1,6 @@
 """A Landlock sandbox for running a program on untrusted input (a drill's borg extract):
 it may read everywhere but write, create, rename or remove only beneath the directories
-it is given, open no TCP connection, and write no file bigger than a limit.
+it is given, make no device node, open no TCP connection, write no file over a limit.
 
 Run as `python -m homesync_server.sandbox --write DIR ... [--max-file-size N] -- ARGV`:
 it restricts itself, then execs ARGV. Without Landlock it refuses (exit 2), never runs
@@ -25,7 +25,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 
 # Access rights by the ABI version that introduced them; reads and execution are not
 # handled, so they stay allowed everywhere.
-_WRITE_FILE, _TRUNCATE, _IOCTL_DEV = 1 << 1, 1 << 14, 1 << 15
+_WRITE_FILE, _MAKE_CHAR, _MAKE_BLOCK, _TRUNCATE, _IOCTL_DEV = 1 << 1, 1 << 6, 1 << 11, 1 << 14, 1 << 15
 _FS_WRITES = {1: _WRITE_FILE | sum(1 << bit for bit in range(4, 13)),  # remove dir/file, make char…sym
               2: 1 << 13,    # refer (link or rename into another directory)
               3: _TRUNCATE,
@@ -79,8 +79,8 @@ def restrict(writable: Sequence[str], max_file_size: int = 0) -> int:
     if ruleset < 0:
         raise SandboxUnavailable(f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
     try:
-        for path in writable:
-            _allow(libc, ruleset, path, attr.handled_access_fs)
+        for path in writable:  # never a device node: handled, so refused everywhere
+            _allow(libc, ruleset, path, attr.handled_access_fs & ~(_MAKE_CHAR | _MAKE_BLOCK))
         for path in SAFE_FILES:
             if os.path.exists(path):
                 _allow(libc, ruleset, path, attr.handled_access_fs & (_WRITE_FILE | _TRUNCATE | _IOCTL_DEV))

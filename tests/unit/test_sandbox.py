@@ -34,6 +34,8 @@ def test_a_write_outside_the_allowed_directories_is_refused(tmp_path):
                  ["/bin/mv", str(forbidden / "existing"), str(allowed / "taken")]):
         assert run(argv, [str(allowed)]).returncode != 0, argv
     assert (forbidden / "existing").read_text() == "keep"
+    assert run(["/usr/bin/mknod", str(allowed / "null"), "c", "1", "3"], [str(allowed)]).returncode != 0
+    assert run(["/usr/bin/mkfifo", str(allowed / "fifo")], [str(allowed)]).returncode == 0
     assert sorted(p.name for p in forbidden.iterdir()) == ["existing"]
 
 
