@@ -65,15 +65,20 @@ def make_create_command(
 
 
 def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), progress: bool = True,
-                         excludes: Sequence[str] = ()) -> tuple[str, ...]:
-    """Given a repository, an archive, optional paths inside it and exclusion patterns,
-    return argv that extracts them into the current directory."""
+                         excludes: Sequence[str] = (), exclude_from: str = "",
+                         bypass_lock: bool = False) -> tuple[str, ...]:
+    """Given a repository, an archive, optional paths inside it and exclusion patterns
+    (and a file of them), return argv that extracts them into the current directory.
+    bypass_lock: take no lock (for a confined extract that may not write the repository)."""
     # --list names each item as it goes, so a warning can say which file it is about.
-    argv = [borg_executable(), "extract", "--list", "--log-json", "--lock-wait", str(LOCK_WAIT)]
+    argv = [borg_executable(), "extract", "--list", "--log-json"]
+    argv += ["--bypass-lock"] if bypass_lock else ["--lock-wait", str(LOCK_WAIT)]
     if progress:
         argv.append("--progress")
     for pattern in excludes:
         argv += ["--exclude", pattern]
+    if exclude_from:
+        argv += ["--exclude-from", exclude_from]
     return (*argv, f"{repo}::{archive}", *paths)
 
 
@@ -82,9 +87,9 @@ def make_list_archives_command(repo: str) -> tuple[str, ...]:
     return (borg_executable(), "list", "--json", "--log-json", "--lock-wait", str(LOCK_WAIT), repo)
 
 
-def make_list_files_command(repo: str, archive: str) -> tuple[str, ...]:
+def make_list_files_command(repo: str, archive: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
     """Return argv listing an archive's items, one JSON object a line."""
-    return (borg_executable(), "list", "--json-lines", "--log-json", "--lock-wait", str(LOCK_WAIT),
+    return (borg_executable(), "list", "--json-lines", "--log-json", "--lock-wait", str(lock_wait),
             f"{repo}::{archive}")
 
 
@@ -269,7 +274,7 @@ def _interpret(argv: Sequence[str], done: execute.Completed, messages: list[dict
               and not m.get("message", "").startswith("Traceback")]
     last = (errors or [m.get("message", "") for m in messages] or ["no output"])[-1].strip()
     last = last.splitlines()[-1] if last else "no output"
-    command = os.path.basename(argv[1]) if len(argv) > 1 else "borg"
+    command = _command_name(argv)
     if rc in _LOCK_CODES:
         raise RepositoryLockedError(f"borg {command}: repository is locked: {last}",
                                     "another backup or restore is running; try again later")
@@ -294,3 +299,10 @@ def _traceback(messages: list[dict]) -> str:
     texts = [m.get("message", "") for m in messages]
     start = next((i for i, text in enumerate(texts) if "Traceback (most recent call last)" in text), None)
     return "" if start is None else "\n".join(texts[start:]).strip()
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    """Return the borg command argv runs (e.g. "extract"), even behind a wrapper such
+    as the server's sandbox."""
+    after = next((i + 1 for i, word in enumerate(argv[:-1]) if os.path.basename(word) == "borg"), 1)
+    return os.path.basename(argv[after]) if len(argv) > after else "borg"

@@ -5,7 +5,9 @@ Every path the server uses is derived here; nothing else joins paths under <data
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -50,9 +52,12 @@ class Layout:
         return self.data / "borg"
 
     @property
-    def scratch(self) -> Path:
-        """Where drills extract archives (emptied after each one)."""
-        return self.data / "scratch"
+    def default_scratch(self) -> Path:
+        """Where drills extract archives unless [drill] scratch says otherwise: outside
+        the data directory (an archive is untrusted input), one per data directory."""
+        digest = hashlib.sha256(os.fsencode(self.data)).hexdigest()[:12]
+        base = "/var/tmp" if os.path.isdir("/var/tmp") else tempfile.gettempdir()  # /tmp may be RAM
+        return Path(base) / f"homesync-drill-{digest}"
 
     def repo(self, machine_id: str) -> Path:
         """Return the repository directory of a machine; refuse anything but a machine id."""
@@ -84,6 +89,15 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class DrillConfig:
+    """The [drill] section: where drills extract archives (None: the layout's default)
+    and the most bytes one drill may restore there (0: only free space limits it)."""
+
+    scratch: Path | None = None
+    max_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = DEFAULT_LISTEN
     storage_quota: str = ""
@@ -91,6 +105,7 @@ class ServerConfig:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    drill: DrillConfig = field(default_factory=DrillConfig)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -127,12 +142,26 @@ def load(layout: Layout) -> ServerConfig:
     report = _section(raw, "report", {"warn_age": float, "critical_age": float, "metrics_listen": str}, problems)
     problems += _report_problems(ReportConfig(**report))
     retention = settings_from_toml(raw.get("retention", {}), problems)
+    drill = _drill_config(layout, _section(raw, "drill", {"scratch": str, "max_bytes": int}, problems), problems)
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     if "listen" in server:
         parse_listen(server["listen"])
     return ServerConfig(**server, identity=IdentityConfig(**identity), report=ReportConfig(**report),
-                        retention=retention)
+                        retention=retention, drill=drill)
+
+
+def _drill_config(layout: Layout, section: dict, problems: list[str]) -> DrillConfig:
+    """Return the [drill] section with its scratch directory filled in; add a problem
+    for a relative scratch, one inside the data directory, or a negative max_bytes."""
+    scratch = Path(section["scratch"]) if section.get("scratch") else layout.default_scratch
+    if not scratch.is_absolute():
+        problems.append("[drill] scratch must be an absolute path")
+    elif scratch.resolve().is_relative_to(layout.data.resolve()):
+        problems.append("[drill] scratch must be outside the data directory (a drill extracts untrusted archives)")
+    if section.get("max_bytes", 0) < 0:
+        problems.append("[drill] max_bytes must be 0 (no limit) or more")
+    return DrillConfig(scratch, section.get("max_bytes", 0))
 
 
 def _report_problems(report: ReportConfig) -> list[str]:
@@ -205,4 +234,8 @@ mass_change_share = 0.5       # a backup that wrote this share of its data anew 
 mass_change_factor = 4.0      # ... and this many times the machine's usual share freezes its pruning
 # [retention.users.joe]       # per-user overrides; unset keys come from above
 # keep_daily = 30
+
+# [drill]                     # `homesync-server drill`; see the admin guide's security model
+# scratch = "/var/tmp/homesync-drill"   # where archives are extracted; outside the data directory
+# max_bytes = 0                         # the most one drill may restore (0: free space only)
 '''

@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from homesync_server import config as server_config
+from homesync_server.config import Layout
 from tests.support.homesync_client import Computer
 from tests.support.homesync_server import RunningServer
 from tests.support.processes import private_dir, remove
@@ -23,7 +25,7 @@ def drill(server: RunningServer, *args: str):
 def assert_no_lock_and_no_scratch(server: RunningServer, machine_id: str) -> None:
     repo = server.data / "repos" / machine_id
     assert not (repo / "lock.exclusive").exists() and not (repo / "lock.roster").exists()
-    assert list((server.data / "scratch").iterdir()) == []
+    assert list(server_config.load(Layout(server.data)).drill.scratch.iterdir()) == []
 
 
 @pytest.fixture(scope="module")

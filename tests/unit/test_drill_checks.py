@@ -53,12 +53,12 @@ def test_hashes_are_compared_with_what_borg_lists(tmp_path):
 
 
 def test_a_drill_refuses_to_start_without_room(tmp_path, monkeypatch):
-    layout = Layout(tmp_path)
+    scratch = tmp_path / "scratch"
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(drill.shutil, "disk_usage", lambda path: usage(10 << 30, 0, 100 << 20))
-    drill._require_space(layout, 30 << 20)
+    drill._require_space(scratch, 30 << 20)
     with pytest.raises(HomesyncError, match="not enough free space in .*scratch to restore: 109.1 MB needed"):
-        drill._require_space(layout, 40 << 20)
+        drill._require_space(scratch, 40 << 20)
 
 
 def test_a_restored_tree_with_read_only_directories_is_removed():

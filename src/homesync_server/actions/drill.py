@@ -1,8 +1,8 @@
 """`homesync-server drill`: prove that backups restore. For each chosen machine, one at a
-time: `borg check`, extract the newest archive into a scratch directory with the
-escrowed passphrase, compare it with what the agent reported and with borg's own
-hashes, measure recovery time (RTO) and the age of the newest archive (RPO), always
-clean up, and record the result in the index and the audit log.
+time: `borg check`, vet the newest archive's listing (a client wrote it: untrusted),
+extract it into a scratch directory outside <data> inside a Landlock sandbox, within a
+space budget taken from the archive itself, compare it with what the agent reported and
+with borg's own hashes, measure RTO and RPO, always clean up, and record the result.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,8 +21,11 @@ from typing import Any
 from homesync import borg
 from homesync.console import human_size
 from homesync.errors import HomesyncError, NotFoundError
+from homesync_server import sandbox
 from homesync_server.actions import escrowed
+from homesync_server.actions.drill_budget import ScratchWatch
 from homesync_server.actions.drill_checks import compare_hashes, compare_tally, sample_files, scratch_tally
+from homesync_server.actions.drill_safety import Vetting, summary, vet_listing
 from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
 from homesync_server.index import event
@@ -31,6 +35,7 @@ logger = logging.getLogger(__name__)
 DRILL_LOCK_WAIT = 300   # a running backup usually ends within minutes; wait for it
 SPACE_MARGIN = 64 << 20  # free space wanted beyond the archive's size: 64 MiB or 5%
 SPACE_SHARE = 0.05
+EFBIG = "[Errno 27]"     # how borg words a write the sandbox's file size limit stopped
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,28 @@ def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT
     services = Services.open(layout)
     try:
         machines = choose(services, selection)
-        _clean_scratch(layout)
+        _prepare_scratch(scratch_dir(services))
+        _clean_scratch(scratch_dir(services))
         return [drill_machine(services, m, lock_wait, admin_actor()) for m in machines]
     finally:
         services.close()
+
+
+def scratch_dir(services: Services) -> Path:
+    """Return where drills extract: [drill] scratch, else the layout's default."""
+    return services.config.drill.scratch or services.layout.default_scratch
+
+
+def _prepare_scratch(scratch: Path) -> None:
+    """Create the scratch directory (0700); raise HomesyncError if it is not a directory
+    of this user's alone (it lives in a shared place such as /var/tmp)."""
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(scratch)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise HomesyncError(f"{scratch} is not a directory of the server's user: refusing to drill there",
+                            "remove it, or set [drill] scratch in server.toml")
+    if st.st_mode & 0o077:
+        os.chmod(scratch, 0o700)
 
 
 def choose(services: Services, selection: Selection) -> list[dict[str, Any]]:
@@ -80,7 +103,7 @@ def drill_machine(services: Services, machine: dict[str, Any], lock_wait: int, a
     record = _new_record(machine)
     try:
         repo = escrowed.open_repository(services, machine["id"], "drill", actor, lock_wait)
-        _run_steps(services, repo, record)
+        _run_steps(services, repo, record, actor)
     except HomesyncError as e:
         _fail(record, e.line())
     except OSError as e:  # the scratch area or a repository file could not be used
@@ -106,10 +129,10 @@ def _fail(record: dict[str, Any], message: str) -> None:
     record["failures"].append({"stage": record["stage"], "message": message})
 
 
-def _run_steps(services: Services, repo: escrowed.Repository, record: dict[str, Any]) -> None:
-    """Check the repository, then restore and verify its newest archive; a check that
-    finds problems is recorded and the restore still tried (it tells whether the newest
-    backup is intact)."""
+def _run_steps(services: Services, repo: escrowed.Repository, record: dict[str, Any], actor: str) -> None:
+    """Check the repository, then vet, restore and verify its newest archive; a check
+    that finds problems is recorded and the restore still tried (it tells whether the
+    newest backup is intact), an archive that fails vetting is never extracted."""
     record["stage"] = "check"
     _check(repo, record)
     record["stage"] = "list"
@@ -118,10 +141,13 @@ def _run_steps(services: Services, repo: escrowed.Repository, record: dict[str, 
         raise NotFoundError(f"{repo.location} holds no complete archive")
     record.update(archive=archive.name, archive_time=archive.time, rpo_seconds=record["started"] - archive.time)
     expected = _expected(services, repo, archive.name, record)
+    record["stage"] = "safety"
+    vetting = _vet(services, repo, archive.name, record, actor)
     record["stage"] = "space"
-    _require_space(services.layout, expected["original_size"])
+    scratch = scratch_dir(services)
+    budget = _require_space(scratch, vetting.bytes, services.config.drill.max_bytes)
     record["stage"] = "extract"
-    _restore_and_verify(services.layout, repo, archive.name, expected, record)
+    _restore_and_verify(scratch, repo, archive.name, expected, vetting, budget, record)
 
 
 def _check(repo: escrowed.Repository, record: dict[str, Any]) -> None:
@@ -155,27 +181,60 @@ def _expected(services: Services, repo: escrowed.Repository, archive: str, recor
     raise NotFoundError(f"archive {archive} vanished from {repo.location} during the drill")
 
 
-def _require_space(layout: Layout, size: int) -> None:
-    """Raise HomesyncError unless the scratch directory has room for size plus a margin."""
-    layout.scratch.mkdir(mode=0o700, exist_ok=True)
+def _vet(services: Services, repo: escrowed.Repository, archive: str, record: dict[str, Any],
+         actor: str) -> Vetting:
+    """Return the vetting of archive's listing; an archive that could write outside the
+    scratch directory is an escape attempt: logged as an error, audited
+    (drill_escape_attempt) and raised as HomesyncError. Refuse without a sandbox too."""
+    if sandbox.abi_version() < 1:
+        raise HomesyncError("this kernel has no Landlock: a drill does not extract a client's archive unconfined",
+                            "run drills on Linux 5.13 or later with Landlock enabled (lsm=...,landlock)")
+    where = f"{repo.location}::{archive}"
+    listed = repo.run(borg.make_list_files_command(repo.location, archive, repo.lock_wait), stdout_lines=True)
+    vetting = vet_listing(listed.json["lines"])
+    if vetting.problems:
+        logger.error("drill of %s: %s could write outside the scratch directory: %s", repo.machine_id, where,
+                     summary(vetting.problems))
+        services.index.audit("drill_escape_attempt", actor, repo.machine_id, archive=archive,
+                             problems=vetting.problems[:20], count=len(vetting.problems))
+        raise HomesyncError(f"{where} is refused, not extracted: {len(vetting.problems)} items could write "
+                            f"outside the scratch directory: {summary(vetting.problems)}")
+    if vetting.specials:
+        record["warnings"].append(f"{len(vetting.specials)} device nodes, FIFOs or sockets left out of the "
+                                  f"restore (first: {vetting.specials[0]!r})")
+        logger.warning("drill of %s: %s", repo.machine_id, record["warnings"][-1])
+    return vetting
+
+
+def _require_space(scratch: Path, size: int, max_bytes: int = 0) -> int:
+    """Return the bytes a restore of size (what the archive lists) may take in scratch:
+    size plus a margin, at most max_bytes (0: no cap). Raise HomesyncError if the file
+    system has not that much free, or size is over max_bytes."""
     need = size + max(SPACE_MARGIN, int(size * SPACE_SHARE))
-    free = shutil.disk_usage(layout.scratch).free
-    if free < need:
-        raise HomesyncError(f"not enough free space in {layout.scratch} to restore: {human_size(need)} needed "
-                            f"(the archive's {human_size(size)} and a margin), {human_size(free)} free",
-                            "free some space or move the data directory's scratch area")
+    if max_bytes and size > max_bytes:
+        raise HomesyncError(f"the archive lists {human_size(size)} of files, more than a drill may restore "
+                            f"([drill] max_bytes: {human_size(max_bytes)})", "raise [drill] max_bytes in server.toml")
+    budget = min(need, max_bytes) if max_bytes else need
+    free = shutil.disk_usage(scratch).free
+    if free < budget:
+        raise HomesyncError(f"not enough free space in {scratch} to restore: {human_size(budget)} needed "
+                            f"(the archive lists {human_size(size)}, and a margin), {human_size(free)} free",
+                            "free some space or set [drill] scratch in server.toml")
+    return budget
 
 
-def _restore_and_verify(layout: Layout, repo: escrowed.Repository, archive: str, expected: dict,
-                        record: dict[str, Any]) -> None:
-    """Extract archive into a fresh scratch directory, time it, compare it with the
-    expected figures and borg's hashes of a sample; always remove the directory."""
-    target = Path(tempfile.mkdtemp(prefix=f"drill-{repo.machine_id}-", dir=layout.scratch))
+def _restore_and_verify(scratch: Path, repo: escrowed.Repository, archive: str, expected: dict,
+                        vetting: Vetting, budget: int, record: dict[str, Any]) -> None:
+    """Extract archive into a fresh scratch directory, confined and within budget, time
+    it, compare it with the expected figures and borg's hashes of a sample; always
+    remove the directory."""
+    work = Path(tempfile.mkdtemp(prefix=f"drill-{repo.machine_id}-", dir=scratch))
     try:
+        target = work / "restore"
         started = time.monotonic()
-        extracted = repo.run(borg.make_extract_command(repo.location, archive, progress=False), cwd=str(target))
+        extracted = _extract(repo, archive, work, vetting, budget)
         seconds = time.monotonic() - started
-        record["warnings"] = extracted.warnings[:20]
+        record["warnings"] += extracted.warnings[:20]
         record["stage"] = "verify"
         tally = scratch_tally(target)
         record.update(files=tally.files, bytes=tally.bytes, extract_seconds=seconds,
@@ -184,7 +243,36 @@ def _restore_and_verify(layout: Layout, repo: escrowed.Repository, archive: str,
             _fail(record, problem)
         _verify_sample(repo, archive, target, tally, record)
     finally:
-        remove_tree(target)
+        remove_tree(work)
+
+
+def _extract(repo: escrowed.Repository, archive: str, work: Path, vetting: Vetting, budget: int) -> borg.BorgResult:
+    """Extract archive into work/restore: borg in the sandbox, writing only there and in
+    its own base directory work/borg, taking no lock (the lock is in the repository, and
+    the check and listing before ran under it), specials left out, stopped past budget.
+    Raise HomesyncError if it fails or goes past the budget."""
+    target, home, excludes = work / "restore", work / "borg", work / "excludes"
+    target.mkdir(mode=0o700)
+    home.mkdir(mode=0o700)
+    excludes.write_text("".join(f"pp:{path}\n" for path in vetting.specials if "\n" not in path))
+    argv = sandbox.make_sandboxed_command(
+        borg.make_extract_command(repo.location, archive, progress=False, exclude_from=str(excludes),
+                                  bypass_lock=True), [str(target), str(home)], max_file_size=budget)
+    watch = ScratchWatch(work, budget)
+    try:
+        extracted = repo.run(argv, cwd=str(target), environment=borg.BorgEnvironment(base_dir=home),
+                             on_start=watch.start)
+    except HomesyncError:
+        if not watch.tripped:
+            raise
+        extracted = None
+    finally:
+        watch.stop()
+    if watch.tripped or any(EFBIG in w for w in extracted.warnings):
+        raise HomesyncError(f"{repo.location}::{archive}: the restore was stopped at its budget of "
+                            f"{human_size(budget)}: the archive holds more than the {human_size(vetting.bytes)} "
+                            "its listing claims")
+    return extracted
 
 
 def _verify_sample(repo: escrowed.Repository, archive: str, target: Path, tally, record: dict[str, Any]) -> None:
@@ -206,10 +294,10 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in keys}
 
 
-def _clean_scratch(layout: Layout) -> None:
+def _clean_scratch(scratch: Path) -> None:
     """Remove what an earlier drill that was killed left in the scratch directory."""
-    if layout.scratch.is_dir():
-        for leftover in layout.scratch.glob("drill-*"):
+    if scratch.is_dir():
+        for leftover in scratch.glob("drill-*"):
             remove_tree(leftover)
 
 

@@ -31,14 +31,22 @@ class Repository:
         return str(self.services.layout.repo(self.machine_id))
 
     def run(self, argv: tuple[str, ...], *, cwd: str | None = None, stdout_lines: bool = False,
-            on_event: Callable[[dict], None] | None = None, secret: bool = True) -> borg.BorgResult:
-        """Run one borg command on this repository; raise HomesyncError as run_borg does.
-        Interrupted here (Ctrl-C), stop borg and wait for it, so no lock outlives us."""
+            on_event: Callable[[dict], None] | None = None, secret: bool = True,
+            environment: borg.BorgEnvironment | None = None,
+            on_start: Callable[[execute.Running], None] | None = None) -> borg.BorgResult:
+        """Run one borg command on this repository (in the server's borg environment
+        unless another is given); raise HomesyncError as run_borg does. Interrupted here
+        (Ctrl-C), stop borg and wait for it, so no lock outlives us."""
         started: list[execute.Running] = []
+
+        def starting(running: execute.Running) -> None:
+            started.append(running)
+            if on_start:
+                on_start(running)
         try:
-            return borg.run_borg(argv, self.services.repos.environment(), self.passphrase if secret else None,
-                                 cwd=cwd, stdout_lines=stdout_lines, on_event=on_event, timeout=TIMEOUT,
-                                 on_start=started.append)
+            return borg.run_borg(argv, environment or self.services.repos.environment(),
+                                 self.passphrase if secret else None, cwd=cwd, stdout_lines=stdout_lines,
+                                 on_event=on_event, timeout=TIMEOUT, on_start=starting)
         except HomesyncError:
             raise
         except BaseException:
