@@ -56,21 +56,36 @@ class ReplyStream:
     def __init__(self, scrubber: Scrubber) -> None:
         self._scrubber = scrubber
         self._unpacker = msgpack.Unpacker(raw=True, max_buffer_size=_MAX_REPLY)
-        self._held = bytearray()
-        self._consumed = 0  # the stream offset at which _held begins
+        self._chunks: list = []  # bytes or memoryviews  # the stream from offset _start on, not sent yet
+        self._start = 0
 
     def feed(self, data: bytes) -> bytes:
         """Take the next bytes of the stream; return what may go to the client now."""
         self._unpacker.feed(data)
-        self._held += data
-        out, start = [], 0
+        self._chunks.append(data)
+        out, begin, end = [], self._start, self._start
         for message in self._unpacker:
-            end = self._unpacker.tell() - self._consumed
+            begin, end = end, self._unpacker.tell()
             if isinstance(message, dict) and b"exception_class" in message:
+                out.append(self._take(begin))
                 out.append(msgpack.packb(self._scrubber.reply(message), use_bin_type=False))
-            else:
-                out.append(bytes(self._held[start:end]))
-            start = end
-        del self._held[:start]
-        self._consumed += start
+                self._take(end)
+        out.append(self._take(end))
         return b"".join(out)
+
+    def _take(self, offset: int) -> bytes:
+        """Remove and return the held stream up to offset (whole chunks are not copied
+        but once, by the caller's join)."""
+        taken: list = []
+        while self._chunks and self._start < offset:
+            chunk = self._chunks[0]
+            cut = offset - self._start
+            if cut >= len(chunk):
+                taken.append(self._chunks.pop(0))
+                self._start += len(chunk)
+            else:
+                view = memoryview(chunk)
+                taken.append(view[:cut])
+                self._chunks[0] = view[cut:]
+                self._start = offset
+        return b"".join(taken)
