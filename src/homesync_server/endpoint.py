@@ -46,6 +46,7 @@ class Authenticator(paramiko.ServerInterface):
         self.key: str | None = None  # the public key it logged in with
         self.channels: set[int] = set()  # the ids of its open channels
         self._ran: set[int] = set()  # the ids of the channels that ran their one command
+        self._lock = threading.Lock()
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password"
@@ -93,10 +94,11 @@ class Authenticator(paramiko.ServerInterface):
         return paramiko.AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        most = 1 if self.principal and self.principal.kind == REFUSED else MAX_CHANNELS
-        if kind == "session" and self.principal and len(self.channels) < most:
-            self.channels.add(chanid)
-            return paramiko.OPEN_SUCCEEDED
+        most = MAX_CHANNELS if self.logged_in() else 1
+        with self._lock:
+            if kind == "session" and self.principal and len(self.channels) < most:
+                self.channels.add(chanid)
+                return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes | str) -> bool:
@@ -116,9 +118,14 @@ class Authenticator(paramiko.ServerInterface):
                          name=f"session-{self.principal.describe()}").start()
         return True
 
-    def forget_closed(self, open_channels: list[paramiko.Channel]) -> None:
-        """Given the channels still open, forget the others (they no longer count)."""
-        self.channels &= {c.chanid for c in open_channels}
+    def forget(self, closed: list[paramiko.Channel]) -> None:
+        """Forget channels that closed (they no longer count against MAX_CHANNELS)."""
+        with self._lock:
+            self.channels -= {c.chanid for c in closed}
+
+    def logged_in(self) -> bool:
+        """Return whether the connection logged in (a refused login did not)."""
+        return self.principal is not None and self.principal.kind != REFUSED
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
         return False
@@ -278,12 +285,12 @@ class Endpoint:
         checked = touched = time.monotonic()
         while transport.is_active() and not self._stopping.is_set():
             channel = transport.accept(timeout=RECHECK_SECONDS)
-            if auth.principal is not None:
-                self.waiting.leave(transport)
+            if auth.logged_in():
+                self.waiting.leave(transport)  # a refused login stays there, with its deadline
+            auth.forget([c for c in held if c.closed])
             held = [c for c in held if not c.closed] + ([channel] if channel else [])
-            auth.forget_closed(held)
             now = time.monotonic()
-            if auth.principal is None or now - checked < RECHECK_SECONDS:
+            if not auth.logged_in() or now - checked < RECHECK_SECONDS:
                 continue
             checked = now
             if not _still_allowed(self.services, auth, touch=now - touched >= TOUCH_SECONDS):
@@ -293,10 +300,11 @@ class Endpoint:
             touched = touched if now - touched < TOUCH_SECONDS else now
 
     def _close_overdue(self) -> None:
-        """Close connections that did not log in by their deadline."""
+        """Close connections that did not log in by their deadline (a refused login included)."""
         while not self._stopping.wait(0.25):
             for transport in self.waiting.overdue():
-                if not transport.is_authenticated():
+                auth = transport.server_object
+                if not (isinstance(auth, Authenticator) and auth.logged_in()):
                     logger.info("closing a connection that did not log in in time")
                     transport.close()
 
