@@ -92,6 +92,31 @@ def test_a_channel_that_never_runs_a_command_gets_a_small_window(machine):
         assert borg.out_window_size >= 16 << 20, "borg serve's channel gets the large window"
 
 
+def test_a_client_that_ignores_the_window_is_disconnected(machine):
+    server, machine_id, key = machine
+    from paramiko.common import cMSG_CHANNEL_DATA
+    from paramiko.message import Message
+    with _login(server, machine_id, key) as session:
+        idle = session.transport.open_session(timeout=10)
+        before = _rss_kib(server.process.pid)
+        for _ in range(64 * 8):  # 64 MiB in 128 KiB packets, never waiting for the window
+            if not session.transport.is_active():
+                break
+            m = Message()
+            m.add_byte(cMSG_CHANNEL_DATA)
+            m.add_int(idle.remote_chanid)
+            m.add_string(b"\0" * (128 << 10))
+            try:
+                session.transport._send_user_message(m)
+            except (OSError, EOFError, paramiko.SSHException):
+                break
+        deadline = time.monotonic() + 5
+        while session.transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not session.transport.is_active(), "the server keeps a client that overran a window"
+        assert _rss_kib(server.process.pid) - before < 16 << 10
+
+
 def test_a_refused_session_is_answered_and_closed_and_carries_nothing():
     secrets = private_dir("hs-ldap-secret-")
     (secrets / "password").write_text("service-pw\n")
