@@ -77,9 +77,23 @@ def json_text(data: Any) -> str:
     return _UNDECODABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def printable(text: str) -> str:
+    """Return text as a terminal shows it safely: control, format (bidi, zero-width) and
+    line-separating characters written as escapes (\\x1b, \\u202e), so that a name
+    from a client can neither move the cursor nor forge a row."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print rows as aligned columns under headers."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Print rows as aligned columns under headers (each cell made printable)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else printable(str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -76,6 +76,12 @@ class ConnectionFailedError(HomesyncError):
     exit_code = 14
 
 
+class ServerBusyError(ConnectionFailedError):
+    """The server (or this login) already runs as many sessions as it may; try later."""
+
+    kind = "busy"
+
+
 class ProtocolError(HomesyncError):
     kind = "protocol"
     exit_code = 15

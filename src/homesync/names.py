@@ -12,6 +12,7 @@ from homesync.errors import InvalidNameError
 
 MAX_MACHINE_NAME = 100
 MAX_USER_NAME = 256
+MAX_HOSTNAME = 255
 _MACHINE_ID = re.compile(r"[0-9a-f]{16}")
 _ARCHIVE_NAME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _LOCAL_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
@@ -35,6 +36,20 @@ def machine_name(raw: str) -> str:
             raise InvalidNameError(
                 f"machine name contains the control character U+{ord(ch):04X}",
                 "use printable characters only")
+    return name
+
+
+def hostname(raw: str) -> str:
+    """Given the host name a client reports, return it (outer spaces removed); raise
+    InvalidNameError if it is longer than a host name can be or holds control, format
+    (bidi, zero-width) or line-separating characters."""
+    name = raw.strip() if isinstance(raw, str) else ""
+    if len(name) > MAX_HOSTNAME:
+        raise InvalidNameError(f"host name is {len(name)} characters long", f"use at most {MAX_HOSTNAME}")
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            raise InvalidNameError(f"host name contains the control character U+{ord(ch):04X}",
+                                   "use printable characters only")
     return name
 
 

@@ -1,6 +1,7 @@
 """Running `borg serve` for one SSH channel: the server's own argv, confined to one
-repository, its pipes pumped to and from the channel, and the whole process group
-ended when the channel closes so no repository stays locked.
+repository, its pipes pumped to and from the channel (its errors scrubbed of the
+server's paths and argv), and the whole process group ended when the channel closes
+so no repository stays locked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import paramiko
 
 from homesync import borg, execute
 from homesync.transport import WINDOW
+from homesync_server.borgerrors import ReplyStream, Scrubber
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -27,10 +29,12 @@ def serve(services: Services, repository: Path, channel: paramiko.Channel, stora
     env = borg.BorgEnvironment(base_dir=services.layout.borg_home).build()
     # cwd = the repository's parent, so the client's "ssh://…/./<id>" resolves to it.
     process = execute.spawn(argv, env=env, cwd=str(repository.parent))
+    scrubber = Scrubber(repository, services.layout.data)
     pumps = [threading.Thread(target=_channel_to_stdin, args=(channel, process), daemon=True),
-             threading.Thread(target=_stream_to_channel, args=(process.stdout, channel.sendall), daemon=True),
-             threading.Thread(target=_stream_to_channel, args=(process.stderr, channel.sendall_stderr),
-                              daemon=True)]
+             threading.Thread(target=_stream_to_channel, args=(process.stdout, channel.sendall,
+                                                               ReplyStream(scrubber).feed), daemon=True),
+             threading.Thread(target=_stream_to_channel, args=(process.stderr, channel.sendall_stderr,
+                                                               scrubber.lines), daemon=True)]
     for pump in pumps:
         pump.start()
     pumps[1].join()  # borg serve closed its stdout: it is ending
@@ -62,12 +66,14 @@ def _channel_to_stdin(channel: paramiko.Channel, process) -> None:
             threading.Thread(target=execute.stop_group, args=(process, 10.0), daemon=True).start()
 
 
-def _stream_to_channel(stream, send) -> None:
+def _stream_to_channel(stream, send, scrub) -> None:
     try:
         while True:
             data = stream.read(CHUNK)
             if not data:
                 break
-            send(data)
+            data = scrub(data)
+            if data:
+                send(data)
     except (OSError, EOFError, paramiko.SSHException):
         pass

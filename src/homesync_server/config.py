@@ -98,10 +98,25 @@ class DrillConfig:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The [server] keys that bound connections and sessions (see the admin guide):
+    seconds a connection may take to log in, how many that have not logged in yet may
+    wait (in all and from one address), and how many sessions (borg serve or RPC) may
+    run (in all and per login)."""
+
+    preauth_seconds: float = 20.0
+    max_unauthenticated: int = 64
+    max_unauthenticated_per_address: int = 8
+    max_sessions: int = 128
+    max_sessions_per_login: int = 8
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = DEFAULT_LISTEN
     storage_quota: str = ""
     keepalive_seconds: int = 30
+    limits: Limits = field(default_factory=Limits)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -134,7 +149,11 @@ def load(layout: Layout) -> ServerConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     problems: list[str] = []
-    server = _section(raw, "server", {"listen": str, "storage_quota": str, "keepalive_seconds": int}, problems)
+    limit_types = {f.name: type(f.default) for f in fields(Limits)}
+    server = _section(raw, "server", {"listen": str, "storage_quota": str, "keepalive_seconds": int, **limit_types},
+                      problems)
+    limits = Limits(**{k: server.pop(k) for k in limit_types if k in server})
+    problems += [f"[server] {f.name} must be positive" for f in fields(Limits) if getattr(limits, f.name) <= 0]
     identity_types = {f.name: (tuple if f.name == "urls" else type(f.default)) for f in fields(IdentityConfig)}
     identity = _section(raw, "identity", identity_types, problems)
     if "urls" in identity:
@@ -147,8 +166,8 @@ def load(layout: Layout) -> ServerConfig:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     if "listen" in server:
         parse_listen(server["listen"])
-    return ServerConfig(**server, identity=IdentityConfig(**identity), report=ReportConfig(**report),
-                        retention=retention, drill=drill)
+    return ServerConfig(**server, limits=limits, identity=IdentityConfig(**identity),
+                        report=ReportConfig(**report), retention=retention, drill=drill)
 
 
 def _drill_config(layout: Layout, section: dict, problems: list[str]) -> DrillConfig:
@@ -205,6 +224,11 @@ def render_default(listen: str) -> str:
 listen = "{listen}"
 # storage_quota = "500G"      # per machine repository (borg serve --storage-quota)
 keepalive_seconds = 30
+# preauth_seconds = 20                  # a connection not logged in by then is closed
+# max_unauthenticated = 64              # connections waiting to log in, in all ...
+# max_unauthenticated_per_address = 8   # ... and from one address (the oldest makes room)
+# max_sessions = 128                    # borg serve and RPC sessions at once, in all ...
+# max_sessions_per_login = 8            # ... and per machine key, grant or user
 
 [identity]
 backend = "local"             # or "ldap"; see the admin guide's LDAP section

@@ -8,21 +8,27 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 import paramiko
 
 from homesync import names, protocol
 from homesync.transport import exact_reader
 from homesync.errors import HomesyncError, ProtocolError
-from homesync_server import borgserve, dispatch, handlers
-from homesync_server.dispatch import MACHINE, RESTORE, TEMPLATE, Principal
+from homesync_server import borgserve, channels, dispatch, handlers
+from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
+from homesync_server.sessions import SessionSlots, WaitingRoom
 
 logger = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
-WINDOW = 64 * 1024 * 1024
-MAX_PACKET = 256 * 1024
 HANDSHAKE_TIMEOUT = 20.0
+# Channels one connection may hold open at once (beyond those, opening one is refused);
+# a refused login (directory down) needs only the one that tells it why.
+MAX_CHANNELS = 10
+RECHECK_SECONDS = 1.0  # how soon a revoked key's, grant's or machine's session is closed
+TOUCH_SECONDS = 60.0  # how often a live restore session marks its grant as in use
+REFUSAL_GRACE = 1.0
 # borg 1.4's serve has no read-only mode: a template session gets the smallest quota borg
 # accepts, so that (once a template holds that much) a restoring user cannot write to it.
 TEMPLATE_QUOTA = "10M"
@@ -32,12 +38,15 @@ RPC_IDLE_TIMEOUT = 600.0
 class Authenticator(paramiko.ServerInterface):
     """Decides who a connection is; remembers the principal for its channels."""
 
-    def __init__(self, services: Services, source: str) -> None:
+    def __init__(self, services: Services, source: str, slots: SessionSlots) -> None:
         self.services = services
         self.source = source
+        self.slots = slots
         self.principal: Principal | None = None
-        self.server: "Endpoint | None" = None
-        self.transport: paramiko.Transport | None = None
+        self.key: str | None = None  # the public key it logged in with
+        self.channels: set[int] = set()  # the ids of its open channels
+        self._ran: set[int] = set()  # the ids of the channels that ran their one command
+        self._lock = threading.Lock()
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password"
@@ -49,14 +58,14 @@ class Authenticator(paramiko.ServerInterface):
         machine = self.services.index.machine(username)
         if machine and machine["state"] == "active" and paramiko.util.constant_time_bytes_eq(
                 machine["public_key"].encode(), offered.encode()):
-            self.principal = Principal(MACHINE, machine["owner"], machine_id=username)
+            self.principal, self.key = Principal(MACHINE, machine["owner"], machine_id=username), offered
             return paramiko.AUTH_SUCCESSFUL
         grant = self.services.grants.find(offered, username)
         if grant and grant.template:
-            self.principal = Principal(TEMPLATE, grant.user, template_id=username)
+            self.principal, self.key = Principal(TEMPLATE, grant.user, template_id=username), offered
             return paramiko.AUTH_SUCCESSFUL
         if grant:
-            self.principal = Principal(RESTORE, grant.user, machine_id=username)
+            self.principal, self.key = Principal(RESTORE, grant.user, machine_id=username), offered
             return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
 
@@ -70,22 +79,38 @@ class Authenticator(paramiko.ServerInterface):
         return paramiko.AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        if kind == "session" and self.principal:
-            return paramiko.OPEN_SUCCEEDED
+        most = MAX_CHANNELS if self.logged_in() else 1
+        with self._lock:
+            if kind == "session" and self.principal and len(self.channels) < most:
+                self.channels.add(chanid)
+                return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes | str) -> bool:
+        if channel.chanid in self._ran:
+            return False  # one command per channel: a second one is refused outright
+        self._ran.add(channel.chanid)
         text = command.decode("utf-8", "replace") if isinstance(command, bytes) else command
+        login = f"{self.principal.kind}:{self.principal.describe()}"
         try:
             action = dispatch.decide(self.principal, text)
+            self.slots.take(login)
         except HomesyncError as e:
             logger.info("refused %r for %s from %s: %s", text[:80], self.principal.describe(), self.source, e)
             threading.Thread(target=_refuse, args=(channel, e), daemon=True).start()
             return True
-        target = _run_rpc if isinstance(action, dispatch.Rpc) else _run_borg
-        threading.Thread(target=target, args=(self, channel, action), daemon=True,
+        threading.Thread(target=_run_session, args=(self, channel, action, login), daemon=True,
                          name=f"session-{self.principal.describe()}").start()
         return True
+
+    def forget(self, closed: list[paramiko.Channel]) -> None:
+        """Forget channels that closed (they no longer count against MAX_CHANNELS)."""
+        with self._lock:
+            self.channels -= {c.chanid for c in closed}
+
+    def logged_in(self) -> bool:
+        """Return whether the connection logged in (a refused login did not)."""
+        return self.principal is not None and self.principal.kind != REFUSED
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
         return False
@@ -102,15 +127,28 @@ def _refuse(channel: paramiko.Channel, error: HomesyncError) -> None:
         channel.sendall_stderr(f"homesync-server: {error.line()}\n".encode())
         channel.sendall(protocol.encode_frame(protocol.failure(error)))
         channel.send_exit_status(1)
-        # Closing now could overtake paramiko's reply to the exec request, and the client
-        # would see "channel closed" instead of the reason: let the client close first.
-        channel.settimeout(10)
-        while channel.recv(4096):
+        channel.shutdown_write()
+        # Closing at once could overtake paramiko's reply to the exec request, and the
+        # client would see "channel closed" instead of the reason: give the client a
+        # moment to close first, reading (and dropping) what it sends meanwhile.
+        deadline = time.monotonic() + REFUSAL_GRACE
+        channel.settimeout(REFUSAL_GRACE)
+        while time.monotonic() < deadline and channel.recv(4096):
             pass
     except (OSError, EOFError, paramiko.SSHException, socket.timeout):
         pass
     finally:
         channel.close()
+
+
+def _run_session(auth: Authenticator, channel: paramiko.Channel, action, login: str) -> None:
+    try:
+        if isinstance(action, dispatch.Rpc):
+            _run_rpc(auth, channel, action)
+        else:
+            _run_borg(auth, channel, action)
+    finally:
+        auth.slots.give_back(login)
 
 
 def _run_borg(auth: Authenticator, channel: paramiko.Channel,
@@ -126,6 +164,7 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel,
                                  purpose="restore")
         repository, quota = services.layout.repo(action.machine_id), services.config.storage_quota
     try:
+        channels.open_window(channel)
         rc = borgserve.serve(services, repository, channel, quota)
         channel.send_exit_status(rc)
     except (OSError, EOFError, paramiko.SSHException):
@@ -159,6 +198,20 @@ def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rp
         channel.close()
 
 
+def _still_allowed(services: Services, auth: Authenticator, touch: bool) -> bool:
+    """Return whether the login of a live connection still stands: the machine active,
+    owned by the same user, with the same key; the restore grant not ended."""
+    principal = auth.principal
+    if principal.kind == MACHINE:
+        machine = services.index.machine(principal.machine_id)
+        return bool(machine and machine["state"] == "active" and machine["owner"] == principal.user
+                    and machine["public_key"] == auth.key)
+    if principal.kind in (RESTORE, TEMPLATE):
+        repository = principal.template_id or principal.machine_id
+        return services.grants.still_granted(auth.key, repository, principal.user, touch)
+    return True
+
+
 class Endpoint:
     """The listening SSH server."""
 
@@ -171,9 +224,12 @@ class Endpoint:
         self._stopping = threading.Event()
         self._transports: set[paramiko.Transport] = set()
         self._lock = threading.Lock()
+        self.slots = SessionSlots(services.config.limits)
+        self.waiting = WaitingRoom(services.config.limits)
 
     def serve_forever(self) -> None:
         """Accept connections until stop() is called."""
+        threading.Thread(target=self._close_overdue, daemon=True, name="login-deadlines").start()
         while not self._stopping.is_set():
             try:
                 conn, peer = self.sock.accept()
@@ -184,26 +240,58 @@ class Endpoint:
             threading.Thread(target=self._connection, args=(conn, peer[0]), daemon=True).start()
 
     def _connection(self, conn: socket.socket, source: str) -> None:
-        transport = paramiko.Transport(conn, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
+        transport = channels.BoundedTransport(conn)
         transport.add_server_key(self.host_key)
         transport.set_keepalive(self.services.config.keepalive_seconds)
         transport.banner_timeout = HANDSHAKE_TIMEOUT
         transport.auth_timeout = HANDSHAKE_TIMEOUT
         with self._lock:
             self._transports.add(transport)
+        for crowded in self.waiting.enter(transport, source):
+            logger.info("closing a connection that has not logged in, to make room for one from %s", source)
+            crowded.close()
+        auth = Authenticator(self.services, source, self.slots)
         try:
-            transport.start_server(server=Authenticator(self.services, source))
-            # paramiko closes a Channel when its last reference goes: hold the open ones.
-            channels: list[paramiko.Channel] = []
-            while transport.is_active() and not self._stopping.is_set():
-                channel = transport.accept(timeout=1.0)
-                channels = [c for c in channels if not c.closed] + ([channel] if channel else [])
+            transport.start_server(server=auth)
+            self._hold(transport, auth)
         except (paramiko.SSHException, OSError, EOFError) as e:
             logger.debug("connection from %s ended: %s", source, e)
         finally:
+            self.waiting.leave(transport)
             transport.close()
             with self._lock:
                 self._transports.discard(transport)
+
+    def _hold(self, transport: paramiko.Transport, auth: Authenticator) -> None:
+        """Accept the connection's channels while it lasts; end it as soon as its login is
+        revoked (a machine adopted, retired or transferred, a grant ended)."""
+        # paramiko closes a Channel when its last reference goes: hold the open ones.
+        held: list[paramiko.Channel] = []
+        checked = touched = time.monotonic()
+        while transport.is_active() and not self._stopping.is_set():
+            channel = transport.accept(timeout=RECHECK_SECONDS)
+            if auth.logged_in():
+                self.waiting.leave(transport)  # a refused login stays there, with its deadline
+            auth.forget([c for c in held if c.closed])
+            held = [c for c in held if not c.closed] + ([channel] if channel else [])
+            now = time.monotonic()
+            if not auth.logged_in() or now - checked < RECHECK_SECONDS:
+                continue
+            checked = now
+            if not _still_allowed(self.services, auth, touch=now - touched >= TOUCH_SECONDS):
+                logger.info("closing the session of %s from %s: its login was revoked",
+                            auth.principal.describe(), auth.source)
+                return
+            touched = touched if now - touched < TOUCH_SECONDS else now
+
+    def _close_overdue(self) -> None:
+        """Close connections that did not log in by their deadline (a refused login included)."""
+        while not self._stopping.wait(0.25):
+            for transport in self.waiting.overdue():
+                auth = transport.server_object
+                if not (isinstance(auth, Authenticator) and auth.logged_in()):
+                    logger.info("closing a connection that did not log in in time")
+                    transport.close()
 
     def stop(self) -> None:
         """Stop accepting, close every connection (their borg serve processes end)."""

@@ -6,6 +6,7 @@ may do, and acts through the services. Every security-relevant act is audited.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from typing import Any, Callable
@@ -21,6 +22,10 @@ from homesync_server.services import Services
 logger = logging.getLogger(__name__)
 MIN_PASSPHRASE = 32
 RESULTS = ("success", "warning", "failed", "interrupted")
+INT64 = (1 << 63) - 1
+# A backup report's times must fall between this and a day past the server's clock.
+EARLIEST_BACKUP = 946684800.0  # 2000-01-01 UTC
+CLOCK_SKEW = 86400.0
 Handler = Callable[[Services, Principal, dict, str], Any]
 
 
@@ -54,6 +59,7 @@ def enroll(services: Services, principal: Principal, args: dict, source: str) ->
     """Register a new machine for the logged-in user and create its repository."""
     _require(principal, USER)
     name = names.machine_name(args["name"])
+    hostname = names.hostname(args["hostname"])
     if len(args["passphrase"]) < MIN_PASSPHRASE:
         raise UsageError("the repository passphrase is too short")
     if not args["public_key"].startswith("ssh-ed25519 "):
@@ -64,7 +70,7 @@ def enroll(services: Services, principal: Principal, args: dict, source: str) ->
     person = services.identity.lookup(principal.user)
     services.index.record_user(principal.user, person.display_name if person else "")
     machine = {"id": secrets.token_hex(8), "owner": principal.user, "name": name,
-               "hostname": args["hostname"][:255], "public_key": args["public_key"], "enrolled": time.time()}
+               "hostname": hostname, "public_key": args["public_key"], "enrolled": time.time()}
     services.repos.create(machine, args["passphrase"])
     try:
         services.index.add_machine(machine, key, event("enroll", principal.user, machine["id"], source,
@@ -101,8 +107,12 @@ def backup_report(services: Services, principal: Principal, args: dict, source: 
     _require(principal, MACHINE)
     if not names.is_archive_name(args["name"]) or args["result"] not in RESULTS:
         raise UsageError("malformed backup report")
-    if min(args["files"], args["original_size"], args["compressed_size"], args["deduplicated_size"]) < 0:
-        raise UsageError("malformed backup report")
+    _check_counts(args, "files", "original_size", "compressed_size", "deduplicated_size")
+    start, end = args["start"], args["end"]
+    if not (math.isfinite(start) and math.isfinite(end) and EARLIEST_BACKUP <= start <= end
+            <= time.time() + CLOCK_SKEW):
+        raise UsageError("backup report times out of range",
+                         "start and end must be real times, start before end, not in the future")
     archive = {k: args[k] for k in ("name", "start", "end", "files", "original_size", "compressed_size",
                                     "deduplicated_size", "result")}
     archive["error"] = args.get("error", "")[:1000]
@@ -115,6 +125,21 @@ def backup_report(services: Services, principal: Principal, args: dict, source: 
     except HomesyncError as e:
         logger.warning("could not assess %s for a mass change: %s", principal.machine_id, e.message)
     return {"indexed": args["name"]}
+
+
+def _check_counts(args: dict, *keys: str) -> None:
+    """Raise UsageError unless each of keys is a count a database can hold (0 to 2^63-1)."""
+    bad = [k for k in keys if not 0 <= args[k] <= INT64]
+    if bad:
+        raise UsageError(f"report values out of range: {', '.join(bad)}", "counts and sizes are 0 to 2^63-1")
+
+
+def _check_restore_report(args: dict) -> None:
+    """Raise UsageError unless a restore report's figures are counts and a real duration."""
+    _check_counts(args, "files", "bytes")
+    if not (math.isfinite(args["seconds"]) and 0 <= args["seconds"] <= INT64):
+        raise UsageError("restore report duration out of range")
+    names.hostname(args["hostname"])
 
 
 def agent_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
@@ -149,11 +174,12 @@ def adopt(services: Services, principal: Principal, args: dict, source: str) -> 
         raise UsageError(f"{machine['name']!r} is {machine['state']} and cannot be adopted")
     if not args["public_key"].startswith("ssh-ed25519 ") or args["public_key"] == machine["public_key"]:
         raise UsageError("adoption needs a new Ed25519 machine key")
-    hostname = args["hostname"][:255]
+    hostname = names.hostname(args["hostname"])
     metadata = services.repos.metadata(machine["id"])
     services.repos.write_metadata(dict(metadata, public_key=args["public_key"], hostname=hostname))
     services.index.replace_machine_key(machine["id"], args["public_key"], hostname, event(
         "adopt", principal.user, machine["id"], source, old_hostname=machine["hostname"], hostname=hostname))
+    services.grants.end(machine["id"])  # the old key's sessions close as the server sees the new one
     logger.info("machine %s adopted by host %r for %s", machine["id"], hostname, principal.user)
     return {"machine_id": machine["id"], "name": machine["name"]}
 
@@ -161,8 +187,10 @@ def adopt(services: Services, principal: Principal, args: dict, source: str) -> 
 def restore_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
     """Record that a restore happened: who, which machine, onto which host, how much."""
     machine = _owned_machine(services, principal, args["machine_id"])
+    services.grants.end(machine["id"], principal.user)  # the restore is done: its one-off keys too
+    _check_restore_report(args)
     services.index.audit("restore", principal.user, machine["id"], source,
-                         archive=args["archive"][:64], hostname=args["hostname"][:255],
+                         archive=args["archive"][:64], hostname=args["hostname"],
                          files=args["files"], bytes=args["bytes"], seconds=args["seconds"],
                          result=args["result"][:16])
     return {}
@@ -205,8 +233,10 @@ def template_report(services: Services, principal: Principal, args: dict, source
     template = services.templates.get(args["template_id"])
     if template is None:
         raise NotFoundError("no such template")
+    services.grants.end(template["id"], principal.user)
+    _check_restore_report(args)
     services.index.audit("template_restore", principal.user, None, source, template=template["id"],
-                         name=template["name"], archive=args["archive"][:64], hostname=args["hostname"][:255],
+                         name=template["name"], archive=args["archive"][:64], hostname=args["hostname"],
                          files=args["files"], bytes=args["bytes"], seconds=args["seconds"],
                          result=args["result"][:16])
     return {}

@@ -21,7 +21,8 @@ from homesync_server.logins import Record
 from homesync_server.reports.fleet import RECORD_FIELDS
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
-# transaction (PRAGMA user_version records the last one applied).
+# transaction (PRAGMA user_version records the last one applied). Numbers may have
+# gaps (each branch of work takes its own number): what is above user_version runs.
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE users (
@@ -171,6 +172,21 @@ MIGRATIONS: dict[int, str] = {
         forget_at REAL NOT NULL
     );
     CREATE INDEX login_throttle_forget ON login_throttle (forget_at)
+    """,
+    # Restore grants (issue 11): one-off keys for a restore, here rather than in one
+    # process's memory, so that a restart keeps (or keeps revoked) what was granted.
+    5: """
+    CREATE TABLE restore_grants (
+        public_key TEXT PRIMARY KEY,
+        repository_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        template INTEGER NOT NULL DEFAULT 0,
+        granted REAL NOT NULL,
+        last_used REAL NOT NULL,
+        expires REAL NOT NULL,
+        idle REAL NOT NULL
+    );
+    CREATE INDEX restore_grants_repository ON restore_grants (repository_id)
     """,
 }
 
@@ -519,6 +535,44 @@ class Index:
         if user:
             return where + " AND (a.actor = ? OR m.owner = ?)", (since, until, *skip, user, user)
         return where, (since, until, *skip)
+
+    # restore grants (issue 11): one-off keys, shared by every process and kept over restarts
+
+    def add_grant(self, grant: dict[str, Any]) -> None:
+        """Store a one-off key's grant (replacing one for the same key), dropping expired ones."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM restore_grants WHERE expires <= ? OR last_used <= ?",
+                       (grant["granted"], grant["granted"] - grant["idle"]))
+            db.execute("INSERT OR REPLACE INTO restore_grants (public_key, repository_id, user, template, granted, "
+                       "last_used, expires, idle) VALUES (:public_key, :repository_id, :user, :template, :granted, "
+                       ":granted, :expires, :idle)", grant)
+
+    def live_grant(self, public_key: str, repository_id: str, now: float) -> dict[str, Any] | None:
+        """Return the grant of public_key for repository_id if it is neither expired nor
+        idle too long."""
+        rows = self._query("SELECT public_key, repository_id, user, template, granted, last_used, expires, idle "
+                           "FROM restore_grants WHERE public_key = ? AND repository_id = ? AND expires > ? "
+                           "AND last_used + idle > ?", (public_key, repository_id, now, now))
+        return rows[0] if rows else None
+
+    def grant(self, public_key: str, repository_id: str) -> dict[str, Any] | None:
+        """Return the grant of public_key for repository_id, live or not (None if ended)."""
+        rows = self._query("SELECT public_key, repository_id, user, template, granted, last_used, expires, idle "
+                           "FROM restore_grants WHERE public_key = ? AND repository_id = ?",
+                           (public_key, repository_id))
+        return rows[0] if rows else None
+
+    def touch_grant(self, public_key: str, now: float) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE restore_grants SET last_used = ? WHERE public_key = ?", (now, public_key))
+
+    def revoke_grants(self, repository_id: str, user: str | None = None) -> int:
+        """End the grants for a repository (only user's, if given); return how many."""
+        sql, params = "DELETE FROM restore_grants WHERE repository_id = ?", (repository_id,)
+        if user is not None:
+            sql, params = sql + " AND user = ?", (repository_id, user)
+        with self._transaction() as db:
+            return db.execute(sql, params).rowcount
 
     # operations (issue 6): machine lifecycle, reindex, prune, drills, holds, mass-change flags
 

@@ -5,8 +5,6 @@ template homes and the one-off keys granted for restores.
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -19,39 +17,61 @@ from homesync_server.password_login import PasswordLogins
 from homesync_server.repos import RepositoryStore
 from homesync_server.templates import TemplateStore
 
-GRANT_SECONDS = 6 * 3600
+GRANT_SECONDS = 24 * 3600  # a grant ends this long after it was given, used or not ...
+GRANT_IDLE_SECONDS = 30 * 60  # ... or when no session used it for this long
 
 
 @dataclass
 class Grant:
     repository_id: str  # a machine's id, or a template's (template=True)
     user: str
-    expires: float
     template: bool = False
 
 
 @dataclass
 class RestoreGrants:
     """One-off public keys a password-authenticated user registered to reach one of
-    their machines' repositories, or a template's, through borg (restore on new hardware)."""
+    their machines' repositories, or a template's, through borg (restore on new hardware).
+    Kept in the index, so every process sees them and a restart changes nothing; a
+    grant ends with the restore's report, after an idle time, and when its machine is
+    adopted, retired or transferred; it is good only while its user owns the machine."""
 
-    _grants: dict[str, Grant] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    index: Index
 
     def add(self, public_key: str, repository_id: str, user: str, template: bool = False) -> None:
-        with self._lock:
-            now = time.time()
-            self._grants = {k: g for k, g in self._grants.items() if g.expires > now}
-            self._grants[public_key] = Grant(repository_id, user, now + GRANT_SECONDS, template)
+        now = time.time()
+        self.index.add_grant({"public_key": public_key, "repository_id": repository_id, "user": user,
+                              "template": int(template), "granted": now, "expires": now + GRANT_SECONDS,
+                              "idle": GRANT_IDLE_SECONDS})
 
     def find(self, public_key: str, repository_id: str) -> Grant | None:
-        """Return the live grant of public_key for repository_id, if any."""
-        with self._lock:
-            for key, grant in self._grants.items():
-                if (secrets.compare_digest(key, public_key) and grant.repository_id == repository_id
-                        and grant.expires > time.time()):
-                    return grant
-        return None
+        """Return the live grant of public_key for repository_id, if any (marking it used)."""
+        now = time.time()
+        row = self.index.live_grant(public_key, repository_id, now)
+        if row is None or not self._owned(row):
+            return None
+        self.index.touch_grant(public_key, now)
+        return Grant(row["repository_id"], row["user"], bool(row["template"]))
+
+    def still_granted(self, public_key: str, repository_id: str, user: str, touch: bool) -> bool:
+        """Return whether a live session's grant still stands (not ended nor revoked;
+        its age is no reason to cut a restore short); touch: mark it used."""
+        row = self.index.grant(public_key, repository_id)
+        if row is None or row["user"] != user or not self._owned(row):
+            return False
+        if touch:
+            self.index.touch_grant(public_key, time.time())
+        return True
+
+    def end(self, repository_id: str, user: str | None = None) -> int:
+        """End the grants for a repository (only user's, if given); return how many."""
+        return self.index.revoke_grants(repository_id, user)
+
+    def _owned(self, row: dict) -> bool:
+        if row["template"]:
+            return True
+        machine = self.index.machine(row["repository_id"])
+        return machine is not None and machine["owner"] == row["user"]
 
 
 @dataclass
@@ -62,11 +82,12 @@ class Services:
     identity: IdentityBackend
     repos: RepositoryStore
     templates: TemplateStore
-    grants: RestoreGrants = field(default_factory=RestoreGrants)
+    grants: RestoreGrants = field(init=False)
     logins: PasswordLogins = field(init=False)
 
     def __post_init__(self) -> None:
         self.logins = PasswordLogins(self.index, self.identity)
+        self.grants = RestoreGrants(self.index)
 
     @classmethod
     def open(cls, layout: Layout) -> "Services":

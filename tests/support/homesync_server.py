@@ -75,9 +75,10 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
     raise RuntimeError("homesync-server did not start listening")
 
 
-def start_server(users: dict[str, str] = PASSWORDS, identity: str = "") -> RunningServer:
+def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings: str = "") -> RunningServer:
     """Create, populate and start a server; the caller stops it. identity: a TOML
-    [identity] section replacing the local backend (e.g. for LDAP)."""
+    [identity] section replacing the local backend (e.g. for LDAP); settings: lines
+    added to the [server] section."""
     base = private_dir("hs-server-")
     data = base / "data"
     address = f"127.0.0.1:{free_port()}"
@@ -85,6 +86,9 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "") -> Runni
     init = run_as_user([str(VENV_BIN / "homesync-server"), "init", "--data", str(data), "--listen", address], base)
     assert init.returncode == 0, init.stderr
     server.fingerprint = init.stdout.strip()
+    if settings:
+        config = data / "server.toml"
+        config.write_text(config.read_text().replace("[server]\n", "[server]\n" + settings.strip() + "\n", 1))
     if identity:
         config = data / "server.toml"
         text = config.read_text()

@@ -1,6 +1,7 @@
 """`homesync-server machine retire|rename|transfer`: an admin changes a machine's life.
 Retire refuses its key from then on (its backups stay restorable by its owner); rename
-follows the rules of enrollment; transfer gives it to another user. The repository's
+follows the rules of enrollment; transfer gives it to another user. Retire and transfer
+end the machine's restore grants; the server closes the sessions they no longer allow. The repository's
 metadata file changes with the index, so a reindex keeps the change; each is audited.
 """
 
@@ -25,6 +26,7 @@ def retire(layout: Layout, machine_id: str) -> dict[str, Any]:
             raise ConflictError(f"{machine_id} is already retired")
         _change(services, machine, {"state": "retired"}, {"state": "retired"},
                 event("machine_retire", admin_actor(), machine_id, name=machine["name"], owner=machine["owner"]))
+        services.grants.end(machine_id)  # its live sessions see the change and close
         return services.index.machine(machine_id)
     finally:
         services.close()
@@ -66,6 +68,7 @@ def transfer(layout: Layout, machine_id: str, new_owner: str) -> dict[str, Any]:
         services.index.record_user(owner, person.display_name)
         _change(services, machine, {"owner": owner}, {"owner": owner},
                 event("machine_transfer", admin_actor(), machine_id, old_owner=machine["owner"], new_owner=owner))
+        services.grants.end(machine_id)  # the old owner's restore keys, and their live sessions
         return services.index.machine(machine_id)
     finally:
         services.close()

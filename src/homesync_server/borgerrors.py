@@ -1,0 +1,91 @@
+"""What `borg serve` tells a client about the server, taken out: its errors name the
+server's paths and its sysinfo carries the server's argv. Replies pass through as
+they are; an error reply is rebuilt with the repository's name for its paths, no
+traceback and no sysinfo; stderr lines get the same paths replaced, sysinfo dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+
+# sysinfo()'s lines (borg/helpers/misc.py): the server's platform, pid, cwd and argv.
+_SYSINFO = (b"Platform:", b"Linux:", b"Borg:", b"PID:", b"sys.argv:", b"SSH_ORIGINAL_COMMAND:")
+_MAX_REPLY = 64 * 1024 * 1024
+
+
+class Scrubber:
+    """Rewrites one borg serve's output for the client (one per session and stream)."""
+
+    def __init__(self, repository: Path, data: Path) -> None:
+        self._replacements = [(str(repository).encode(), repository.name.encode()),
+                              (str(data).rstrip("/").encode() + b"/", b"")]
+        self._partial = b""  # a stderr line not ended yet
+
+    def text(self, raw: bytes) -> bytes:
+        """Return raw with the server's paths replaced."""
+        for path, name in self._replacements:
+            raw = raw.replace(path, name)
+        return raw
+
+    def lines(self, chunk: bytes) -> bytes:
+        """Given the next stderr bytes, return its complete lines with paths replaced
+        and sysinfo lines left out (a line not ended yet waits for the next chunk)."""
+        lines = (self._partial + chunk).splitlines(keepends=True)
+        self._partial = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        return b"".join(self.text(line) for line in lines
+                        if not line.split(b"Remote: ", 1)[-1].lstrip().startswith(_SYSINFO))
+
+    def reply(self, message: dict) -> dict:
+        """Return an error reply without traceback, sysinfo or server paths."""
+        short = [self.text(s) if isinstance(s, bytes) else s for s in message.get(b"exception_short", [])]
+        return {**message, b"exception_args": [self._value(a) for a in message.get(b"exception_args") or []],
+                b"exception_full": short, b"exception_short": short, b"exception_trace": False, b"sysinfo": b""}
+
+    def _value(self, value):
+        if isinstance(value, str):
+            return self.text(value.encode()).decode()
+        return self.text(value) if isinstance(value, bytes) else value
+
+
+class ReplyStream:
+    """Splits borg serve's stdout into replies, passing each through byte for byte but
+    an error reply, which is scrubbed."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self._scrubber = scrubber
+        self._unpacker = msgpack.Unpacker(raw=True, max_buffer_size=_MAX_REPLY)
+        self._chunks: list = []  # bytes or memoryviews  # the stream from offset _start on, not sent yet
+        self._start = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next bytes of the stream; return what may go to the client now."""
+        self._unpacker.feed(data)
+        self._chunks.append(data)
+        out, begin, end = [], self._start, self._start
+        for message in self._unpacker:
+            begin, end = end, self._unpacker.tell()
+            if isinstance(message, dict) and b"exception_class" in message:
+                out.append(self._take(begin))
+                out.append(msgpack.packb(self._scrubber.reply(message), use_bin_type=False))
+                self._take(end)
+        out.append(self._take(end))
+        return b"".join(out)
+
+    def _take(self, offset: int) -> bytes:
+        """Remove and return the held stream up to offset (whole chunks are not copied
+        but once, by the caller's join)."""
+        taken: list = []
+        while self._chunks and self._start < offset:
+            chunk = self._chunks[0]
+            cut = offset - self._start
+            if cut >= len(chunk):
+                taken.append(self._chunks.pop(0))
+                self._start += len(chunk)
+            else:
+                view = memoryview(chunk)
+                taken.append(view[:cut])
+                self._chunks[0] = view[cut:]
+                self._start = offset
+        return b"".join(taken)

@@ -1,0 +1,99 @@
+"""Revocation (issue 11, item 10c): adopting a machine closes its old key's open
+sessions; a restore grant is one-off (ended by the restore's report, by a transfer),
+kept in the index so a restart neither forgets nor revives it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from homesync import transport
+from homesync.errors import AuthenticationError, ConnectionFailedError
+from tests.support.homesync_server import PASSWORDS
+
+
+def _rpc_dies(rpc, seconds: float = 10) -> bool:
+    """Return whether an open RPC session stops working within seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            rpc.call("whoami")
+        except ConnectionFailedError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _password_rpc(server, user="joe"):
+    session = transport.Session.connect(server.address, server.fingerprint, user, password=PASSWORDS[user])
+    return session, session.rpc()
+
+
+def _grant(rpc, machine_id):
+    key = transport.new_key().pkey
+    rpc.call("restore.grant", machine_id=machine_id, public_key=transport.public_key_line(key))
+    return key
+
+
+def _connect(server, machine_id, key):
+    return transport.Session.connect(server.address, server.fingerprint, machine_id, key=key)
+
+
+def test_adopt_closes_the_old_keys_open_session(fresh_server, computer_factory):
+    old = computer_factory()
+    (old.home / "a.txt").write_text("a")
+    old.enroll_and_back_up(fresh_server, "joe", "Old One")
+    machine_id = old.machine_id()
+    old_key = transport.load_key(old.home / ".local/share/homesync/machine_key")
+    stolen = _connect(fresh_server, machine_id, old_key)
+    rpc = stolen.rpc()
+    assert rpc.call("whoami")["kind"] == "machine"
+    shutil.rmtree(old.home)
+    new = computer_factory()
+    new.json("restore", "--machine", "Old One", "--adopt", *new.remote_args(fresh_server, "joe"),
+             input=PASSWORDS["joe"] + "\n")
+    try:
+        assert _rpc_dies(rpc), "the old key's session still works after adoption"
+    finally:
+        stolen.close()
+    with pytest.raises(AuthenticationError):
+        _connect(fresh_server, machine_id, old_key)
+
+
+def test_a_restore_grant_is_one_off_and_kept_in_the_index(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(fresh_server, "joe", "Granted")
+    machine_id = laptop.machine_id()
+    session, rpc = _password_rpc(fresh_server)
+    with session:
+        reported = _grant(rpc, machine_id)
+    fresh_server.stop()
+    fresh_server.start()
+    with _connect(fresh_server, machine_id, reported) as s:
+        assert s.rpc().call("whoami")["kind"] == "restore", "a grant survives a restart"
+    session, rpc = _password_rpc(fresh_server)
+    with session:
+        rpc.call("restore.report", machine_id=machine_id, archive="x", hostname="new", files=1, bytes=1,
+                 seconds=1.0, result="success")
+        with pytest.raises(AuthenticationError):
+            _connect(fresh_server, machine_id, reported)
+        transferred = _grant(rpc, machine_id)
+
+    open_restore = _connect(fresh_server, machine_id, transferred)
+    restore_rpc = open_restore.rpc()
+    assert restore_rpc.call("whoami")["kind"] == "restore"
+    done = fresh_server.cli("machine", "transfer", "--machine", machine_id, "--to", "ann")
+    assert done.returncode == 0, done.stderr
+    try:
+        assert _rpc_dies(restore_rpc), "a restore session survives the machine's transfer"
+    finally:
+        open_restore.close()
+    with pytest.raises(AuthenticationError):
+        _connect(fresh_server, machine_id, transferred)
+    fresh_server.stop()
+    fresh_server.start()
+    with pytest.raises(AuthenticationError):
+        _connect(fresh_server, machine_id, transferred)
