@@ -7,6 +7,7 @@ filter makes itself to learn which objects a repository already holds.
 from __future__ import annotations
 
 from array import array
+import heapq
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
@@ -105,14 +106,17 @@ class ExistingIds:
 
     def __init__(self) -> None:
         self._prefixes = array("Q")
+        self._pages: list[array] = []
 
     def add(self, ids) -> None:
         """Add a batch of ids from a `list` answer."""
-        self._prefixes.extend(int.from_bytes(i[:8], "big") for i in ids)
+        self._pages.append(array("Q", sorted(int.from_bytes(i[:8], "big") for i in ids)))
 
     def freeze(self) -> None:
-        """Sort the prefixes once every batch is in."""
-        self._prefixes = array("Q", sorted(self._prefixes))
+        """Merge the sorted batches once every one is in (never a list of every id)."""
+        self._prefixes = array("Q", heapq.merge(*self._pages)) if len(self._pages) > 1 else \
+            (self._pages[0] if self._pages else array("Q"))
+        self._pages = []
 
     def __contains__(self, object_id: bytes) -> bool:
         prefix = int.from_bytes(object_id[:8], "big")
