@@ -91,7 +91,10 @@ class FilteredSession:
     def _refuse(self, start: int, refusal: borgrpc.Refusal) -> bool:
         self.write(self.requests.take(start))
         self.refusal = refusal
-        self.on_refused(refusal)
+        try:
+            self.on_refused(refusal)
+        except Exception:  # the audit failing must not keep the session alive
+            logger.exception("could not record the refused %s call", refusal.method)
         return False
 
     def from_server(self, data: bytes) -> list[memoryview]:
