@@ -39,14 +39,16 @@ class Principal:
 
 @dataclass(frozen=True)
 class BorgServe:
-    """Run `borg serve` confined to this machine's repository."""
+    """Run `borg serve` confined to this machine's repository; may_write: an agent
+    session, which may add backups (borgrpc.Policy); otherwise it may only read."""
 
     machine_id: str
+    may_write: bool = False
 
 
 @dataclass(frozen=True)
 class TemplateServe:
-    """Run `borg serve` confined to this template's repository."""
+    """Run `borg serve` confined to this template's repository, read only."""
 
     template_id: str
 
@@ -66,7 +68,7 @@ def decide(principal: Principal, command: str) -> BorgServe | TemplateServe | Rp
         return Rpc()
     if len(words) >= 2 and words[0].rsplit("/", 1)[-1] == "borg" and words[1] == "serve":
         if principal.kind in (MACHINE, RESTORE) and principal.machine_id:
-            return BorgServe(principal.machine_id)
+            return BorgServe(principal.machine_id, may_write=principal.kind == MACHINE)
         if principal.kind == TEMPLATE and principal.template_id:
             return TemplateServe(principal.template_id)
         raise PermissionDeniedError("a password login cannot open a repository")

