@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 import paramiko
 
@@ -140,6 +141,7 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel,
             services.index.audit("repository_open", auth.principal.user, action.machine_id, auth.source,
                                  purpose="restore")
         repository, quota = services.layout.repo(action.machine_id), services.config.storage_quota
+    started = time.time()
     try:
         rc = borgserve.serve(services, repository, channel, quota)
         channel.send_exit_status(rc)
@@ -147,6 +149,9 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel,
         pass
     finally:
         channel.close()
+        # The repository is checked against the index after every session that could write to it.
+        if isinstance(action, dispatch.BorgServe) and services.on_session_end:
+            services.on_session_end(action.machine_id, started, time.time())
 
 
 def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rpc) -> None:

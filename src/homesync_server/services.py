@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
@@ -64,6 +65,8 @@ class Services:
     templates: TemplateStore
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     grants: RestoreGrants = field(default_factory=RestoreGrants)
+    # serve's post-session checks: told (machine id, started, ended) when a borg session of a machine ends
+    on_session_end: Callable[[str, float, float], None] | None = None
 
     @classmethod
     def open(cls, layout: Layout) -> "Services":

@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime, timezone
 
+from homesync import names
 from tests.end_to_end.test_prune import set_policy
 from tests.support.homesync_client import Computer
 from tests.support.homesync_server import RunningServer
@@ -36,13 +38,13 @@ sys.exit(subprocess.run(argv, env=env).returncode)
 """
 
 
-def agent_borg(laptop: Computer, *args: str, own_dirs: bool = True, **env: str) -> subprocess.CompletedProcess:
-    """Run borg ARGS as the laptop's user with its machine key ('{repo}': its repository)."""
-    if not own_dirs:
-        env.update(BORG_CONFIG_DIR=str(laptop.home / ".attacker/config"),
-                   BORG_SECURITY_DIR=str(laptop.home / ".attacker/config/security"),
-                   BORG_KEYS_DIR=str(laptop.home / ".attacker/config/keys"),
-                   BORG_CACHE_DIR=str(laptop.home / ".attacker/cache"))
+def agent_borg(laptop: Computer, *args: str, attacker: str = "", **env: str) -> subprocess.CompletedProcess:
+    """Run borg ARGS as the laptop's user with its machine key ('{repo}': its repository),
+    with the laptop's borg directories or (attacker) fresh ones of that name."""
+    if attacker:
+        place = laptop.home / f".attacker-{attacker}"
+        env.update(BORG_CONFIG_DIR=str(place / "config"), BORG_SECURITY_DIR=str(place / "config/security"),
+                   BORG_KEYS_DIR=str(place / "config/keys"), BORG_CACHE_DIR=str(place / "cache"))
     return run_as_user([str(VENV_BIN / "python"), "-c", AGENT_BORG, *args, *(f"ENV:{k}={v}" for k, v in env.items())],
                        laptop.home, uid=laptop.uid)
 
@@ -103,8 +105,8 @@ def test_future_dated_archives_are_flagged_and_never_prune_the_real_ones(homesyn
     assert drill["archive"] in genuine and drill["archive"] == max(genuine)
     assert drill["rpo_seconds"] >= 0
     report = json.loads(homesync_server.cli("report", "--format", "json").stdout)
-    (fleet_row,) = [m for m in report["machines"] if m["id"] == machine_id]
-    assert fleet_row["last_backup"] <= time.time()
+    (fleet_row,) = [m for m in report["machines"] if m["machine_id"] == machine_id]
+    assert fleet_row["last_backup"] <= time.time() and fleet_row["archives"] == 2
 
 
 def test_history_removed_through_the_shim_is_rolled_back_and_frozen(homesync_server, computer_factory):
@@ -114,20 +116,20 @@ def test_history_removed_through_the_shim_is_rolled_back_and_frozen(homesync_ser
     wait_for(lambda: checked(homesync_server, machine_id), timeout=30)
 
     # the attacker deletes an archive through append-only borg serve, with the machine key
-    deleted = agent_borg(laptop, "delete", f"{{repo}}::{first}", own_dirs=False)
+    deleted = agent_borg(laptop, "delete", f"{{repo}}::{first}", attacker="one")
     assert deleted.returncode == 0, deleted.stderr
-    wait_for(lambda: first in archive_names(homesync_server, machine_id), timeout=30)
+    rollbacks = f"SELECT detail FROM audit WHERE action = 'history_rollback' AND machine_id = '{machine_id}'"
+    # (waiting on the index, not on borg: a borg that saw the rewritten manifest would
+    # rightly take the rollback for a replay attack)
+    events = wait_for(lambda: homesync_server.index_rows(rollbacks), timeout=30)
     assert archive_names(homesync_server, machine_id) == {first, second}
-    events = homesync_server.index_rows(
-        f"SELECT detail FROM audit WHERE action = 'history_rollback' AND machine_id = '{machine_id}'")
     assert len(events) == 1 and first in json.loads(events[0][0])["missing"]
 
     # ... then changes the repository's passphrase (the escrowed one would no longer open it)
-    changed = agent_borg(laptop, "key", "change-passphrase", "{repo}", own_dirs=False,
+    changed = agent_borg(laptop, "key", "change-passphrase", "{repo}", attacker="two",
                          BORG_NEW_PASSPHRASE="ransom-" * 6)
     assert changed.returncode == 0, changed.stderr
-    assert wait_for(lambda: len(homesync_server.index_rows(
-        f"SELECT 1 FROM audit WHERE action = 'history_rollback' AND machine_id = '{machine_id}'")) == 2)
+    assert wait_for(lambda: len(homesync_server.index_rows(rollbacks)) == 2, timeout=30)
     assert archive_names(homesync_server, machine_id) == {first, second}  # the escrowed passphrase opens it
     assert server_borg(homesync_server, machine_id, "check", "{repo}").returncode == 0
 
@@ -152,23 +154,24 @@ def test_an_archive_the_cli_never_reported_is_indexed_and_a_late_report_merges(h
     machine_id, laptop, _ = enrolled_with_backups(homesync_server, computer_factory, "joe", "Joe's Lost", 43)
     tiny_source(laptop)
     before = time.time()
-    made = agent_borg(laptop, "create", "{repo}::lost-1", "tiny")  # borg finished; the CLI died before reporting
+    lost = names.archive_name(datetime.now(timezone.utc))
+    made = agent_borg(laptop, "create", f"{{repo}}::{lost}", "tiny")  # borg finished; the CLI died before reporting
     assert made.returncode == 0, made.stderr
     after = time.time()
-    query = f"SELECT name, files, observed, result FROM archives WHERE machine_id = '{machine_id}' AND name = 'lost-1'"
-    known = f"SELECT 1 FROM archives WHERE machine_id = '{machine_id}' AND name = 'lost-1'"
+    query = f"SELECT name, files, observed, result FROM archives WHERE machine_id = '{machine_id}' AND name = '{lost}'"
+    known = f"SELECT 1 FROM archives WHERE machine_id = '{machine_id}' AND name = '{lost}'"
     assert wait_for(lambda: homesync_server.index_rows(known), timeout=30), "the unreported archive is not indexed"
     rows = homesync_server.index_rows(query)
     (name, files, observed, result), = rows
     assert result == "success" and files == 1 and before - 1 <= observed <= after + 30
 
     # the report queued by the CLI arrives with the next backup: merged, not refused or doubled
-    late = {"name": "lost-1", "start": before, "end": after, "files": 1, "original_size": 1, "compressed_size": 1,
+    late = {"name": lost, "start": before, "end": after, "files": 1, "original_size": 1, "compressed_size": 1,
             "deduplicated_size": 1, "result": "warning", "error": "a file changed while read"}
     state = laptop.home / ".local/state/homesync"
     (state / "unreported.json").write_text(json.dumps([late]))
     chown_tree(laptop.home)
     assert laptop.json("backup")["indexed"]
     assert not (state / "unreported.json").read_text().strip("[] \n")
-    assert homesync_server.index_rows(query) == [("lost-1", 1, observed, "warning")]
+    assert homesync_server.index_rows(query) == [(lost, 1, observed, "warning")]
     assert os.path.exists(homesync_server.data / "index.sqlite")
