@@ -111,7 +111,7 @@ def backup_report(services: Services, principal: Principal, args: dict, source: 
     archive = {k: args[k] for k in ("name", "start", "end", "files", "original_size", "compressed_size",
                                     "deduplicated_size", "result")}
     archive["error"] = args.get("error", "")[:1000]
-    archive.update(_observed(services, principal.machine_id, archive["start"], archive["end"]))
+    archive.update(_observed(services, principal.machine_id, archive))
     services.index.add_archive(principal.machine_id, archive,
                                event("backup", principal.user, principal.machine_id, source,
                                      archive=args["name"], result=args["result"]))
@@ -123,14 +123,18 @@ def backup_report(services: Services, principal: Principal, args: dict, source: 
     return {"indexed": args["name"]}
 
 
-def _observed(services: Services, machine_id: str, start: float, end: float) -> dict:
+def _observed(services: Services, machine_id: str, archive: dict) -> dict:
     """Return the observed time and flag of a reported archive: its claimed end bounded
-    by the sessions not checked yet (or the last check) and now; a claim outside is flagged."""
+    by the sessions not checked yet (or the last check) and now; a recovery point
+    claiming a time outside is flagged (a failed backup is never counted anyway)."""
     history = services.index.history(machine_id) or {}
     since = history.get("pending_since") or history.get("checked_at") or services.index.machine(machine_id)["enrolled"]
     now = time.time()
-    problem = observed.claim_problem(start, since, now) or observed.claim_problem(end, since, now)
-    return {"observed": now if problem else observed.bounded(end, since, now), "flag": problem}
+    problem = ""
+    if archive["result"] in ("success", "warning"):
+        problem = (observed.claim_problem(archive["start"], since, now)
+                   or observed.claim_problem(archive["end"], since, now))
+    return {"observed": now if problem else observed.bounded(archive["end"], since, now), "flag": problem}
 
 
 def agent_report(services: Services, principal: Principal, args: dict, source: str) -> dict:
