@@ -154,10 +154,12 @@ MIGRATIONS: dict[int, str] = {
     """,
     # Observed times and the post-session check (issue 11 items 2 and 3, issue 18). An
     # archive's observed time is when the server saw the session that made it (NULL:
-    # indexed before this, or by reindex: its own time is used); a flagged archive (its
-    # claimed time outside that session) is never counted; archive_id is borg's id once
-    # a check saw it in the repository. history: each machine's last good repository key
-    # and transaction, the window of sessions not yet checked, and a rollback's freeze.
+    # indexed before this, or by reindex: its own time is used); a recovery point's time
+    # is the older of that and its claimed end (a claim can only make it older); a
+    # flagged archive (its claimed time outside that session) is never counted;
+    # archive_id is borg's id once a check saw it in the repository. history: each
+    # machine's last good repository key and transaction, the window of sessions not yet
+    # checked, and a rollback's freeze.
     # Numbers 4 and 5 belong to other branches: _migrate runs whichever are missing.
     6: """
     ALTER TABLE archives ADD COLUMN observed REAL;
@@ -178,10 +180,10 @@ MIGRATIONS: dict[int, str] = {
     DROP VIEW archive_figures;
     CREATE VIEW archive_figures AS
     SELECT machine_id, SUM(result IN ('success', 'warning') AND flag = '') AS archives,
-           MAX(CASE WHEN result IN ('success', 'warning') AND flag = '' THEN COALESCE(observed, end) END)
+           MAX(CASE WHEN result IN ('success', 'warning') AND flag = '' THEN MIN(COALESCE(observed, end), end) END)
                AS last_backup,
            (SELECT b.original_size FROM archives b WHERE b.machine_id = a.machine_id AND b.flag = ''
-            AND b.result IN ('success', 'warning') ORDER BY COALESCE(b.observed, b.end) DESC LIMIT 1)
+            AND b.result IN ('success', 'warning') ORDER BY MIN(COALESCE(b.observed, b.end), b.end) DESC LIMIT 1)
                AS last_original_size,
            SUM(deduplicated_size) AS deduplicated_size, SUM(result = 'failed') AS failed
     FROM archives a GROUP BY machine_id;
@@ -313,9 +315,9 @@ class Index:
         rows = self._query(
             f"SELECT {', '.join('m.' + c.strip() for c in _MACHINE_COLUMNS.split(','))}, "
             f"(SELECT COUNT(*) FROM archives a WHERE {counted}) AS archives, "
-            f"(SELECT MAX(COALESCE(a.observed, a.end)) FROM archives a WHERE {counted}) AS last_backup, "
+            f"(SELECT MAX(MIN(COALESCE(a.observed, a.end), a.end)) FROM archives a WHERE {counted}) AS last_backup, "
             f"(SELECT a.original_size FROM archives a WHERE {counted} "
-            " ORDER BY COALESCE(a.observed, a.end) DESC LIMIT 1) AS last_size, "
+            " ORDER BY MIN(COALESCE(a.observed, a.end), a.end) DESC LIMIT 1) AS last_size, "
             "(SELECT COUNT(*) FROM archives a WHERE a.machine_id = m.id AND a.flag != '') AS flagged_archives, "
             "(SELECT h.frozen_at IS NOT NULL AND h.released_at IS NULL FROM history h "
             " WHERE h.machine_id = m.id) AS history_frozen "

@@ -42,7 +42,8 @@ def bounded(claimed: float, since: float, until: float) -> float:
 
 def trusted(listed: Iterable[Archive], rows: Mapping[str, Mapping[str, Any]], now: float) -> Trusted:
     """Given borg's listing, the index's rows by name and the time now, return each
-    archive's time to use: the observed time the index has, else borg's own time; an
+    archive's time to use: the observed time the index has (or its own, if older), else
+    borg's own time; an
     archive the index flagged, or one claiming a time after now (no session observed it
     yet), is left out and named in flagged."""
     archives, flagged = [], {}
@@ -50,8 +51,8 @@ def trusted(listed: Iterable[Archive], rows: Mapping[str, Mapping[str, Any]], no
         row = rows.get(archive.name)
         if row and row.get("flag"):
             flagged[archive.name] = row["flag"]
-        elif row and row.get("observed") is not None:
-            archives.append(Archive(archive.name, row["observed"]))
+        elif row and row.get("observed") is not None:  # a claim can only make an archive older
+            archives.append(Archive(archive.name, min(row["observed"], archive.time)))
         elif archive.time > now + TOLERANCE:
             flagged[archive.name] = f"claims {_utc(archive.time)}, in the future, and no session was observed"
         else:

@@ -21,7 +21,7 @@ def test_trusted_uses_observed_times_and_leaves_flagged_and_future_archives_out(
               Archive("unobserved-future", now + DAY), Archive("legacy", now - 2 * DAY)]
     rows = {"real": {"observed": now - DAY + 5, "flag": ""}, "reported": {"observed": now - 10, "flag": ""},
             "fake": {"observed": now - 3, "flag": "claims 2031"}, "legacy": {"observed": None, "flag": ""}}
-    trusted = observed.trusted(listed, rows, now)
+    trusted = observed.trusted(listed, rows, now)  # the older of observed and claimed
     assert [(a.name, a.time) for a in trusted.archives] == [
-        ("legacy", now - 2 * DAY), ("real", now - DAY + 5), ("reported", now - 10)]
+        ("reported", 50 * DAY), ("legacy", now - 2 * DAY), ("real", now - DAY)]
     assert set(trusted.flagged) == {"fake", "unobserved-future"}

@@ -80,11 +80,18 @@ def open_repository(services: Services, machine_id: str, purpose: str, actor: st
                     lock_wait: int = borg.LOCK_WAIT) -> Repository:
     """Unseal a machine's escrowed passphrase for one of the server's own jobs and audit
     the release (passphrase_release, to=purpose). Raise HomesyncError if it cannot be."""
+    repository = unsealed(services, machine_id, lock_wait)
+    services.index.audit("passphrase_release", actor, machine_id, to=purpose)
+    return repository
+
+
+def unsealed(services: Services, machine_id: str, lock_wait: int = borg.LOCK_WAIT) -> Repository:
+    """Unseal a machine's escrowed passphrase for a job that audits its use itself (the
+    post-session check: one `repository_check` event each). Raise HomesyncError if it cannot be."""
     try:
         passphrase = services.repos.passphrase(machine_id)
     except OSError as e:
         raise HomesyncError(f"cannot read the escrowed passphrase of {machine_id}: {e.strerror}") from None
-    services.index.audit("passphrase_release", actor, machine_id, to=purpose)
     return Repository(services, machine_id, passphrase, lock_wait)
 
 

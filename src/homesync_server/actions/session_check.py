@@ -42,7 +42,7 @@ def check_machine(services: Services, machine_id: str) -> dict[str, Any]:
     if state.get("key") and key != state["key"]:
         problems.append("the repository key was replaced (archives undecryptable, or a new passphrase)")
     else:
-        repo = escrowed.open_repository(services, machine_id, "check", ACTOR, LOCK_WAIT)
+        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT)
         listed = {a["name"]: a for a in repo.listing()}
         rows = {r["name"]: r for r in services.index.archive_observations(machine_id)}
         missing = sorted(n for n, r in rows.items() if r["archive_id"] and not is_checkpoint(n)
@@ -53,6 +53,8 @@ def check_machine(services: Services, machine_id: str) -> dict[str, Any]:
         return _roll_back(services, machine_id, state, problems, missing, transaction, until)
     found = _index_new(services, repo, listed, rows, since, until)
     services.index.record_good_check(machine_id, key, transaction, now, until)
+    services.index.audit("repository_check", ACTOR, machine_id, result="good", transaction=transaction,
+                         archives=len(listed), added=len(found["added"]), flagged=len(found["flagged"]))
     return {"machine_id": machine_id, "result": "good", "transaction": transaction, **found}
 
 
@@ -111,7 +113,7 @@ def _roll_back(services: Services, machine_id: str, state: dict, problems: list[
         with rollback.locked(path, ROLLBACK_WAIT):
             moved = rollback.roll_back(path, good, state["key"], aside)
             rollback.forget_client_state(services.layout.borg_home, path)
-        repo = escrowed.open_repository(services, machine_id, "check", ACTOR, LOCK_WAIT)
+        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT)
         names = {a["name"] for a in repo.listing()}
         restored = not set(missing) - names
         gone = [r["name"] for r in services.index.archive_observations(machine_id)
