@@ -192,6 +192,8 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
+# archives.archive_id of an archive the server's own prune is deleting.
+PRUNING = "-"
 # What Index.fleet_records returns for each machine, in this order.
 FLEET_COLUMNS = RECORD_FIELDS
 _BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
@@ -638,6 +640,13 @@ class Index:
         return self._query("SELECT h.machine_id, m.owner, m.name, h.frozen_at, h.frozen_reason AS reason "
                            "FROM history h JOIN machines m ON m.id = h.machine_id WHERE h.frozen_at IS NOT NULL "
                            f"AND h.released_at IS NULL {where} ORDER BY h.frozen_at", params)
+
+    def mark_pruning(self, machine_id: str, names: list[str]) -> None:
+        """Mark archives the server is about to delete (archive_id PRUNING), so that a
+        post-session check in between takes their absence for the prune's, not an attack's."""
+        with self._transaction() as db:
+            db.executemany("UPDATE archives SET archive_id = ? WHERE machine_id = ? AND name = ?",
+                           [(PRUNING, machine_id, n) for n in names])
 
     def remove_archives(self, machine_id: str, names: list[str], audit: dict[str, Any]) -> None:
         """Forget archives a prune deleted, with its audit event, in one transaction."""

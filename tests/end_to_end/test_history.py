@@ -1,8 +1,10 @@
 """After every agent session the server checks the repository against the index (issue
 11 items 2 and 3, issue 18): archives claiming a time outside the session are flagged
-and never counted (prune, drills, reports); history removed or rewritten through the
-append-only `borg serve` is rolled back and the machine frozen; an archive the CLI never
-reported is indexed from the repository, and a report arriving later merges with it."""
+and never counted (prune, drills, reports); history removed or rewritten in the
+repository between two sessions is rolled back after the next one and the machine frozen
+(done on the repository itself, so the test holds whatever the RPC filter of the first
+layer refuses); an archive the CLI never reported is indexed from the repository, and a
+report arriving later merges with it."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from homesync import names
+from homesync import borg, names
+from homesync_server.escrow import EscrowKey
+from homesync_server.repos import SEALED_PASSPHRASE
 from tests.end_to_end.test_prune import set_policy
 from tests.support.homesync_client import Computer
 from tests.support.homesync_server import RunningServer
 from tests.support.processes import VENV_BIN, chown_tree, run_as_user
-from tests.support.repositories import archive_names, enrolled_with_backups, server_borg
+from tests.support.repositories import archive_names, enrolled_with_backups, repo_path, server_borg
 
 # Two genuine backups a few seconds apart share every period; keep_hourly = 2 keeps both
 # (the newest, and the oldest as "#2"), unless other archives take the two hours.
@@ -109,26 +113,44 @@ def test_future_dated_archives_are_flagged_and_never_prune_the_real_ones(homesyn
     assert fleet_row["last_backup"] <= time.time() and fleet_row["archives"] == 2
 
 
-def test_history_removed_through_the_shim_is_rolled_back_and_frozen(homesync_server, computer_factory):
+def attacker_borg(server: RunningServer, machine_id: str, attacker: str, *args: str, **env: str):
+    """Run borg ARGS right on the machine's repository with its escrowed passphrase, as the
+    server's user, from borg directories of the attacker's own: what a machine key could
+    do through an append-only `borg serve` that let every call through."""
+    passphrase = EscrowKey.load(server.data / "escrow.key").unseal(
+        (repo_path(server, machine_id) / SEALED_PASSPHRASE).read_bytes(), machine_id)
+    argv = [borg.borg_executable(), *(a.replace("{repo}", str(repo_path(server, machine_id))) for a in args)]
+    done = run_as_user(argv, server.data.parent, BORG_PASSPHRASE=passphrase.decode(), TZ="UTC",
+                       BORG_BASE_DIR=str(server.data.parent / f"attacker-{attacker}"), **env)
+    assert done.returncode == 0, done.stderr
+
+
+def next_session(laptop: Computer, name: str) -> None:
+    """Open an agent session with the machine key (a listing, from borg directories of its own)."""
+    listed = agent_borg(laptop, "list", "{repo}", attacker=name)
+    assert listed.returncode in (0, 2), listed.stderr  # 2: borg refuses a repository it saw rewritten
+
+
+def test_history_removed_behind_the_index_is_rolled_back_and_frozen(homesync_server, computer_factory):
     machine_id, laptop, reports = enrolled_with_backups(homesync_server, computer_factory, "ann", "Ann's History",
                                                         42, backups=2)
     first, second = (r["name"] for r in reports)
     wait_for(lambda: checked(homesync_server, machine_id), timeout=30)
-
-    # the attacker deletes an archive through append-only borg serve, with the machine key
-    deleted = agent_borg(laptop, "delete", f"{{repo}}::{first}", attacker="one")
-    assert deleted.returncode == 0, deleted.stderr
     rollbacks = f"SELECT detail FROM audit WHERE action = 'history_rollback' AND machine_id = '{machine_id}'"
+
+    # between two sessions an archive is deleted; the next agent session triggers the check
     # (waiting on the index, not on borg: a borg that saw the rewritten manifest would
     # rightly take the rollback for a replay attack)
+    attacker_borg(homesync_server, machine_id, "one", "delete", f"{{repo}}::{first}")
+    next_session(laptop, "one")
     events = wait_for(lambda: homesync_server.index_rows(rollbacks), timeout=30)
     assert archive_names(homesync_server, machine_id) == {first, second}
     assert len(events) == 1 and first in json.loads(events[0][0])["missing"]
 
-    # ... then changes the repository's passphrase (the escrowed one would no longer open it)
-    changed = agent_borg(laptop, "key", "change-passphrase", "{repo}", attacker="two",
-                         BORG_NEW_PASSPHRASE="ransom-" * 6)
-    assert changed.returncode == 0, changed.stderr
+    # ... then the repository's passphrase is changed (the escrowed one would no longer open it)
+    attacker_borg(homesync_server, machine_id, "two", "key", "change-passphrase", "{repo}",
+                  BORG_NEW_PASSPHRASE="ransom-" * 6)
+    next_session(laptop, "two")
     assert wait_for(lambda: len(homesync_server.index_rows(rollbacks)) == 2, timeout=30)
     assert archive_names(homesync_server, machine_id) == {first, second}  # the escrowed passphrase opens it
     assert server_borg(homesync_server, machine_id, "check", "{repo}").returncode == 0

@@ -87,6 +87,7 @@ def _prune(services: Services, machine: dict[str, Any], dry_run: bool, lock_wait
     if dry_run or not plan.delete:
         result["result"] = "dry run" if dry_run else "nothing to prune"
         return
+    services.index.mark_pruning(machine["id"], list(plan.delete))
     _delete(repo, list(plan.delete))
     services.index.remove_archives(machine["id"], list(plan.delete), event(
         "prune", actor, machine["id"], deleted=list(plan.delete), kept=len(plan.keep)))

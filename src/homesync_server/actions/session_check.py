@@ -15,7 +15,7 @@ from homesync import borg
 from homesync.errors import HomesyncError
 from homesync_server import observed, rollback
 from homesync_server.actions import escrowed
-from homesync_server.index import event
+from homesync_server.index import PRUNING, event
 from homesync_server.retention import is_checkpoint
 from homesync_server.services import Services
 
@@ -45,7 +45,7 @@ def check_machine(services: Services, machine_id: str) -> dict[str, Any]:
         repo = escrowed.unsealed(services, machine_id, LOCK_WAIT)
         listed = {a["name"]: a for a in repo.listing()}
         rows = {r["name"]: r for r in services.index.archive_observations(machine_id)}
-        missing = sorted(n for n, r in rows.items() if r["archive_id"] and not is_checkpoint(n)
+        missing = sorted(n for n, r in rows.items() if r["archive_id"] not in ("", PRUNING) and not is_checkpoint(n)
                          and (n not in listed or listed[n]["id"] != r["archive_id"]))
         if missing:
             problems.append(f"{len(missing)} archive(s) the index knows were removed or replaced")
@@ -64,16 +64,18 @@ def _index_new(services: Services, repo: escrowed.Repository, listed: dict[str, 
     borg's figures, reported ones get their archive id; a claim outside the session is
     flagged."""
     added, seen, flagged = [], [], {}
+    infos = _Infos(repo, sum(1 for n in listed if n not in rows and not is_checkpoint(n)))
     for name, archive in listed.items():
         row = rows.get(name)
-        if is_checkpoint(name) or (row and row["archive_id"]):
+        if is_checkpoint(name) or (row and row["archive_id"] not in ("", PRUNING)):
             continue
-        legacy = row is not None and row["observed"] is None  # indexed before observed times (or by reindex)
+        # indexed before observed times (or by reindex), or a prune that failed to delete it: no claim to check
+        legacy = row is not None and (row["observed"] is None or row["archive_id"] == PRUNING)
         problem = "" if legacy else observed.claim_problem(archive["time"], since, until)
         if problem:
             flagged[name] = problem
         if row is None:
-            added.append(_found_row(repo, archive, problem, since, until))
+            added.append(_found_row(infos, archive, problem, since, until))
         else:
             seen.append({"name": name, "archive_id": archive["id"], "flag": problem})
     if added or seen:
@@ -85,7 +87,25 @@ def _index_new(services: Services, repo: escrowed.Repository, listed: dict[str, 
     return {"added": [a["name"] for a in added], "flagged": flagged}
 
 
-def _found_row(repo: escrowed.Repository, archive: dict, problem: str, since: float, until: float) -> dict:
+class _Infos:
+    """`borg info` of the archives the CLI never reported: one call per archive when there
+    are a few (the usual case: one), one call for the whole repository when there are more."""
+
+    ONE_BY_ONE = 3
+
+    def __init__(self, repo: escrowed.Repository, wanted: int) -> None:
+        self.repo, self.wanted, self._all = repo, wanted, None
+
+    def of(self, name: str) -> dict:
+        if self.wanted <= self.ONE_BY_ONE:
+            return self.repo.run(borg.make_archive_info_command(self.repo.location, name, self.repo.lock_wait)
+                                 ).json["archives"][0]
+        if self._all is None:
+            self._all = {i["name"]: i for i in self.repo.info()}
+        return self._all[name]
+
+
+def _found_row(infos: _Infos, archive: dict, problem: str, since: float, until: float) -> dict:
     """Return the index row of an archive the CLI never reported: borg's own figures
     (none for a flagged one: it is never counted), the time the server observed."""
     row = {"name": archive["name"], "start": archive["time"], "end": archive["time"], "files": 0,
@@ -93,8 +113,7 @@ def _found_row(repo: escrowed.Repository, archive: dict, problem: str, since: fl
            "error": "", "archive_id": archive["id"], "flag": problem,
            "observed": until if problem else observed.bounded(archive["time"], since, until)}
     if not problem:
-        (info,) = repo.run(borg.make_archive_info_command(repo.location, archive["name"], repo.lock_wait)
-                           ).json["archives"]
+        info = infos.of(archive["name"])
         row.update(end=escrowed.borg_time(info["end"]), files=info["stats"]["nfiles"],
                    original_size=info["stats"]["original_size"],
                    compressed_size=info["stats"]["compressed_size"],
