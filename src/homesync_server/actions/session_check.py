@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from homesync import borg
-from homesync.errors import HomesyncError
 from homesync_server import observed, rollback
 from homesync_server.actions import escrowed
 from homesync_server.index import PRUNING, event
