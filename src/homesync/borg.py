@@ -107,6 +107,11 @@ def make_info_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
             "--glob-archives", "*", repo)
 
 
+def make_archive_info_command(repo: str, archive: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Return argv giving one archive's times and statistics as JSON."""
+    return (borg_executable(), "info", "--json", "--log-json", "--lock-wait", str(lock_wait), f"{repo}::{archive}")
+
+
 def make_check_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
     """Return argv checking a repository's segments and its archives' metadata, read
     only (borg exits with 1 when it finds a problem)."""

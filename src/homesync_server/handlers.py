@@ -14,7 +14,8 @@ from typing import Any, Callable
 from homesync import names
 from homesync.errors import (ConflictError, HomesyncError, InvalidNameError, NotFoundError, PermissionDeniedError,
                              UsageError)
-from homesync_server.actions import mass_change
+from homesync_server import observed
+from homesync_server.actions import mass_change, session_check
 from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
 from homesync_server.index import event
 from homesync_server.services import Services
@@ -78,6 +79,10 @@ def enroll(services: Services, principal: Principal, args: dict, source: str) ->
     except HomesyncError:
         services.repos.discard(machine["id"])
         raise
+    try:  # the state a post-session check may roll back to
+        session_check.baseline(services, machine["id"])
+    except HomesyncError as e:
+        logger.warning("could not record the first good state of %s: %s", machine["id"], e.message)
     logger.info("enrolled machine %s (%r) for %s", machine["id"], name, principal.user)
     return {"machine_id": machine["id"], "name": name}
 
@@ -116,6 +121,7 @@ def backup_report(services: Services, principal: Principal, args: dict, source: 
     archive = {k: args[k] for k in ("name", "start", "end", "files", "original_size", "compressed_size",
                                     "deduplicated_size", "result")}
     archive["error"] = args.get("error", "")[:1000]
+    archive.update(_observed(services, principal.machine_id, archive))
     services.index.add_archive(principal.machine_id, archive,
                                event("backup", principal.user, principal.machine_id, source,
                                      archive=args["name"], result=args["result"]))
@@ -140,6 +146,20 @@ def _check_restore_report(args: dict) -> None:
     if not (math.isfinite(args["seconds"]) and 0 <= args["seconds"] <= INT64):
         raise UsageError("restore report duration out of range")
     names.hostname(args["hostname"])
+
+
+def _observed(services: Services, machine_id: str, archive: dict) -> dict:
+    """Return the observed time and flag of a reported archive: its claimed end bounded
+    by the sessions not checked yet (or the last check) and now; a recovery point
+    claiming a time outside is flagged (a failed backup is never counted anyway)."""
+    history = services.index.history(machine_id) or {}
+    since = history.get("pending_since") or history.get("checked_at") or services.index.machine(machine_id)["enrolled"]
+    now = time.time()
+    problem = ""
+    if archive["result"] in ("success", "warning"):
+        problem = (observed.claim_problem(archive["start"], since, now)
+                   or observed.claim_problem(archive["end"], since, now))
+    return {"observed": now if problem else observed.bounded(archive["end"], since, now), "flag": problem}
 
 
 def agent_report(services: Services, principal: Principal, args: dict, source: str) -> dict:

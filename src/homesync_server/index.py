@@ -188,8 +188,47 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX restore_grants_repository ON restore_grants (repository_id)
     """,
+    # Observed times and the post-session check (issue 11 items 2 and 3, issue 18). An
+    # archive's observed time is when the server saw the session that made it (NULL:
+    # indexed before this, or by reindex: its own time is used); a recovery point's time
+    # is the older of that and its claimed end (a claim can only make it older); a
+    # flagged archive (its claimed time outside that session) is never counted;
+    # archive_id is borg's id once a check saw it in the repository. history: each
+    # machine's last good repository key and transaction, the window of sessions not yet
+    # checked, and a rollback's freeze.
+    6: """
+    ALTER TABLE archives ADD COLUMN observed REAL;
+    ALTER TABLE archives ADD COLUMN flag TEXT NOT NULL DEFAULT '';
+    ALTER TABLE archives ADD COLUMN archive_id TEXT NOT NULL DEFAULT '';
+    CREATE TABLE history (
+        machine_id TEXT PRIMARY KEY REFERENCES machines(id),
+        key TEXT NOT NULL DEFAULT '',
+        txn INTEGER,
+        checked_at REAL,
+        pending_since REAL,
+        pending_until REAL,
+        frozen_at REAL,
+        frozen_reason TEXT NOT NULL DEFAULT '',
+        released_at REAL,
+        released_by TEXT NOT NULL DEFAULT ''
+    );
+    DROP VIEW archive_figures;
+    CREATE VIEW archive_figures AS
+    SELECT machine_id, SUM(result IN ('success', 'warning') AND flag = '') AS archives,
+           MAX(CASE WHEN result IN ('success', 'warning') AND flag = '' THEN MIN(COALESCE(observed, end), end) END)
+               AS last_backup,
+           (SELECT b.original_size FROM archives b WHERE b.machine_id = a.machine_id AND b.flag = ''
+            AND b.result IN ('success', 'warning') ORDER BY MIN(COALESCE(b.observed, b.end), b.end) DESC LIMIT 1)
+               AS last_original_size,
+           SUM(deduplicated_size) AS deduplicated_size, SUM(result = 'failed') AS failed
+    FROM archives a GROUP BY machine_id;
+    DELETE FROM archive_totals;
+    INSERT INTO archive_totals SELECT * FROM archive_figures
+    """,
 }
 
+# archives.archive_id of an archive the server's own prune is deleting.
+PRUNING = "-"
 # What Index.fleet_records returns for each machine, in this order.
 FLEET_COLUMNS = RECORD_FIELDS
 _BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
@@ -249,14 +288,21 @@ class Index:
             return [dict(r) for r in self._db.execute(sql, params).fetchall()]
 
     def _migrate(self) -> None:
+        """Run every migration not applied yet, in order. Which ones were applied is kept
+        in schema_migrations (before it existed: 1 to user_version), so that a number
+        added below the highest one applied (branches merged) still runs."""
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number in sorted(n for n in MIGRATIONS if n > version):
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY)")
+            applied = {r[0] for r in db.execute("SELECT number FROM schema_migrations")} or set(range(1, version + 1))
+            for number in sorted(set(MIGRATIONS) - applied):
                 for statement in _statements(MIGRATIONS[number]):
                     db.execute(statement)
                 if number in DATA_MIGRATIONS:
                     DATA_MIGRATIONS[number](db)
-                db.execute(f"PRAGMA user_version = {number}")
+                applied.add(number)
+            db.executemany("INSERT OR IGNORE INTO schema_migrations (number) VALUES (?)", [(n,) for n in applied])
+            db.execute(f"PRAGMA user_version = {max(applied, default=0)}")
 
     def schema_version(self) -> int:
         return self._query("PRAGMA user_version")[0]["user_version"]
@@ -298,15 +344,23 @@ class Index:
         return rows[0] if rows else None
 
     def machines(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """Return machines (of one owner, or all) with their newest successful archive."""
+        """Return machines (of one owner, or all) with their newest successful archive
+        (by observed time; flagged archives are not counted, only their number given)
+        and whether a history rollback froze them."""
         where, params = ("WHERE m.owner = ?", (owner,)) if owner else ("", ())
+        counted = "a.machine_id = m.id AND a.result != 'failed' AND a.flag = ''"
         rows = self._query(
             f"SELECT {', '.join('m.' + c.strip() for c in _MACHINE_COLUMNS.split(','))}, "
-            "(SELECT COUNT(*) FROM archives a WHERE a.machine_id = m.id AND a.result != 'failed') AS archives, "
-            "(SELECT MAX(a.end) FROM archives a WHERE a.machine_id = m.id AND a.result != 'failed') AS last_backup, "
-            "(SELECT a.original_size FROM archives a WHERE a.machine_id = m.id AND a.result != 'failed' "
-            " ORDER BY a.end DESC LIMIT 1) AS last_size "
+            f"(SELECT COUNT(*) FROM archives a WHERE {counted}) AS archives, "
+            f"(SELECT MAX(MIN(COALESCE(a.observed, a.end), a.end)) FROM archives a WHERE {counted}) AS last_backup, "
+            f"(SELECT a.original_size FROM archives a WHERE {counted} "
+            " ORDER BY MIN(COALESCE(a.observed, a.end), a.end) DESC LIMIT 1) AS last_size, "
+            "(SELECT COUNT(*) FROM archives a WHERE a.machine_id = m.id AND a.flag != '') AS flagged_archives, "
+            "(SELECT h.frozen_at IS NOT NULL AND h.released_at IS NULL FROM history h "
+            " WHERE h.machine_id = m.id) AS history_frozen "
             f"FROM machines m {where} ORDER BY m.owner, m.name", params)
+        for row in rows:
+            row["history_frozen"] = bool(row["history_frozen"])
         return rows
 
     def replace_machine_key(self, machine_id: str, public_key: str, hostname: str, audit: dict[str, Any]) -> None:
@@ -329,18 +383,55 @@ class Index:
     # archives
 
     def add_archive(self, machine_id: str, archive: dict[str, Any], audit: dict[str, Any]) -> None:
-        """Record one backup and its audit event in one transaction (idempotent per name)."""
+        """Record one backup report and its audit event in one transaction. A row the
+        server already has (the post-session check found the archive first, or the
+        report came twice) takes the report's figures and keeps its observed time; once
+        a check saw the archive in the repository, its flag is the check's."""
         with self._transaction() as db:
             if not db.execute("SELECT 1 FROM machines WHERE id = ?", (machine_id,)).fetchone():
                 raise NotFoundError(f"no machine {machine_id}")
             db.execute(
                 "INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
-                "deduplicated_size, result, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(machine_id, name) DO NOTHING",
+                "deduplicated_size, result, error, observed, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(machine_id, name) DO UPDATE SET start = excluded.start, end = excluded.end, "
+                "files = excluded.files, original_size = excluded.original_size, "
+                "compressed_size = excluded.compressed_size, deduplicated_size = excluded.deduplicated_size, "
+                "result = excluded.result, error = excluded.error, "
+                "observed = COALESCE(archives.observed, excluded.observed), "
+                "flag = CASE WHEN archives.archive_id != '' OR archives.flag != '' THEN archives.flag "
+                "ELSE excluded.flag END",
                 (machine_id, archive["name"], archive["start"], archive["end"], archive["files"],
                  archive["original_size"], archive["compressed_size"], archive["deduplicated_size"],
-                 archive["result"], archive.get("error", "")))
+                 archive["result"], archive.get("error", ""), archive.get("observed"), archive.get("flag", "")))
             self._insert_audit(db, audit)
+
+    def archive_observations(self, machine_id: str) -> list[dict[str, Any]]:
+        """Return what the server observed of each archive: name, result, observed time
+        (None: not observed), flag ('' or why it is not counted), archive_id ('' until a
+        post-session check saw it)."""
+        return self._query("SELECT name, result, observed, flag, archive_id FROM archives WHERE machine_id = ? "
+                           "ORDER BY name", (machine_id,))
+
+    def observe_archives(self, machine_id: str, added: list[dict[str, Any]], seen: list[dict[str, Any]],
+                         audit: dict[str, Any] | None) -> None:
+        """Record what a post-session check saw, in one transaction: archives the index
+        did not have (rows with observed, flag, archive_id), the archive id (and a flag,
+        if any) of reported ones, and the audit event."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
+                "deduplicated_size, result, error, observed, flag, archive_id) VALUES (:machine_id, :name, "
+                ":start, :end, :files, :original_size, :compressed_size, :deduplicated_size, :result, :error, "
+                ":observed, :flag, :archive_id) ON CONFLICT(machine_id, name) DO UPDATE SET "
+                "archive_id = excluded.archive_id, observed = COALESCE(archives.observed, excluded.observed), "
+                "flag = CASE WHEN excluded.flag != '' THEN excluded.flag ELSE archives.flag END",
+                [dict(a, machine_id=machine_id) for a in added])
+            db.executemany("UPDATE archives SET archive_id = :archive_id, "
+                           "flag = CASE WHEN :flag != '' THEN :flag ELSE flag END "
+                           "WHERE machine_id = :machine_id AND name = :name",
+                           [dict(s, machine_id=machine_id) for s in seen])
+            if audit:
+                self._insert_audit(db, audit)
 
     def archives(self, machine_id: str) -> list[dict[str, Any]]:
         return self._query(
@@ -603,11 +694,87 @@ class Index:
                      machine["public_key"], machine["enrolled"], machine["last_seen"], machine["state"]))
                 db.executemany(
                     "INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
-                    "deduplicated_size, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "deduplicated_size, result, observed, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(machine["id"], a["name"], a["start"], a["end"], a["files"], a["original_size"],
-                      a["compressed_size"], a["deduplicated_size"], a["result"]) for a in archives])
+                      a["compressed_size"], a["deduplicated_size"], a["result"], a.get("observed"),
+                      a.get("flag", "")) for a in archives])
         except sqlite3.IntegrityError:
             raise ConflictError(f"{machine['owner']} already has a computer named {machine['name']!r}") from None
+
+    # the post-session check (issue 11): last good state, pending sessions, freezes
+
+    _HISTORY = ("machine_id, key, txn AS \"transaction\", checked_at, pending_since, pending_until, frozen_at, "
+                "frozen_reason, released_at, released_by")
+    _CLEAR_PENDING = ("pending_since = CASE WHEN pending_until IS NULL OR pending_until <= :until THEN NULL "
+                      "ELSE pending_since END, pending_until = CASE WHEN pending_until IS NULL OR "
+                      "pending_until <= :until THEN NULL ELSE pending_until END")
+
+    def history(self, machine_id: str) -> dict[str, Any] | None:
+        """Return a machine's repository state: the last good key and transaction, when it
+        was checked, the window of sessions not checked yet, and a rollback's freeze."""
+        rows = self._query(f"SELECT {self._HISTORY} FROM history WHERE machine_id = ?", (machine_id,))
+        return rows[0] if rows else None
+
+    def note_session(self, machine_id: str, started: float, ended: float) -> None:
+        """Widen the machine's window of sessions not checked yet to include [started, ended]."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO history (machine_id, pending_since, pending_until) VALUES (?, ?, ?) "
+                       "ON CONFLICT(machine_id) DO UPDATE SET "
+                       "pending_since = MIN(COALESCE(pending_since, excluded.pending_since), excluded.pending_since), "
+                       "pending_until = MAX(COALESCE(pending_until, excluded.pending_until), excluded.pending_until)",
+                       (machine_id, started, ended))
+
+    def pending_checks(self) -> list[str]:
+        """Return the machines with sessions not checked yet, longest waiting first."""
+        return [r["machine_id"] for r in self._query(
+            "SELECT machine_id FROM history WHERE pending_since IS NOT NULL ORDER BY pending_until")]
+
+    def record_good_check(self, machine_id: str, key: str, transaction: int | None, at: float, until: float) -> None:
+        """Record a good check: the key and transaction to roll back to, and the
+        sessions up to until as checked."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO history (machine_id, key, txn, checked_at) VALUES (:machine_id, :key, :txn, :at) "
+                       "ON CONFLICT(machine_id) DO UPDATE SET key = excluded.key, txn = excluded.txn, "
+                       f"checked_at = excluded.checked_at, {self._CLEAR_PENDING}",
+                       {"machine_id": machine_id, "key": key, "txn": transaction, "at": at, "until": until})
+
+    def freeze_history(self, machine_id: str, reason: str, gone: list[str], at: float, until: float,
+                       audit: dict[str, Any]) -> None:
+        """Freeze a machine whose history was rolled back (or could not be), flag the
+        archives no longer in its repository, and audit it, in one transaction."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO history (machine_id) VALUES (?) ON CONFLICT DO NOTHING", (machine_id,))
+            db.execute("UPDATE history SET frozen_at = :at, frozen_reason = :reason, released_at = NULL, "
+                       f"released_by = '', {self._CLEAR_PENDING} WHERE machine_id = :machine_id",
+                       {"machine_id": machine_id, "at": at, "reason": reason, "until": until})
+            db.executemany("UPDATE archives SET flag = 'not in the repository after a history rollback' "
+                           "WHERE machine_id = ? AND name = ? AND flag = ''", [(machine_id, n) for n in gone])
+            self._insert_audit(db, audit)
+
+    def release_history(self, machine_id: str, actor: str, audit: dict[str, Any]) -> bool:
+        """Lift a history rollback's freeze with its audit event; return False if there was none."""
+        with self._transaction() as db:
+            released = db.execute("UPDATE history SET released_at = ?, released_by = ? WHERE machine_id = ? "
+                                  "AND frozen_at IS NOT NULL AND released_at IS NULL",
+                                  (audit["at"], actor, machine_id)).rowcount
+            if released:
+                self._insert_audit(db, audit)
+        return bool(released)
+
+    def frozen_by_history(self, user: str | None) -> list[dict[str, Any]]:
+        """Return the machines (of user's, or all) frozen by a history rollback, oldest
+        first: machine_id, owner, name, frozen_at, reason."""
+        where, params = ("AND m.owner = ?", (user,)) if user else ("", ())
+        return self._query("SELECT h.machine_id, m.owner, m.name, h.frozen_at, h.frozen_reason AS reason "
+                           "FROM history h JOIN machines m ON m.id = h.machine_id WHERE h.frozen_at IS NOT NULL "
+                           f"AND h.released_at IS NULL {where} ORDER BY h.frozen_at", params)
+
+    def mark_pruning(self, machine_id: str, names: list[str]) -> None:
+        """Mark archives the server is about to delete (archive_id PRUNING), so that a
+        post-session check in between takes their absence for the prune's, not an attack's."""
+        with self._transaction() as db:
+            db.executemany("UPDATE archives SET archive_id = ? WHERE machine_id = ? AND name = ?",
+                           [(PRUNING, machine_id, n) for n in names])
 
     def remove_archives(self, machine_id: str, names: list[str], audit: dict[str, Any]) -> None:
         """Forget archives a prune deleted, with its audit event, in one transaction."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
@@ -88,6 +89,8 @@ class Services:
     def __post_init__(self) -> None:
         self.logins = PasswordLogins(self.index, self.identity)
         self.grants = RestoreGrants(self.index)
+    # serve's post-session checks: told (machine id, started, ended) when a borg session of a machine ends
+    on_session_end: Callable[[str, float, float], None] | None = None
 
     @classmethod
     def open(cls, layout: Layout) -> "Services":

@@ -43,3 +43,31 @@ def test_archive_reports_are_idempotent_and_need_a_machine(tmp_path):
     with pytest.raises(NotFoundError):
         index.add_archive("9" * 16, archive, event("backup", "joe"))
     assert len(index.audit_events(action="backup")) == 2
+
+
+def test_a_migration_numbered_below_the_highest_applied_still_runs(tmp_path, monkeypatch):
+    # branches merged: this index reached 6 without 4 and 5, which arrive later
+    index = Index(tmp_path / "i.sqlite")
+    index.close()
+    monkeypatch.setitem(MIGRATIONS, 4, "CREATE TABLE merged_later (x INTEGER)")
+    index = Index(tmp_path / "i.sqlite")
+    assert index.schema_version() == max(MIGRATIONS)
+    assert index._query("SELECT COUNT(*) AS n FROM merged_later") == [{"n": 0}]
+    index.close()
+    Index(tmp_path / "i.sqlite").close()  # and it runs once
+
+
+def test_a_report_arriving_after_the_check_merges_and_keeps_what_the_server_observed(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine(_machine("a" * 16), "joe's thinkpad", event("enroll", "joe"))
+    found = {"name": "n", "start": 10.0, "end": 10.0, "files": 3, "original_size": 30, "compressed_size": 20,
+             "deduplicated_size": 10, "result": "success", "error": "", "observed": 12.0, "flag": "",
+             "archive_id": "ab"}
+    index.observe_archives("a" * 16, [found], [], event("archives_observed", "server"))
+    report = dict(found, observed=99.0, flag="claims the future", files=4, result="warning")
+    del report["archive_id"]
+    index.add_archive("a" * 16, report, event("backup", "joe"))
+    (row,) = index.archive_observations("a" * 16)
+    assert (row["observed"], row["flag"], row["archive_id"], row["result"]) == (12.0, "", "ab", "warning")
+    assert [a["files"] for a in index.archives("a" * 16)] == [4]

@@ -5,12 +5,14 @@ and the archive listing read from borg itself, the source of truth.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from homesync import borg, execute
 from homesync.errors import HomesyncError
+from homesync_server import observed
 from homesync_server.retention import Archive, is_checkpoint
 from homesync_server.services import Services
 
@@ -55,15 +57,26 @@ class Repository:
                 running.process.wait(timeout=60)
             raise
 
-    def archives(self) -> list[Archive]:
-        """Return every archive in the repository (checkpoints included), oldest first."""
+    def listing(self) -> list[dict[str, Any]]:
+        """Return every archive in the repository as name, id and the time it claims."""
         listing = self.run(borg.make_list_archives_command(self.location)).json or {}
-        found = [Archive(a["name"], borg_time(a["start"])) for a in listing.get("archives", [])]
+        return [{"name": a["name"], "id": a["id"], "time": borg_time(a["start"])} for a in listing.get("archives", [])]
+
+    def archives(self) -> list[Archive]:
+        """Return every archive in the repository (checkpoints included), oldest first,
+        each with the time it claims."""
+        found = [Archive(a["name"], a["time"]) for a in self.listing()]
         return sorted(found, key=lambda a: (a.time, a.name))
 
+    def trusted(self, now: float | None = None) -> observed.Trusted:
+        """Return the repository's archives with the times the server observed (the
+        index's), leaving out the flagged ones (observed.trusted)."""
+        rows = {r["name"]: r for r in self.services.index.archive_observations(self.machine_id)}
+        return observed.trusted(self.archives(), rows, time.time() if now is None else now)
+
     def newest_complete(self) -> Archive | None:
-        """Return the newest archive that is not a checkpoint, or None."""
-        complete = [a for a in self.archives() if not is_checkpoint(a.name)]
+        """Return the newest archive that is not a checkpoint nor flagged (by observed time), or None."""
+        complete = [a for a in self.trusted().archives if not is_checkpoint(a.name)]
         return complete[-1] if complete else None
 
     def info(self) -> list[dict[str, Any]]:
@@ -75,11 +88,18 @@ def open_repository(services: Services, machine_id: str, purpose: str, actor: st
                     lock_wait: int = borg.LOCK_WAIT) -> Repository:
     """Unseal a machine's escrowed passphrase for one of the server's own jobs and audit
     the release (passphrase_release, to=purpose). Raise HomesyncError if it cannot be."""
+    repository = unsealed(services, machine_id, lock_wait)
+    services.index.audit("passphrase_release", actor, machine_id, to=purpose)
+    return repository
+
+
+def unsealed(services: Services, machine_id: str, lock_wait: int = borg.LOCK_WAIT) -> Repository:
+    """Unseal a machine's escrowed passphrase for a job that audits its use itself (the
+    post-session check: one `repository_check` event each). Raise HomesyncError if it cannot be."""
     try:
         passphrase = services.repos.passphrase(machine_id)
     except OSError as e:
         raise HomesyncError(f"cannot read the escrowed passphrase of {machine_id}: {e.strerror}") from None
-    services.index.audit("passphrase_release", actor, machine_id, to=purpose)
     return Repository(services, machine_id, passphrase, lock_wait)
 
 

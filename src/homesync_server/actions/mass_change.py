@@ -48,17 +48,20 @@ def assess_all(layout: Layout) -> list[dict[str, Any]]:
 
 
 def release(layout: Layout, machine_id: str) -> dict[str, Any]:
-    """Lift a machine's mass-change freeze, so the next prune applies its policy again;
-    raise NotFoundError if it has none."""
+    """Lift a machine's freezes (a mass change's, a history rollback's), so the next prune
+    applies its policy again; raise NotFoundError if it has none."""
     services = Services.open(layout)
     try:
         if services.index.machine(machine_id) is None:
             raise NotFoundError(f"no machine {machine_id}", "see `homesync-server machines`")
         actor = admin_actor()
+        history = services.index.release_history(machine_id, actor, event("history_release", actor, machine_id))
         if not services.index.release_mass_change(machine_id, actor, event("mass_change_release", actor, machine_id)):
+            if history:
+                return {"machine_id": machine_id, "released": ["history rollback"]}
             raise NotFoundError(f"the pruning of {machine_id} is not frozen")
         flag = services.index.mass_change_flags(machine_id, include_released=True)[0]
         services.repos.update_metadata(machine_id, mass_change={k: v for k, v in flag.items() if k != "frozen"})
-        return flag
+        return dict(flag, released=["mass change"] + (["history rollback"] if history else []))
     finally:
         services.close()

@@ -17,6 +17,7 @@ from typing import Any
 from homesync import names
 from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError
 from homesync_server import config as server_config
+from homesync_server import observed
 from homesync_server.actions import escrowed
 from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
@@ -26,7 +27,9 @@ from homesync_server.services import Services
 
 APPROXIMATED = ["deduplicated_size is what each archive alone references now, not what it added",
                 "every archive is indexed as 'success'; failed and interrupted backups are not in the repositories",
-                "last_seen is the end of the newest archive; agent states and drill history start afresh"]
+                "last_seen is the end of the newest archive; agent states and drill history start afresh",
+                "no session was observed: each archive's observed time is its own (claimed) end, bounded by the "
+                "time of the reindex; archives claiming a later time are flagged and not counted"]
 
 
 def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
@@ -111,11 +114,21 @@ def _archives(services: Services, machine_id: str, actor: str, problems: list[st
     except HomesyncError as e:
         problems.append(f"{machine_id}: archives not indexed: {e.line()}")
         return []
-    return [{"name": a["name"], "start": escrowed.borg_time(a["start"]), "end": escrowed.borg_time(a["end"]),
-             "files": a["stats"]["nfiles"], "original_size": a["stats"]["original_size"],
-             "compressed_size": a["stats"]["compressed_size"],
-             "deduplicated_size": a["stats"]["deduplicated_size"], "result": "success"}
+    now = time.time()
+    return [dict({"name": a["name"], "start": escrowed.borg_time(a["start"]), "end": escrowed.borg_time(a["end"]),
+                  "files": a["stats"]["nfiles"], "original_size": a["stats"]["original_size"],
+                  "compressed_size": a["stats"]["compressed_size"],
+                  "deduplicated_size": a["stats"]["deduplicated_size"], "result": "success"},
+                 **_observed(escrowed.borg_time(a["start"]), escrowed.borg_time(a["end"]), now))
             for a in infos if not is_checkpoint(a["name"])]
+
+
+def _observed(start: float, end: float, now: float) -> dict[str, Any]:
+    """Return the observed time and flag of an archive no session was watched for: its
+    own end, bounded by now; one claiming a time after now is flagged."""
+    if start > now + observed.TOLERANCE:
+        return {"observed": now, "flag": observed.claim_problem(start, 0.0, now) + " (found by reindex)"}
+    return {"observed": min(end, now), "flag": ""}
 
 
 def _display_name(services: Services, user: str) -> str:

@@ -161,7 +161,7 @@ def _no_activity(start: float, end: float) -> activity.Activity:
 
 def _assurance(index: Index, user: str | None) -> Assurance:
     counts, not_passed = index.drill_outcomes(user, assurance.LISTED)
-    return assurance.assurance(counts, not_passed, index.frozen_by_mass_change(user))
+    return assurance.assurance(counts, not_passed, index.frozen_by_mass_change(user), index.frozen_by_history(user))
 
 
 def _first_enrolled(rows: list[fleet.MachineRow]) -> float | None:

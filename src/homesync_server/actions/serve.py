@@ -1,5 +1,6 @@
 """`homesync-server serve`: run the SSH endpoint in the foreground until SIGTERM/SIGINT,
-and the metrics endpoint beside it when [report] metrics_listen is set."""
+with the post-session checks in a thread beside it, and the metrics endpoint when
+[report] metrics_listen is set."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from homesync_server.config import Layout
 from homesync_server.endpoint import Endpoint
 from homesync_server.metrics_http import Cached, MetricsEndpoint
 from homesync_server.services import Services
+from homesync_server.session_checks import SessionChecks
 
 logger = logging.getLogger(__name__)
 METRICS_CACHE_SECONDS = 15.0
@@ -29,6 +31,9 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
     services = Services.open(layout)
     host, port = server_config.parse_listen(listen or services.config.listen)
     endpoint = Endpoint(services, host_key(layout), host, port)
+    checks = SessionChecks(services)
+    services.on_session_end = checks.session_ended
+    checks.start()
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -46,6 +51,7 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
         endpoint.serve_forever()
     finally:
         endpoint.stop()
+        checks.stop()
         services.close()
         logger.info("stopped")
 

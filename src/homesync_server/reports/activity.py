@@ -10,8 +10,9 @@ from typing import Any
 
 from homesync.console import human_size
 
-# Backups are summed up by the fleet part; listing each one would drown the rest.
-SKIPPED = ("backup",)
+# Backups are summed up by the fleet part, and each is followed by the server's check of
+# its repository; listing each one would drown the rest.
+SKIPPED = ("backup", "repository_check")
 LIMIT = 5000  # events listed at most (the counts cover the whole range)
 
 

@@ -127,6 +127,13 @@ def _assurance(report: Report) -> str:
                       f"<tr><td>{escape(f['owner'])}</td><td>{escape(f['name'])}</td><td>{escape(f['archive'])}</td>"
                       f"<td class=n>{f['share']:.0%}</td><td class=n>{f['baseline']:.0%}</td>"
                       f"<td>{escape(human_time(f['flagged_at']))}</td></tr>" for f in a.frozen) + "</tbody></table>")
+    if a.rolled_back:
+        frozen += ("<p>History rolled back after an agent session, pruning frozen until released "
+                   "(<code>homesync-server machine release</code>):</p><table><thead><tr><th>Owner</th>"
+                   "<th>Machine</th><th>Why</th><th>Since</th></tr></thead><tbody>" + "".join(
+                       f"<tr><td>{escape(f['owner'])}</td><td>{escape(f['name'])}</td><td>{escape(f['reason'])}</td>"
+                       f"<td>{escape(human_time(f['frozen_at']))}</td></tr>" for f in a.rolled_back)
+                   + "</tbody></table>")
     return f"<h2>Recovery drills and mass changes</h2>{drills}{frozen}"
 
 

@@ -79,6 +79,9 @@ def _assurance(report: Report) -> str:
     lines += [f"pruning frozen by a mass change: {printable(f['owner'])}'s {printable(f['name'])} "
               f"({printable(f['archive'])}: {f['share']:.0%} new, usually {f['baseline']:.0%}; "
               f"since {human_time(f['flagged_at'])}; `homesync-server machine release`)" for f in a.frozen]
+    lines += [f"history rolled back, pruning frozen: {printable(f['owner'])}'s {printable(f['name'])} "
+              f"({printable(f['reason'])}; since {human_time(f['frozen_at'])}; `homesync-server machine release`)"
+              for f in a.rolled_back]
     return "\n".join(lines)
 
 

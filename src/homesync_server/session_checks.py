@@ -1,0 +1,73 @@
+"""The post-session checks of `serve`: one background thread checks one repository at a
+time, never holding up the end of the SSH session that asked for it. A session ending
+while its repository is being checked queues one more check; the window of sessions not
+yet checked is kept in the index, so a restart checks them first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from homesync_server.actions import session_check
+from homesync_server.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+class SessionChecks:
+    """A queue of machines whose repositories want checking, and the thread that does it."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._queue: list[str] = []
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="session-checks", daemon=True)
+
+    def start(self) -> None:
+        """Queue the checks a previous run left pending, and start the thread."""
+        for machine_id in self.services.index.pending_checks():
+            self.submit(machine_id)
+        self._thread.start()
+
+    def session_ended(self, machine_id: str, started: float, ended: float) -> None:
+        """Remember that a borg session of machine_id ran from started to ended, and queue its check."""
+        try:
+            self.services.index.note_session(machine_id, started, ended)
+        except Exception:
+            logger.exception("could not record the session of %s for its check", machine_id)
+        self.submit(machine_id)
+
+    def submit(self, machine_id: str) -> None:
+        """Queue one check of machine_id (one queued check covers every session before it)."""
+        with self._changed:
+            if machine_id not in self._queue:
+                self._queue.append(machine_id)
+                self._changed.notify()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the running check finish (up to timeout seconds); drop the queued ones (they stay pending)."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                machine_id = self._queue.pop(0)
+            started = time.monotonic()
+            try:
+                outcome = session_check.check_machine(self.services, machine_id)
+                logger.info("post-session check of %s: %s in %.2f s", machine_id, outcome["result"],
+                            time.monotonic() - started)
+            except Exception as e:  # the check failing must never end serve; it stays pending
+                logger.error("post-session check of %s failed (it stays pending): %s", machine_id,
+                             getattr(e, "message", None) or repr(e), exc_info=not hasattr(e, "message"))
