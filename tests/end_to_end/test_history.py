@@ -197,3 +197,27 @@ def test_an_archive_the_cli_never_reported_is_indexed_and_a_late_report_merges(h
     assert not (state / "unreported.json").read_text().strip("[] \n")
     assert homesync_server.index_rows(query) == [(lost, 1, observed, "warning")]
     assert os.path.exists(homesync_server.data / "index.sqlite")
+
+
+def test_both_layers_together_a_manifest_only_rewrite_through_the_filter_is_rolled_back(homesync_server,
+                                                                                         computer_factory):
+    # `borg delete --force --force` and `borg rename` only rewrite the manifest, which an
+    # agent must be able to write: the RPC filter lets them through, the check after the
+    # session puts the history back.
+    machine_id, laptop, reports = enrolled_with_backups(homesync_server, computer_factory, "joe", "Joe's Layers",
+                                                        44, backups=2)
+    first, second = (r["name"] for r in reports)
+    wait_for(lambda: checked(homesync_server, machine_id), timeout=30)
+    rollbacks = f"SELECT COUNT(*) FROM audit WHERE action = 'history_rollback' AND machine_id = '{machine_id}'"
+    attacks = [("delete", "--force", "--force", f"{{repo}}::{first}"), ("rename", f"{{repo}}::{second}", "gone")]
+    expected = 0
+    for number, attack in enumerate(attacks, start=1):
+        done = agent_borg(laptop, *attack, attacker=f"layers-{number}")
+        if done.returncode == 0:  # through the filter: the check must undo it
+            expected += 1
+            assert wait_for(lambda: homesync_server.index_rows(rollbacks)[0][0] >= expected, timeout=60), attack
+        else:
+            assert "homesync refused" in done.stderr, done.stderr
+        wait_for(lambda: checked(homesync_server, machine_id), timeout=60)
+        assert archive_names(homesync_server, machine_id) == {first, second}, attack
+    assert server_borg(homesync_server, machine_id, "check", "{repo}").returncode == 0
