@@ -40,13 +40,16 @@ class MergeResult:
 
 
 def merge_tree(staging: StrPath, target: StrPath, kept_dir: StrPath, protected: Sequence[StrPath] = (),
-               *, restore_root_metadata: bool = False) -> MergeResult:
+               *, restore_root_metadata: bool = False, loosen_root: bool = True) -> MergeResult:
     """Given a staging directory holding an extracted archive, move its entries into
     target, keeping differing local entries aside under kept_dir (same filesystem) and
     leaving protected paths alone; remove the emptied staging directory and return what
     was done. With restore_root_metadata, target itself also takes staging's mode, mtime
-    and xattrs. Raise RestoreError if the file system refuses an operation."""
-    return _run(staging, target, kept_dir, protected, dry=False, root_metadata=restore_root_metadata)
+    and xattrs (without loosen_root, no mode bit target did not have: someone else's
+    home, a template, never opens this one). Raise RestoreError if the file system
+    refuses an operation."""
+    return _run(staging, target, kept_dir, protected, dry=False, root_metadata=restore_root_metadata,
+                loosen_root=loosen_root)
 
 
 def scan_plan(staging: StrPath, target: StrPath, protected: Sequence[StrPath] = (),
@@ -57,7 +60,7 @@ def scan_plan(staging: StrPath, target: StrPath, protected: Sequence[StrPath] = 
 
 
 def _run(staging: StrPath, target: StrPath, kept_dir: StrPath | None, protected: Sequence[StrPath],
-         *, dry: bool, root_metadata: bool) -> MergeResult:
+         *, dry: bool, root_metadata: bool, loosen_root: bool = True) -> MergeResult:
     reserved = [staging] + ([kept_dir] if kept_dir is not None else [])
     merger = _Merger(_Rules(target, list(protected), reserved), kept_dir, dry)
     try:
@@ -67,8 +70,9 @@ def _run(staging: StrPath, target: StrPath, kept_dir: StrPath | None, protected:
                 merger.merge_root(sfd, tfd, root)
             if not dry:
                 os.rmdir(staging)
-                if root_metadata:  # never looser than the target already was (a home stays 0700)
-                    _apply_dir_metadata(tfd, root, root_xattrs, mode_limit=stat.S_IMODE(os.fstat(tfd).st_mode))
+                if root_metadata:
+                    limit = 0o7777 if loosen_root else stat.S_IMODE(os.fstat(tfd).st_mode)
+                    _apply_dir_metadata(tfd, root, root_xattrs, mode_limit=limit)
     except OSError as err:
         where = merger.current or os.fspath(staging)
         raise RestoreError(f"restore could not merge {where!r}: {err.strerror or err}",

@@ -76,13 +76,6 @@ def inodes(root: Path) -> dict[bytes, int]:
     return found
 
 
-def root_never_looser(tree: dict, target: Path) -> dict:
-    """Return an archived tree as a restore into target leaves it: the root keeps the
-    archive's mode bits, but none that target did not have before."""
-    before = stat.S_IMODE(os.stat(target).st_mode)
-    return {**tree, b".": dict(tree[b"."], mode=oct(int(tree[b"."]["mode"], 8) & before))}
-
-
 def rel(path: bytes) -> Path:
     return Path(os.fsdecode(path))
 
@@ -96,7 +89,7 @@ def rel(path: bytes) -> Path:
 def test_merge_into_empty_target_reproduces_the_archive(spec):
     with workspace() as (base, target, staging, kept):
         build_tree(staging, spec)
-        expected = root_never_looser(snapshot(staging), target)
+        expected = snapshot(staging)
         result = plan_then_merge(staging, target, kept, base=base)
         assert_same_tree(expected, snapshot(target))
         assert result.restored == len(expected) - 1
@@ -130,7 +123,7 @@ def test_local_only_entries_stay_untouched(spec, data):
         build_tree(target, TreeSpec(data.draw(local_overlay(spec.root))))
         local = snapshot(target)
         build_tree(staging, spec)
-        archived = root_never_looser(snapshot(staging), target)
+        archived = snapshot(staging)
         result = plan_then_merge(staging, target, kept, base=base)
         expected = dict(local)
         for path, entry in archived.items():
@@ -258,7 +251,7 @@ def test_protected_paths_are_never_touched(spec, data):
                 f.write(b"local key, never overwritten")
         local = snapshot(target)
         build_tree(staging, spec)
-        archived = root_never_looser(snapshot(staging), target)
+        archived = snapshot(staging)
         result = plan_then_merge(staging, target, kept, [target / os.fsdecode(protected)], base=base)
 
         assert result.protected_skipped == [rel(protected)]
@@ -496,3 +489,16 @@ def test_generated_home_merges_over_a_fresh_account():
         assert (kept / ".profile").read_bytes() == b"# skeleton profile\n"
         description = mutate_home(target, seed=1)
         assert "modified" in description and "renamed" in description
+
+
+@pytest.mark.parametrize("loosen_root, expected", [(True, 0o755), (False, 0o700)])
+def test_a_template_never_opens_the_target_root(tmp_path, loosen_root, expected):
+    target, staging = tmp_path / "home", tmp_path / "home" / ".staging"
+    target.mkdir()
+    staging.mkdir()
+    (staging / "welcome.txt").write_text("welcome")
+    os.chmod(staging, 0o755)
+    os.chmod(target, 0o700)
+    merge_tree(staging, target, tmp_path / "home" / "kept", restore_root_metadata=True, loosen_root=loosen_root)
+    assert stat.S_IMODE(os.stat(target).st_mode) == expected
+    assert (target / "welcome.txt").read_text() == "welcome"

@@ -303,7 +303,8 @@ def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict]
             raise RestoreError(
                 f"the restored files do not match archive {archive} ({phase.name}): expected {expected}, "
                 f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
-        merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole)
+        merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole,
+                                  loosen_root=source.published is None)  # a template never opens a home
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return merged, extracted.warnings
