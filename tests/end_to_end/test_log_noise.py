@@ -1,0 +1,44 @@
+"""The server's log says what matters, once: a client ending its session normally and a
+TCP health check (connect and close, or something that is not SSH) are no errors and
+leave no traceback (issue 18, "Noise and silence in the logs")."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from tests.support.homesync_server import RunningServer
+
+
+def settled_log(server: RunningServer, seconds: float = 1.0) -> list[str]:
+    """Return the server's log lines once it had time to finish what was sent."""
+    time.sleep(seconds)
+    return server.log.read_text().splitlines()
+
+
+def noise(lines: list[str]) -> list[str]:
+    return [line for line in lines if " ERROR " in line or "Traceback" in line or line.startswith(" ")]
+
+
+def test_normal_sessions_leave_no_error_in_the_server_log(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "notes.txt").write_text("a")
+    laptop.enroll_and_back_up(fresh_server, "joe", "Quiet")
+    for _ in range(4):  # the reset raced the server's last packets: about one session in four
+        laptop.ok("backup")
+        laptop.ok("archives")
+    assert noise(settled_log(fresh_server)) == []
+
+
+def test_a_health_check_leaves_at_most_one_short_line(fresh_server):
+    host, port = fresh_server.address.rsplit(":", 1)
+    before = len(settled_log(fresh_server, 0.5))
+    socket.create_connection((host, int(port))).close()  # a load balancer's TCP check
+    with socket.create_connection((host, int(port))) as http:  # something that is not SSH
+        http.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        time.sleep(0.3)
+    with socket.create_connection((host, int(port))) as reader:  # reads the banner, then leaves
+        assert reader.recv(64).startswith(b"SSH-2.0-")
+    lines = settled_log(fresh_server)[before:]
+    assert noise(lines) == [] and len(lines) <= 3, lines
+    assert all(len(line) < 200 for line in lines), lines
