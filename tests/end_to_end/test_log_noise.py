@@ -1,11 +1,17 @@
 """The server's log says what matters, once: a client ending its session normally and a
 TCP health check (connect and close, or something that is not SSH) are no errors and
-leave no traceback (issue 18, "Noise and silence in the logs")."""
+leave no traceback; an --output file that cannot be written is one line and its own
+exit code (issue 18, "Noise and silence in the logs")."""
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.support.homesync_server import RunningServer
 
@@ -42,3 +48,16 @@ def test_a_health_check_leaves_at_most_one_short_line(fresh_server):
     lines = settled_log(fresh_server)[before:]
     assert noise(lines) == [] and len(lines) <= 3, lines
     assert all(len(line) < 200 for line in lines), lines
+
+
+@pytest.mark.parametrize("command", [("report", "--format", "html"), ("metrics",), ("drill", "--all")])
+def test_an_output_file_that_cannot_be_written_is_one_line_and_exit_22(fresh_server, command):
+    closed = Path(tempfile.mkdtemp(prefix="hs-closed-"))  # root's, 0700: the server's user may not enter
+    try:
+        for output in (closed / "x.html", Path("/nonexistent-dir/x.html")):
+            done = fresh_server.cli(*command, "--output", str(output))
+            assert done.returncode == 22, done.stderr
+            assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+            assert f"cannot write {output}: " in done.stderr and "internal error" not in done.stderr
+    finally:
+        os.rmdir(closed)
