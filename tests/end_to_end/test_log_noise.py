@@ -1,10 +1,11 @@
 """The server's log says what matters, once: a client ending its session normally and a
 TCP health check (connect and close, or something that is not SSH) are no errors and
-leave no traceback; an --output file that cannot be written is one line and its own
-exit code (issue 18, "Noise and silence in the logs")."""
+leave no traceback; a failed restore is audited; an --output file that cannot be
+written is one line and its own exit code (issue 18, "Noise and silence in the logs")."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.homesync_server import RunningServer
+from tests.support.trees import make_home
 
 
 def settled_log(server: RunningServer, seconds: float = 1.0) -> list[str]:
@@ -61,3 +63,26 @@ def test_an_output_file_that_cannot_be_written_is_one_line_and_exit_22(fresh_ser
             assert f"cannot write {output}: " in done.stderr and "internal error" not in done.stderr
     finally:
         os.rmdir(closed)
+
+
+def test_a_failed_restore_is_audited_with_its_reason(fresh_server, computer_factory):
+    laptop = computer_factory()
+    make_home(laptop.home, seed=31, files=60, total_bytes=2 << 20)
+    laptop.enroll_and_back_up(fresh_server, "joe", "Broken Restore")
+    machine_id = laptop.machine_id()
+    segments = fresh_server.data / "repos" / machine_id / "data" / "0"
+    biggest = max(segments.iterdir(), key=lambda p: p.stat().st_size)  # the one holding the files' chunks
+    with open(biggest, "r+b") as f:
+        f.seek(biggest.stat().st_size // 2)
+        chunk = f.read(4096)
+        f.seek(-len(chunk), os.SEEK_CUR)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    target = laptop.home / "restore-here"
+    done = laptop.run("restore", "--machine", "Broken Restore", "--target", str(target))
+    assert done.returncode in (20, 21), done.stderr
+    rows = fresh_server.index_rows(f"SELECT action, actor, detail FROM audit WHERE machine_id = '{machine_id}' "
+                                   "AND action LIKE 'restore%'")
+    assert [(action, actor) for action, actor, _ in rows] == [("restore_failed", "joe")], rows
+    detail = json.loads(rows[0][2])
+    assert detail["result"] == "failed" and detail["error"] and detail["error"] in done.stderr
+    assert any("WARNING homesync_server.handlers: restore of " + machine_id in line for line in settled_log(fresh_server))
