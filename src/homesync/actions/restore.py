@@ -360,13 +360,20 @@ def _report_failure(source: Source, archive: str, totals: dict, seconds: float, 
     if isinstance(error, ConnectionFailedError):
         return
     interrupted = isinstance(error, (KeyboardInterrupt, Cancelled))
-    why = error.line() if isinstance(error, HomesyncError) else "interrupted" if interrupted else \
-        f"{getattr(error, 'filename', None) or 'the target'}: {getattr(error, 'strerror', None) or error}"
     try:
         _send_report(source, archive, totals["restored"], totals["bytes"], seconds,
-                     "interrupted" if interrupted else "failed", error=why[:500])
+                     "interrupted" if interrupted else "failed", error=_failure_line(error)[:500])
     except (HomesyncError, KeyboardInterrupt):
         pass
+
+
+def _failure_line(error: BaseException) -> str:
+    """Return the one line that says why a restore stopped."""
+    if isinstance(error, HomesyncError):
+        return error.line()
+    if isinstance(error, OSError):
+        return f"{error.filename or 'the target'}: {error.strerror or error}"
+    return "interrupted"
 
 
 def _send_report(source: Source, archive: str, files: int, size: int, seconds: float, result: str,
