@@ -118,6 +118,13 @@ class RestoreError(HomesyncError):
     exit_code = 21
 
 
+class OutputError(HomesyncError):
+    """A file the command was asked to write (--output) cannot be written."""
+
+    kind = "output"
+    exit_code = 22
+
+
 class Cancelled(HomesyncError):
     kind = "cancelled"
     exit_code = 130

@@ -38,13 +38,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "restore.report": {
         "machine_id": (str, True), "archive": (str, True), "hostname": (str, True),
         "files": (int, True), "bytes": (int, True), "seconds": (float, True),
-        "result": (str, True),
+        "result": (str, True), "error": (str, False),
     },
     "template.grant": {"name": (str, True), "public_key": (str, True)},
     "template.report": {
         "template_id": (str, True), "archive": (str, True), "hostname": (str, True),
         "files": (int, True), "bytes": (int, True), "seconds": (float, True),
-        "result": (str, True),
+        "result": (str, True), "error": (str, False),
     },
 }
 

@@ -11,6 +11,7 @@ import hmac
 import io
 import logging
 import os
+import select
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
+from paramiko.common import cMSG_DISCONNECT
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from homesync import protocol
@@ -32,6 +34,7 @@ RPC_TIMEOUT = 120.0
 WINDOW = 64 * 1024 * 1024
 MAX_PACKET = 256 * 1024
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+DISCONNECT_BY_APPLICATION = 11  # RFC 4253, 11.1
 LOGIN_FAILED = "login failed: wrong user name or password"
 
 
@@ -161,6 +164,9 @@ class Session:
         return RpcClient(self.exec(protocol.RPC_COMMAND, timeout=RPC_TIMEOUT), self.address)
 
     def close(self) -> None:
+        """End the connection as SSH expects, with a disconnect message: closing the socket
+        alone makes the server's next read a "connection reset by peer"."""
+        say_goodbye(self.transport)
         self.transport.close()
 
     def __enter__(self) -> "Session":
@@ -168,6 +174,24 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def say_goodbye(transport: paramiko.Transport) -> None:
+    """Send SSH_MSG_DISCONNECT (by application) when it cannot block: the socket has room
+    (a hung server's full buffers must not hang the close)."""
+    if not transport.is_active():
+        return
+    try:
+        if not select.select([], [transport.sock], [], 0)[1]:
+            return
+        message = paramiko.Message()
+        message.add_byte(cMSG_DISCONNECT)
+        message.add_int(DISCONNECT_BY_APPLICATION)
+        message.add_string("done")
+        message.add_string("")
+        transport._send_message(message)  # paramiko has no public call for it
+    except (OSError, EOFError, ValueError, paramiko.SSHException):
+        pass
 
 
 class RpcClient:

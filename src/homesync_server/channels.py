@@ -1,14 +1,19 @@
 """What one SSH connection's channels may hold on the server (paramiko): a small window
-until a channel runs borg serve, then the large one borg's throughput needs; and a
-client that sends more than a window allows (paramiko never checks) is disconnected.
+until a channel runs borg serve, then the large one borg's throughput needs; a client
+that sends more than a window allows (paramiko never checks) is disconnected; and the
+transport thread's log lines come at our levels (transport_log).
 """
 
 from __future__ import annotations
+
+import logging
 
 import paramiko
 from paramiko.channel import Channel
 from paramiko.common import MSG_CHANNEL_DATA, MSG_CHANNEL_EXTENDED_DATA, cMSG_CHANNEL_WINDOW_ADJUST
 from paramiko.message import Message
+
+from homesync_server import transport_log
 
 SMALL_WINDOW = 256 * 1024  # every channel starts with this: RPC frames and refusals need no more
 BORG_WINDOW = 64 * 1024 * 1024
@@ -42,6 +47,15 @@ class BoundedTransport(paramiko.Transport):
 
     def __init__(self, sock) -> None:
         super().__init__(sock, default_window_size=SMALL_WINDOW, default_max_packet_size=MAX_PACKET)
+        self._last_level = logging.DEBUG
+
+    def _log(self, level, msg, *args):
+        # paramiko logs a traceback as a list of lines right after the message it explains.
+        if isinstance(msg, list):
+            level = transport_log.traceback_level(self._last_level)
+        else:
+            level = self._last_level = transport_log.level_for(level, str(msg))
+        super()._log(level, msg, *args)
 
 
 def open_window(channel: Channel, size: int = BORG_WINDOW) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from homesync import console
-from homesync.errors import BorgError, RestoreError, UsageError
+from homesync.errors import BorgError, OutputError, RestoreError
 from homesync_server.config import Layout
 
 COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login")
@@ -155,7 +155,8 @@ def _output(path: str | None):
     try:
         return open(path, "w")
     except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+        raise OutputError(f"cannot write {path}: {e.strerror}",
+                          "check that its directory exists and that the server's user may write there") from None
 
 
 def _prune(layout: Layout, args: argparse.Namespace) -> int:

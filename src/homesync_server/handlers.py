@@ -23,6 +23,7 @@ from homesync_server.services import Services
 logger = logging.getLogger(__name__)
 MIN_PASSPHRASE = 32
 RESULTS = ("success", "warning", "failed", "interrupted")
+RESTORE_RESULTS = ("success", "failed", "interrupted")
 INT64 = (1 << 63) - 1
 # A backup report's times must fall between this and a day past the server's clock.
 EARLIEST_BACKUP = 946684800.0  # 2000-01-01 UTC
@@ -141,7 +142,10 @@ def _check_counts(args: dict, *keys: str) -> None:
 
 
 def _check_restore_report(args: dict) -> None:
-    """Raise UsageError unless a restore report's figures are counts and a real duration."""
+    """Raise UsageError unless a restore report's figures are counts and a real duration,
+    and its result one of RESTORE_RESULTS."""
+    if args["result"] not in RESTORE_RESULTS:
+        raise UsageError(f"restore report result must be one of {', '.join(RESTORE_RESULTS)}")
     _check_counts(args, "files", "bytes")
     if not (math.isfinite(args["seconds"]) and 0 <= args["seconds"] <= INT64):
         raise UsageError("restore report duration out of range")
@@ -209,11 +213,22 @@ def restore_report(services: Services, principal: Principal, args: dict, source:
     machine = _owned_machine(services, principal, args["machine_id"])
     services.grants.end(machine["id"], principal.user)  # the restore is done: its one-off keys too
     _check_restore_report(args)
-    services.index.audit("restore", principal.user, machine["id"], source,
+    failed = _failure(args)
+    services.index.audit("restore_failed" if failed else "restore", principal.user, machine["id"], source,
                          archive=args["archive"][:64], hostname=args["hostname"],
                          files=args["files"], bytes=args["bytes"], seconds=args["seconds"],
-                         result=args["result"][:16])
+                         result=args["result"], **failed)
+    if failed:
+        logger.warning("restore of %s by %s onto %r %s: %s", machine["id"], principal.user, args["hostname"],
+                       args["result"], failed["error"])
     return {}
+
+
+def _failure(args: dict) -> dict:
+    """Return the audit detail of a restore report's failure ({} for a success)."""
+    if args["result"] == "success":
+        return {}
+    return {"error": args.get("error", "")[:500] or "no reason given"}
 
 
 def template_grant(services: Services, principal: Principal, args: dict, source: str) -> dict:
@@ -255,10 +270,11 @@ def template_report(services: Services, principal: Principal, args: dict, source
         raise NotFoundError("no such template")
     services.grants.end(template["id"], principal.user)
     _check_restore_report(args)
-    services.index.audit("template_restore", principal.user, None, source, template=template["id"],
-                         name=template["name"], archive=args["archive"][:64], hostname=args["hostname"],
-                         files=args["files"], bytes=args["bytes"], seconds=args["seconds"],
-                         result=args["result"][:16])
+    failed = _failure(args)
+    services.index.audit("template_restore_failed" if failed else "template_restore", principal.user, None,
+                         source, template=template["id"], name=template["name"], archive=args["archive"][:64],
+                         hostname=args["hostname"], files=args["files"], bytes=args["bytes"],
+                         seconds=args["seconds"], result=args["result"], **failed)
     return {}
 
 

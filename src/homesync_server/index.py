@@ -632,11 +632,30 @@ class Index:
     def add_grant(self, grant: dict[str, Any]) -> None:
         """Store a one-off key's grant (replacing one for the same key), dropping expired ones."""
         with self._transaction() as db:
-            db.execute("DELETE FROM restore_grants WHERE expires <= ? OR last_used <= ?",
-                       (grant["granted"], grant["granted"] - grant["idle"]))
+            self._end_lapsed_grants(db, grant["granted"])
             db.execute("INSERT OR REPLACE INTO restore_grants (public_key, repository_id, user, template, granted, "
                        "last_used, expires, idle) VALUES (:public_key, :repository_id, :user, :template, :granted, "
                        ":granted, :expires, :idle)", grant)
+
+    def end_lapsed_grants(self, now: float) -> list[dict[str, Any]]:
+        """End the grants idle at now (an expired grant stays while a session uses it: age
+        never cuts a running restore short); return those a session had used, each
+        audited as restore_unreported (a restore that ended without any report)."""
+        with self._transaction() as db:
+            return self._end_lapsed_grants(db, now)
+
+    def _end_lapsed_grants(self, db: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+        lapsed = "FROM restore_grants WHERE last_used + idle <= ?"
+        columns = ("repository_id", "user", "template", "granted", "last_used")
+        used = [dict(zip(columns, row)) for row in db.execute(
+            f"SELECT {', '.join(columns)} {lapsed} AND last_used > granted", (now,))]
+        for grant in used:
+            template = {"template": grant["repository_id"]} if grant["template"] else {}
+            self._insert_audit(db, event("restore_unreported", grant["user"],
+                                         None if template else grant["repository_id"], "",
+                                         granted=grant["granted"], last_used=grant["last_used"], **template))
+        db.execute(f"DELETE {lapsed}", (now,))
+        return used
 
     def live_grant(self, public_key: str, repository_id: str, now: float) -> dict[str, Any] | None:
         """Return the grant of public_key for repository_id if it is neither expired nor

@@ -5,6 +5,7 @@ template homes and the one-off keys granted for restores.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,6 +18,8 @@ from homesync_server.index import Index
 from homesync_server.password_login import PasswordLogins
 from homesync_server.repos import RepositoryStore
 from homesync_server.templates import TemplateStore
+
+logger = logging.getLogger(__name__)
 
 GRANT_SECONDS = 24 * 3600  # a grant ends this long after it was given, used or not ...
 GRANT_IDLE_SECONDS = 30 * 60  # ... or when no session used it for this long
@@ -63,6 +66,14 @@ class RestoreGrants:
         if touch:
             self.index.touch_grant(public_key, time.time())
         return True
+
+    def sweep(self) -> None:
+        """End the lapsed grants; say in the log which restores ended without a report."""
+        for grant in self.index.end_lapsed_grants(time.time()):
+            kind = "template" if grant["template"] else "machine"
+            logger.warning("the restore of %s %s by %s ended without a report (its grant lapsed, last used %s)",
+                           kind, grant["repository_id"], grant["user"],
+                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(grant["last_used"])))
 
     def end(self, repository_id: str, user: str | None = None) -> int:
         """End the grants for a repository (only user's, if given); return how many."""

@@ -108,3 +108,23 @@ def test_a_selection_that_names_nothing_is_an_error(homesync_server):
     done = homesync_server.cli("drill", "--machine", "0" * 16)
     assert done.returncode == 10 and "no machine" in done.stderr
     assert homesync_server.cli("drill").returncode == 2  # one of --machine, --user, --sample, --all
+
+
+def test_a_machine_never_backed_up_is_a_finding_of_every_drill(homesync_server, anns, computer_factory):
+    laptop = computer_factory()
+    assert laptop.enroll(homesync_server, "ann", "Ann's Never").returncode == 0
+    never = next(m["id"] for m in homesync_server.cli_json("machines", "--user", "ann") if m["name"] == "Ann's Never")
+    for selection in (("--sample", "1"), ("--user", "ann")):
+        done, results = drill(homesync_server, *selection)
+        assert done.returncode == 21, done.stderr
+        (result,) = [r for r in results if r["machine_id"] == never]
+        assert result["result"] == "failed" and result["never_backed_up"] is True
+        assert [(f["stage"], f["message"].split(":")[0]) for f in result["failures"]] == [("list", "never backed up")]
+        assert never in done.stderr and "never backed up" in done.stderr
+        assert f"WARNING homesync_server.actions.drill: drill of {never}: failed at list: never backed up" in done.stderr
+    assert any(r["machine_id"] == anns[0] for r in results)  # the others are drilled as before
+    report = json.loads(homesync_server.cli("report", "--json").stdout)
+    (listed,) = [d for d in report["drills"]["not_passed"] if d["machine_id"] == never]
+    assert "never backed up" in listed["why"]
+    events = homesync_server.index_rows(f"SELECT detail FROM audit WHERE action = 'drill' AND machine_id = '{never}'")
+    assert events and json.loads(events[-1][0])["never_backed_up"] is True

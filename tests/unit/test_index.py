@@ -77,3 +77,19 @@ def test_a_report_arriving_after_the_check_merges_and_keeps_what_the_server_obse
     (row,) = index.archive_observations("a" * 16)
     assert (row["observed"], row["flag"], row["archive_id"], row["result"]) == (12.0, "", "ab", "warning")
     assert [a["files"] for a in index.archives("a" * 16)] == [4]
+
+
+def test_a_used_grant_that_lapses_without_a_report_is_audited_and_an_unused_one_is_not(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine(_machine("0" * 16), "joe's thinkpad", event("enroll", "joe", "0" * 16))
+    for key in ("ssh-ed25519 USED", "ssh-ed25519 UNUSED"):
+        index.add_grant({"public_key": key, "repository_id": "0" * 16, "user": "joe", "template": 0,
+                         "granted": 100.0, "expires": 100.0 + 86400, "idle": 1800})
+    index.touch_grant("ssh-ed25519 USED", 200.0)
+    assert index.end_lapsed_grants(1000.0) == []  # not idle yet: nothing ends
+    (lapsed,) = index.end_lapsed_grants(200.0 + 1800)
+    assert (lapsed["user"], lapsed["repository_id"], lapsed["last_used"]) == ("joe", "0" * 16, 200.0)
+    assert index.grant("ssh-ed25519 USED", "0" * 16) is None and index.grant("ssh-ed25519 UNUSED", "0" * 16) is None
+    rows = index._query("SELECT actor, machine_id FROM audit WHERE action = 'restore_unreported'")
+    assert [(r["actor"], r["machine_id"]) for r in rows] == [("joe", "0" * 16)]

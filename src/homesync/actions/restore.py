@@ -24,7 +24,8 @@ from homesync import config as agent_config
 from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.config import Paths
-from homesync.errors import ConflictError, HomesyncError, NotFoundError, RestoreError, UsageError
+from homesync.errors import (Cancelled, ConflictError, ConnectionFailedError, HomesyncError, NotFoundError,
+                             RestoreError, UsageError)
 from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
@@ -83,7 +84,12 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
                 preview["would_enroll_as"] = request.as_new
             return preview
         started = time.monotonic()
-        result = _restore_phases(paths, source, archive, items, target, include, progress)
+        totals = _new_totals()
+        try:
+            result = _restore_phases(paths, source, archive, items, target, include, progress, totals)
+        except (HomesyncError, OSError, KeyboardInterrupt) as e:
+            _report_failure(source, archive, totals, time.monotonic() - started, e)
+            raise
         result["seconds"] = time.monotonic() - started
         _remember_throughput(paths, result)
         _report(source, archive, result)
@@ -233,8 +239,14 @@ def _preview(paths: Paths, source: Source, archive: str, items: list[dict], targ
             "throughput": throughput, "throughput_measured": measured}
 
 
+def _new_totals() -> dict:
+    """Return the running totals of a restore (kept by the caller: a failed restore reports them)."""
+    return {"restored": 0, "bytes": 0, "skipped_identical": 0, "kept_aside": [], "protected_skipped": [],
+            "warnings": [], "phases": [], "resumed": []}
+
+
 def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict], target: Path,
-                    include: list[str], progress: Progress | None) -> dict:
+                    include: list[str], progress: Progress | None, totals: dict) -> dict:
     phases = [Phase("selected", paths=tuple(include))] if include else restore_plan.plan_phases(items)
     progress_file = paths.state_dir / "restore-progress.json"
     # homesync's own directories exist before anything is merged, so that writing progress
@@ -246,8 +258,7 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
     for stale in target.glob(STAGING_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
-    totals = {"restored": 0, "bytes": 0, "skipped_identical": 0, "kept_aside": [], "protected_skipped": [],
-              "warnings": [], "phases": [], "resumed": sorted(done)}
+    totals["resumed"] = sorted(done)
     for number, phase in enumerate(phases, start=1):
         if phase.name in done:
             continue
@@ -338,13 +349,40 @@ def _remember_throughput(paths: Paths, result: dict) -> None:
 
 
 def _report(source: Source, archive: str, result: dict) -> None:
-    op, about = (("restore.report", {"machine_id": source.machine["id"]}) if source.published is None
-                 else ("template.report", {"template_id": source.machine["id"]}))
     try:
-        source.rpc.call(op, **about, archive=archive, hostname=socket.gethostname(), files=result["restored"],
-                        bytes=result["bytes"], seconds=float(result["seconds"]), result="success")
+        _send_report(source, archive, result["restored"], result["bytes"], result["seconds"], "success")
     except HomesyncError as e:
         result["warnings"].append(f"the server could not record this restore: {e.message}")
+
+
+def _report_failure(source: Source, archive: str, totals: dict, seconds: float, error: BaseException) -> None:
+    """Tell the server that this restore failed or was interrupted, and why (its audit
+    records it); not when the server itself is what failed, and never raise."""
+    if isinstance(error, ConnectionFailedError):
+        return
+    interrupted = isinstance(error, (KeyboardInterrupt, Cancelled))
+    try:
+        _send_report(source, archive, totals["restored"], totals["bytes"], seconds,
+                     "interrupted" if interrupted else "failed", error=_failure_line(error)[:500])
+    except (HomesyncError, KeyboardInterrupt):
+        pass
+
+
+def _failure_line(error: BaseException) -> str:
+    """Return the one line that says why a restore stopped."""
+    if isinstance(error, HomesyncError):
+        return error.line()
+    if isinstance(error, OSError):
+        return f"{error.filename or 'the target'}: {error.strerror or error}"
+    return "interrupted"
+
+
+def _send_report(source: Source, archive: str, files: int, size: int, seconds: float, result: str,
+                 **error: str) -> None:
+    op, about = (("restore.report", {"machine_id": source.machine["id"]}) if source.published is None
+                 else ("template.report", {"template_id": source.machine["id"]}))
+    source.rpc.call(op, **about, archive=archive, hostname=socket.gethostname(), files=files, bytes=size,
+                    seconds=float(seconds), result=result, **error)
 
 
 def _adopt(paths: Paths, source: Source) -> str:

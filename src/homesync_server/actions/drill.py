@@ -81,7 +81,8 @@ def _prepare_scratch(scratch: Path) -> None:
 
 def choose(services: Services, selection: Selection) -> list[dict[str, Any]]:
     """Return the machines a selection names; a sample prefers machines drilled least
-    recently (never first), so that a monthly sample covers the fleet in turn."""
+    recently (never first), so that a monthly sample covers the fleet in turn, and always
+    takes in the machines never backed up (a finding, which must not go unsaid)."""
     if selection.machine:
         machine = services.index.machine(selection.machine)
         if machine is None:
@@ -95,7 +96,9 @@ def choose(services: Services, selection: Selection) -> list[dict[str, Any]]:
     last = {d["machine_id"]: d["started"] for d in services.index.drills(latest_only=True)}
     backed_up = [m for m in active if m["archives"]]
     random.shuffle(backed_up)
-    return sorted(backed_up, key=lambda m: last.get(m["id"], 0.0))[:selection.sample]
+    # A machine never backed up is a finding, not a skip: always in, outside the N.
+    never = [m for m in active if not m["archives"]]
+    return never + sorted(backed_up, key=lambda m: last.get(m["id"], 0.0))[:selection.sample]
 
 
 def drill_machine(services: Services, machine: dict[str, Any], lock_wait: int, actor: str) -> dict[str, Any]:
@@ -112,8 +115,13 @@ def drill_machine(services: Services, machine: dict[str, Any], lock_wait: int, a
     record["result"] = "failed" if record["failures"] else "passed"
     services.index.add_drill(_row(record), event(
         "drill", actor, machine["id"], result=record["result"], archive=record["archive"],
-        failures=[f"{f['stage']}: {f['message']}" for f in record["failures"]]))
-    logger.info("drill of %s: %s", machine["id"], record["result"])
+        failures=[f"{f['stage']}: {f['message']}" for f in record["failures"]],
+        **({"never_backed_up": True} if record["never_backed_up"] else {})))
+    if record["failures"]:
+        first = record["failures"][0]
+        logger.warning("drill of %s: failed at %s: %s", machine["id"], first["stage"], first["message"])
+    else:
+        logger.info("drill of %s: passed", machine["id"])
     return record
 
 
@@ -122,7 +130,7 @@ def _new_record(machine: dict[str, Any]) -> dict[str, Any]:
             "started": time.time(), "finished": None, "result": "", "stage": "unseal", "failures": [],
             "archive": "", "archive_time": None, "rpo_seconds": None, "expected_from": "",
             "files": None, "bytes": None, "check_seconds": None, "extract_seconds": None,
-            "throughput": None, "hashed_files": 0, "warnings": []}
+            "throughput": None, "hashed_files": 0, "warnings": [], "never_backed_up": False}
 
 
 def _fail(record: dict[str, Any], message: str) -> None:
@@ -137,8 +145,12 @@ def _run_steps(services: Services, repo: escrowed.Repository, record: dict[str, 
     _check(repo, record)
     record["stage"] = "list"
     archive = repo.newest_complete()
+    if archive is None and not repo.archives():
+        record["never_backed_up"] = True
+        raise NotFoundError(f"never backed up: {repo.location} holds no archive",
+                            "see the machine's agent (`homesync status` on it) and its owner")
     if archive is None:
-        raise NotFoundError(f"{repo.location} holds no complete archive")
+        raise NotFoundError(f"{repo.location} holds no complete archive (only checkpoints or flagged ones)")
     record.update(archive=archive.name, archive_time=archive.time, rpo_seconds=record["started"] - archive.time)
     expected = _expected(services, repo, archive.name, record)
     record["stage"] = "safety"

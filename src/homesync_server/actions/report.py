@@ -14,13 +14,14 @@ import logging
 import os
 import sys
 import time
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from operator import attrgetter
 from typing import Any, Callable, Iterator
 
-from homesync.errors import ConfigError, HomesyncError, IdentityUnavailableError
+from homesync.errors import ConfigError, IdentityUnavailableError, OutputError
 from homesync_server import audit, metrics
 from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
@@ -44,6 +45,7 @@ Section = Callable[[list, float], Any]
 Asked = tuple[dict[str, str] | None, str]  # what directory() returns
 EXIT_ALARMING = 2  # like a monitoring plugin's CRITICAL; documented in the admin guide
 EXIT_BROKEN_CHAIN = 1
+OUTPUT_HINT = "check that its directory exists and that the server's user may write there"
 
 
 @dataclass
@@ -215,8 +217,9 @@ def write_atomically(path: Path, text: str, durable: bool = True) -> None:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise HomesyncError(f"cannot write {path}: {e.strerror}") from None
+        with contextlib.suppress(OSError):  # in a directory we may not enter, unlink fails too
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {e.strerror}", OUTPUT_HINT) from None
 
 
 def verify_audit(layout: Layout) -> audit.Verdict:

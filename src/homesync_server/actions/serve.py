@@ -1,6 +1,6 @@
 """`homesync-server serve`: run the SSH endpoint in the foreground until SIGTERM/SIGINT,
-with the post-session checks in a thread beside it, and the metrics endpoint when
-[report] metrics_listen is set."""
+with the post-session checks and the sweep of lapsed restore grants in threads beside
+it, and the metrics endpoint when [report] metrics_listen is set."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from homesync_server.session_checks import SessionChecks
 logger = logging.getLogger(__name__)
 METRICS_CACHE_SECONDS = 15.0
 DIRECTORY_CACHE_SECONDS = 300.0
+GRANT_SWEEP_SECONDS = 60.0
 
 
 def serve(layout: Layout, listen: str | None, ready=None) -> None:
@@ -35,6 +36,7 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
     services.on_session_end = checks.session_ended
     checks.start()
     stop = threading.Event()
+    threading.Thread(target=_sweep_grants, args=(services, stop), daemon=True, name="grant-sweep").start()
 
     def on_signal(signum, frame):
         logger.info("received signal %d, stopping", signum)
@@ -50,10 +52,21 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
     try:
         endpoint.serve_forever()
     finally:
+        stop.set()
         endpoint.stop()
         checks.stop()
         services.close()
         logger.info("stopped")
+
+
+def _sweep_grants(services: Services, stop: threading.Event) -> None:
+    """End lapsed restore grants every GRANT_SWEEP_SECONDS, so that a restore that ended
+    without a report is audited within minutes (RestoreGrants.sweep)."""
+    while not stop.wait(GRANT_SWEEP_SECONDS):
+        try:
+            services.grants.sweep()
+        except Exception:  # a busy or broken index: the next round tries again
+            logger.exception("ending lapsed restore grants failed")
 
 
 @contextmanager

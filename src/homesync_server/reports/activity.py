@@ -85,12 +85,18 @@ def _restore(d: dict[str, Any]) -> str:
             f"{human_size(d['bytes'])} in {float(d['seconds']):.0f} s ({d['result']})")
 
 
+def _restore_failed(d: dict[str, Any]) -> str:
+    return (f"restore of {d['archive']} onto host {d['hostname']!r} {d['result']} after {d['files']} files, "
+            f"{human_size(d['bytes'])}: {d['error']}")
+
+
 def _generic(detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(detail.items()))
 
 
 _TELLERS = {
     "restore": _restore,
+    "restore_failed": _restore_failed,
     "passphrase_release": lambda d: f"passphrase released to the {d['to']}",
     "enroll": lambda d: f"enrolled {d['name']!r} from host {d['hostname']!r}",
     "adopt": lambda d: f"adopted by host {d['hostname']!r} (was {d.get('old_hostname', '')!r})",
