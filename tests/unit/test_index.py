@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from homesync.errors import ConflictError, NotFoundError
+from homesync.errors import ConflictError, IndexDamagedError, NotFoundError
 from homesync_server.index import MIGRATIONS, Index, event
 
 
@@ -77,3 +77,42 @@ def test_a_report_arriving_after_the_check_merges_and_keeps_what_the_server_obse
     (row,) = index.archive_observations("a" * 16)
     assert (row["observed"], row["flag"], row["archive_id"], row["result"]) == (12.0, "", "ab", "warning")
     assert [a["files"] for a in index.archives("a" * 16)] == [4]
+
+
+def _filled(path) -> None:
+    index = Index(path)
+    index.record_user("joe")
+    for n in range(100):
+        index.add_machine(_machine(f"{n:016x}", f"m{n}"), f"m{n}", event("enroll", "joe", f"{n:016x}"))
+    index.close()
+
+
+def test_an_index_whose_header_was_overwritten_is_named_as_damaged(tmp_path):
+    path = tmp_path / "i.sqlite"
+    _filled(path)
+    with open(path, "r+b") as f:
+        f.write(b"\xa5" * 100)
+    with pytest.raises(IndexDamagedError) as raised:
+        Index(path)
+    assert str(path) in raised.value.line() and "homesync-server reindex --force" in raised.value.line()
+    assert raised.value.exit_code == 19
+
+
+def test_an_index_with_pages_overwritten_fails_its_check_and_its_queries_as_damaged(tmp_path):
+    path = tmp_path / "i.sqlite"
+    _filled(path)
+    with open(path, "r+b") as f:
+        f.seek(4096 * 2)
+        f.write(b"\xa5" * 4096 * 3)
+    index = Index(path)  # the header is intact: opening works, reading the pages does not
+    with pytest.raises(IndexDamagedError, match="is damaged"):
+        index.check_integrity()
+    with pytest.raises(IndexDamagedError):
+        index.machines()
+
+
+def test_other_sqlite_errors_are_not_called_damage(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    with pytest.raises(sqlite3.OperationalError):
+        index._query("SELECT nothing FROM nowhere")
+    index.check_integrity()
