@@ -14,6 +14,7 @@ from typing import Iterator
 
 from homesync.errors import ConfigError
 from homesync_server import config as server_config
+from homesync_server import memory
 from homesync_server.actions import reindex, report
 from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
@@ -30,6 +31,7 @@ SERVER_ACTOR = "server"
 
 def serve(layout: Layout, listen: str | None, ready=None) -> None:
     """Serve until a stop signal; close every session cleanly on the way out."""
+    memory.install_trace()
     services = Services.open(layout)
     try:
         services.index.check_integrity()
