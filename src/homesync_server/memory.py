@@ -1,6 +1,6 @@
-"""`serve`'s memory: memory Python freed is given back to the system when the server
-goes quiet (glibc keeps it otherwise, and RSS grows with every burst of sessions), and
-a debugging aid: with HOMESYNC_TRACEMALLOC=N set, allocations are traced (N frames) and
+"""`serve`'s memory: glibc's malloc is held to a few arenas, and memory Python freed is
+given back to the system when the server goes quiet (glibc keeps it otherwise, and RSS
+grows with every burst of sessions); and a debugging aid: with HOMESYNC_TRACEMALLOC=N set, allocations are traced (N frames) and
 SIGUSR1 logs what grew since the previous SIGUSR1 and the live objects of the kinds
 suspected of piling up."""
 
@@ -19,6 +19,8 @@ from collections import Counter
 logger = logging.getLogger(__name__)
 ENVIRONMENT = "HOMESYNC_TRACEMALLOC"
 TOP = 25
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+ARENAS = 2
 _WATCHED = ("Transport", "Channel", "Authenticator", "BorgRpcFilter", "Thread", "Popen", "socket", "Packetizer")
 
 
@@ -70,6 +72,15 @@ def resident_mb() -> float:
     with open("/proc/self/status") as f:
         line = next(line for line in f if line.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
+
+
+def fewer_arenas(arenas: int = ARENAS) -> bool:
+    """Let glibc's malloc use at most this many arenas (call before threads start);
+    return whether this C library can. Python threads allocate under the GIL, so more
+    arenas buy no parallelism, and each keeps its own high-water mark as RSS."""
+    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
+        return False
+    return bool(_LIBC.mallopt(M_ARENA_MAX, arenas))
 
 
 def release_free() -> bool:

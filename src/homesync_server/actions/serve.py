@@ -31,6 +31,7 @@ SERVER_ACTOR = "server"
 
 def serve(layout: Layout, listen: str | None, ready=None) -> None:
     """Serve until a stop signal; close every session cleanly on the way out."""
+    memory.fewer_arenas()
     memory.install_trace()
     services = Services.open(layout)
     try:
