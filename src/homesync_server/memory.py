@@ -31,26 +31,25 @@ def install_trace() -> bool:
         return False
     tracemalloc.start(int(frames))
     previous: list[tracemalloc.Snapshot] = []
-    previous_traces: list[tracemalloc.Snapshot] = []
 
     def dump(signum, frame) -> None:
         gc.collect()
         snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-        stats = snapshot.compare_to(previous[0], "lineno") if previous else snapshot.statistics("lineno")
+        by_line = snapshot.compare_to(previous[0], "lineno") if previous else snapshot.statistics("lineno")
+        by_stack = snapshot.compare_to(previous[0], "traceback") if previous else []
         previous[:] = [snapshot]
         current, peak = tracemalloc.get_traced_memory()
         logger.warning("memory: traced %.1f MB (peak %.1f MB), %d threads, live objects %s", current / 1e6,
                        peak / 1e6, threading.active_count(), dict(live_objects()))
-        for stat in stats[:TOP]:
+        for stat in by_line[:TOP]:
             logger.warning("memory: %s", stat)
+        for stat in by_stack[:5]:  # tracemalloc lists a traceback oldest frame first
+            logger.warning("memory: grew %+d B in %d blocks at: %s", stat.size_diff, stat.count_diff,
+                           " -> ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback))
         before = resident_mb()
         trimmed = release_free()
         logger.warning("memory: resident %.1f MB, %.1f MB after malloc_trim%s", before, resident_mb(),
                        "" if trimmed else " (not available)")
-        for stat in (snapshot.compare_to(previous_traces[0], "traceback") if previous_traces else [])[:5]:
-            logger.warning("memory: grew %+d B in %d blocks at: %s", stat.size_diff, stat.count_diff,
-                           " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback))
-        previous_traces[:] = [snapshot]
 
     signal.signal(signal.SIGUSR1, dump)
     logger.warning("memory tracing on (%s frames): SIGUSR1 logs what grew", frames)
