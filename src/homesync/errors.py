@@ -102,6 +102,13 @@ class TooManyLoginsError(HomesyncError):
     exit_code = 17
 
 
+class IndexDamagedError(HomesyncError):
+    """The server's index file is not a readable SQLite database (overwritten, torn)."""
+
+    kind = "index_damaged"
+    exit_code = 19
+
+
 class BorgError(HomesyncError):
     kind = "borg"
     exit_code = 20

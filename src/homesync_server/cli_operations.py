@@ -272,6 +272,8 @@ def _print_holds(rows: list[dict]) -> None:
 
 def _print_reindex(result: dict) -> None:
     print(f"indexed {len(result['machines'])} machines and {result['archives']} archives")
+    if result["set_aside"]:
+        print(f"the old index was kept as {result['set_aside']}")
     for problem in result["problems"]:
         print(f"problem: {problem}")
     for note in result["approximated"]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from operator import itemgetter
 from typing import Any, Callable, Iterator
 
-from homesync.errors import ConflictError, NotFoundError
+from homesync.errors import ConflictError, IndexDamagedError, NotFoundError
 from homesync_server import audit as audit_chain
 from homesync_server.logins import Record
 from homesync_server.reports.fleet import RECORD_FIELDS
@@ -232,6 +232,10 @@ PRUNING = "-"
 # What Index.fleet_records returns for each machine, in this order.
 FLEET_COLUMNS = RECORD_FIELDS
 _BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
+# SQLite's answers for a file it cannot read as a database (overwritten header, torn pages).
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+REINDEX_HINT = ("stop the server and run homesync-server reindex --force: it keeps the damaged file aside "
+                "and rebuilds the index from the repositories")
 _MACHINE_COLUMNS = ("id, owner, name, hostname, public_key, enrolled, last_seen, state, "
                     "agent_state, agent_reason, agent_version")
 
@@ -246,12 +250,22 @@ class Index:
         self._pid = os.getpid()
         self._in_child: Index | None = None
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        try:
+            with damage_named(path):
+                self._open(read_only)
+        except IndexDamagedError:
+            if self._db is not None:
+                self._db.close()
+            raise
+
+    def _open(self, read_only: bool) -> None:
         if read_only:
-            self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10,
+            self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=10,
                                        check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             return
-        self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -272,9 +286,15 @@ class Index:
             self._in_child = Index(self.path, read_only=True)
         return self._in_child
 
+    def check_integrity(self) -> None:
+        """Raise IndexDamagedError unless SQLite's quick check finds every page sound."""
+        found = [next(iter(r.values())) for r in self._query("PRAGMA quick_check")]
+        if found != ["ok"]:
+            raise IndexDamagedError(f"the index {self.path} is damaged ({found[0]})", REINDEX_HINT)
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, damage_named(self.path):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -284,7 +304,7 @@ class Index:
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._lock, damage_named(self.path):
             return [dict(r) for r in self._db.execute(sql, params).fetchall()]
 
     def _migrate(self) -> None:
@@ -338,6 +358,10 @@ class Index:
 
     def name_taken(self, owner: str, name_key: str) -> bool:
         return bool(self._query("SELECT 1 FROM machines WHERE owner = ? AND name_key = ?", (owner, name_key)))
+
+    def machine_ids(self) -> set[str]:
+        """Return the ids of every machine the index lists."""
+        return {r["id"] for r in self._query("SELECT id FROM machines")}
 
     def machine(self, machine_id: str) -> dict[str, Any] | None:
         rows = self._query(f"SELECT {_MACHINE_COLUMNS} FROM machines WHERE id = ?", (machine_id,))
@@ -559,7 +583,7 @@ class Index:
                 conditions.append(f"+m.owner {operator} ?")
                 params.append(bound)
         where = "WHERE " + " AND ".join(conditions) if conditions else ""
-        with self._lock:
+        with self._lock, damage_named(self.path):
             cursor = self._db.cursor()
             cursor.row_factory = None
             return cursor.execute(
@@ -582,7 +606,7 @@ class Index:
 
     def display_names(self) -> dict[str, str]:
         """Return the display names the index keeps for its users (those that have one)."""
-        with self._lock:
+        with self._lock, damage_named(self.path):
             cursor = self._db.cursor()
             cursor.row_factory = None
             return dict(cursor.execute("SELECT name, display_name FROM users WHERE display_name != ''"))
@@ -910,6 +934,18 @@ class Index:
         for row in rows:
             row["frozen"] = row["released_at"] is None
         return rows
+
+
+@contextmanager
+def damage_named(path: Path) -> Iterator[None]:
+    """Turn SQLite's "not a database" and "malformed" errors into IndexDamagedError
+    naming the file and what to do; let every other error through."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if not getattr(e, "sqlite_errorname", "").startswith(_DAMAGE):
+            raise
+        raise IndexDamagedError(f"the index {path} is damaged ({e})", REINDEX_HINT) from None
 
 
 def event(action: str, actor: str, machine_id: str | None = None, source: str = "", **detail: Any) -> dict:

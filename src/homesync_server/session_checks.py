@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+from homesync_server import memory
 from homesync_server.actions import session_check
 from homesync_server.services import Services
 
@@ -71,3 +72,12 @@ class SessionChecks:
             except Exception as e:  # the check failing must never end serve; it stays pending
                 logger.error("post-session check of %s failed (it stays pending): %s", machine_id,
                              getattr(e, "message", None) or repr(e), exc_info=not hasattr(e, "message"))
+            self._release_when_quiet()
+
+    def _release_when_quiet(self) -> None:
+        """Once no check is queued (a burst of sessions is over), give the memory freed
+        since back to the system: glibc keeps it, and RSS would creep up burst after burst."""
+        with self._changed:
+            if self._queue:
+                return
+        memory.release_free()

@@ -24,6 +24,7 @@ class RunningServer:
     fingerprint: str
     process: subprocess.Popen | None = None
     log: Path = field(default=None)
+    env: dict[str, str] = field(default_factory=dict)  # more environment for `serve`
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """Run `homesync-server ARGS --data DIR` as the server's user."""
@@ -44,7 +45,8 @@ class RunningServer:
         demote = {"user": UNPRIVILEGED, "group": UNPRIVILEGED, "extra_groups": []} if os.geteuid() == 0 else {}
         self.process = subprocess.Popen(
             [str(VENV_BIN / "homesync-server"), "serve", "--data", str(self.data), "--listen", self.address],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=user_env(self.data.parent), **demote)
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=user_env(self.data.parent, **self.env),
+            **demote)
         host, port = self.address.rsplit(":", 1)
         _wait_for_port(host, int(port), self.process)
 

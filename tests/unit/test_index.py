@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from homesync.errors import ConflictError, NotFoundError
+from homesync.errors import ConflictError, IndexDamagedError, NotFoundError
 from homesync_server.index import MIGRATIONS, Index, event
 
 
@@ -93,3 +93,42 @@ def test_a_used_grant_that_lapses_without_a_report_is_audited_and_an_unused_one_
     assert index.grant("ssh-ed25519 USED", "0" * 16) is None and index.grant("ssh-ed25519 UNUSED", "0" * 16) is None
     rows = index._query("SELECT actor, machine_id FROM audit WHERE action = 'restore_unreported'")
     assert [(r["actor"], r["machine_id"]) for r in rows] == [("joe", "0" * 16)]
+
+
+def _filled(path) -> None:
+    index = Index(path)
+    index.record_user("joe")
+    for n in range(100):
+        index.add_machine(_machine(f"{n:016x}", f"m{n}"), f"m{n}", event("enroll", "joe", f"{n:016x}"))
+    index.close()
+
+
+def test_an_index_whose_header_was_overwritten_is_named_as_damaged(tmp_path):
+    path = tmp_path / "i.sqlite"
+    _filled(path)
+    with open(path, "r+b") as f:
+        f.write(b"\xa5" * 100)
+    with pytest.raises(IndexDamagedError) as raised:
+        Index(path)
+    assert str(path) in raised.value.line() and "homesync-server reindex --force" in raised.value.line()
+    assert raised.value.exit_code == 19
+
+
+def test_an_index_with_pages_overwritten_fails_its_check_and_its_queries_as_damaged(tmp_path):
+    path = tmp_path / "i.sqlite"
+    _filled(path)
+    with open(path, "r+b") as f:
+        f.seek(4096 * 2)
+        f.write(b"\xa5" * 4096 * 3)
+    index = Index(path)  # the header is intact: opening works, reading the pages does not
+    with pytest.raises(IndexDamagedError, match="is damaged"):
+        index.check_integrity()
+    with pytest.raises(IndexDamagedError):
+        index.machines()
+
+
+def test_other_sqlite_errors_are_not_called_damage(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    with pytest.raises(sqlite3.OperationalError):
+        index._query("SELECT nothing FROM nowhere")
+    index.check_integrity()

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from homesync import names
-from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError
+from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError, IndexDamagedError
 from homesync_server import config as server_config
 from homesync_server import observed
 from homesync_server.actions import escrowed
@@ -34,20 +34,40 @@ APPROXIMATED = ["deduplicated_size is what each archive alone references now, no
 
 def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
     """Rebuild the index from every repository; return what was indexed and what could
-    not be. Raise ConflictError if the index still lists machines (unless force: it is
-    then moved aside first). Stop the server before running it."""
+    not be. Raise ConflictError if the index still lists machines, IndexDamagedError if
+    it is damaged (unless force: it is then set aside first). Stop the server first."""
     _refuse_while_serving(layout)
-    _make_room(layout, force)
+    set_aside, reason = _make_room(layout, force)
     services = Services.open(layout)
     try:
-        actor, problems = admin_actor(), []
-        indexed = (_machine(services, mid, actor, problems) for mid in services.repos.machine_ids())
-        machines = [m for m in indexed if m]
-        archives = sum(m["archives"] for m in machines)
-        services.index.audit("reindex", actor, machines=len(machines), archives=archives, problems=problems)
-        return {"machines": machines, "archives": archives, "problems": problems, "approximated": APPROXIMATED}
+        found = index_repositories(services, services.repos.machine_ids(), admin_actor(),
+                                   set_aside=set_aside, reason=reason)
+        return dict(found, set_aside=set_aside, approximated=APPROXIMATED)
     finally:
         services.close()
+
+
+def index_missing(services: Services, actor: str) -> dict[str, Any] | None:
+    """Index every repository whose machine the index does not list (an index lost,
+    emptied or replaced behind the server's back); return what was indexed, or None
+    if it lacked none."""
+    known = services.index.machine_ids()
+    missing = [mid for mid in services.repos.machine_ids() if mid not in known]
+    if not missing:
+        return None
+    return dict(index_repositories(services, missing, actor, automatic=True, listed_before=len(known)),
+                missing=len(missing), approximated=APPROXIMATED)
+
+
+def index_repositories(services: Services, machine_ids: list[str], actor: str, **detail: Any) -> dict[str, Any]:
+    """Index the machines of these repositories with their archives, holds and flags,
+    and record it as one `reindex` audit event (with detail); return what was indexed
+    and what could not be."""
+    problems: list[str] = []
+    machines = [m for m in (_machine(services, mid, actor, problems) for mid in machine_ids) if m]
+    archives = sum(m["archives"] for m in machines)
+    services.index.audit("reindex", actor, machines=len(machines), archives=archives, problems=problems, **detail)
+    return {"machines": machines, "archives": archives, "problems": problems}
 
 
 def _refuse_while_serving(layout: Layout) -> None:
@@ -61,25 +81,43 @@ def _refuse_while_serving(layout: Layout) -> None:
     raise ConflictError(f"the server is running (it answers on {host}:{port})", "stop it, then reindex")
 
 
-def _make_room(layout: Layout, force: bool) -> None:
-    """Refuse to rebuild over an index that still lists machines, unless forced: then
-    move its files aside (index.sqlite.replaced-<time>)."""
+def _make_room(layout: Layout, force: bool) -> tuple[str | None, str]:
+    """Refuse to rebuild over an index that still lists machines, or is damaged, unless
+    forced: then set its files aside (index.sqlite.replaced-<time>, .damaged-<time>).
+    Return the name it was set aside as (None: kept) and why."""
     if not layout.index.exists():
-        return
-    index = Index(layout.index)
+        return None, "lost"
     try:
-        count = len(index.machines())
-    finally:
-        index.close()
+        count = _machines_listed(layout)
+    except IndexDamagedError as e:
+        if not force:
+            raise IndexDamagedError(e.message, "stop the server and pass --force: reindex then keeps the damaged "
+                                               "file aside and rebuilds the index from the repositories") from None
+        return _set_aside(layout, "damaged"), "damaged"
     if count and not force:
         raise ConflictError(f"the index {layout.index} still lists {count} machines",
                             "reindex rebuilds a lost index; pass --force to replace this one (it is kept aside)")
-    if count:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            old = layout.index.with_name(layout.index.name + suffix)
-            if old.exists():
-                os.replace(old, old.with_name(f"{layout.index.name}.replaced-{stamp}{suffix}"))
+    return (_set_aside(layout, "replaced"), "replaced") if count else (None, "lost")
+
+
+def _machines_listed(layout: Layout) -> int:
+    """Return how many machines the index lists; raise IndexDamagedError if it is damaged."""
+    index = Index(layout.index)
+    try:
+        index.check_integrity()
+        return len(index.machine_ids())
+    finally:
+        index.close()
+
+
+def _set_aside(layout: Layout, why: str) -> str:
+    """Move the index's files (with its -wal and -shm) to index.sqlite.<why>-<time>; return that name."""
+    name = f"{layout.index.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in ("", "-wal", "-shm"):
+        old = layout.index.with_name(layout.index.name + suffix)
+        if old.exists():
+            os.replace(old, old.with_name(name + suffix))
+    return name
 
 
 def _machine(services: Services, machine_id: str, actor: str, problems: list[str]) -> dict[str, Any] | None:

@@ -1,6 +1,8 @@
 """`homesync-server serve`: run the SSH endpoint in the foreground until SIGTERM/SIGINT,
 with the post-session checks and the sweep of lapsed restore grants in threads beside
-it, and the metrics endpoint when [report] metrics_listen is set."""
+it, and the metrics endpoint when [report] metrics_listen is set. It refuses a damaged
+index, and indexes the machines whose repositories an emptied or lost index no longer
+lists, before it listens."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from typing import Iterator
 
 from homesync.errors import ConfigError
 from homesync_server import config as server_config
-from homesync_server.actions import report
+from homesync_server import memory
+from homesync_server.actions import reindex, report
 from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
 from homesync_server.endpoint import Endpoint
@@ -25,11 +28,20 @@ logger = logging.getLogger(__name__)
 METRICS_CACHE_SECONDS = 15.0
 DIRECTORY_CACHE_SECONDS = 300.0
 GRANT_SWEEP_SECONDS = 60.0
+SERVER_ACTOR = "server"
 
 
 def serve(layout: Layout, listen: str | None, ready=None) -> None:
     """Serve until a stop signal; close every session cleanly on the way out."""
+    memory.fewer_arenas()
+    memory.install_trace()
     services = Services.open(layout)
+    try:
+        services.index.check_integrity()
+        _index_lost_machines(services)
+    except BaseException:
+        services.close()
+        raise
     host, port = server_config.parse_listen(listen or services.config.listen)
     endpoint = Endpoint(services, host_key(layout), host, port)
     checks = SessionChecks(services)
@@ -67,6 +79,20 @@ def _sweep_grants(services: Services, stop: threading.Event) -> None:
             services.grants.sweep()
         except Exception:  # a busy or broken index: the next round tries again
             logger.exception("ending lapsed restore grants failed")
+
+
+def _index_lost_machines(services: Services) -> None:
+    """Index the machines whose repositories exist but whom the index does not list (it
+    was lost, emptied or replaced), so that their agents are not turned away."""
+    found = reindex.index_missing(services, SERVER_ACTOR)
+    if not found:
+        return
+    logger.error("the index %s did not list %d machines whose repositories are in %s (it was lost, emptied or "
+                 "replaced): indexed %d machines from their repositories, with %d archives (audit event reindex)",
+                 services.layout.index, found["missing"], services.layout.repos,
+                 len(found["machines"]), found["archives"])
+    for problem in found["problems"]:
+        logger.error("reindex: %s", problem)
 
 
 @contextmanager
