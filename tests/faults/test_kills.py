@@ -1,0 +1,126 @@
+"""SIGKILL, at a random moment of a backup or a restore, the CLI, the client's borg, the
+shim, the server's `borg serve` or the whole server; then no lock is left, `borg check`
+is clean, the index equals the repository, the next backup succeeds and the restore,
+run again, resumes and ends bit for bit equal to the archive with nothing local lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import pytest
+
+from tests.faults import trial
+from tests.faults.trial import TALLY, Kill
+from tests.support.homesync_server import start_server
+from tests.support.processes import chown_tree, private_dir, remove
+from tests.support.trees import make_home, snapshot
+
+TRIALS_PER_VICTIM = 1  # per victim and operation; the whole suite must stay under ~4 minutes
+VICTIMS = ("cli", "borg", "shim", "borg serve", "server")
+MACHINE = "Fault Trials"
+FRESH_BYTES = 16 << 20  # new data every backup trial sends
+
+
+class Bench:
+    """The module's server and laptop, its base archive, and the measured durations."""
+
+    def __init__(self, server, laptop, machine_id, archive, expected, document):
+        self.server, self.laptop, self.machine_id = server, laptop, machine_id
+        self.archive, self.expected, self.document = archive, expected, document
+        self.backup_seconds = self.restore_seconds = 0.0
+        self.targets = []
+
+    def new_data(self, trial_name: str) -> None:
+        """Replace the home's fresh file by new bytes, so the backup has data to send."""
+        data = random.Random(f"{trial.SEED}:{trial_name}:data").randbytes(FRESH_BYTES)
+        (self.laptop.home / "fresh.bin").write_bytes(data)
+        chown_tree(self.laptop.home)
+
+    def new_target(self):
+        target = private_dir("hs-target-") / "home"
+        self.targets.append(target.parent)
+        trial.prepare_target(target, self.document)
+        return target
+
+
+@pytest.fixture(scope="module")
+def bench(computer_factory_module):
+    server = start_server()
+    laptop = computer_factory_module()
+    make_home(laptop.home, seed=1801, files=200, total_bytes=24 << 20)
+    first = laptop.enroll_and_back_up(server, "joe", MACHINE)
+    expected = snapshot(laptop.home, exclude=trial.NOT_BACKED_UP)
+    machine_id = laptop.machine_id()
+    made = Bench(server, laptop, machine_id, first["name"], expected, trial.a_document(laptop.home))
+    made.new_data("measure")
+    made.backup_seconds = trial.timed(laptop, "backup")
+    target = made.new_target()
+    made.restore_seconds = trial.timed(laptop, "restore", "--machine", MACHINE, "--archive", made.archive,
+                                       "--target", str(target))
+    print(f"seed {trial.SEED}; a backup takes {made.backup_seconds:.1f} s, a restore {made.restore_seconds:.1f} s")
+    yield made
+    if server.process.poll() is None:
+        server.stop()
+    remove(server.data.parent)
+    for place in made.targets:
+        remove(place)
+
+
+@pytest.fixture(scope="module")
+def computer_factory_module():
+    from tests.support.homesync_client import Computer
+    made = []
+
+    def make():
+        made.append(Computer(private_dir("hs-home-")))
+        return made[-1]
+
+    yield make
+    for computer in made:
+        remove(computer.home)
+
+
+def _record(kind: str, victim: str, outcome: str) -> None:
+    TALLY[(kind, victim, outcome)] += 1
+
+
+TRIALS = [(victim, n) for victim in VICTIMS for n in range(TRIALS_PER_VICTIM)]
+
+
+@pytest.mark.parametrize("victim,number", TRIALS, ids=[f"{v.replace(' ', '-')}-{n}" for v, n in TRIALS])
+def test_a_kill_during_a_backup(bench, victim, number):
+    name = f"backup-{victim}-{number}"
+    bench.new_data(name)
+    _record("backup", victim, "run")
+    kill = trial.kill_during(name, victim, bench.laptop, bench.server, "create", ("backup", "--json"),
+                             bench.backup_seconds)
+    print(kill)
+    try:
+        trial.assert_no_lock_and_index_follows(kill, bench.server, bench.machine_id)
+        trial.assert_next_backup_succeeds(kill, bench.laptop, bench.server, bench.machine_id)
+    except AssertionError:
+        _record("backup", victim, "failed")
+        raise
+    _record("backup", victim, "passed")
+
+
+@pytest.mark.parametrize("victim,number", TRIALS, ids=[f"{v.replace(' ', '-')}-{n}" for v, n in TRIALS])
+def test_a_kill_during_a_restore(bench, victim, number):
+    name = f"restore-{victim}-{number}"
+    target = bench.new_target()
+    _record("restore", victim, "run")
+    args = ("restore", "--machine", MACHINE, "--archive", bench.archive, "--target", str(target), "--json")
+    kill = trial.kill_during(name, victim, bench.laptop, bench.server, "extract", args, bench.restore_seconds)
+    print(kill)
+    try:
+        trial.assert_nothing_local_lost(kill, target, bench.document)
+        trial.assert_no_lock_and_index_follows(kill, bench.server, bench.machine_id)
+        trial.assert_restore_resumes(kill, bench.laptop, target, bench.archive, MACHINE, bench.expected,
+                                     bench.document)
+        trial.assert_next_backup_succeeds(kill, bench.laptop, bench.server, bench.machine_id)
+    except AssertionError:
+        _record("restore", victim, "failed")
+        raise
+    _record("restore", victim, "passed")
