@@ -10,7 +10,9 @@ def pytest_terminal_summary(terminalreporter):
     if not TALLY:
         return
     write = terminalreporter.write_line
-    write(f"fault trials (seed {SEED}): {sum(TALLY.values())} run, "
-          f"{sum(n for (_, _, outcome), n in TALLY.items() if outcome == 'passed')} passed")
-    for (kind, victim, outcome), count in sorted(TALLY.items()):
-        write(f"  {kind:8} {victim:24} {outcome:8} {count}")
+    runs = {(kind, victim): n for (kind, victim, outcome), n in TALLY.items() if outcome == "run"}
+    passed = sum(n for (_, _, outcome), n in TALLY.items() if outcome == "passed")
+    write(f"fault trials (seed {SEED}): {sum(runs.values())} run, {passed} passed")
+    for kind, victim in sorted(runs):
+        write(f"  {kind:8} {victim:12} run {runs[kind, victim]}, passed {TALLY[kind, victim, 'passed']}, "
+              f"failed {TALLY[kind, victim, 'failed']}")

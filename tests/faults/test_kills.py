@@ -49,7 +49,7 @@ class Bench:
 def bench(computer_factory_module):
     server = start_server()
     laptop = computer_factory_module()
-    make_home(laptop.home, seed=1801, files=200, total_bytes=24 << 20)
+    make_home(laptop.home, seed=1801, files=100, total_bytes=12 << 20)
     first = laptop.enroll_and_back_up(server, "joe", MACHINE)
     expected = snapshot(laptop.home, exclude=trial.NOT_BACKED_UP)
     machine_id = laptop.machine_id()

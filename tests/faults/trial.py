@@ -144,8 +144,9 @@ def assert_no_lock_and_index_follows(kill, server: RunningServer, machine_id: st
     check finds it clean."""
     gone = wait_for(lambda: not server_pids(server, "borg serve"), timeout=30)
     assert gone, f"{kill}: borg serve still runs 30 s after the session ended"
+    _server_borg(kill, server, machine_id, "list", "--lock-wait", "1", "{repo}")  # at once: no lock left
     assert wait_for(lambda: checked(server, machine_id), timeout=60), f"{kill}: the post-session check never ran"
-    listed = server_borg(server, machine_id, "list", "--lock-wait", "1", "--json", "{repo}")
+    listed = _server_borg(kill, server, machine_id, "list", "--lock-wait", "1", "--json", "{repo}")
     in_repository = {a["name"] for a in json.loads(listed.stdout)["archives"] if not a["name"].endswith(".checkpoint")}
     rows = dict(server.index_rows(f"SELECT name, result FROM archives WHERE machine_id = '{machine_id}'"))
     missing = in_repository - rows.keys()
@@ -154,7 +155,14 @@ def assert_no_lock_and_index_follows(kill, server: RunningServer, machine_id: st
     assert not ghosts, f"{kill}: the index says {sorted(ghosts)} succeeded but the repository lacks them"
     wrong = {n: rows[n] for n in in_repository if rows[n] not in OK_RESULTS}
     assert not wrong, f"{kill}: complete archives indexed as not successful: {wrong}"
-    server_borg(server, machine_id, "check", "--lock-wait", "5", "{repo}")
+    _server_borg(kill, server, machine_id, "check", "--lock-wait", "5", "{repo}")
+
+
+def _server_borg(kill, server: RunningServer, machine_id: str, *args: str):
+    try:
+        return server_borg(server, machine_id, *args)
+    except AssertionError as error:
+        raise AssertionError(f"{kill}: borg {args[0]} of the repository failed: {error}") from None
 
 
 def assert_next_backup_succeeds(kill, computer: Computer, server: RunningServer, machine_id: str) -> None:
