@@ -14,5 +14,5 @@ def pytest_terminal_summary(terminalreporter):
     passed = sum(n for (_, _, outcome), n in TALLY.items() if outcome == "passed")
     write(f"fault trials (seed {SEED}): {sum(runs.values())} run, {passed} passed")
     for kind, victim in sorted(runs):
-        write(f"  {kind:8} {victim:12} run {runs[kind, victim]}, passed {TALLY[kind, victim, 'passed']}, "
+        write(f"  {kind:8} {victim:16} run {runs[kind, victim]}, passed {TALLY[kind, victim, 'passed']}, "
               f"failed {TALLY[kind, victim, 'failed']}")

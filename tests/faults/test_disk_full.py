@@ -107,7 +107,7 @@ def _fail_to_back_up(server: RunningServer, computer: Computer, name: str) -> Fu
 
 
 def test_a_full_restore_target_loses_nothing_and_the_restore_resumes(small_server, laptop):
-    _counted_run("restore", _full_target, small_server, laptop)
+    _counted_run("restore", "full target disk", _full_target, small_server, laptop)
 
 
 def _full_target(server: RunningServer, laptop: Computer) -> None:
@@ -131,7 +131,7 @@ def _full_target(server: RunningServer, laptop: Computer) -> None:
 
 
 def test_a_full_home_fails_or_finishes_the_backup_and_loses_nothing(small_server):
-    _counted_run("backup", _full_home, small_server)
+    _counted_run("backup", "full home disk", _full_home, small_server)
 
 
 def _full_home(server: RunningServer) -> None:
@@ -163,7 +163,7 @@ def _full_home(server: RunningServer) -> None:
                    "on it, even `borg list` (its lock roster), the post-session check and every next backup, "
                    "fails with ENOSPC: the repository is wedged until an admin frees space")
 def test_a_full_server_disk_fails_the_backup_cleanly(small_server, laptop):
-    _counted_run("server", _full_server, small_server, laptop)
+    _counted_run("backup", "full server disk", _full_server, small_server, laptop)
 
 
 def _full_server(server: RunningServer, laptop: Computer) -> None:
@@ -179,11 +179,11 @@ def _full_server(server: RunningServer, laptop: Computer) -> None:
     trial.assert_next_backup_succeeds(full, laptop, server, machine_id)
 
 
-def _counted_run(kind: str, body, *args) -> None:
-    TALLY[(kind, "disk full", "run")] += 1
+def _counted_run(kind: str, fault: str, body, *args) -> None:
+    TALLY[(kind, fault, "run")] += 1
     try:
         body(*args)
     except AssertionError:
-        TALLY[(kind, "disk full", "failed")] += 1
+        TALLY[(kind, fault, "failed")] += 1
         raise
-    TALLY[(kind, "disk full", "passed")] += 1
+    TALLY[(kind, fault, "passed")] += 1

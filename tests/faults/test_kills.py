@@ -1,26 +1,29 @@
 """SIGKILL, at a random moment of a backup or a restore, the CLI, the client's borg, the
 shim, the server's `borg serve` or the whole server; then no lock is left, `borg check`
-is clean, the index equals the repository, the next backup succeeds and the restore,
-run again, resumes and ends bit for bit equal to the archive with nothing local lost."""
+is clean, the index equals the repository, and: after a backup, the next backup
+succeeds; after a restore, the restore run again resumes and ends bit for bit equal to
+the archive with nothing local lost (and after a server-side kill the next backup
+succeeds). Replay a failure with HOMESYNC_FAULT_SEED; HOMESYNC_FAULT_TRIALS=N for a soak."""
 
 from __future__ import annotations
 
 import os
 import random
-import shutil
 
 import pytest
 
 from tests.faults import trial
-from tests.faults.trial import TALLY, Kill
+from tests.faults.trial import TALLY
 from tests.support.homesync_server import start_server
 from tests.support.processes import chown_tree, private_dir, remove
 from tests.support.trees import make_home, snapshot
 
-TRIALS_PER_VICTIM = 1  # per victim and operation; the whole suite must stay under ~4 minutes
+# per victim and operation: 1 keeps the whole suite near 4 minutes; more for a soak run
+TRIALS_PER_VICTIM = int(os.environ.get("HOMESYNC_FAULT_TRIALS", "1"))
 VICTIMS = ("cli", "borg", "shim", "borg serve", "server")
+SERVER_SIDE = ("borg serve", "server")
 MACHINE = "Fault Trials"
-FRESH_BYTES = 16 << 20  # new data every backup trial sends
+FRESH_BYTES = 8 << 20  # new data every backup trial sends
 
 
 class Bench:
@@ -49,7 +52,7 @@ class Bench:
 def bench(computer_factory_module):
     server = start_server()
     laptop = computer_factory_module()
-    make_home(laptop.home, seed=1801, files=100, total_bytes=12 << 20)
+    make_home(laptop.home, seed=1801, files=60, total_bytes=8 << 20)
     first = laptop.enroll_and_back_up(server, "joe", MACHINE)
     expected = snapshot(laptop.home, exclude=trial.NOT_BACKED_UP)
     machine_id = laptop.machine_id()
@@ -119,7 +122,8 @@ def test_a_kill_during_a_restore(bench, victim, number):
         trial.assert_no_lock_and_index_follows(kill, bench.server, bench.machine_id)
         trial.assert_restore_resumes(kill, bench.laptop, target, bench.archive, MACHINE, bench.expected,
                                      bench.document)
-        trial.assert_next_backup_succeeds(kill, bench.laptop, bench.server, bench.machine_id)
+        if victim in SERVER_SIDE:  # a restore only reads: only a server-side kill could harm the next backup
+            trial.assert_next_backup_succeeds(kill, bench.laptop, bench.server, bench.machine_id)
     except AssertionError:
         _record("restore", victim, "failed")
         raise
