@@ -15,4 +15,4 @@ def pytest_terminal_summary(terminalreporter):
     write(f"fault trials (seed {SEED}): {sum(runs.values())} run, {passed} passed")
     for kind, victim in sorted(runs):
         write(f"  {kind:8} {victim:16} run {runs[kind, victim]}, passed {TALLY[kind, victim, 'passed']}, "
-              f"failed {TALLY[kind, victim, 'failed']}")
+              f"failed {TALLY[kind, victim, 'failed']} (victim gone before its kill: {TALLY[kind, victim, 'missed']})")

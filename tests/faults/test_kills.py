@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import pytest
 
@@ -53,12 +54,15 @@ def bench(computer_factory_module):
     server = start_server()
     laptop = computer_factory_module()
     make_home(laptop.home, seed=1801, files=60, total_bytes=8 << 20)
-    first = laptop.enroll_and_back_up(server, "joe", MACHINE)
+    chown_tree(laptop.home)
+    assert laptop.enroll(server, "joe", MACHINE).returncode == 0
+    began = time.monotonic()
+    first = laptop.json("backup")  # as much new data as a trial's backup sends
+    backup_seconds = time.monotonic() - began
     expected = snapshot(laptop.home, exclude=trial.NOT_BACKED_UP)
     machine_id = laptop.machine_id()
     made = Bench(server, laptop, machine_id, first["name"], expected, trial.a_document(laptop.home))
-    made.new_data("measure")
-    made.backup_seconds = trial.timed(laptop, "backup")
+    made.backup_seconds = backup_seconds
     target = made.new_target()
     made.restore_seconds = trial.timed(laptop, "restore", "--machine", MACHINE, "--archive", made.archive,
                                        "--target", str(target))
@@ -100,6 +104,8 @@ def test_a_kill_during_a_backup(bench, victim, number):
     kill = trial.kill_during(name, victim, bench.laptop, bench.server, "create", ("backup", "--json"),
                              bench.backup_seconds)
     print(kill)
+    if not kill.killed:
+        _record("backup", victim, "missed")
     try:
         trial.assert_no_lock_and_index_follows(kill, bench.server, bench.machine_id)
         trial.assert_next_backup_succeeds(kill, bench.laptop, bench.server, bench.machine_id)
@@ -117,6 +123,8 @@ def test_a_kill_during_a_restore(bench, victim, number):
     args = ("restore", "--machine", MACHINE, "--archive", bench.archive, "--target", str(target), "--json")
     kill = trial.kill_during(name, victim, bench.laptop, bench.server, "extract", args, bench.restore_seconds)
     print(kill)
+    if not kill.killed:
+        _record("restore", victim, "missed")
     try:
         trial.assert_nothing_local_lost(kill, target, bench.document)
         trial.assert_no_lock_and_index_follows(kill, bench.server, bench.machine_id)

@@ -105,20 +105,23 @@ class Kill:
 
     def __str__(self) -> str:
         return (f"[seed {SEED}, trial {self.trial}, victim {self.victim}, delay {self.delay:.2f} s, "
-                f"killed {self.killed or 'nothing: the operation ended first'}, rc {self.rc}]")
+                f"killed {self.killed or 'nothing: the victim had ended'}, rc {self.rc}]")
 
 
 def kill_during(trial: str, victim: str, computer: Computer, server: RunningServer, operation: str,
                 args: tuple[str, ...], duration: float) -> Kill:
-    """Run `homesync ARGS`, SIGKILL the victim after a random delay within the operation's
-    measured duration (waiting for the victim to appear if need be), wait for every
-    process of the computer to end, and restart a killed server."""
-    delay = rng_for(trial).uniform(0.05, 0.95) * duration
+    """Run `homesync ARGS`; once the victim runs, SIGKILL it after a random part of what
+    remains of the operation's measured duration; wait for every process of the computer
+    to end, and restart a killed server."""
+    share = rng_for(trial).uniform(0.05, 0.9)
+    began = time.monotonic()
     process = start(computer, *args)
-    time.sleep(delay)
-    pids: list[int] = []
-    while process.poll() is None and not (pids := victim_pids(victim, computer, server, operation)):
+    while process.poll() is None and not victim_pids(victim, computer, server, operation):
         time.sleep(0.01)
+    appeared = time.monotonic() - began
+    time.sleep(share * max(duration - appeared, 0.2))
+    delay = time.monotonic() - began
+    pids = victim_pids(victim, computer, server, operation) if process.poll() is None else []
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
