@@ -1,5 +1,4 @@
 from tests.faults.trial import SEED, TALLY
-from tests.support.homesync_client import computer_factory  # noqa: F401
 
 
 def pytest_report_header(config):
