@@ -229,6 +229,8 @@ MIGRATIONS: dict[int, str] = {
 
 # archives.archive_id of an archive the server's own prune is deleting.
 PRUNING = "-"
+# What a post-session check takes from borg for a row the agent reported as interrupted or failed.
+_FIGURES = ("start", "end", "files", "original_size", "compressed_size", "deduplicated_size", "result", "error")
 # What Index.fleet_records returns for each machine, in this order.
 FLEET_COLUMNS = RECORD_FIELDS
 _BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
@@ -386,7 +388,9 @@ class Index:
         """Record one backup report and its audit event in one transaction. A row the
         server already has (the post-session check found the archive first, or the
         report came twice) takes the report's figures and keeps its observed time; once
-        a check saw the archive in the repository, its flag is the check's."""
+        a check saw the archive in the repository, its flag is the check's. A report of
+        an interrupted or failed backup never overwrites a complete archive's row (one a
+        check saw, or one reported as a success): the repository wins."""
         with self._transaction() as db:
             if not db.execute("SELECT 1 FROM machines WHERE id = ?", (machine_id,)).fetchone():
                 raise NotFoundError(f"no machine {machine_id}")
@@ -399,7 +403,9 @@ class Index:
                 "result = excluded.result, error = excluded.error, "
                 "observed = COALESCE(archives.observed, excluded.observed), "
                 "flag = CASE WHEN archives.archive_id != '' OR archives.flag != '' THEN archives.flag "
-                "ELSE excluded.flag END",
+                "ELSE excluded.flag END "
+                "WHERE excluded.result IN ('success', 'warning') "
+                "OR (archives.archive_id = '' AND archives.result NOT IN ('success', 'warning'))",
                 (machine_id, archive["name"], archive["start"], archive["end"], archive["files"],
                  archive["original_size"], archive["compressed_size"], archive["deduplicated_size"],
                  archive["result"], archive.get("error", ""), archive.get("observed"), archive.get("flag", "")))
@@ -416,7 +422,8 @@ class Index:
                          audit: dict[str, Any] | None) -> None:
         """Record what a post-session check saw, in one transaction: archives the index
         did not have (rows with observed, flag, archive_id), the archive id (and a flag,
-        if any) of reported ones, and the audit event."""
+        if any) of reported ones, and the audit event. An added row the agent reported as
+        interrupted or failed takes borg's figures and result: the archive is complete."""
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
@@ -424,7 +431,9 @@ class Index:
                 ":start, :end, :files, :original_size, :compressed_size, :deduplicated_size, :result, :error, "
                 ":observed, :flag, :archive_id) ON CONFLICT(machine_id, name) DO UPDATE SET "
                 "archive_id = excluded.archive_id, observed = COALESCE(archives.observed, excluded.observed), "
-                "flag = CASE WHEN excluded.flag != '' THEN excluded.flag ELSE archives.flag END",
+                "flag = CASE WHEN excluded.flag != '' THEN excluded.flag ELSE archives.flag END, "
+                + ", ".join(f"{c} = CASE WHEN archives.result IN ('success', 'warning') THEN archives.{c} "
+                            f"ELSE excluded.{c} END" for c in _FIGURES),
                 [dict(a, machine_id=machine_id) for a in added])
             db.executemany("UPDATE archives SET archive_id = :archive_id, "
                            "flag = CASE WHEN :flag != '' THEN :flag ELSE flag END "

@@ -77,3 +77,35 @@ def test_a_report_arriving_after_the_check_merges_and_keeps_what_the_server_obse
     (row,) = index.archive_observations("a" * 16)
     assert (row["observed"], row["flag"], row["archive_id"], row["result"]) == (12.0, "", "ab", "warning")
     assert [a["files"] for a in index.archives("a" * 16)] == [4]
+
+
+def _complete(name: str = "n") -> dict:
+    return {"name": name, "start": 10.0, "end": 11.0, "files": 3, "original_size": 30, "compressed_size": 20,
+            "deduplicated_size": 10, "result": "success", "error": "", "observed": 12.0, "flag": "",
+            "archive_id": "ab"}
+
+
+def _interrupted(name: str = "n") -> dict:
+    return {"name": name, "start": 10.0, "end": 11.5, "files": 0, "original_size": 0, "compressed_size": 0,
+            "deduplicated_size": 0, "result": "interrupted", "error": "borg create was stopped by signal 9"}
+
+
+def test_a_late_failure_report_never_overwrites_a_complete_archive(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine(_machine("a" * 16), "joe's thinkpad", event("enroll", "joe"))
+    index.observe_archives("a" * 16, [_complete()], [], event("archives_observed", "server"))
+    index.add_archive("a" * 16, _interrupted(), event("backup", "joe"))
+    (row,) = index.archives("a" * 16)
+    assert (row["result"], row["files"], row["error"]) == ("success", 3, "")
+
+
+def test_the_check_corrects_an_earlier_failure_report_of_a_complete_archive(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine(_machine("a" * 16), "joe's thinkpad", event("enroll", "joe"))
+    index.add_archive("a" * 16, _interrupted(), event("backup", "joe"))
+    index.observe_archives("a" * 16, [_complete()], [], event("archives_observed", "server"))
+    (row,) = index.archives("a" * 16)
+    assert (row["result"], row["files"], row["error"]) == ("success", 3, "")
+    assert index.archive_observations("a" * 16)[0]["archive_id"] == "ab"
