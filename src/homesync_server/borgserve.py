@@ -178,6 +178,9 @@ def serve(services: Services, repository: Path, channel: paramiko.Channel, may_w
     if session.refusal:
         pumps[0].join(timeout=REFUSED_LINGER + 5)  # the client reads the refusal and closes
         rc = REFUSED_RC
+    if rc < 0:  # killed: SSH's exit status is unsigned, so say it the shell's way (128 + signal)
+        logger.warning("borg serve for %s was killed by signal %s", repository.name, -rc)
+        return 128 - rc
     logger.info("borg serve for %s ended with rc %s", repository.name, rc)
     return rc
 
