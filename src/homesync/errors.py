@@ -102,6 +102,27 @@ class TooManyLoginsError(HomesyncError):
     exit_code = 17
 
 
+class MachineRevokedError(HomesyncError):
+    """This computer's key was revoked on the server (replaced by an adopt, or retired):
+    permanent, so the agent stops retrying. Each cause has its own code."""
+
+    kind = "machine_revoked"
+    exit_code = 18
+
+
+class MachineReplacedError(MachineRevokedError):
+    """Another computer adopted this machine (`restore --adopt`): its key replaced this one's."""
+
+    kind = "machine_replaced"
+
+
+class MachineRetiredError(MachineRevokedError):
+    """An admin retired this machine."""
+
+    kind = "machine_retired"
+    exit_code = 19
+
+
 class BorgError(HomesyncError):
     kind = "borg"
     exit_code = 20
@@ -111,6 +132,20 @@ class BorgCacheError(BorgError):
     """borg crashed in its local cache (damaged or half-deleted files under the cache)."""
 
     kind = "borg_cache"
+
+
+class DiskFullError(HomesyncError):
+    """No space left: on the backup server (its repository or index) or on this computer."""
+
+    kind = "disk_full"
+    exit_code = 22
+
+
+class RepositoryUnreadableError(HomesyncError):
+    """The server cannot read (or write) files of the repository: their owner or mode was changed."""
+
+    kind = "repository_unreadable"
+    exit_code = 23
 
 
 class RestoreError(HomesyncError):

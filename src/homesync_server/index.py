@@ -6,6 +6,7 @@ The repositories are the source of truth; this is rebuildable from them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -17,8 +18,11 @@ from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
 from homesync_server import audit as audit_chain
+from homesync_server.borgcauses import server_disk_full
 from homesync_server.logins import Record
 from homesync_server.reports.fleet import RECORD_FIELDS
+
+logger = logging.getLogger(__name__)
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
 # transaction (PRAGMA user_version records the last one applied). Numbers may have
@@ -227,6 +231,18 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
+@contextmanager
+def _full_disk_named(path: Path) -> Iterator[None]:
+    """Turn SQLite's "database or disk is full" into the server's disk-full error."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if getattr(e, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and "disk is full" not in str(e):
+            raise
+        logger.error("the index %s could not be written: the disk is full", path)
+        raise server_disk_full("the server's index") from None
+
+
 # archives.archive_id of an archive the server's own prune is deleting.
 PRUNING = "-"
 # What a post-session check takes from borg for a row the agent reported as interrupted or failed.
@@ -276,12 +292,13 @@ class Index:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, _full_disk_named(self.path):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
