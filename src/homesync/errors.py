@@ -102,9 +102,9 @@ class TooManyLoginsError(HomesyncError):
     exit_code = 17
 
 
-class MachineRevokedError(HomesyncError):
-    """This computer's key was revoked on the server (replaced by an adopt, or retired):
-    permanent, so the agent stops retrying. Each cause has its own code."""
+class MachineRevokedError(AuthenticationError):
+    """The server refused this computer's key for a reason it names (replaced by an
+    adopt, or retired): permanent, so the agent stops retrying. Each has its own code."""
 
     kind = "machine_revoked"
     exit_code = 18

@@ -229,6 +229,16 @@ MIGRATIONS: dict[int, str] = {
     DELETE FROM archive_totals;
     INSERT INTO archive_totals SELECT * FROM archive_figures
     """,
+    # Issue 18: the keys an adopt replaced, so that the old computer is told by whom and
+    # when instead of "key refused" (a number of its own: other branches take 7 and up).
+    18: """
+    CREATE TABLE replaced_keys (
+        public_key TEXT PRIMARY KEY,
+        machine_id TEXT NOT NULL REFERENCES machines(id),
+        replaced_at REAL NOT NULL,
+        hostname TEXT NOT NULL
+    )
+    """,
 }
 
 @contextmanager
@@ -386,9 +396,28 @@ class Index:
         """Give a machine a new key and host (adoption: the old key is refused from now on),
         with its audit event, in one transaction."""
         with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO replaced_keys (public_key, machine_id, replaced_at, hostname) "
+                       "SELECT public_key, id, ?, ? FROM machines WHERE id = ?", (audit["at"], hostname, machine_id))
             db.execute("UPDATE machines SET public_key = ?, hostname = ?, last_seen = ? WHERE id = ?",
                        (public_key, hostname, audit["at"], machine_id))
             self._insert_audit(db, audit)
+
+    def revoked_key(self, machine_id: str, public_key: str) -> dict[str, Any] | None:
+        """Given a machine id and a key that may not log in, return why if it is one of
+        that machine's own: {"why": "replaced", "at", "hostname", "name"} (an adopt) or
+        {"why": "retired", "at", "name"}; None for any other key."""
+        rows = self._query("SELECT k.replaced_at AS at, k.hostname, m.name FROM replaced_keys k "
+                           "JOIN machines m ON m.id = k.machine_id WHERE k.public_key = ? AND k.machine_id = ?",
+                           (public_key, machine_id))
+        if rows:
+            return dict(rows[0], why="replaced")
+        machine = self.machine(machine_id)
+        if not machine or machine["state"] != "retired" or machine["public_key"] != public_key:
+            return None
+        # only for the holder of the retired key: the one lookup in the audit by machine
+        retired = self._query("SELECT at FROM audit WHERE action = 'machine_retire' AND machine_id = ? "
+                              "ORDER BY id DESC LIMIT 1", (machine_id,))
+        return {"why": "retired", "at": retired[0]["at"] if retired else None, "name": machine["name"]}
 
     def touch_machine(self, machine_id: str, at: float) -> None:
         with self._transaction() as db:

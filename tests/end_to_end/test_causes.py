@@ -73,3 +73,34 @@ def test_repository_files_the_server_cannot_read_are_named(fresh_server, compute
     for path in changed:
         os.chown(path, UNPRIVILEGED, UNPRIVILEGED)
     assert laptop.json("backup")["result"] in ("success", "warning")
+
+
+def test_the_old_computer_of_an_adopted_machine_is_told_by_whom_and_when(fresh_server, computer_factory):
+    from tests.support.homesync_server import PASSWORDS
+    old = computer_factory()
+    (old.home / "a.txt").write_text("a")
+    old.enroll_and_back_up(fresh_server, "joe", "Joe's Old Laptop")
+    new = computer_factory()
+    new.json("restore", "--machine", "Joe's Old Laptop", "--adopt", *new.remote_args(fresh_server, "joe"),
+             input=PASSWORDS["joe"] + "\n")
+    hostname = fresh_server.index_rows("SELECT hostname FROM machines")[0][0]
+    done = old.run("backup")
+    assert done.returncode == 18, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert f"replaced by the computer {hostname!r}" in done.stderr and today in done.stderr, done.stderr
+    assert "Joe's Old Laptop" in done.stderr and "enroll it as a new machine" in done.stderr
+    assert "borg create failed" not in done.stderr
+
+
+def test_a_retired_machine_is_told_it_was_retired_and_when(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(fresh_server, "joe", "Joe's Retired Laptop")
+    assert fresh_server.cli("machine", "retire", "--machine", laptop.machine_id()).returncode == 0
+    done = laptop.run("backup")
+    assert done.returncode == 19, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    name = "Joe's Retired Laptop"
+    assert f"{name!r} was retired by an admin on {today}" in done.stderr, done.stderr

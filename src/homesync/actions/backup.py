@@ -13,7 +13,8 @@ from typing import Callable
 
 from homesync import borg, config as agent_config, link, names, protocol
 from homesync.config import AgentConfig, Paths
-from homesync.errors import BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError, ProtocolError, UsageError
+from homesync.errors import (BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError,
+                             MachineRevokedError, ProtocolError, UsageError)
 from homesync.execute import Running
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     except HomesyncError as e:
         if stopped is not None and stopped():
             _interrupted(config, paths, access, name, started, e.message)
-        # a server that could not be reached (or stopped answering) is not asked again now
+        # a server that could not be reached (or stopped answering, or refused this computer) is not asked again now
         _report(config, paths, _failed_report(name, started, "failed", e.message),
-                send=not isinstance(e, ConnectionFailedError))
+                send=not isinstance(e, (ConnectionFailedError, MachineRevokedError)))
         raise
     archive = result.json["archive"]
     stats = archive["stats"]
