@@ -104,3 +104,26 @@ def test_a_retired_machine_is_told_it_was_retired_and_when(fresh_server, compute
     today = time.strftime("%Y-%m-%d", time.gmtime())
     name = "Joe's Retired Laptop"
     assert f"{name!r} was retired by an admin on {today}" in done.stderr, done.stderr
+
+
+def test_a_full_restore_target_is_named_and_nothing_local_is_lost(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "Documents").mkdir()
+    (laptop.home / "Documents/letter.txt").write_text("dear ann\n")
+    with open(laptop.home / "video.raw", "wb") as f:
+        f.write(os.urandom(30 << 20))
+    laptop.enroll_and_back_up(fresh_server, "joe", "Full target")
+    with small_disk(laptop.home.parent / f"{laptop.home.name}-target") as target:
+        (target / "mine.txt").write_text("my own file\n")
+        os.chown(target / "mine.txt", UNPRIVILEGED, UNPRIVILEGED)
+        done = laptop.run("restore", "--machine", "Full target", "--target", str(target))
+        assert done.returncode == 22, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "this computer's disk is full" in done.stderr and str(target) in done.stderr, done.stderr
+        assert "do not match" not in done.stderr
+        assert (target / "mine.txt").read_text() == "my own file\n"
+        assert not [p for p in target.iterdir() if p.name.startswith(".homesync-restore-")]
+        _grow(target, "100m")
+        restored = laptop.json("restore", "--machine", "Full target", "--target", str(target))
+        assert (target / "Documents/letter.txt").read_text() == "dear ann\n", restored
+        assert (target / "mine.txt").read_text() == "my own file\n"
