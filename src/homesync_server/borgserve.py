@@ -195,6 +195,9 @@ class _CauseTeller:
 
     def seen(self, reply: dict) -> None:
         error = borgcauses.cause_of(reply)
+        if error is None and reply.get(b"exception_trace"):  # a crash: its traceback stays in our log
+            full = b"".join(s for s in reply.get(b"exception_full") or [] if isinstance(s, bytes))
+            logger.error("borg serve for %s crashed:\n%s", self.repository, full.decode("utf-8", "replace").strip())
         if error is None or self.told:
             return
         self.told = True
