@@ -82,9 +82,11 @@ def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), pro
     return (*argv, f"{repo}::{archive}", *paths)
 
 
-def make_list_archives_command(repo: str) -> tuple[str, ...]:
-    """Return argv listing a repository's archives as JSON."""
-    return (borg_executable(), "list", "--json", "--log-json", "--lock-wait", str(LOCK_WAIT), repo)
+def make_list_archives_command(repo: str, glob: str = "", checkpoints: bool = False) -> tuple[str, ...]:
+    """Return argv listing a repository's archives (those matching glob, if given, and
+    checkpoint archives too if asked) as JSON."""
+    selection = (("--glob-archives", glob) if glob else ()) + (("--consider-checkpoints",) if checkpoints else ())
+    return (borg_executable(), "list", "--json", "--log-json", "--lock-wait", str(LOCK_WAIT), *selection, repo)
 
 
 def make_list_files_command(repo: str, archive: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:

@@ -109,6 +109,27 @@ class IndexDamagedError(HomesyncError):
     exit_code = 19
 
 
+class MachineRevokedError(AuthenticationError):
+    """The server refused this computer's key for a reason it names (replaced by an
+    adopt, or retired): permanent, so the agent stops retrying. Each has its own code."""
+
+    kind = "machine_revoked"
+    exit_code = 18
+
+
+class MachineReplacedError(MachineRevokedError):
+    """Another computer adopted this machine (`restore --adopt`): its key replaced this one's."""
+
+    kind = "machine_replaced"
+
+
+class MachineRetiredError(MachineRevokedError):
+    """An admin retired this machine."""
+
+    kind = "machine_retired"
+    exit_code = 24
+
+
 class BorgError(HomesyncError):
     kind = "borg"
     exit_code = 20
@@ -118,6 +139,20 @@ class BorgCacheError(BorgError):
     """borg crashed in its local cache (damaged or half-deleted files under the cache)."""
 
     kind = "borg_cache"
+
+
+class DiskFullError(HomesyncError):
+    """No space left: on the backup server (its repository or index) or on this computer."""
+
+    kind = "disk_full"
+    exit_code = 25
+
+
+class RepositoryUnreadableError(HomesyncError):
+    """The server cannot read (or write) files of the repository: their owner or mode was changed."""
+
+    kind = "repository_unreadable"
+    exit_code = 23
 
 
 class RestoreError(HomesyncError):

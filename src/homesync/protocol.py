@@ -135,3 +135,23 @@ def unwrap(response: dict) -> Any:
     if response.get("ok") is False:
         raise from_wire(str(response.get("kind")), str(response.get("message")))
     raise ProtocolError("malformed response")
+
+
+# A server's cause on a session's stderr, for clients that are not reading RPC frames
+# (the shim under borg): "homesync-server: error <kind>: <line>".
+CAUSE_PREFIX = "homesync-server: error "
+
+
+def cause_line(error: HomesyncError) -> bytes:
+    """Given an error, return the stderr line that names it to the client (kind and line)."""
+    return f"{CAUSE_PREFIX}{error.kind}: {error.line()}\n".encode()
+
+
+def parse_cause(line: bytes) -> HomesyncError | None:
+    """Given one line of a session's stderr, return the error it names, or None."""
+    text = line.decode("utf-8", "replace").strip()
+    if not text.startswith(CAUSE_PREFIX) or ": " not in text[len(CAUSE_PREFIX):]:
+        return None
+    kind, message = text[len(CAUSE_PREFIX):].split(": ", 1)
+    return from_wire(kind, message)
+

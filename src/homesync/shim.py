@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from homesync import borg, transport
+from homesync import borg, protocol, transport
 from homesync.errors import ConnectionFailedError, HomesyncError
 
 ENV_FINGERPRINT = "HOMESYNC_SHIM_FINGERPRINT"
@@ -53,6 +53,7 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float 
     sel.register(channel, selectors.EVENT_READ, "channel")
     stdin_open = True
     watch = Silence(silence, address)
+    causes = Causes()
     while True:
         for key, _ in sel.select():
             if key.data == "stdin":
@@ -67,7 +68,7 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float 
                 continue
             watch.heard()  # the server said something (data, EOF or its exit status)
             while channel.recv_stderr_ready():
-                _write_all(stderr_fd, channel.recv_stderr(RECV))
+                _write_all(stderr_fd, causes.feed(channel.recv_stderr(RECV)))
             if channel.recv_ready():
                 data = channel.recv(RECV)
                 if data:
@@ -75,7 +76,7 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float 
                     continue
             if channel.exit_status_ready() or channel.closed or channel.eof_received:
                 while channel.recv_stderr_ready():
-                    _write_all(stderr_fd, channel.recv_stderr(RECV))
+                    _write_all(stderr_fd, causes.feed(channel.recv_stderr(RECV)))
                 while True:
                     data = channel.recv(RECV)
                     if not data:
@@ -84,6 +85,24 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float 
                 if stdin_open:
                     sel.unregister(stdin_fd)
                 return channel.recv_exit_status()
+
+
+class Causes:
+    """Watches the server's stderr for a line naming the cause of a failure and leaves it
+    for the borg call (borg itself would report only its own last words)."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next stderr bytes; tell the cause any complete line names; return data."""
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()[-4096:]
+        for line in lines:
+            error = protocol.parse_cause(line)
+            if error is not None:
+                borg.tell_shim_error(error)
+        return data
 
 
 class Silence:

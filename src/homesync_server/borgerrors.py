@@ -7,6 +7,7 @@ traceback and no sysinfo; stderr lines get the same paths replaced, sysinfo drop
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import msgpack
 
@@ -53,8 +54,9 @@ class ReplyStream:
     """Splits borg serve's stdout into replies, passing each through byte for byte but
     an error reply, which is scrubbed."""
 
-    def __init__(self, scrubber: Scrubber) -> None:
+    def __init__(self, scrubber: Scrubber, on_error: Callable[[dict], None] = lambda reply: None) -> None:
         self._scrubber = scrubber
+        self._on_error = on_error  # sees each error reply as borg sent it, before the client does
         self._unpacker = msgpack.Unpacker(raw=True, max_buffer_size=_MAX_REPLY)
         self._chunks: list = []  # bytes or memoryviews  # the stream from offset _start on, not sent yet
         self._start = 0
@@ -67,6 +69,7 @@ class ReplyStream:
         for message in self._unpacker:
             begin, end = end, self._unpacker.tell()
             if isinstance(message, dict) and b"exception_class" in message:
+                self._on_error(message)
                 out.append(self._take(begin))
                 out.append(msgpack.packb(self._scrubber.reply(message), use_bin_type=False))
                 self._take(end)

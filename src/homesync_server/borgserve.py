@@ -15,9 +15,9 @@ from typing import Callable
 
 import paramiko
 
-from homesync import borg, execute
+from homesync import borg, execute, protocol
 from homesync.transport import WINDOW
-from homesync_server import borgrpc
+from homesync_server import borgcauses, borgrpc
 from homesync_server.borgerrors import ReplyStream, Scrubber
 from homesync_server.services import Services
 
@@ -164,9 +164,10 @@ def serve(services: Services, repository: Path, channel: paramiko.Channel, may_w
     session = FilteredSession(borgrpc.Policy(writer=may_write), process.stdin, on_refused)
     served = threading.Event()  # borg serve's answers are all with the client
     scrubber = Scrubber(repository, services.layout.data)
+    replies = ReplyStream(scrubber, _CauseTeller(channel, repository).seen)
     pumps = [threading.Thread(target=_channel_to_stdin, args=(channel, process, session, served), daemon=True),
              threading.Thread(target=_stdout_to_channel, args=(process.stdout, channel, session,
-                                                               ReplyStream(scrubber).feed), daemon=True),
+                                                               replies.feed), daemon=True),
              threading.Thread(target=_stream_to_channel, args=(process.stderr, channel.sendall_stderr,
                                                                scrubber.lines), daemon=True)]
     for pump in pumps:
@@ -178,8 +179,35 @@ def serve(services: Services, repository: Path, channel: paramiko.Channel, may_w
     if session.refusal:
         pumps[0].join(timeout=REFUSED_LINGER + 5)  # the client reads the refusal and closes
         rc = REFUSED_RC
+    if rc < 0:  # killed: SSH's exit status is unsigned, so say it the shell's way (128 + signal)
+        logger.warning("borg serve for %s was killed by signal %s", repository.name, -rc)
+        return 128 - rc
     logger.info("borg serve for %s ended with rc %s", repository.name, rc)
     return rc
+
+
+class _CauseTeller:
+    """Names the first error of a session users meet (disk full, unreadable files): one
+    line in the server's log, and the cause on the client's stderr before borg's reply."""
+
+    def __init__(self, channel: paramiko.Channel, repository: Path) -> None:
+        self.channel, self.repository, self.told = channel, repository, False
+
+    def seen(self, reply: dict) -> None:
+        error = borgcauses.cause_of(reply)
+        if error is None and reply.get(b"exception_trace"):  # a crash: its traceback stays in our log
+            full = b"".join(s for s in reply.get(b"exception_full") or [] if isinstance(s, bytes))
+            logger.error("borg serve for %s crashed:\n%s", self.repository, full.decode("utf-8", "replace").strip())
+        if error is None or self.told:
+            return
+        self.told = True
+        detail = b" ".join(s for s in reply.get(b"exception_short") or [] if isinstance(s, bytes))
+        logger.error("borg serve for %s: %s: %s", self.repository, error.message,
+                     detail.decode("utf-8", "replace").strip() or reply.get(b"exception_class"))
+        try:
+            self.channel.sendall_stderr(protocol.cause_line(error))
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
 
 
 def _channel_to_stdin(channel: paramiko.Channel, process, session: FilteredSession,

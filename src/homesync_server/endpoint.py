@@ -15,7 +15,7 @@ import paramiko
 from homesync import names, protocol
 from homesync.transport import exact_reader
 from homesync.errors import HomesyncError, ProtocolError
-from homesync_server import borgrpc, borgserve, channels, dispatch, handlers
+from homesync_server import borgrpc, borgserve, channels, dispatch, handlers, revocation
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
 from homesync_server.sessions import SessionSlots, WaitingRoom
@@ -67,6 +67,11 @@ class Authenticator(paramiko.ServerInterface):
         if grant:
             self.principal, self.key = Principal(RESTORE, grant.user, machine_id=username), offered
             return paramiko.AUTH_SUCCESSFUL
+        revoked = self.services.index.revoked_key(username, offered)
+        if revoked:  # a session with no rights, so that the old computer can be told why
+            self.principal = Principal(REFUSED, machine["owner"], machine_id=username,
+                                       error=revocation.error(revoked))
+            return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
 
     def check_auth_password(self, username: str, password: str) -> int:
@@ -97,7 +102,8 @@ class Authenticator(paramiko.ServerInterface):
             self.slots.take(login)
         except HomesyncError as e:
             logger.info("refused %r for %s from %s: %s", text[:80], self.principal.describe(), self.source, e)
-            threading.Thread(target=_refuse, args=(channel, e), daemon=True).start()
+            rpc = text.split() == [protocol.RPC_COMMAND]  # borg reads no RPC frame: the cause is on stderr
+            threading.Thread(target=_refuse, args=(channel, e, rpc), daemon=True).start()
             return True
         threading.Thread(target=_run_session, args=(self, channel, action, login), daemon=True,
                          name=f"session-{self.principal.describe()}").start()
@@ -122,10 +128,11 @@ class Authenticator(paramiko.ServerInterface):
         return False
 
 
-def _refuse(channel: paramiko.Channel, error: HomesyncError) -> None:
+def _refuse(channel: paramiko.Channel, error: HomesyncError, rpc: bool = True) -> None:
     try:
-        channel.sendall_stderr(f"homesync-server: {error.line()}\n".encode())
-        channel.sendall(protocol.encode_frame(protocol.failure(error)))
+        channel.sendall_stderr(protocol.cause_line(error))
+        if rpc:
+            channel.sendall(protocol.encode_frame(protocol.failure(error)))
         channel.send_exit_status(1)
         channel.shutdown_write()
         # Closing at once could overtake paramiko's reply to the exec request, and the

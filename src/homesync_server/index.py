@@ -6,6 +6,7 @@ The repositories are the source of truth; this is rebuildable from them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -17,8 +18,11 @@ from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, IndexDamagedError, NotFoundError
 from homesync_server import audit as audit_chain
+from homesync_server.borgcauses import server_disk_full
 from homesync_server.logins import Record
 from homesync_server.reports.fleet import RECORD_FIELDS
+
+logger = logging.getLogger(__name__)
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
 # transaction (PRAGMA user_version records the last one applied). Numbers may have
@@ -225,10 +229,34 @@ MIGRATIONS: dict[int, str] = {
     DELETE FROM archive_totals;
     INSERT INTO archive_totals SELECT * FROM archive_figures
     """,
+    # Issue 18: the keys an adopt replaced, so that the old computer is told by whom and
+    # when instead of "key refused" (a number of its own: other branches take 7 and up).
+    7: """
+    CREATE TABLE replaced_keys (
+        public_key TEXT PRIMARY KEY,
+        machine_id TEXT NOT NULL REFERENCES machines(id),
+        replaced_at REAL NOT NULL,
+        hostname TEXT NOT NULL
+    )
+    """,
 }
+
+@contextmanager
+def _full_disk_named(path: Path) -> Iterator[None]:
+    """Turn SQLite's "database or disk is full" into the server's disk-full error."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if getattr(e, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and "disk is full" not in str(e):
+            raise
+        logger.error("the index %s could not be written: the disk is full", path)
+        raise server_disk_full("the server's index") from None
+
 
 # archives.archive_id of an archive the server's own prune is deleting.
 PRUNING = "-"
+# What a post-session check takes from borg for a row the agent reported as interrupted or failed.
+_FIGURES = ("start", "end", "files", "original_size", "compressed_size", "deduplicated_size", "result", "error")
 # What Index.fleet_records returns for each machine, in this order.
 FLEET_COLUMNS = RECORD_FIELDS
 _BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
@@ -294,12 +322,13 @@ class Index:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, damage_named(self.path):
+        with self._lock, damage_named(self.path), _full_disk_named(self.path):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
@@ -391,9 +420,28 @@ class Index:
         """Give a machine a new key and host (adoption: the old key is refused from now on),
         with its audit event, in one transaction."""
         with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO replaced_keys (public_key, machine_id, replaced_at, hostname) "
+                       "SELECT public_key, id, ?, ? FROM machines WHERE id = ?", (audit["at"], hostname, machine_id))
             db.execute("UPDATE machines SET public_key = ?, hostname = ?, last_seen = ? WHERE id = ?",
                        (public_key, hostname, audit["at"], machine_id))
             self._insert_audit(db, audit)
+
+    def revoked_key(self, machine_id: str, public_key: str) -> dict[str, Any] | None:
+        """Given a machine id and a key that may not log in, return why if it is one of
+        that machine's own: {"why": "replaced", "at", "hostname", "name"} (an adopt) or
+        {"why": "retired", "at", "name"}; None for any other key."""
+        rows = self._query("SELECT k.replaced_at AS at, k.hostname, m.name FROM replaced_keys k "
+                           "JOIN machines m ON m.id = k.machine_id WHERE k.public_key = ? AND k.machine_id = ?",
+                           (public_key, machine_id))
+        if rows:
+            return dict(rows[0], why="replaced")
+        machine = self.machine(machine_id)
+        if not machine or machine["state"] != "retired" or machine["public_key"] != public_key:
+            return None
+        # only for the holder of the retired key: the one lookup in the audit by machine
+        retired = self._query("SELECT at FROM audit WHERE action = 'machine_retire' AND machine_id = ? "
+                              "ORDER BY id DESC LIMIT 1", (machine_id,))
+        return {"why": "retired", "at": retired[0]["at"] if retired else None, "name": machine["name"]}
 
     def touch_machine(self, machine_id: str, at: float) -> None:
         with self._transaction() as db:
@@ -410,7 +458,9 @@ class Index:
         """Record one backup report and its audit event in one transaction. A row the
         server already has (the post-session check found the archive first, or the
         report came twice) takes the report's figures and keeps its observed time; once
-        a check saw the archive in the repository, its flag is the check's."""
+        a check saw the archive in the repository, its flag is the check's. A report of
+        an interrupted or failed backup never overwrites a complete archive's row (one a
+        check saw, or one reported as a success): the repository wins."""
         with self._transaction() as db:
             if not db.execute("SELECT 1 FROM machines WHERE id = ?", (machine_id,)).fetchone():
                 raise NotFoundError(f"no machine {machine_id}")
@@ -423,7 +473,9 @@ class Index:
                 "result = excluded.result, error = excluded.error, "
                 "observed = COALESCE(archives.observed, excluded.observed), "
                 "flag = CASE WHEN archives.archive_id != '' OR archives.flag != '' THEN archives.flag "
-                "ELSE excluded.flag END",
+                "ELSE excluded.flag END "
+                "WHERE excluded.result IN ('success', 'warning') "
+                "OR (archives.archive_id = '' AND archives.result NOT IN ('success', 'warning'))",
                 (machine_id, archive["name"], archive["start"], archive["end"], archive["files"],
                  archive["original_size"], archive["compressed_size"], archive["deduplicated_size"],
                  archive["result"], archive.get("error", ""), archive.get("observed"), archive.get("flag", "")))
@@ -440,7 +492,8 @@ class Index:
                          audit: dict[str, Any] | None) -> None:
         """Record what a post-session check saw, in one transaction: archives the index
         did not have (rows with observed, flag, archive_id), the archive id (and a flag,
-        if any) of reported ones, and the audit event."""
+        if any) of reported ones, and the audit event. An added row the agent reported as
+        interrupted or failed takes borg's figures and result: the archive is complete."""
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
@@ -448,7 +501,9 @@ class Index:
                 ":start, :end, :files, :original_size, :compressed_size, :deduplicated_size, :result, :error, "
                 ":observed, :flag, :archive_id) ON CONFLICT(machine_id, name) DO UPDATE SET "
                 "archive_id = excluded.archive_id, observed = COALESCE(archives.observed, excluded.observed), "
-                "flag = CASE WHEN excluded.flag != '' THEN excluded.flag ELSE archives.flag END",
+                "flag = CASE WHEN excluded.flag != '' THEN excluded.flag ELSE archives.flag END, "
+                + ", ".join(f"{c} = CASE WHEN archives.result IN ('success', 'warning') THEN archives.{c} "
+                            f"ELSE excluded.{c} END" for c in _FIGURES),
                 [dict(a, machine_id=machine_id) for a in added])
             db.executemany("UPDATE archives SET archive_id = :archive_id, "
                            "flag = CASE WHEN :flag != '' THEN :flag ELSE flag END "

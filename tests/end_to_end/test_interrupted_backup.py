@@ -75,3 +75,70 @@ def test_killing_borg_mid_backup_leaves_the_repository_usable(fresh_server, comp
     assert checked.returncode == 0
     results = fresh_server.index_rows("SELECT result FROM archives ORDER BY start")
     assert results == [("interrupted",), ("success",)]
+
+
+def _archives_on_server(server, machine_id: str) -> list[str]:
+    repo = server.data / "repos" / machine_id
+    passphrase = EscrowKey.load(server.data / "escrow.key").unseal((repo / SEALED_PASSPHRASE).read_bytes(), machine_id)
+    env = borg.BorgEnvironment(base_dir=server.data.parent / "check-home")
+    listed = borg.run_borg((borg.borg_executable(), "list", "--json", "--consider-checkpoints", str(repo)), env,
+                           passphrase)
+    return [a["name"] for a in listed.json["archives"]]
+
+
+def _transactions(repo) -> set[str]:
+    return {p.name for p in repo.glob("index.*")}
+
+
+def _kill_borg_after_its_commit(laptop, repo):
+    """Start `homesync backup`, SIGKILL its borg as soon as the repository has a new
+    transaction (the archive is written); return the CLI's returncode and stderr."""
+    import subprocess
+    from tests.support.processes import VENV_BIN, user_env
+    before = _transactions(repo)
+    backup = subprocess.Popen([str(VENV_BIN / "homesync"), "backup"], env=user_env(laptop.home),
+                              cwd=laptop.home, user=UNPRIVILEGED, group=UNPRIVILEGED, extra_groups=[],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    pids: list[int] = []
+    while time.monotonic() < deadline and backup.poll() is None:
+        pids = pids or _client_borg_pids(laptop.home)
+        if pids and _transactions(repo) - before:
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.001)
+    _, stderr = backup.communicate(timeout=120)
+    return backup.returncode, stderr
+
+
+def test_a_backup_killed_after_borg_wrote_its_archive_is_indexed_as_a_success(fresh_server, computer_factory):
+    laptop = computer_factory()
+    for i in range(300):  # enough files that borg's cache commit after the repository's takes a while
+        (laptop.home / f"note-{i}.txt").write_text(f"note {i}\n" * 50)
+    chown_tree(laptop.home)
+    assert laptop.enroll(fresh_server, "joe", "Killed late").returncode == 0
+    machine_id = fresh_server.index_rows("SELECT id FROM machines")[0][0]
+    repo = fresh_server.data / "repos" / machine_id
+    for trial in range(6):
+        rc, stderr = _kill_borg_after_its_commit(laptop, repo)
+        if rc != 0:
+            break
+    else:
+        raise AssertionError("borg finished before it could be killed, six times")
+    deadline = time.monotonic() + 30
+    while (repo / "lock.exclusive").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    complete = [n for n in _archives_on_server(fresh_server, machine_id) if not n.endswith(".checkpoint")]
+    assert complete, f"borg was killed before its archive was written: {stderr}"
+    assert "continues from its checkpoint" not in stderr, stderr
+    assert f"after its archive {complete[-1]} was complete" in stderr, stderr
+    # the post-session check indexes the archive from the repository: a success with borg's figures
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = fresh_server.index_rows(f"SELECT result, files FROM archives WHERE name = '{complete[-1]}' "
+                                       "AND archive_id != ''")
+        if rows:
+            break
+        time.sleep(0.2)
+    assert rows == [("success", 300)], fresh_server.index_rows("SELECT name, result, files, archive_id FROM archives")

@@ -37,8 +37,9 @@ def test_adopt_moves_the_identity_and_the_chain_continues(fresh_server, computer
     assert result["adopted"] == "Joe's Thinkpad"
     assert new.machine_id() == machine_id
     assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
-    with pytest.raises(AuthenticationError):
-        transport.Session.connect(fresh_server.address, fresh_server.fingerprint, machine_id, key=old_key)
+    with pytest.raises(AuthenticationError), \
+            transport.Session.connect(fresh_server.address, fresh_server.fingerprint, machine_id, key=old_key) as s:
+        s.rpc().call("whoami")  # the old key logs in only to be told why it may do nothing
 
     second = new.json("backup")
     assert second["result"] == "success"

@@ -58,8 +58,8 @@ def test_adopt_closes_the_old_keys_open_session(fresh_server, computer_factory):
         assert _rpc_dies(rpc), "the old key's session still works after adoption"
     finally:
         stolen.close()
-    with pytest.raises(AuthenticationError):
-        _connect(fresh_server, machine_id, old_key)
+    with pytest.raises(AuthenticationError), _connect(fresh_server, machine_id, old_key) as s:
+        s.rpc().call("whoami")  # the old key logs in only to be told why it may do nothing
 
 
 def test_a_restore_grant_is_one_off_and_kept_in_the_index(fresh_server, computer_factory):

@@ -104,3 +104,28 @@ def test_a_stopped_borg_serve_ends_the_backup_within_the_configured_silence(fres
     assert rc == 14, stderr
     assert "stopped answering" in stderr, stderr
     assert waited < SILENCE + 30
+
+
+def test_a_killed_borg_serve_is_one_log_line_not_a_traceback(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "small.txt").write_text("small")
+    laptop.enroll_and_back_up(fresh_server, "joe", "Killed serve")
+    with open(laptop.home / "big.bin", "wb") as f:
+        f.write(os.urandom(300 << 20))
+    chown_tree(laptop.home)
+    backup = _start_backup(laptop)
+    deadline = time.monotonic() + 60
+    while not (pids := _borg_serve_pids(fresh_server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # data is flowing
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = backup.communicate(timeout=120)
+    assert backup.returncode != 0
+    time.sleep(1.0)
+    log = fresh_server.log.read_text()
+    # (the test's own port probe has its own traceback from paramiko: another item of issue 18)
+    assert "send_exit_status" not in log and "struct.error" not in log, log
+    assert "was killed by signal 9" in log, log
+    assert laptop.json("backup")["result"] in ("success", "warning")  # and the next one works

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -132,3 +134,60 @@ def test_other_sqlite_errors_are_not_called_damage(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         index._query("SELECT nothing FROM nowhere")
     index.check_integrity()
+
+
+def _complete(name: str = "n") -> dict:
+    return {"name": name, "start": 10.0, "end": 11.0, "files": 3, "original_size": 30, "compressed_size": 20,
+            "deduplicated_size": 10, "result": "success", "error": "", "observed": 12.0, "flag": "",
+            "archive_id": "ab"}
+
+
+def _interrupted(name: str = "n") -> dict:
+    return {"name": name, "start": 10.0, "end": 11.5, "files": 0, "original_size": 0, "compressed_size": 0,
+            "deduplicated_size": 0, "result": "interrupted", "error": "borg create was stopped by signal 9"}
+
+
+def test_a_late_failure_report_never_overwrites_a_complete_archive(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine(_machine("a" * 16), "joe's thinkpad", event("enroll", "joe"))
+    index.observe_archives("a" * 16, [_complete()], [], event("archives_observed", "server"))
+    index.add_archive("a" * 16, _interrupted(), event("backup", "joe"))
+    (row,) = index.archives("a" * 16)
+    assert (row["result"], row["files"], row["error"]) == ("success", 3, "")
+
+
+def test_the_check_corrects_an_earlier_failure_report_of_a_complete_archive(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine(_machine("a" * 16), "joe's thinkpad", event("enroll", "joe"))
+    index.add_archive("a" * 16, _interrupted(), event("backup", "joe"))
+    index.observe_archives("a" * 16, [_complete()], [], event("archives_observed", "server"))
+    (row,) = index.archives("a" * 16)
+    assert (row["result"], row["files"], row["error"]) == ("success", 3, "")
+    assert index.archive_observations("a" * 16)[0]["archive_id"] == "ab"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small file system")
+def test_a_full_disk_under_the_index_is_named(tmp_path):
+    from homesync.errors import DiskFullError
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        index = Index(disk / "i.sqlite")
+        index.record_user("joe")
+        index.add_machine(_machine("a" * 16), "joe's thinkpad", event("enroll", "joe"))
+        filler = open(disk / "filler", "wb", buffering=0)
+        try:
+            while True:
+                filler.write(b"x" * 65536)
+        except OSError:
+            pass
+        with pytest.raises(DiskFullError, match="disk is full"):
+            for i in range(2000):
+                index.add_archive("a" * 16, dict(_complete(f"n{i}"), error="e" * 900), event("backup", "joe"))
+        index.close()
+        filler.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

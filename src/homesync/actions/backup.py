@@ -13,10 +13,12 @@ from typing import Callable
 
 from homesync import borg, config as agent_config, link, names, protocol
 from homesync.config import AgentConfig, Paths
-from homesync.errors import BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError, ProtocolError, UsageError
+from homesync.errors import (BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError,
+                             MachineRevokedError, ProtocolError, UsageError)
 from homesync.execute import Running
 
 logger = logging.getLogger(__name__)
+LIST_TIMEOUT = 60  # asking the repository what a stopped backup left must not hold up a stop for long
 
 
 def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None] | None = None,
@@ -40,15 +42,13 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     try:
         result = _healing_cache(create, paths)
     except Cancelled as e:
-        _report(config, paths, _failed_report(name, started, "interrupted", e.message))
-        raise Cancelled("the backup was stopped; the next one continues from its checkpoint") from None
+        _interrupted(config, paths, access, name, started, e.message)
     except HomesyncError as e:
         if stopped is not None and stopped():
-            _report(config, paths, _failed_report(name, started, "interrupted", e.message))
-            raise Cancelled("the backup was stopped; the next one continues from its checkpoint") from None
-        # a server that could not be reached (or stopped answering) is not asked again now
+            _interrupted(config, paths, access, name, started, e.message)
+        # a server that could not be reached (or stopped answering, or refused this computer) is not asked again now
         _report(config, paths, _failed_report(name, started, "failed", e.message),
-                send=not isinstance(e, ConnectionFailedError))
+                send=not isinstance(e, (ConnectionFailedError, MachineRevokedError)))
         raise
     archive = result.json["archive"]
     stats = archive["stats"]
@@ -60,6 +60,35 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
         report["error"] = "; ".join(result.warnings)[:1000]
     reported = _report(config, paths, report)
     return dict(report, duration=report["end"] - started, warnings=result.warnings, indexed=reported)
+
+
+def _interrupted(config: AgentConfig, paths: Paths, access: link.RepositoryAccess, name: str, started: float,
+                 error: str) -> None:
+    """After a stopped borg create, ask the repository what it holds and raise Cancelled
+    saying what is true: the archive was complete (the server indexes it; no failure is
+    reported), a checkpoint was written, or neither (or the server could not say)."""
+    found = _archives_named(access, paths, name)
+    if name in found:
+        raise Cancelled(f"the backup was stopped after its archive {name} was complete "
+                        "(the server indexes it)")
+    _report(config, paths, _failed_report(name, started, "interrupted", error))
+    if found is None:
+        raise Cancelled("the backup was stopped; the next one continues from its checkpoint if borg wrote one")
+    if any(n.startswith(f"{name}.checkpoint") for n in found):
+        raise Cancelled("the backup was stopped; the next one continues from its checkpoint")
+    raise Cancelled("the backup was stopped before its first checkpoint; the next one starts again")
+
+
+def _archives_named(access: link.RepositoryAccess, paths: Paths, name: str) -> set[str] | None:
+    """Return the names of the repository's archives that start with name (the archive
+    and its checkpoints), or None if the repository could not be asked."""
+    try:
+        listing = borg.run_borg(borg.make_list_archives_command(access.location, f"{name}*", checkpoints=True),
+                                access.environment(), paths.passphrase_file.read_bytes(), timeout=LIST_TIMEOUT)
+    except (HomesyncError, OSError) as e:
+        logger.info("could not ask the repository what the stopped backup left: %s", getattr(e, "message", e))
+        return None
+    return {a["name"] for a in (listing.json or {}).get("archives", [])}
 
 
 def _healing_cache(create: Callable[[], borg.BorgResult], paths: Paths) -> borg.BorgResult:

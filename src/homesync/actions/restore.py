@@ -24,8 +24,8 @@ from homesync import config as agent_config
 from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.config import Paths
-from homesync.errors import (Cancelled, ConflictError, ConnectionFailedError, HomesyncError, NotFoundError,
-                             RestoreError, UsageError)
+from homesync.errors import (BorgError, Cancelled, ConflictError, ConnectionFailedError, DiskFullError, HomesyncError,
+                             NotFoundError, RestoreError, UsageError)
 from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
@@ -299,14 +299,23 @@ def _resumable(progress_file: Path, machine_id: str, archive: str, target: Path)
 
 def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict], target: Path, kept_dir: Path,
                    phase: Phase, whole: bool, progress: Progress | None):
-    """Extract one phase into a fresh staging directory, verify it, merge it."""
+    """Extract one phase into a fresh staging directory, verify it, merge it. Raise
+    DiskFullError, before extracting or when borg met it, if the target's disk is full."""
+    expected = restore_plan.expected_tally([i for i in items if i["path"] == "." or phase.holds(i["path"])])
+    _check_room(target, expected["bytes"] or 0, archive, phase)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
     try:
         argv = borg.make_extract_command(source.access.location, archive, phase.paths,
                                          excludes=[f"pp:{name}" for name in phase.excludes])
-        extracted = borg.run_borg(argv, source.access.environment(), source.passphrase, cwd=str(staging),
-                                  on_event=_progress_events(progress, phase.name))
-        expected = restore_plan.expected_tally([i for i in items if i["path"] == "." or phase.holds(i["path"])])
+        try:
+            extracted = borg.run_borg(argv, source.access.environment(), source.passphrase, cwd=str(staging),
+                                      on_event=_progress_events(progress, phase.name))
+        except BorgError as e:
+            if _no_space([e.message]):
+                raise _target_full(target, archive, phase, "") from None
+            raise
+        if _no_space(extracted.warnings):
+            raise _target_full(target, archive, phase, "")
         found = restore_plan.staged_tally(staging)
         if expected["bytes"] is None:
             found["bytes"] = None
@@ -319,6 +328,33 @@ def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return merged, extracted.warnings
+
+
+_NO_SPACE = ("No space left on device", "Disk quota exceeded")
+
+
+def _no_space(messages: list[str]) -> bool:
+    """Return whether borg's messages say the disk it wrote to is full."""
+    return any(text in m for m in messages for text in _NO_SPACE)
+
+
+def _check_room(target: Path, needed: int, archive: str, phase: Phase) -> None:
+    """Raise DiskFullError if the target's file system has less room than the phase's files."""
+    free = shutil.disk_usage(target).free
+    if needed > free:
+        raise _target_full(target, archive, phase, f": it needs {_size(needed)}, {_size(free)} are free")
+
+
+def _target_full(target: Path, archive: str, phase: Phase, detail: str) -> DiskFullError:
+    return DiskFullError(
+        f"this computer's disk is full: the restore of archive {archive} into {target} stopped before "
+        f"merging its part {phase.name!r}{detail}",
+        f"nothing local was changed; free space on the file system of {target}, then run the same restore "
+        "again: it continues with that part")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _progress_events(progress: Progress | None, phase: str) -> Callable[[dict], None] | None:

@@ -69,6 +69,7 @@ class Agent:
         self.config, self.paths = config, paths
         self.started = time.time()
         self.record = agent_record.load(paths)
+        self.record.forget_revocation_unless(config.machine_id)
         self.dirty = DirtySet(possibly_dirty=True)  # what changed while the agent was not running is unknown
         self.reporter = ServerReporter(rpc_sender(config, paths))
         self.network: NetworkMonitor = NullMonitor("not started yet")
@@ -78,7 +79,7 @@ class Agent:
         self.scheduler = Scheduler(
             policy_settings(config), self.dirty, self.record, run_backup=self._run_backup, probe=self._probe,
             save=lambda r: agent_record.save(r, paths), notifier=self.notifier, reporter=self.reporter,
-            protection_target=config.agent.recovery_point_target)
+            protection_target=config.agent.recovery_point_target, machine_id=config.machine_id)
         self.dirty.on_dirty = self.scheduler.files_changed
 
     async def run(self) -> None:

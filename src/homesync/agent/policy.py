@@ -60,6 +60,7 @@ class History:
     last_success: float | None = None
     last_attempt: float | None = None
     consecutive_failures: int = 0
+    revoked: str = ""  # the server refused this computer for good (replaced, retired): why
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,8 @@ def decide(state: AgentState, now: float) -> Decision:
     """Given the agent's state and the time, return Run, Probe or Skip with its reason."""
     if state.job_running:
         return Skip("job_running", "a backup is running", NEVER)
+    if state.history.revoked:  # permanent: no event or amount of waiting changes it
+        return Skip("revoked", state.history.revoked, NEVER)
     due = _due(state, now)
     if isinstance(due, Skip) and due.code == "up_to_date":
         return due

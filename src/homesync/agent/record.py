@@ -35,10 +35,18 @@ class Record:
     reference: float = field(default_factory=time.time)
     last_size: int | None = None
     last_result: dict | None = None
+    # The server refused this machine for good: {"machine_id", "line", "notified"}.
+    revoked: dict | None = None
 
     def history(self) -> History:
         """Return the part the policy looks at."""
-        return History(self.last_success, self.last_attempt, self.consecutive_failures)
+        return History(self.last_success, self.last_attempt, self.consecutive_failures,
+                       (self.revoked or {}).get("line", ""))
+
+    def forget_revocation_unless(self, machine_id: str) -> None:
+        """Forget a revocation that was about another machine (this computer enrolled anew)."""
+        if self.revoked and self.revoked.get("machine_id") != machine_id:
+            self.revoked = None
 
 
 def record_path(paths: Paths) -> Path:

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 
 from homesync.agent import policy
 from homesync.agent.dirty import DirtySet
-from homesync.agent.notify import Notifier, Protection, decide_notice
+from homesync.agent.notify import NORMAL, Notice, Notifier, Protection, decide_notice
 from homesync.agent.policy import NetworkView, PowerState, ServerView
 from homesync.agent.reachability import Reachability
 from homesync.agent.record import SUCCESSFUL, Record
 from homesync.agent.reporting import ServerReporter
-from homesync.errors import Cancelled, HomesyncError
+from homesync.errors import Cancelled, HomesyncError, MachineRevokedError
 from homesync.execute import Running
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Scheduler:
     def __init__(self, settings: policy.Settings, dirty: DirtySet, record: Record, *, run_backup: RunBackup,
                  probe: ProbeServer, save: Callable[[Record], None], notifier: Notifier,
                  reporter: ServerReporter | None, protection_target: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, machine_id: str = "") -> None:
         self.settings, self.dirty, self.record = settings, dirty, record
         self._run_backup, self._probe_server, self._save = run_backup, probe, save
         self.notifier, self._reporter, self._target, self._clock = notifier, reporter, protection_target, clock
@@ -117,6 +117,7 @@ class Scheduler:
         self._stopping = False
         self._network_generation = 0
         self._reported: tuple[str, str, str] | None = None
+        self.machine_id = machine_id
 
     # --- events -------------------------------------------------------------------------
 
@@ -220,10 +221,14 @@ class Scheduler:
             return "starting", "starting", "the agent is starting"
         if isinstance(decision, policy.Skip) and decision.code == "up_to_date":
             return "idle", decision.code, decision.text
+        if isinstance(decision, policy.Skip) and decision.code == "revoked":
+            return "stopped", decision.code, decision.text
         return "waiting", decision.code, decision.text
 
     async def _notice(self, decision: policy.Decision, now: float) -> float:
         """Show an at-risk or protected-again notice when it is due; return when to look again."""
+        if self.record.revoked:
+            return await self._revoked_notice()
         hint = decision.text if isinstance(decision, policy.Skip) and decision.code not in (
             "up_to_date", "job_running") else ""
         record = self.record
@@ -239,6 +244,20 @@ class Scheduler:
             except Exception:
                 log.exception("could not show a notice")
         return answer.check_at
+
+    async def _revoked_notice(self) -> float:
+        """Say once (across restarts) that this computer is no longer backed up, and why; no other notice follows."""
+        revoked = self.record.revoked
+        if not revoked.get("notified"):
+            revoked["notified"] = True  # kept before showing: at most once, even if showing fails
+            self._save(self.record)
+            notice = Notice("revoked", "This computer is no longer backed up", revoked["line"], NORMAL)
+            log.info("notice: %s: %s", notice.summary, notice.body)
+            try:
+                await self.notifier.show(notice)
+            except Exception:
+                log.exception("could not show a notice")
+        return math.inf
 
     async def _probe(self) -> None:
         """Probe the server; a result that straddles a network change is thrown away."""
@@ -268,6 +287,10 @@ class Scheduler:
             result, error = summary.get("result", "success"), "; ".join(summary.get("warnings", []))
         except Cancelled as exc:
             result, error = "interrupted", job.stop_reason or exc.message
+        except MachineRevokedError as exc:  # for good: the policy stops trying
+            result, error = "failed", exc.line()
+            self.record.revoked = {"machine_id": self.machine_id, "line": exc.line(), "notified": False}
+            log.error("the server refused this computer for good; not backing up any more: %s", exc.line())
         except HomesyncError as exc:
             result, error = ("interrupted", job.stop_reason) if job.stopped else ("failed", exc.line())
         except Exception as exc:  # a bug must not end the schedule: count it as a failure

@@ -59,11 +59,11 @@ def check_machine(services: Services, machine_id: str) -> dict[str, Any]:
 
 def _index_new(services: Services, repo: escrowed.Repository, listed: dict[str, dict], rows: dict[str, dict],
                since: float, until: float) -> dict[str, Any]:
-    """Index the archives no check has seen: those the CLI never reported are added with
-    borg's figures, reported ones get their archive id; a claim outside the session is
-    flagged."""
+    """Index the archives no check has seen: those the CLI never reported (or reported as
+    interrupted or failed: the repository holds them complete) are added with borg's
+    figures, reported ones get their archive id; a claim outside the session is flagged."""
     added, seen, flagged = [], [], {}
-    infos = _Infos(repo, sum(1 for n in listed if n not in rows and not is_checkpoint(n)))
+    infos = _Infos(repo, sum(1 for n in listed if not is_checkpoint(n) and _unreported(rows.get(n))))
     for name, archive in listed.items():
         row = rows.get(name)
         if is_checkpoint(name) or (row and row["archive_id"] not in ("", PRUNING)):
@@ -73,7 +73,7 @@ def _index_new(services: Services, repo: escrowed.Repository, listed: dict[str, 
         problem = "" if legacy else observed.claim_problem(archive["time"], since, until)
         if problem:
             flagged[name] = problem
-        if row is None:
+        if _unreported(row):
             added.append(_found_row(infos, archive, problem, since, until))
         else:
             seen.append({"name": name, "archive_id": archive["id"], "flag": problem})
@@ -84,6 +84,11 @@ def _index_new(services: Services, repo: escrowed.Repository, listed: dict[str, 
     for name, problem in flagged.items():
         logger.warning("archive %s of %s flagged: %s", name, repo.machine_id, problem)
     return {"added": [a["name"] for a in added], "flagged": flagged}
+
+
+def _unreported(row: dict | None) -> bool:
+    """Whether the index lacks a complete archive's figures: no row, or the agent's report of a failure."""
+    return row is None or row["result"] not in ("success", "warning")
 
 
 class _Infos:

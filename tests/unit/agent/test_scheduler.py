@@ -203,3 +203,42 @@ def test_at_risk_notice_is_shown_once_and_remembered(warned):
     saved = asyncio.run(scenario())
     assert shown == ([] if warned else ["at_risk"])
     assert (saved[-1]["warned"] if saved else warned) is True
+
+
+class Notices:
+    def __init__(self) -> None:
+        self.shown = []
+
+    async def show(self, notice) -> None:
+        self.shown.append(notice)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_replaced_machine_stops_retrying_says_so_and_notifies_once():
+    from homesync.errors import MachineReplacedError
+    backup, saved, notices = FakeBackup(), [], Notices()
+    backup.outcome = MachineReplacedError("the server refused this computer's key: it was replaced by the "
+                                          "computer 'newbox', which took over machine 'Joe' on 2026-12-01")
+    backup.release.set()
+
+    async def scenario():
+        scheduler, dirty = _scheduler(backup, saved, notifier=notices, target=1e12)
+        scheduler.settings = policy.Settings(debounce=0.01, min_interval=0.01, backoff_base=0.01, backoff_cap=0.02)
+        scheduler.machine_id = "a" * 16
+        dirty.add("/home/joe/a")
+        scheduler.network_changed(ON)
+        loop = asyncio.create_task(scheduler.run())
+        await _until(lambda: scheduler.record.revoked is not None)
+        for i in range(5):  # changes and short back-offs would have brought more attempts
+            dirty.add(f"/home/joe/b{i}")
+            await asyncio.sleep(0.1)
+        assert backup.calls == 1
+        state, code, text = scheduler.agent_state()
+        assert (state, code) == ("stopped", "revoked") and "replaced by the computer 'newbox'" in text
+        assert [n.summary for n in notices.shown] == ["This computer is no longer backed up"]
+        assert saved[-1]["revoked"] == {"machine_id": "a" * 16, "line": backup.outcome.line(), "notified": True}
+        scheduler.stop()
+        await loop
+    _run(scenario)
