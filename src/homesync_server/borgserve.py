@@ -16,8 +16,9 @@ from typing import Callable
 import paramiko
 
 from homesync import borg, execute, protocol
+from homesync.errors import DiskFullError, HomesyncError
 from homesync.transport import WINDOW
-from homesync_server import borgcauses, borgrpc
+from homesync_server import borgcauses, borgrpc, reserve
 from homesync_server.borgerrors import ReplyStream, Scrubber
 from homesync_server.services import Services
 
@@ -164,7 +165,8 @@ def serve(services: Services, repository: Path, channel: paramiko.Channel, may_w
     session = FilteredSession(borgrpc.Policy(writer=may_write), process.stdin, on_refused)
     served = threading.Event()  # borg serve's answers are all with the client
     scrubber = Scrubber(repository, services.layout.data)
-    replies = ReplyStream(scrubber, _CauseTeller(channel, repository).seen)
+    teller = _CauseTeller(channel, repository)
+    replies = ReplyStream(scrubber, teller.seen)
     pumps = [threading.Thread(target=_channel_to_stdin, args=(channel, process, session, served), daemon=True),
              threading.Thread(target=_stdout_to_channel, args=(process.stdout, channel, session,
                                                                replies.feed), daemon=True),
@@ -179,6 +181,8 @@ def serve(services: Services, repository: Path, channel: paramiko.Channel, may_w
     if session.refusal:
         pumps[0].join(timeout=REFUSED_LINGER + 5)  # the client reads the refusal and closes
         rc = REFUSED_RC
+    if may_write and isinstance(teller.error, DiskFullError):
+        reserve.reclaim(repository)  # what the session left unfinished would wedge the repository
     if rc < 0:  # killed: SSH's exit status is unsigned, so say it the shell's way (128 + signal)
         logger.warning("borg serve for %s was killed by signal %s", repository.name, -rc)
         return 128 - rc
@@ -192,6 +196,7 @@ class _CauseTeller:
 
     def __init__(self, channel: paramiko.Channel, repository: Path) -> None:
         self.channel, self.repository, self.told = channel, repository, False
+        self.error: HomesyncError | None = None  # the first named cause
 
     def seen(self, reply: dict) -> None:
         error = borgcauses.cause_of(reply)
@@ -200,7 +205,7 @@ class _CauseTeller:
             logger.error("borg serve for %s crashed:\n%s", self.repository, full.decode("utf-8", "replace").strip())
         if error is None or self.told:
             return
-        self.told = True
+        self.told, self.error = True, error
         detail = b" ".join(s for s in reply.get(b"exception_short") or [] if isinstance(s, bytes))
         logger.error("borg serve for %s: %s: %s", self.repository, error.message,
                      detail.decode("utf-8", "replace").strip() or reply.get(b"exception_class"))

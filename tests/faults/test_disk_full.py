@@ -157,11 +157,8 @@ def _full_home(server: RunningServer) -> None:
         remove(home)
 
 
-# Last in the module: it leaves the server's repository wedged.
-@pytest.mark.xfail(strict=True, reason="issue 18: a backup that fills the server's disk leaves its uncommitted "
-                   "segment in the repository (borg serve rolls back without cleanup), so every later borg run "
-                   "on it, even `borg list` (its lock roster), the post-session check and every next backup, "
-                   "fails with ENOSPC: the repository is wedged until an admin frees space")
+# A backup that fills the server's disk: the session's unfinished segments are freed
+# (reserve.reclaim), so the repository is not wedged.
 def test_a_full_server_disk_fails_the_backup_cleanly(small_server, laptop):
     _counted_run("backup", "full server disk", _full_server, small_server, laptop)
 

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from homesync.errors import ConfigError
 from homesync_server import config as server_config
-from homesync_server import memory
+from homesync_server import memory, reserve
 from homesync_server.actions import reindex, report
 from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
@@ -39,6 +39,7 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
     try:
         services.index.check_integrity()
         _index_lost_machines(services)
+        reserve.keep(layout.repos)
     except BaseException:
         services.close()
         raise
