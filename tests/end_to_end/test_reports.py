@@ -54,18 +54,6 @@ def fleet(server, computer_factory_module):
     return restored
 
 
-@pytest.fixture(scope="module")
-def computer_factory_module():
-    from tests.support.homesync_client import Computer
-    from tests.support.processes import private_dir
-    made = []
-
-    def make():
-        made.append(Computer(private_dir("hs-home-")))
-        return made[-1]
-    yield make
-    for computer in made:
-        remove(computer.home)
 
 
 def _report(server, *args: str) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.faults import trial
 from tests.faults.trial import TALLY
+from tests.support.homesync_client import computer_factory_module  # noqa: F401  (a fixture)
 from tests.support.homesync_server import start_server
 from tests.support.processes import chown_tree, private_dir, remove
 from tests.support.trees import make_home, snapshot
@@ -75,18 +76,6 @@ def bench(computer_factory_module):
         remove(place)
 
 
-@pytest.fixture(scope="module")
-def computer_factory_module():
-    from tests.support.homesync_client import Computer
-    made = []
-
-    def make():
-        made.append(Computer(private_dir("hs-home-")))
-        return made[-1]
-
-    yield make
-    for computer in made:
-        remove(computer.home)
 
 
 def _record(kind: str, victim: str, outcome: str) -> None:

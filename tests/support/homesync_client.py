@@ -65,3 +65,17 @@ def computer_factory():
     yield make
     for computer in made:
         remove(computer.home)
+
+
+@pytest.fixture(scope="module")
+def computer_factory_module():
+    """Like computer_factory, for computers a whole test module shares."""
+    made: list[Computer] = []
+
+    def make() -> Computer:
+        made.append(Computer(private_dir("hs-home-")))
+        return made[-1]
+
+    yield make
+    for computer in made:
+        remove(computer.home)
