@@ -11,9 +11,7 @@ import pytest
 
 from homesync_server import config as server_config
 from homesync_server.config import Layout
-from tests.support.homesync_client import Computer
 from tests.support.homesync_server import RunningServer
-from tests.support.processes import private_dir, remove
 from tests.support.repositories import enrolled_with_backups, index_write
 
 
@@ -26,19 +24,6 @@ def assert_no_lock_and_no_scratch(server: RunningServer, machine_id: str) -> Non
     repo = server.data / "repos" / machine_id
     assert not (repo / "lock.exclusive").exists() and not (repo / "lock.roster").exists()
     assert list(server_config.load(Layout(server.data)).drill.scratch.iterdir()) == []
-
-
-@pytest.fixture(scope="module")
-def computer_factory_module():
-    """Computers that live as long as the module's server."""
-    made: list[Computer] = []
-
-    def make() -> Computer:
-        made.append(Computer(private_dir("hs-home-")))
-        return made[-1]
-    yield make
-    for computer in made:
-        remove(computer.home)
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,17 @@ import time
 import msgpack
 import pytest
 
-from homesync import protocol, transport
+from homesync import transport
 from homesync.errors import UsageError
+from tests.support.homesync_client import backed_up_machine
 from tests.support.homesync_server import PASSWORDS
-from tests.support.processes import private_dir, remove
 
 
 @pytest.fixture(scope="module")
 def machine(homesync_server):
-    from tests.support.homesync_client import Computer
-    computer = Computer(private_dir("hs-hostile-"))
-    (computer.home / "a.txt").write_text("a")
-    computer.enroll_and_back_up(homesync_server, "joe", "Hostile")
-    yield homesync_server, computer.machine_id(), transport.load_key(
-        computer.home / ".local/share/homesync/machine_key")
-    remove(computer.home)
+    """An enrolled computer with one backup: (server, machine id, machine key)."""
+    with backed_up_machine(homesync_server, "Hostile") as enrolled:
+        yield enrolled
 
 
 def _report(**changes):

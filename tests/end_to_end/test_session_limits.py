@@ -12,6 +12,7 @@ import paramiko
 import pytest
 
 from homesync import protocol, transport
+from tests.support.homesync_client import backed_up_machine
 from tests.support.homesync_server import start_server
 from tests.support.processes import UNPRIVILEGED, free_port, private_dir, remove
 
@@ -21,13 +22,8 @@ SMALL_WINDOW = 1 << 20
 @pytest.fixture(scope="module")
 def machine(homesync_server):
     """An enrolled computer with one backup: (server, machine id, machine key)."""
-    from tests.support.homesync_client import Computer
-    computer = Computer(private_dir("hs-limits-"))
-    (computer.home / "a.txt").write_text("a")
-    computer.enroll_and_back_up(homesync_server, "joe", "Limits")
-    yield homesync_server, computer.machine_id(), transport.load_key(
-        computer.home / ".local/share/homesync/machine_key")
-    remove(computer.home)
+    with backed_up_machine(homesync_server, "Limits") as enrolled:
+        yield enrolled
 
 
 def _login(server, machine_id, key) -> transport.Session:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -78,4 +80,18 @@ def computer_factory_module():
 
     yield make
     for computer in made:
+        remove(computer.home)
+
+
+@contextmanager
+def backed_up_machine(server: RunningServer, name: str) -> Iterator[tuple]:
+    """Enroll a computer of joe's as name with one backup; give (server, machine id,
+    machine key) and remove the computer afterwards."""
+    from homesync import transport
+    computer = Computer(private_dir("hs-machine-"))
+    (computer.home / "a.txt").write_text("a")
+    computer.enroll_and_back_up(server, "joe", name)
+    try:
+        yield server, computer.machine_id(), transport.load_key(computer.home / ".local/share/homesync/machine_key")
+    finally:
         remove(computer.home)
