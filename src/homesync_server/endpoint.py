@@ -172,6 +172,10 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel,
         repository, quota, may_write = (services.layout.repo(action.machine_id), services.config.storage_quota,
                                         action.may_write)
     started = time.time()
+    # Sessions that may write are checked against the index afterwards; recorded before they write.
+    watch = services.session_checks if may_write else None
+    if watch:
+        watch.session_opened(action.machine_id, started)
     try:
         channels.open_window(channel)
         rc = borgserve.serve(services, repository, channel, may_write, quota, _audit_refusal(auth, action))
@@ -180,9 +184,8 @@ def _run_borg(auth: Authenticator, channel: paramiko.Channel,
         pass
     finally:
         channel.close()
-        # The repository is checked against the index after every session that could write to it.
-        if isinstance(action, dispatch.BorgServe) and services.on_session_end:
-            services.on_session_end(action.machine_id, started, time.time())
+        if watch:
+            watch.session_ended(action.machine_id, started, time.time())
 
 
 def _audit_refusal(auth: Authenticator, action: dispatch.BorgServe | dispatch.TemplateServe):

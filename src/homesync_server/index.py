@@ -822,6 +822,17 @@ class Index:
                        "pending_until = MAX(COALESCE(pending_until, excluded.pending_until), excluded.pending_until)",
                        (machine_id, started, ended))
 
+    def session_opened(self, machine_id: str, started: float) -> None:
+        """Record, before it writes, that a session of machine_id began at started: a server
+        killed during it leaves the machine pending, and the restart checks it."""
+        self.note_session(machine_id, started, started)
+
+    def sessions_ended_by(self, now: float) -> None:
+        """On a restart, no session of a previous run still runs: every pending window ends by now."""
+        with self._transaction() as db:
+            db.execute("UPDATE history SET pending_until = MAX(COALESCE(pending_until, :now), :now) "
+                       "WHERE pending_since IS NOT NULL", {"now": now})
+
     def pending_checks(self) -> list[str]:
         """Return the machines with sessions not checked yet, longest waiting first."""
         return [r["machine_id"] for r in self._query(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Protocol
 
 from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
@@ -86,6 +86,14 @@ class RestoreGrants:
         return machine is not None and machine["owner"] == row["user"]
 
 
+class SessionWatch(Protocol):
+    """What serve's post-session checks are told about sessions that may write a repository."""
+
+    def session_opened(self, machine_id: str, started: float) -> None: ...
+
+    def session_ended(self, machine_id: str, started: float, ended: float) -> None: ...
+
+
 @dataclass
 class Services:
     layout: Layout
@@ -100,8 +108,8 @@ class Services:
     def __post_init__(self) -> None:
         self.logins = PasswordLogins(self.index, self.identity)
         self.grants = RestoreGrants(self.index)
-    # serve's post-session checks: told (machine id, started, ended) when a borg session of a machine ends
-    on_session_end: Callable[[str, float, float], None] | None = None
+    # serve's post-session checks: told when a session that may write a machine's repository opens and ends
+    session_checks: SessionWatch | None = None
 
     @classmethod
     def open(cls, layout: Layout) -> "Services":

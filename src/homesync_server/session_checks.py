@@ -1,7 +1,8 @@
 """The post-session checks of `serve`: one background thread checks one repository at a
 time, never holding up the end of the SSH session that asked for it. A session ending
 while its repository is being checked queues one more check; the window of sessions not
-yet checked is kept in the index, so a restart checks them first.
+yet checked is kept in the index from the moment a session opens, so a restart (even
+after a kill in the middle of a session) checks them first.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ class SessionChecks:
 
     def start(self) -> None:
         """Queue the checks a previous run left pending, and start the thread."""
+        self.services.index.sessions_ended_by(time.time())
         for machine_id in self.services.index.pending_checks():
             self.submit(machine_id)
         self._thread.start()
+
+    def session_opened(self, machine_id: str, started: float) -> None:
+        """Remember, before it can write, that a borg session of machine_id began at started."""
+        self.services.index.session_opened(machine_id, started)
 
     def session_ended(self, machine_id: str, started: float, ended: float) -> None:
         """Remember that a borg session of machine_id ran from started to ended, and queue its check."""

@@ -4,9 +4,11 @@ of sessions is given back once the queue is empty, not after every check."""
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 from homesync_server import memory, session_checks
+from homesync_server.index import Index, event
 from homesync_server.session_checks import SessionChecks
 
 
@@ -15,6 +17,9 @@ class _Index:
         return []
 
     def note_session(self, machine_id, started, ended):
+        pass
+
+    def sessions_ended_by(self, now):
         pass
 
 
@@ -45,3 +50,28 @@ def test_tracing_is_off_unless_asked_for(monkeypatch):
     monkeypatch.delenv(memory.ENVIRONMENT, raising=False)
     assert memory.install_trace() is False
     assert memory.resident_mb() > 0
+
+
+def test_a_server_killed_during_a_session_checks_it_on_restart(tmp_path, monkeypatch):
+    # found by the fault suite: the kill came before the session's end was recorded, the
+    # restart had nothing pending, and an archive the CLI could not report stayed unindexed
+    index = Index(tmp_path / "i.sqlite")
+    index.record_user("joe")
+    index.add_machine({"id": "0" * 16, "owner": "joe", "name": "k", "hostname": "h", "public_key": "ssh-ed25519 A",
+                       "enrolled": 1.0}, "k", event("enroll", "joe"))
+    killed = SessionChecks(SimpleNamespace(index=index))
+    killed.session_opened("0" * 16, 100.0)  # ... and the server dies here, before session_ended
+    seen = []
+    monkeypatch.setattr(session_checks.session_check, "check_machine",
+                        lambda services, machine_id: seen.append(services.index.history(machine_id)) or {"result": "good"})
+    restarted = SessionChecks(SimpleNamespace(index=index))
+    before = time.time()
+    restarted.start()
+    for _ in range(200):
+        if seen:
+            break
+        threading.Event().wait(0.01)
+    restarted.stop()
+    (state,) = seen
+    # the window runs from the session's start to the restart: an archive written in it is no claim outside it
+    assert state["pending_since"] == 100.0 and state["pending_until"] >= before

@@ -46,7 +46,7 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
     host, port = server_config.parse_listen(listen or services.config.listen)
     endpoint = Endpoint(services, host_key(layout), host, port)
     checks = SessionChecks(services)
-    services.on_session_end = checks.session_ended
+    services.session_checks = checks
     checks.start()
     stop = threading.Event()
     threading.Thread(target=_sweep_grants, args=(services, stop), daemon=True, name="grant-sweep").start()
