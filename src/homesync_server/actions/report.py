@@ -21,6 +21,7 @@ from pathlib import Path
 from operator import attrgetter
 from typing import Any, Callable, Iterator
 
+from homesync import exits
 from homesync.errors import ConfigError, IdentityUnavailableError, OutputError
 from homesync_server import audit, metrics
 from homesync_server import config as server_config
@@ -43,8 +44,8 @@ logger = logging.getLogger(__name__)
 FORMATS = {"table": table_format, "json": json_format, "csv": csv_format, "html": html_format}
 Section = Callable[[list, float], Any]
 Asked = tuple[dict[str, str] | None, str]  # what directory() returns
-EXIT_ALARMING = 2  # like a monitoring plugin's CRITICAL; documented in the admin guide
-EXIT_BROKEN_CHAIN = 1
+EXIT_ALARMING = exits.REPORT_CRITICAL
+EXIT_BROKEN_CHAIN = exits.AUDIT_BROKEN
 OUTPUT_HINT = "check that its directory exists and that the server's user may write there"
 
 
