@@ -22,13 +22,12 @@ from homesync import borg
 from homesync.console import human_size
 from homesync.errors import HomesyncError, NotFoundError
 from homesync_server import sandbox
-from homesync_server.actions import escrowed
+from homesync_server import escrowed
 from homesync_server.actions.drill_budget import ScratchWatch
 from homesync_server.actions.drill_checks import compare_hashes, compare_tally, sample_files, scratch_tally
 from homesync_server.actions.drill_safety import Vetting, summary, vet_listing
-from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)

@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from homesync.errors import NotFoundError
-from homesync_server.actions import escrowed
-from homesync_server.actions.setup import admin_actor
+from homesync_server import escrowed
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.retention import HOLD_ALL
 from homesync_server.services import Services
 

@@ -11,9 +11,8 @@ from typing import Any
 
 from homesync import names
 from homesync.errors import ConflictError, NotFoundError
-from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 

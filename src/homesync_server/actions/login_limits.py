@@ -12,9 +12,8 @@ from typing import Any
 from homesync import names
 from homesync.errors import NotFoundError, UsageError
 from homesync_server import logins
-from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 

@@ -15,10 +15,9 @@ from typing import Any
 from homesync import borg
 from homesync.errors import HomesyncError, NotFoundError
 from homesync_server import retention
-from homesync_server.actions import escrowed, mass_change
-from homesync_server.actions.setup import admin_actor
+from homesync_server import escrowed, mass_change
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from homesync import names
 from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError, IndexDamagedError
 from homesync_server import config as server_config
 from homesync_server import observed
-from homesync_server.actions import escrowed
-from homesync_server.actions.setup import admin_actor
+from homesync_server import escrowed
+from homesync_server.index import admin_actor
 from homesync_server.config import Layout
 from homesync_server.index import Index, event
 from homesync_server.retention import is_checkpoint

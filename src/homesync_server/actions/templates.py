@@ -14,8 +14,8 @@ from typing import Any
 
 from homesync import borg, names
 from homesync.errors import HomesyncError, UsageError
-from homesync_server.actions.escrowed import TIMEOUT
-from homesync_server.actions.setup import admin_actor
+from homesync_server.escrowed import TIMEOUT
+from homesync_server.index import admin_actor
 from homesync_server.config import Layout
 from homesync_server.services import Services
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from homesync import borg
 from homesync_server import observed, rollback
-from homesync_server.actions import escrowed
+from homesync_server import escrowed
 from homesync_server.index import PRUNING, event
 from homesync_server.retention import is_checkpoint
 from homesync_server.services import Services
