@@ -51,14 +51,11 @@ def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT
     """Drill the selected machines one at a time; return one record each (result
     'passed' or 'failed', with what failed and where). Raise NotFoundError if the
     selection names nothing."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         machines = choose(services, selection)
         _prepare_scratch(scratch_dir(services))
         _clean_scratch(scratch_dir(services))
         return [drill_machine(services, m, lock_wait, admin_actor()) for m in machines]
-    finally:
-        services.close()
 
 
 def scratch_dir(services: Services) -> Path:

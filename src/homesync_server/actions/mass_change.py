@@ -15,21 +15,17 @@ from homesync_server.services import Services
 
 def assess_all(layout: Layout) -> list[dict[str, Any]]:
     """Assess every machine now; return the active flags (for a report that wants them fresh)."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         actor = admin_actor()
         for machine in services.index.machines():
             mass_change.assess(services, machine, actor)
         return services.index.mass_change_flags()
-    finally:
-        services.close()
 
 
 def release(layout: Layout, machine_id: str) -> dict[str, Any]:
     """Lift a machine's freezes (a mass change's, a history rollback's), so the next prune
     applies its policy again; raise NotFoundError if it has none."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         if services.index.machine(machine_id) is None:
             raise NotFoundError(f"no machine {machine_id}", "see `homesync-server machines`")
         actor = admin_actor()
@@ -41,5 +37,3 @@ def release(layout: Layout, machine_id: str) -> dict[str, Any]:
         flag = services.index.mass_change_flags(machine_id, include_released=True)[0]
         services.repos.update_metadata(machine_id, mass_change={k: v for k, v in flag.items() if k != "frozen"})
         return dict(flag, released=["mass change"] + (["history rollback"] if history else []))
-    finally:
-        services.close()

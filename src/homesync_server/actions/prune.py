@@ -30,15 +30,12 @@ def prune(layout: Layout, machine_id: str | None = None, dry_run: bool = False,
     """Prune one machine or all; return one result each ('pruned', 'nothing to prune',
     'dry run', 'frozen', 'held' or 'failed' with the error). Raise NotFoundError for
     an unknown machine."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         if machine_id and services.index.machine(machine_id) is None:
             raise NotFoundError(f"no machine {machine_id}", "see `homesync-server machines`")
         machines = [services.index.machine(machine_id)] if machine_id else services.index.machines()
         actor = admin_actor()
         return [prune_machine(services, m, dry_run, lock_wait, actor) for m in machines]
-    finally:
-        services.close()
 
 
 def prune_machine(services: Services, machine: dict[str, Any], dry_run: bool, lock_wait: int,
