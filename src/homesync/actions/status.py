@@ -47,6 +47,8 @@ def render(status: dict) -> str:
              ("Last backup", _when(status["last_success"], now)),
              ("Last attempt", _attempt(status, now)),
              ("Watching", _watching(status["watcher"]["mode"]))]
+    if "policy" in status:
+        lines += _policy(status["policy"])
     if status["state"] != "backing up" and status["reason"]:
         lines.insert(2, ("Why not now", status["reason"]["text"]))
     if status.get("next_check"):
@@ -67,6 +69,10 @@ def _state(status: dict) -> str:
 
 
 def _network(network: dict, server: dict) -> str:
+    answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
+    if network.get("server_answers_is_corporate"):
+        return (f"no corporate-network rule is set (here or in the fleet policy): the backup server answering "
+                f"counts as the corporate link ({server['address']}: {answered})")
     if not network["known"]:
         answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
         return (f"NetworkManager is not available ({network['detail'].removeprefix('NetworkManager not available: ')});"
@@ -75,6 +81,16 @@ def _network(network: dict, server: dict) -> str:
         metered = " (metered)" if network["metered"] else ""
         return f"on the corporate network via {network['via']}{metered}"
     return f"not on the corporate network ({network['detail']})"
+
+
+def _policy(policy: dict) -> list[tuple[str, str]]:
+    """Return the fleet policy's lines: its version and state, then each setting not at its default."""
+    version = "none yet" if policy["version"] is None else f"version {policy['version']}"
+    lines = [("Fleet policy", f"{version} ({policy['state']}: {policy['detail']})")]
+    for key, source in sorted(policy["sources"].items()):
+        if source != "default":
+            lines.append((f"  {key}", source))
+    return lines
 
 
 def _power(power: dict) -> str:
