@@ -78,7 +78,8 @@ def over_local(policy: dict[str, Any], sources: dict[str, str], local: dict) -> 
     allowed = tuple(allowed) if allowed is not None else None
     merged = {table: dict(keys) if isinstance(keys, dict) else keys for table, keys in local.items()}
     origin: dict[str, str] = {}
-    local_flat = settings.flatten({t: local[t] for t in settings.SETTINGS if isinstance(local.get(t), dict)})
+    local_flat = {f"{t}.{k}": v for t, keys in settings.SETTINGS.items() if isinstance(local.get(t), dict)
+                  for k, v in local[t].items() if k in keys}  # the identity ([server] address, …) is not a setting
     for dotted in sorted(set(policy) | set(local_flat)):
         table, key = dotted.split(".", 1)
         if dotted in local_flat and settings.may_override(dotted, allowed):

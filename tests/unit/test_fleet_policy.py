@@ -58,3 +58,9 @@ def test_without_a_restriction_every_local_setting_wins_and_addresses_come_from_
                                    {"server": {"address": "a:1"}, "agent": {"debounce": "1s"}})
     assert merged["agent"]["debounce"] == "1s" and merged["server"]["address"] == "b:2"
     assert origin["server.addresses"] == "site"
+
+
+def test_the_identity_in_config_toml_is_kept():
+    local = {"server": {"address": "a:1", "fingerprint": "SHA256:x", "user": "joe"}, "machine": {"id": "m"}}
+    merged, origin = fp.over_local({}, {}, local)
+    assert merged == local and origin == {}
