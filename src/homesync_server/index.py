@@ -538,9 +538,9 @@ class Index:
                            "AND policy_version IS NOT ?", (at, applied, machine_id, applied))
 
     def policy_states(self) -> dict[str, dict[str, Any]]:
-        """Return {machine id: {policy_version, policy_applied, policy_contact, last_seen}}."""
+        """Return {machine id: {owner, state, policy_version, policy_applied, policy_contact, last_seen}}."""
         return {r.pop("id"): r for r in self._query(
-            "SELECT id, policy_version, policy_applied, policy_contact, last_seen FROM machines")}
+            "SELECT id, owner, state, policy_version, policy_applied, policy_contact, last_seen FROM machines")}
 
     # archives
 
