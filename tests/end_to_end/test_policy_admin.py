@@ -111,3 +111,20 @@ def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_fact
             server.stop()
             remove(server.data.parent)
         remove(secret_dir)
+
+
+def test_policy_edit_stores_a_valid_edit_and_refuses_an_invalid_one(homesync_server):
+    editor = homesync_server.data.parent / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf \'[agent]\\nmax_age = "%s"\\n\' "$AGE" >> "$1"\n')
+    editor.chmod(0o755)
+    from tests.support.processes import VENV_BIN, run_as_user
+    def edit(age: str):
+        return run_as_user([str(VENV_BIN / "homesync-server"), "policy", "edit", "--group", "editors",
+                            "--data", str(homesync_server.data)], homesync_server.data.parent,
+                           EDITOR=str(editor), AGE=age)
+    before = _version(homesync_server)
+    done = edit("9h")
+    assert done.returncode == 0, done.stderr
+    assert homesync_server.cli_json("policy", "show", "--group", "editors")["values"]["agent.max_age"] == "9h"
+    bad = edit("whenever")  # appended a second max_age: not TOML, refused
+    assert bad.returncode == 3 and _version(homesync_server) == before + 1

@@ -85,7 +85,8 @@ class Agent:
             protection_target=config.agent.recovery_point_target, machine_id=config.machine_id)
         self.dirty.on_dirty = self.scheduler.files_changed
         effective = effective or fleet.Effective(config, None, {})
-        self.follower = PolicyFollower(paths, effective, self._apply_policy, self.scheduler.wait_for_policy)
+        self.follower = PolicyFollower(paths, effective, self._apply_policy, self.scheduler.wait_for_policy,
+                                       config_now=lambda: self.config)
         if effective.policy is None:  # until the server answers, the rules are not known
             self.scheduler.wait_for_policy("waiting for the fleet policy: asking the backup server")
         self.scheduler.after_job = lambda: self.follower.wake("a backup ended")
@@ -139,7 +140,9 @@ class Agent:
     def _apply_policy(self, effective: fleet.Effective) -> None:
         """Run with a new fleet policy from now on, without a restart: the schedule, the
         network rules, the server address, exclusions and the upload limit of the next backup."""
-        self.config = effective.config
+        addresses = (effective.policy.values if effective.policy else {}).get("server.addresses") or ()
+        keep = self.config.server if self.config.server in addresses else effective.config.server
+        self.config = dataclasses.replace(effective.config, server=keep)  # the address that answered, if still listed
         set_rules = getattr(self.network, "set_rules", None)
         if set_rules is not None:
             set_rules(effective.config.network)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from homesync.agent import fleet
-from homesync.config import Paths
+from homesync.config import AgentConfig, Paths
 from homesync.errors import ConfigError, HomesyncError
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,10 @@ class PolicyFollower:
     """Keeps the agent's policy current; apply(effective) runs in the event loop."""
 
     def __init__(self, paths: Paths, current: fleet.Effective, apply: Callable[[fleet.Effective], None],
-                 waiting: Callable[[str], None]) -> None:
+                 waiting: Callable[[str], None], config_now: Callable[[], AgentConfig] | None = None) -> None:
         self.paths, self.current, self._apply, self._waiting = paths, current, apply, waiting
+        # the configuration the agent runs with now (its server: the address that answered)
+        self._config_now = config_now or (lambda: self.current.config)
         self.state = "cached" if current.policy is not None else "none"
         self.detail = "the last policy received (not asked yet)" if current.policy else "not asked yet"
         self.last_contact: float | None = None
@@ -63,7 +65,7 @@ class PolicyFollower:
     async def _contact(self) -> None:
         applied = self.current.policy.version if self.current.policy is not None else None
         try:
-            policy = await asyncio.to_thread(fleet.fetch, self.current.config, self.paths, applied)
+            policy = await asyncio.to_thread(fleet.fetch, self._config_now(), self.paths, applied)
         except HomesyncError as e:
             self._failed(e.line())
             return
@@ -88,7 +90,7 @@ class PolicyFollower:
         self.state, self.detail = "current", f"version {policy.version}, received from the server"
         log.info("fleet policy version %d applied (was %s)", policy.version, old.version if old else "none")
         try:  # tell the server at once which version runs now
-            await asyncio.to_thread(fleet.fetch, effective.config, self.paths, policy.version)
+            await asyncio.to_thread(fleet.fetch, self._config_now(), self.paths, policy.version)
         except HomesyncError as e:
             log.info("could not tell the server the policy version applied (will at the next contact): %s",
                      e.message)

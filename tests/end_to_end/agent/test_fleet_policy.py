@@ -171,3 +171,17 @@ def test_server_unreachable_at_start_cached_policy_applies_and_without_one_the_a
                                20, "waiting for a policy, saying why")
     assert status["state"] == "waiting" and status["policy"]["version"] is None
     assert "waiting for the fleet policy" in fresh.status().stdout
+
+
+def test_the_first_server_address_that_answers_is_used(fresh_server, fake_nm, laptops):
+    from tests.support.processes import free_port
+    dead = f"127.0.0.1:{free_port()}"
+    _policy(fresh_server, f'[server]\naddresses = ["{dead}", "{fresh_server.address}"]\n')
+    laptop = laptops()
+    laptop.start()
+    laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    assert laptop.stop() == 0
+    laptop.start()  # from the cache: the first address is dead, the second answers
+    wait_for(laptop.successes, 30, "a backup through the second address")
+    status = laptop.wait_status(lambda s: s["policy"]["state"] == "current", 15, "the policy checked again")
+    assert status["server"]["address"] == fresh_server.address
