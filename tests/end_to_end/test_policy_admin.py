@@ -128,3 +128,27 @@ def test_policy_edit_stores_a_valid_edit_and_refuses_an_invalid_one(homesync_ser
     assert homesync_server.cli_json("policy", "show", "--group", "editors")["values"]["agent.max_age"] == "9h"
     bad = edit("whenever")  # appended a second max_age: not TOML, refused
     assert bad.returncode == 3 and _version(homesync_server) == before + 1
+
+
+def test_the_report_flags_machines_not_following_the_newest_version(homesync_server, computer_factory):
+    import sqlite3
+    import time
+    computer = computer_factory()
+    (computer.home / "a.txt").write_text("a")
+    computer.enroll_and_back_up(homesync_server, "ann", "Ann's desk")
+    machine_id = computer.machine_id()
+    assert homesync_server.cli("policy", "set", "-", input='[agent]\nmax_age = "5h"\n').returncode == 0
+    newest = _version(homesync_server)
+    # the version was made two days ago, and the machine has reached the server since, still on version 0
+    db = sqlite3.connect(homesync_server.data / "index.sqlite")
+    with db:
+        db.execute("UPDATE policy_versions SET at = ? WHERE version = ?", (time.time() - 2 * 86400, newest))
+        db.execute("UPDATE machines SET last_seen = ? WHERE id = ?", (time.time() - 3600, machine_id))
+    db.close()
+    done = homesync_server.cli("report", "--format", "json")
+    part = json.loads(done.stdout)["fleet_policy"]
+    assert part["newest_version"] == newest and part["applied_versions"][machine_id] == 0
+    assert [m["id"] for m in part["lagging"]] == [machine_id]
+    table = homesync_server.cli("report").stdout
+    assert f"not applied within a day of reaching the server: {machine_id} runs version 0" in table
+    assert f"<td>{machine_id}</td>" in homesync_server.cli("report", "--format", "html").stdout
