@@ -60,7 +60,10 @@ class PolicyFollower:
         interval = max(self.current.config.agent.policy_interval, 0.5)
         if self._failures == 0:
             return interval
-        return min(interval, RETRY_MAX, RETRY_MIN * 2 ** min(self._failures - 1, 10))
+        # Away from the server with a policy in hand, the link-up and "server back" events
+        # wake this early; without one, keep trying at least every minute.
+        cap = min(interval, RETRY_MAX) if self.current.policy is None else interval
+        return min(cap, RETRY_MIN * 2 ** min(self._failures - 1, 20))
 
     async def _contact(self) -> None:
         applied = self.current.policy.version if self.current.policy is not None else None
