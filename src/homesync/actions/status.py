@@ -47,14 +47,14 @@ def render(status: dict) -> str:
              ("Last backup", _when(status["last_success"], now)),
              ("Last attempt", _attempt(status, now)),
              ("Watching", _watching(status["watcher"]["mode"]))]
-    if "policy" in status:
-        lines += _policy(status["policy"])
     if status["state"] != "backing up" and status["reason"]:
         lines.insert(2, ("Why not now", status["reason"]["text"]))
     if status.get("next_check"):
         lines.append(("Next check", f"{console.human_time(status['next_check'])} ({_in(status['next_check'] - now)})"))
     width = max(len(label) for label, _ in lines) + 2
     text = [f"{label + ':':<{width}}{value}" for label, value in lines]
+    if "policy" in status:
+        text += _policy(status["policy"], width)
     return "\n".join(text + [f"warning: {w}" for w in status["warnings"]])
 
 
@@ -83,13 +83,20 @@ def _network(network: dict, server: dict) -> str:
     return f"not on the corporate network ({network['detail']})"
 
 
-def _policy(policy: dict) -> list[tuple[str, str]]:
-    """Return the fleet policy's lines: its version and state, then each setting not at its default."""
+def _policy(policy: dict, width: int) -> list[str]:
+    """Return the fleet policy's lines: its version and state, then where the settings not
+    at their defaults come from (the policy's layers, config.toml, or ignored)."""
     version = "none yet" if policy["version"] is None else f"version {policy['version']}"
-    lines = [("Fleet policy", f"{version} ({policy['state']}: {policy['detail']})")]
-    for key, source in sorted(policy["sources"].items()):
-        if source != "default":
-            lines.append((f"  {key}", source))
+    lines = [f"{'Fleet policy:':<{width}}{version} ({policy['detail']})"]
+    sources = sorted(policy["sources"].items())
+    from_policy = [f"{key} ({source})" for key, source in sources if source not in ("default", "local override")
+                   and not source.startswith("local")]
+    local = [key for key, source in sources if source == "local override"]
+    ignored = [key for key, source in sources if source.startswith("local (ignored")]
+    for label, keys in (("from the policy", from_policy), ("from your config.toml", local),
+                        ("ignored in your config.toml (not yours to override)", ignored)):
+        if keys:
+            lines.append(f"  {label}: {', '.join(keys)}")
     return lines
 
 

@@ -28,7 +28,7 @@ class PolicyFollower:
         # the configuration the agent runs with now (its server: the address that answered)
         self._config_now = config_now or (lambda: self.current.config)
         self.state = "cached" if current.policy is not None else "none"
-        self.detail = "the last policy received (not asked yet)" if current.policy else "not asked yet"
+        self.detail = "cached: the last one received (not asked yet)" if current.policy else "not asked yet"
         self.last_contact: float | None = None
         self.next_contact: float | None = None
         self._wake = asyncio.Event()
@@ -80,7 +80,7 @@ class PolicyFollower:
         old = self.current.policy
         if old is not None and (old.version, old.values, old.sources) == (policy.version, policy.values,
                                                                            policy.sources):
-            self.state, self.detail = "current", f"version {policy.version}, checked with the server"
+            self.state, self.detail = "current", "current: checked with the server"
             return
         try:
             effective = fleet.effective(self.paths, policy)
@@ -90,7 +90,7 @@ class PolicyFollower:
         await asyncio.to_thread(fleet.write_cache, self.paths, policy)
         self.current = effective
         self._apply(effective)
-        self.state, self.detail = "current", f"version {policy.version}, received from the server"
+        self.state, self.detail = "current", "current: received from the server"
         log.info("fleet policy version %d applied (was %s)", policy.version, old.version if old else "none")
         try:  # tell the server at once which version runs now
             await asyncio.to_thread(fleet.fetch, self._config_now(), self.paths, policy.version)
@@ -105,7 +105,7 @@ class PolicyFollower:
             self._waiting(self.detail)
         else:
             self.state = "cached"
-            self.detail = f"version {self.current.policy.version} from the cache: the server did not answer ({why})"
+            self.detail = f"cached: the server did not answer ({why})"
         if self._failures == 1:
             log.info("could not ask the server for the fleet policy: %s", why)
 
