@@ -201,9 +201,6 @@ def _check(raw: dict) -> list[str]:
     return problems
 
 
-_duration = schema.duration  # kept for callers of the old private name
-
-
 _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$")
 _IDENTITY = ("server", "machine")
 
