@@ -127,3 +127,10 @@ def test_a_crash_elsewhere_is_an_ordinary_borg_error():
     with pytest.raises(BorgError) as raised:
         borg._interpret(("borg", "create"), execute.Completed(2, b""), _crash("archive.py"), False)
     assert not isinstance(raised.value, BorgCacheError)
+
+
+def test_an_upload_limit_becomes_borgs_upload_ratelimit():
+    from homesync import borg as borg_module
+    limited = borg_module.make_create_command("ssh://m@h:1/./m", "a", [], upload_ratelimit=2048)
+    assert limited[limited.index("--upload-ratelimit") + 1] == "2048"
+    assert "--upload-ratelimit" not in borg_module.make_create_command("ssh://m@h:1/./m", "a", [])
