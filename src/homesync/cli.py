@@ -69,7 +69,8 @@ def dispatch(args: argparse.Namespace) -> int:
         answer = enroll.enroll(paths, args.server, args.user, args.machine, args.fingerprint, password)
         print(f"enrolled this computer as {answer['name']!r} (machine {answer['machine_id']})")
     elif args.command == "backup":
-        result = backup.backup(agent_config.load(paths), paths)
+        from homesync.agent import fleet  # config.toml over the fleet policy the agent last received
+        result = backup.backup(fleet.load(paths).config, paths)
         _print_backup(result, args.json)
     elif args.command == "machines":
         _print_machines(listing.machines(paths, _login(args, paths)), args.json)

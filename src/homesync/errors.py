@@ -167,6 +167,19 @@ class OutputError(HomesyncError):
     exit_code = 22
 
 
+class InvalidPolicyError(ConfigError):
+    """A fleet policy file the server refuses (every problem named in one line); nothing stored."""
+
+    kind = "policy_invalid"
+
+
+class PolicyChangedError(HomesyncError):
+    """The fleet policy got a new version while it was being edited (`policy edit`)."""
+
+    kind = "policy_changed"
+    exit_code = 28
+
+
 class Cancelled(HomesyncError):
     kind = "cancelled"
     exit_code = 130

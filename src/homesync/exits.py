@@ -41,13 +41,14 @@ MEANINGS: dict[int, str] = {
     23: "the server may not read or write files of the repository (their owner or mode changed)",
     24: "this machine was retired by an admin (when)",
     25: "disk full: the backup server's (repository, index) or this computer's (restore target)",
+    28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
     INTERNAL: "internal error (a bug): run with --debug and report the traceback",
     INTERRUPTED: "interrupted",
 }
 
 # The client meets every error the server sends over the wire, so its table holds all
 # but the server's own outcomes and its local `--output` files.
-HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22)}
+HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28)}
 # The admin command line talks to no server and holds no machine key.
 HOMESYNC_SERVER = {c: m for c, m in MEANINGS.items()
                    if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24)}

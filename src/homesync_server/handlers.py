@@ -15,7 +15,7 @@ from homesync import names
 from homesync.errors import (ConflictError, HomesyncError, InvalidNameError, NotFoundError, PermissionDeniedError,
                              UsageError)
 from homesync_server import observed
-from homesync_server import mass_change, repository_check
+from homesync_server import mass_change, policies, repository_check
 from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
 from homesync_server.index import event
 from homesync_server.services import Services
@@ -175,6 +175,19 @@ def agent_report(services: Services, principal: Principal, args: dict, source: s
     return {}
 
 
+def policy_get(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Return this machine's effective fleet policy (version, values, their sources) and
+    record the version the agent says it applied."""
+    _require(principal, MACHINE)
+    shown = policies.effective_for(services, machine=principal.machine_id)
+    applied = args.get("applied")
+    now = time.time()
+    services.index.policy_contact(principal.machine_id, applied if applied is not None and applied >= 0 else None,
+                                  now)
+    services.index.touch_machine(principal.machine_id, now)
+    return {"version": shown["version"], "values": shown["values"], "sources": shown["sources"]}
+
+
 def restore_grant(services: Services, principal: Principal, args: dict, source: str) -> dict:
     """Release a machine's escrowed passphrase to its owner and let a one-off key reach
     its repository for the restore; both are audited."""
@@ -285,6 +298,7 @@ HANDLERS: dict[str, Handler] = {
     "archives.list": archives,
     "backup.report": backup_report,
     "agent.report": agent_report,
+    "policy.get": policy_get,
     "restore.grant": restore_grant,
     "restore.report": restore_report,
     "machine.adopt": adopt,

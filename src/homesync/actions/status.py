@@ -52,6 +52,8 @@ def render(status: dict) -> str:
         lines.append(("Next check", f"{console.human_time(status['next_check'])} ({_in(status['next_check'] - now)})"))
     width = max(len(label) for label, _ in lines) + 2
     text = [f"{label + ':':<{width}}{value}" for label, value in lines]
+    if "policy" in status:
+        text += _policy(status["policy"], width)
     return "\n".join(text + [f"warning: {w}" for w in status["warnings"]])
 
 
@@ -66,6 +68,10 @@ def _state(status: dict) -> str:
 
 
 def _network(network: dict, server: dict) -> str:
+    answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
+    if network.get("server_answers_is_corporate"):
+        return (f"no corporate-network rule is set (here or in the fleet policy): the backup server answering "
+                f"counts as the corporate link ({server['address']}: {answered})")
     if not network["known"]:
         answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
         return (f"NetworkManager is not available ({network['detail'].removeprefix('NetworkManager not available: ')});"
@@ -74,6 +80,23 @@ def _network(network: dict, server: dict) -> str:
         metered = " (metered)" if network["metered"] else ""
         return f"on the corporate network via {network['via']}{metered}"
     return f"not on the corporate network ({network['detail']})"
+
+
+def _policy(policy: dict, width: int) -> list[str]:
+    """Return the fleet policy's lines: its version and state, then where the settings not
+    at their defaults come from (the policy's layers, config.toml, or ignored)."""
+    version = "none yet" if policy["version"] is None else f"version {policy['version']}"
+    lines = [f"{'Fleet policy:':<{width}}{version} ({policy['detail']})"]
+    sources = sorted(policy["sources"].items())
+    from_policy = [f"{key} ({source})" for key, source in sources if source not in ("default", "local override")
+                   and not source.startswith("local")]
+    local = [key for key, source in sources if source == "local override"]
+    ignored = [key for key, source in sources if source.startswith("local (ignored")]
+    for label, keys in (("from the policy", from_policy), ("from your config.toml", local),
+                        ("ignored in your config.toml (not yours to override)", ignored)):
+        if keys:
+            lines.append(f"  {label}: {', '.join(keys)}")
+    return lines
 
 
 def _power(power: dict) -> str:
