@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from homesync import site
 from homesync.errors import ConfigError, NotEnrolledError
 from homesync.files import write_private  # noqa: F401  (re-exported: the agent's files are written with it)
 
@@ -151,6 +152,9 @@ def load(paths: Paths) -> AgentConfig:
     if "server" not in raw and "machine" not in raw:
         raise NotEnrolledError(f"this computer is not enrolled ({path} holds settings only)",
                                "run `homesync enroll …` or `homesync restore --adopt …`; the settings are kept")
+    server = raw.get("server", {})
+    if isinstance(server, dict) and not ("address" in server and "fingerprint" in server):
+        raw = site.beneath(raw, site.load())  # read only when needed: a full config.toml never depends on it
     problems = _check(raw)
     agent, agent_problems = _agent_settings(raw.get("agent", {}))
     problems += agent_problems
