@@ -9,15 +9,18 @@ import time
 from homesync import config as agent_config, console
 from homesync.agent import control, record
 from homesync.config import Paths
-from homesync.errors import ConfigError, NotEnrolledError
+from homesync.errors import ConfigError, NotEnrolledError, NotSetUpError
 
 NOT_RUNNING = 3
+NOT_SET_UP = NotSetUpError.exit_code
 
 
 def status(paths: Paths) -> tuple[dict, int]:
-    """Return the agent's status and the exit code: 0, or 3 if no agent is running."""
+    """Return the agent's status and the exit code: 0, 3 if no agent is running, 30 if
+    the agent runs on a computer that is not set up yet (it waits for `homesync setup`)."""
     try:
-        return control.ask(paths, "status"), 0
+        answer = control.ask(paths, "status")
+        return answer, NOT_SET_UP if answer.get("set_up") is False else 0
     except control.AgentNotRunning:
         _check_config(paths)
         return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, NOT_RUNNING
@@ -37,6 +40,9 @@ def render(status: dict) -> str:
     """Return the status as text for people."""
     if not status["agent"]["running"]:
         return f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+    if status.get("set_up") is False:
+        return (f"homesync agent is running (pid {status['agent']['pid']}, since "
+                f"{console.human_time(status['agent']['started'])}); {status['reason']['text']}")
     now = status["now"]
     lines = [("Agent", f"running since {console.human_time(status['agent']['started'])} "
                        f"(pid {status['agent']['pid']}, {status['machine']})"),

@@ -15,10 +15,11 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from homesync import __version__, config as agent_config, transport
+from homesync import __version__, config as agent_config, site, transport
 from homesync.actions import backup
 from homesync.agent import control, policy, reachability, record as agent_record
 from homesync.agent.dirty import DirtySet
+from homesync.agent.first_login import FirstLogin
 from homesync.agent.exclusions import Exclusions
 from homesync.agent.netwatch import NetworkMonitor, NullMonitor, open_network_monitor
 from homesync.agent.notify import Notifier, NullNotifier, open_notifier
@@ -27,7 +28,8 @@ from homesync.agent.reporting import ServerReporter, rpc_sender
 from homesync.agent.scheduler import Job, Scheduler
 from homesync.agent.watcher import Watcher
 from homesync.config import AgentConfig, Paths
-from homesync.errors import ConfigError, ConflictError
+from homesync.errors import ConfigError, ConflictError, NotEnrolledError
+from homesync.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,8 @@ LOCK_NAME = "agent.lock"
 def run(paths: Paths) -> int:
     """Run the agent until SIGTERM or SIGINT; return 0 after a clean stop. Raise
     HomesyncError if it cannot start (not enrolled, bad configuration, already running)."""
-    config = agent_config.load(paths)
-    if not config.source.is_dir():
+    config, found = _config_or_site(paths)
+    if config is not None and not config.source.is_dir():
         raise ConfigError(f"the backup source {config.source} is not a directory")
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)  # a daemon's log is what its user reads
@@ -47,9 +49,26 @@ def run(paths: Paths) -> int:
     # borg creates): noise in the journal.
     warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
     with _single_instance(paths):
-        asyncio.run(Agent(config, paths).run())
+        if config is None:
+            config = asyncio.run(FirstLogin(paths, found).run())
+        if config is not None:
+            if not config.source.is_dir():
+                raise ConfigError(f"the backup source {config.source} is not a directory")
+            asyncio.run(Agent(config, paths).run())
     log.info("agent stopped")
     return 0
+
+
+def _config_or_site(paths: Paths) -> tuple[AgentConfig | None, Site | None]:
+    """Return this computer's configuration, or (not set up, with a site configuration)
+    None and the site. Raise NotEnrolledError when neither exists."""
+    try:
+        return agent_config.load(paths), None
+    except NotEnrolledError:
+        found = site.load()
+        if found is None:
+            raise
+        return None, found
 
 
 def policy_settings(config: AgentConfig) -> policy.Settings:
