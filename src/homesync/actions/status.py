@@ -68,8 +68,11 @@ def _state(status: dict) -> str:
         return status["state"]
     done = f"{console.human_size(job['bytes'])}, {job['files']} files"
     progress = f"about {job['percent']:.0f}% ({done})" if job["percent"] is not None else f"{done} so far"
+    speed = f"; {console.human_size(job['rate'])}/s" if job.get("rate") else ""
+    if job.get("seconds_left") is not None:
+        speed += f", about {console.human_duration(job['seconds_left'])} left"
     stopping = f"; stopping: {job['stopping']}" if job["stopping"] else ""
-    return f"backing up, {progress}, because {job['why']}{stopping}"
+    return f"backing up, {progress}, because {job['why']}{speed}{stopping}"
 
 
 def _network(network: dict, server: dict) -> str:
