@@ -145,8 +145,7 @@ def load(paths: Paths) -> AgentConfig:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise NotEnrolledError("this computer is not enrolled",
-                               "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`") from None
+        raise NotEnrolledError("this computer is not enrolled", _not_enrolled_hint()) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     if "server" not in raw and "machine" not in raw:
@@ -168,6 +167,18 @@ def load(paths: Paths) -> AgentConfig:
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
         network=NetworkSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()}),
         agent=agent)
+
+
+def _not_enrolled_hint() -> str:
+    """Return what to do on a computer that is not enrolled: setup where the image says
+    where the server is, enroll by hand elsewhere."""
+    try:
+        found = site.load()
+    except ConfigError:
+        found = None
+    if found is not None:
+        return "run `homesync setup`: it needs only your password"
+    return "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`"
 
 
 def _check(raw: dict) -> list[str]:

@@ -226,3 +226,20 @@ def test_backup_on_a_terminal_draws_a_progress_bar(fleet, computer_factory):
     assert re.search(r"\[#{30}\] 100\.0%", screen), screen
     plain = computer.run("backup")  # not a terminal: no bar
     assert plain.returncode == 0 and "\r" not in plain.stderr and "[#" not in plain.stderr
+
+
+def test_the_listing_setup_needs_is_for_password_logins_only(fleet, computer_factory):
+    from homesync import transport
+    from homesync.errors import PermissionDeniedError
+    server = fleet.server
+    with transport.Session.connect(server.address, server.fingerprint, "joe", password=PASSWORDS["joe"]) as session:
+        rpc = session.rpc()
+        assert rpc.call("whoami")["display_name"] == "Joe Bloggs"
+        assert [t["name"] for t in rpc.call("templates.list")] == ["Standard Laptop"]
+    computer = computer_factory()
+    assert computer.enroll(server, "ann", "Ann's Key Test").returncode == 0
+    key = transport.load_key(computer.home / ".local/share/homesync/machine_key")
+    with transport.Session.connect(server.address, server.fingerprint, computer.machine_id(), key=key) as session:
+        with pytest.raises(PermissionDeniedError):
+            session.rpc().call("templates.list")
+        assert "display_name" not in session.rpc().call("whoami")

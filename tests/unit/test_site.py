@@ -82,3 +82,16 @@ def test_the_users_config_is_read_above_the_site_file(dirs, tmp_path):
                                  '[machine]\nid = "0123456789abcdef"\nname = "J"\n')
     loaded = agent_config.load(paths)
     assert (loaded.server, loaded.fingerprint) == ("own:1", OTHER_FP)
+
+
+def test_not_enrolled_points_at_setup_when_the_image_has_a_site_file(dirs, tmp_path):
+    from homesync.errors import NotEnrolledError
+    etc, _, _ = dirs
+    paths = Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
+    with pytest.raises(NotEnrolledError) as caught:
+        agent_config.load(paths)
+    assert "homesync enroll" in caught.value.hint
+    _write(etc, f'[server]\naddress = "site:2222"\nfingerprint = "{FP}"\n')
+    with pytest.raises(NotEnrolledError) as caught:
+        agent_config.load(paths)
+    assert "homesync setup" in caught.value.hint
