@@ -79,6 +79,13 @@ def choose_setup(offer, ask: Callable[[str], str] = input, show: Callable[[str],
     """Given what the server offers (homesync.actions.setup.Offer), show the user's
     computers and the templates, ask how this computer is set up; return the
     setup.Choice. Raise Cancelled when the user gives up."""
+    try:
+        return _choose_setup(offer, ask, show)
+    except Cancelled:
+        raise Cancelled("nothing was set up") from None
+
+
+def _choose_setup(offer, ask: Callable[[str], str], show: Callable[[str], None]):
     from homesync.actions import setup  # the chooser is the action's terminal face; no cycle at import
     backed_up = [m for m in offer.machines if m.get("archives")]
     who = f"{offer.full_name} ({offer.login.user})" if offer.full_name else offer.login.user

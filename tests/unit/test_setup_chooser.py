@@ -53,5 +53,5 @@ def test_only_what_exists_is_offered():
 
 
 def test_end_of_input_cancels():
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="nothing was set up"):
         _run([""])
