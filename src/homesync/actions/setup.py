@@ -17,7 +17,7 @@ from homesync import config as agent_config
 from homesync.actions import backup, enroll, restore
 from homesync.actions.listing import Login, enrolled_config
 from homesync.config import Paths
-from homesync.errors import ConfigError, ConflictError, ConnectionFailedError, SetupChoiceError
+from homesync.errors import ConfigError, ConflictError, ConnectionFailedError, HomesyncError, SetupChoiceError
 
 logger = logging.getLogger(__name__)
 NEW, REPLACE, CLONE, TEMPLATE = "new", "replace", "clone", "template"
@@ -135,6 +135,18 @@ def _check_name_free(offer: Offer, name: str) -> None:
         raise ConflictError(f"you already have a computer named {taken[0]!r}", "choose another name for this one")
 
 
+def _first_backup(paths: Paths, name: str, backup_events) -> dict:
+    """Run the new computer's first backup; if it fails, say that the computer is set up
+    all the same (the error keeps its exit code)."""
+    config = agent_config.load(paths)
+    try:
+        return backup.backup(config, paths, on_event=backup_events(config))
+    except HomesyncError as e:
+        e.message = f"this computer is set up as {name!r}, but its first backup failed: {e.message}"
+        e.hint = "run `homesync backup` to try again, or let the agent do it"
+        raise
+
+
 def set_up(paths: Paths, offer: Offer, choice: Choice, *, first_backup: bool = True,
            restore_progress: restore.Progress | None = None,
            backup_events: Callable[[agent_config.AgentConfig], Callable[[dict], None] | None] = lambda c: None) -> dict:
@@ -148,8 +160,7 @@ def set_up(paths: Paths, offer: Offer, choice: Choice, *, first_backup: bool = T
         answer = enroll.enroll(paths, login.server, login.user, name, login.fingerprint, login.password)
         result = {"choice": NEW, "machine": answer["name"], "machine_id": answer["machine_id"]}
         if first_backup:
-            config = agent_config.load(paths)
-            result["backup"] = backup.backup(config, paths, on_event=backup_events(config))
+            result["backup"] = _first_backup(paths, answer["name"], backup_events)
         return result
     request = restore.Request(machine=choice.source, target=Path.home())
     if choice.kind == REPLACE:

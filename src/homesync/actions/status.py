@@ -22,24 +22,30 @@ def status(paths: Paths) -> tuple[dict, int]:
         answer = control.ask(paths, "status")
         return answer, NOT_SET_UP if answer.get("set_up") is False else 0
     except control.AgentNotRunning:
-        _check_config(paths)
-        return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, NOT_RUNNING
+        answer = {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}
+        if not _check_config(paths):
+            answer["set_up"] = False
+        return answer, NOT_RUNNING
 
 
-def _check_config(paths: Paths) -> None:
-    """Raise the configuration's own error when it is what keeps the agent from running."""
+def _check_config(paths: Paths) -> bool:
+    """Return whether this computer is enrolled; raise the configuration's own error
+    when it is what keeps the agent from running."""
     try:
         agent_config.load(paths)
     except NotEnrolledError:
-        pass  # not enrolled: the status says when the last backup was, if any
+        return False  # not enrolled: the status says when the last backup was, if any
     except ConfigError as e:
         raise ConfigError(f"the agent cannot run: {e.message}", "fix the file, then start the agent") from None
+    return True
 
 
 def render(status: dict) -> str:
     """Return the status as text for people."""
     if not status["agent"]["running"]:
-        return f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+        text = f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+        return text + ("; this computer is not set up yet (see `homesync setup`)" if status.get("set_up") is False
+                       else "")
     if status.get("set_up") is False:
         return (f"homesync agent is running (pid {status['agent']['pid']}, since "
                 f"{console.human_time(status['agent']['started'])}); {status['reason']['text']}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 from tests.end_to_end.agent.harness import wait_for
 from tests.support.homesync_server import PASSWORDS
@@ -39,6 +40,8 @@ def test_not_set_up_notifies_once_says_so_and_starts_after_setup(fresh_server, c
     os.chmod(runtime, 0o700)
     env = dict(site_env, XDG_RUNTIME_DIR=str(runtime), DBUS_SESSION_BUS_ADDRESS=session_bus.address,
                DBUS_SYSTEM_BUS_ADDRESS=system_bus.address, USER="joe", LOGNAME="joe", HOMESYNC_CHASSIS="laptop")
+    before = run_as_user([str(VENV_BIN / "homesync"), "status"], computer.home, **env)
+    assert before.returncode == 3 and before.stdout.endswith("not set up yet (see `homesync setup`)\n"), before
     agent = _start_agent(computer.home, env)
     try:
         [notice] = fake_notifications.wait_for_calls(1, timeout=30)
@@ -56,12 +59,14 @@ def test_not_set_up_notifies_once_says_so_and_starts_after_setup(fresh_server, c
         done = run_as_user([str(VENV_BIN / "homesync"), "setup", "--new", "--no-backup", "--password-stdin"],
                            computer.home, input=PASSWORDS["joe"] + "\n", **env)
         assert done.returncode == 0, done.stderr
+        set_up = time.monotonic()
 
         def running_agent():
             said = status("--json")
             return said.returncode in (0, 3) and json.loads(said.stdout).get("machine")
         # the same process is now the real agent, as the computer it was set up as
         assert wait_for(running_agent, 30, "the agent started after setup") == "Joe's laptop"
+        print(f"setup done -> the agent runs as the new machine: {time.monotonic() - set_up:.2f} s")
         assert agent.poll() is None
         assert len(fake_notifications.calls) == 1, "notified more than once"
     finally:
