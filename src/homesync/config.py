@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from homesync import settings as schema
+from homesync import site
 from homesync.errors import ConfigError, NotEnrolledError
 from homesync.files import write_private  # noqa: F401  (re-exported: the agent's files are written with it)
 
@@ -145,13 +146,15 @@ def read_raw(paths: Paths) -> dict:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise NotEnrolledError("this computer is not enrolled",
-                               "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`") from None
+        raise NotEnrolledError("this computer is not enrolled", _not_enrolled_hint()) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     if "server" not in raw and "machine" not in raw:
         raise NotEnrolledError(f"this computer is not enrolled ({path} holds settings only)",
                                "run `homesync enroll …` or `homesync restore --adopt …`; the settings are kept")
+    server = raw.get("server", {})
+    if isinstance(server, dict) and not ("address" in server and "fingerprint" in server):
+        raw = site.beneath(raw, site.load())  # read only when needed: a full config.toml never depends on it
     return raw
 
 
@@ -177,6 +180,18 @@ def from_raw(raw: dict, path: Path) -> AgentConfig:
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
         network=NetworkSettings(**network), agent=AgentSettings(**tables["agent"]),
         upload_ratelimit=backup.get("upload_ratelimit", 0.0))
+
+
+def _not_enrolled_hint() -> str:
+    """Return what to do on a computer that is not enrolled: setup where the image says
+    where the server is, enroll by hand elsewhere."""
+    try:
+        found = site.load()
+    except ConfigError:
+        found = None
+    if found is not None:
+        return "run `homesync setup`: it needs only your password"
+    return "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`"
 
 
 def _check(raw: dict) -> list[str]:

@@ -180,6 +180,22 @@ class PolicyChangedError(HomesyncError):
     exit_code = 28
 
 
+class SetupChoiceError(UsageError):
+    """`homesync setup` was given flags that make no single choice (two choices, --as
+    without --clone or --template, no choice and no terminal to ask on)."""
+
+    kind = "setup_choice"
+    exit_code = 29
+
+
+class NotSetUpError(NotEnrolledError):
+    """This computer is not set up yet, and the image's site configuration says where
+    the server is: `homesync setup` is the next step."""
+
+    kind = "not_set_up"
+    exit_code = 30
+
+
 class Cancelled(HomesyncError):
     kind = "cancelled"
     exit_code = 130

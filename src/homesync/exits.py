@@ -41,6 +41,10 @@ MEANINGS: dict[int, str] = {
     23: "the server may not read or write files of the repository (their owner or mode changed)",
     24: "this machine was retired by an admin (when)",
     25: "disk full: the backup server's (repository, index) or this computer's (restore target)",
+    29: "`homesync setup`: the flags make no single choice (two of `--new`/`--replace`/`--clone`/`--template`, "
+        "`--as` or `--machine` with the wrong one, no choice and no terminal)",
+    30: "this computer is not set up yet (the image's site file names the server): run `homesync setup`; "
+        "`status` while the agent waits for it",
     28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
     INTERNAL: "internal error (a bug): run with --debug and report the traceback",
     INTERRUPTED: "interrupted",
@@ -51,6 +55,6 @@ MEANINGS: dict[int, str] = {
 HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28)}
 # The admin command line talks to no server and holds no machine key.
 HOMESYNC_SERVER = {c: m for c, m in MEANINGS.items()
-                   if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24)}
+                   if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24, 29, 30)}
 
 TABLES = {"homesync": HOMESYNC, "homesync-server": HOMESYNC_SERVER}

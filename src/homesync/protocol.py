@@ -43,6 +43,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "result": (str, True), "error": (str, False),
     },
     "template.grant": {"name": (str, True), "public_key": (str, True)},
+    "templates.list": {},
     "template.report": {
         "template_id": (str, True), "archive": (str, True), "hostname": (str, True),
         "files": (int, True), "bytes": (int, True), "seconds": (float, True),

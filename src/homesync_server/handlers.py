@@ -54,7 +54,13 @@ def _owned_machine(services: Services, principal: Principal, machine_id: str) ->
 
 
 def whoami(services: Services, principal: Principal, args: dict, source: str) -> dict:
-    return {"user": principal.user, "kind": principal.kind, "machine_id": principal.machine_id}
+    """Say who the session is; a password login also gets its directory full name
+    (`homesync setup` suggests a machine name from it)."""
+    answer = {"user": principal.user, "kind": principal.kind, "machine_id": principal.machine_id}
+    if principal.kind == USER:
+        person = services.identity.lookup(principal.user)
+        answer["display_name"] = person.display_name if person else ""
+    return answer
 
 
 def enroll(services: Services, principal: Principal, args: dict, source: str) -> dict:
@@ -262,6 +268,20 @@ def template_grant(services: Services, principal: Principal, args: dict, source:
         "archives": {a["name"]: a["id"] for a in template["archives"]}}}
 
 
+def templates_list(services: Services, principal: Principal, args: dict, source: str) -> list[dict]:
+    """List the published templates (name, newest publication) to a user logged in with
+    their password: what `homesync setup` offers to start from."""
+    _require(principal, USER)
+    listed = []
+    for template in services.templates.all():
+        archives = template.get("archives", [])
+        if archives:
+            newest = archives[-1]
+            listed.append({"name": template["name"], "published": newest.get("published"),
+                           "files": newest.get("files"), "original_size": newest.get("original_size")})
+    return listed
+
+
 def _template(services: Services, name: str) -> dict:
     """Return the template called name; raise NotFoundError naming the ones there are."""
     try:
@@ -303,5 +323,6 @@ HANDLERS: dict[str, Handler] = {
     "restore.report": restore_report,
     "machine.adopt": adopt,
     "template.grant": template_grant,
+    "templates.list": templates_list,
     "template.report": template_report,
 }

@@ -49,6 +49,7 @@ REQUESTS = {
     "restore.report": {"machine_id": MACHINE_ID, **REPORT},
     "template.grant": {"name": "Lab", "public_key": NEW_KEY},
     "template.report": {"template_id": TEMPLATE_ID, **REPORT},
+    "templates.list": {},
 }
 
 # who may run what: the rest must be refused
@@ -65,6 +66,7 @@ ALLOWED = {
     "restore.report": {"owner", "machine", "restore"},
     "template.grant": {"owner", "admin", "other user"},
     "template.report": {"owner", "admin", "other user"},
+    "templates.list": {"owner", "admin", "other user"},
 }
 
 

@@ -178,3 +178,24 @@ def _set_aside(path, content, why: str) -> None:
     with open(aside, "ab", opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
         f.write(data + b"\n")
     logger.warning("set aside part of the unreported-backup queue in %s: %s", aside, why)
+
+
+def expected_size(config: AgentConfig, paths: Paths) -> int | None:
+    """Return the bytes a backup is expected to read: the last successful backup's size,
+    else (a first backup) the size of the source's files; None if neither can be told."""
+    try:
+        last = json.loads(paths.last_backup.read_text())
+        if last.get("result") in ("success", "warning") and last.get("original_size"):
+            return int(last["original_size"])
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    own = {str(p) for p in paths.own()}
+    total = 0
+    for directory, subdirs, files in os.walk(config.source):
+        subdirs[:] = [d for d in subdirs if os.path.join(directory, d) not in own]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                continue
+    return total or None

@@ -16,10 +16,11 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from homesync import __version__, config as agent_config, transport
+from homesync import __version__, config as agent_config, site, transport
 from homesync.actions import backup
 from homesync.agent import control, fleet, policy, reachability, record as agent_record
 from homesync.agent.dirty import DirtySet
+from homesync.agent.first_login import FirstLogin
 from homesync.agent.exclusions import Exclusions
 from homesync.agent.following import PolicyFollower
 from homesync.agent.netwatch import NetworkMonitor, NullMonitor, open_network_monitor
@@ -29,7 +30,8 @@ from homesync.agent.reporting import ServerReporter, rpc_sender
 from homesync.agent.scheduler import Job, Scheduler
 from homesync.agent.watcher import Watcher
 from homesync.config import AgentConfig, Paths
-from homesync.errors import ConfigError, ConflictError
+from homesync.errors import ConfigError, ConflictError, NotEnrolledError
+from homesync.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +42,34 @@ LOCK_NAME = "agent.lock"
 def run(paths: Paths) -> int:
     """Run the agent until SIGTERM or SIGINT; return 0 after a clean stop. Raise
     HomesyncError if it cannot start (not enrolled, bad configuration, already running)."""
-    effective = fleet.load(paths)  # config.toml over the cached fleet policy
-    config = effective.config
-    if not config.source.is_dir():
-        raise ConfigError(f"the backup source {config.source} is not a directory")
+    effective, found = _effective_or_site(paths)  # config.toml over the cached fleet policy
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)  # a daemon's log is what its user reads
     # watchdog warns when a new directory's watch is added twice (harmless, one per directory
     # borg creates): noise in the journal.
     warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
     with _single_instance(paths):
-        asyncio.run(Agent(config, paths, effective).run())
+        if effective is None and asyncio.run(FirstLogin(paths, found).run()) is not None:
+            effective = fleet.load(paths)  # set up meanwhile: the same process becomes the agent
+        if effective is not None:
+            if not effective.config.source.is_dir():
+                raise ConfigError(f"the backup source {effective.config.source} is not a directory")
+            asyncio.run(Agent(effective.config, paths, effective).run())
     log.info("agent stopped")
     return 0
+
+
+def _effective_or_site(paths: Paths) -> tuple[fleet.Effective | None, Site | None]:
+    """Return what this computer runs with (config.toml over the cached fleet policy), or
+    (not set up, with a site configuration) None and the site. Raise NotEnrolledError
+    when neither exists."""
+    try:
+        return fleet.load(paths), None
+    except NotEnrolledError:
+        found = site.load()
+        if found is None:
+            raise
+        return None, found
 
 
 def policy_settings(config: AgentConfig) -> policy.Settings:

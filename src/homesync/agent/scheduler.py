@@ -83,14 +83,19 @@ class Job:
         if event.get("type") == "archive_progress" and not event.get("finished"):
             self.progress = {"bytes": int(event.get("original_size") or 0), "files": int(event.get("nfiles") or 0)}
 
-    def describe(self) -> dict:
-        """Return the job as status shows it; percent is estimated from the last archive's size."""
+    def describe(self, now: float | None = None) -> dict:
+        """Return the job as status shows it; percent and the time left are estimated
+        from the last archive's size, the rate from the bytes read since the start."""
         progress = dict(self.progress)
-        percent = None
+        elapsed = (time.time() if now is None else now) - self.started
+        rate = round(progress["bytes"] / elapsed) if elapsed > 0 else 0
+        percent = seconds_left = None
         if self.expected_size:
             percent = min(99.0, round(100.0 * progress["bytes"] / self.expected_size, 1))
-        return {"started": self.started, "why": self.why.text, **progress, "percent": percent,
-                "stopping": self.stop_reason}
+            if rate and progress["bytes"] < self.expected_size:
+                seconds_left = round((self.expected_size - progress["bytes"]) / rate)
+        return {"started": self.started, "why": self.why.text, **progress, "percent": percent, "rate": rate,
+                "seconds_left": seconds_left, "stopping": self.stop_reason}
 
 
 class Scheduler:
