@@ -3,6 +3,8 @@ backup's size; it never reaches 100% before borg says it finished."""
 
 from __future__ import annotations
 
+import pytest
+
 from homesync import console
 
 
@@ -25,3 +27,16 @@ def test_more_than_expected_stays_below_one():
 
 def test_no_bar_without_a_terminal(capsys):
     assert console.backup_progress(quiet=False, expected_bytes=1) is None  # pytest's stderr is no terminal
+
+
+def test_a_stopped_backup_with_the_server_gone_says_so_instead_of_crashing(monkeypatch):
+    # found by the fleet-policy work: the repository could not be asked (None), and
+    # `name in None` raised TypeError, an "internal error" and a backup counted failed
+    from homesync.actions import backup as backup_action
+    from homesync.errors import Cancelled
+    reported = []
+    monkeypatch.setattr(backup_action, "_archives_named", lambda access, paths, name: None)
+    monkeypatch.setattr(backup_action, "_report", lambda config, paths, report: reported.append(report))
+    with pytest.raises(Cancelled, match="continues from its checkpoint if borg wrote one"):
+        backup_action._interrupted(None, None, None, "2026-12-01T10:00:00", 1.0, "SIGTERM")
+    assert [r["result"] for r in reported] == ["interrupted"]

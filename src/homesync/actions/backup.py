@@ -69,7 +69,7 @@ def _interrupted(config: AgentConfig, paths: Paths, access: link.RepositoryAcces
     saying what is true: the archive was complete (the server indexes it; no failure is
     reported), a checkpoint was written, or neither (or the server could not say)."""
     found = _archives_named(access, paths, name)
-    if name in found:
+    if found is not None and name in found:
         raise Cancelled(f"the backup was stopped after its archive {name} was complete "
                         "(the server indexes it)")
     _report(config, paths, _failed_report(name, started, "interrupted", error))
