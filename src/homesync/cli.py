@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "e.g. \"standard laptop\" (not with --machine)")
     r.add_argument("--archive", default="latest", help="an archive name, or latest")
     r.add_argument("--target", help="where to restore (default: your home directory)")
-    r.add_argument("--path", action="append", default=[], help="restore only this path (repeatable)")
+    r.add_argument("--path", action="append", default=[], help="restore only this file or folder, at any depth "
+                                                                "(repeatable)")
+    r.add_argument("--beside", action="store_true", help="put each --path next to the current one, named after "
+                                                          "when it was modified: report (2026-11-20 14:02).odt")
     r.add_argument("--adopt", action="store_true", help="this computer becomes the restored machine")
     r.add_argument("--as-new", metavar="NAME", help="then enroll this computer as a new machine NAME (a clone)")
     r.add_argument("--dry-run", action="store_true", help="show what would be written and kept aside; write nothing")
@@ -80,7 +83,7 @@ def dispatch(args: argparse.Namespace) -> int:
         request = restore.Request(machine=args.machine, archive=args.archive,
                                   target=Path(args.target) if args.target else Path.home(),
                                   paths=tuple(args.path), adopt=args.adopt, as_new=args.as_new,
-                                  dry_run=args.dry_run, template=args.template)
+                                  dry_run=args.dry_run, template=args.template, beside=args.beside)
         if args.machine is None and args.template is None:
             request = _chosen(request, paths, login)
         result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))

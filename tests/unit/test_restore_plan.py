@@ -67,3 +67,15 @@ def test_the_preview_classifies_and_writes_nothing(tmp_path):
     assert (plan.new_entries, plan.new_bytes, plan.identical) == (1, 7 + 9, 1)
     assert plan.kept_aside == ["differs.txt"] and plan.protected == [".config/homesync/x"]
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_selection_restores_paths_at_any_depth_with_their_parent_folders_only():
+    phase = restore_plan.selection(["Documents/a/b/report.odt", "notes.txt", "x/*?[]"])
+    assert phase.paths == ("pp:Documents/a/b/report.odt", "pp:notes.txt", "pp:x/*?[]")
+    assert phase.patterns == ("+pf:Documents", "+pf:Documents/a", "+pf:Documents/a/b", "+pf:x")
+    assert phase.holds("anything listed") and phase.selection
+
+
+def test_a_selected_path_missing_from_the_listing_is_named():
+    items = [{"path": "Documents", "type": "d"}, {"path": "Documents/caf?", "type": "-"}]
+    assert restore_plan.missing(["Documents/caf\udce9", "Documents/other"], items) == ["Documents/other"]
