@@ -82,3 +82,72 @@ def test_restore_path_at_any_depth_comes_back_bit_for_bit(laptop, rel):
             elif os.path.lexists(victim):
                 os.unlink(victim)
             os.rename(moved, victim)
+
+
+def test_a_deep_file_is_found_its_five_versions_listed_and_the_third_restored_beside(laptop, homesync_server):
+    computer, contents = laptop
+    before = _outside_own(computer.home)
+    found = computer.json("find", "EPORT.o", "--machine", "Find laptop")  # a fragment, any case
+    mine = [r for r in found if r["path"] == DEEP]
+    assert len(mine) == 5 and all(r["machine"] == "Find laptop" for r in mine)
+    assert [r["size"] for r in mine] == [len(c) for c in reversed(contents)]  # newest first
+    assert all(len(r["archives"]) == 1 for r in mine)
+
+    versions = computer.json("versions", DEEP)
+    assert [v["number"] for v in versions] == [1, 2, 3, 4, 5]
+    assert [v["size"] for v in versions] == [len(c) for c in contents]
+    assert all(v["first_seen"] == v["last_seen"] for v in versions)
+    third = versions[2]
+
+    done = computer.run("restore", "--machine", "Find laptop", "--archive", third["restore_from"], "--path", DEEP,
+                        "--beside", "--json")
+    assert done.returncode == 0, done.stderr
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_000 + 3 * 3600))
+    beside = DEEP.replace("report.odt", f"report ({stamp}).odt")
+    assert (computer.home / beside).read_bytes() == contents[2]
+    assert (computer.home / beside).stat().st_mtime == 1_700_000_000 + 3 * 3600
+    assert _outside_own(computer.home, without=beside.encode()) == before  # the current one untouched
+    os.unlink(computer.home / beside)
+
+
+def test_find_with_the_password_searches_all_computers_and_globs_match(laptop, homesync_server, computer_factory):
+    other = computer_factory()  # a computer that is not enrolled
+    found = other.json("find", "*.JPG", *other.remote_args(homesync_server, "joe"), input=PASSWORDS["joe"] + "\n")
+    assert [r["path"] for r in found] == ["Photos/2026/beach/img[1].jpg"]
+    assert len(found[0]["archives"]) == 5
+    literal = other.json("find", "img[1]", *other.remote_args(homesync_server, "joe"), input=PASSWORDS["joe"] + "\n")
+    assert [r["path"] for r in literal] == ["Photos/2026/beach/img[1].jpg"]  # glob characters typed as they are
+    versions = other.json("versions", DEEP, "--machine", "find LAPTOP", *other.remote_args(homesync_server, "joe"),
+                          input=PASSWORDS["joe"] + "\n")
+    assert len(versions) == 5
+
+
+def test_since_leaves_older_backups_out(laptop):
+    computer, _ = laptop
+    assert computer.run("find", "report", "--machine", "Find laptop", "--since", "2999-01-01").returncode == 10
+    assert len(computer.json("find", "report", "--machine", "Find laptop", "--since", "1d")) == 5
+
+
+def _one_line(done, code: int, fragment: str) -> None:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("homesync: error: ") and fragment in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (("find", "no-such-file-anywhere", "--machine", "Find laptop"), 10, "no backed-up file matches"),
+    (("find", "report", "--machine", "Nobody's laptop", "--password-stdin"), 10, "no computer named"),
+    (("versions", "Documents/nothing-here.odt"), 10, "has no backup of"),
+    (("versions", "../../etc/passwd"), 2, "--path"),
+    (("restore", "--machine", "Find laptop", "--path", "Documents/../../etc/passwd"), 2, "--path"),
+    (("restore", "--machine", "Find laptop", "--path", "Documents/none.odt"), 10, "holds no"),
+    (("restore", "--machine", "Find laptop", "--path", DEEP, "--target", "notes.txt"), 21, "is a file"),
+    (("find", "report", "--since", "last tuesday", "--machine", "Find laptop"), 2, "--since"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(laptop, args, code, fragment):
+    computer, _ = laptop
+    before = _outside_own(computer.home)
+    args = tuple(str(computer.home / a) if a == "notes.txt" else a for a in args)
+    done = computer.run(*args, input=PASSWORDS["joe"] + "\n")
+    _one_line(done, code, fragment)
+    assert _outside_own(computer.home) == before

@@ -67,7 +67,7 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
     wrong; nothing local is lost."""
     _check_template_request(request)
     target = _check_target(request.target, create=False)
-    include = [_inside_archive(p) for p in request.paths]
+    include = [inside_archive(p) for p in request.paths]
     if request.beside and not include:
         raise UsageError("--beside needs the --path of what to put beside the current one")
     config = enrolled_config(paths)
@@ -155,7 +155,7 @@ def _check_target(target: Path, create: bool) -> Path:
     return target
 
 
-def _inside_archive(path: str) -> str:
+def inside_archive(path: str) -> str:
     """Given a --path as typed, return it relative to the backed-up home; raise UsageError
     for paths that leave it."""
     pure = PurePosixPath(path)
@@ -184,7 +184,7 @@ def _open_source(paths: Paths, config, wanted: str, login: Callable[[], Login]) 
             tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
         rpc = session.rpc()
         machine = find_machine(rpc.call("machines.list"), wanted)
-        key_file, public_key = _one_off_key(key_dir)
+        key_file, public_key = one_off_key(key_dir)
         grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
         access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
         yield Source(access, grant["passphrase"], machine, rpc, credentials)
@@ -199,7 +199,7 @@ def _open_template(paths: Paths, name: str, login: Callable[[], Login]) -> Itera
                            credentials.password) as session, \
             tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
         rpc = session.rpc()
-        key_file, public_key = _one_off_key(key_dir)
+        key_file, public_key = one_off_key(key_dir)
         grant = rpc.call("template.grant", name=name, public_key=public_key)
         template = grant["template"]
         # the template's id takes a machine id's place in the borg location: ssh://<id>@…/./<id>
@@ -208,7 +208,7 @@ def _open_template(paths: Paths, name: str, login: Callable[[], Login]) -> Itera
                      credentials, published=dict(template["archives"]))
 
 
-def _one_off_key(key_dir: str) -> tuple[Path, str]:
+def one_off_key(key_dir: str) -> tuple[Path, str]:
     """Generate a one-off restore key in key_dir; return its file and public key line."""
     key = transport.new_key()
     key_file = Path(key_dir) / "key"
