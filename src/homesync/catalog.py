@@ -31,22 +31,23 @@ class Catalog:
 
     archives: list[tuple[str, str, str]] = field(default_factory=list)
     versions: list[list] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # names the index lists that the repository did not hold
 
     @classmethod
     def load(cls, file: Path) -> "Catalog":
         """Return the catalog kept in file; an empty one if it is missing, damaged or
         of another format (it is only a cache: the archives are the truth)."""
         try:
-            form, archives, versions = marshal.loads(file.read_bytes())
+            form, archives, versions, absent = marshal.loads(file.read_bytes())
         except (OSError, ValueError, EOFError, TypeError):
             return cls()
         if form != FORMAT:
             return cls()
-        return cls([tuple(a) for a in archives], [list(v) for v in versions])
+        return cls([tuple(a) for a in archives], [list(v) for v in versions], list(absent))
 
     def save(self, file: Path) -> None:
         """Write the catalog to file, readable by its owner only (it names their files)."""
-        write_private(file, marshal.dumps((FORMAT, self.archives, self.versions)))
+        write_private(file, marshal.dumps((FORMAT, self.archives, self.versions, self.absent)))
 
     def to_add(self, live: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], bool]:
         """Given the repository's archives (id, name, start; oldest first), return those
@@ -74,10 +75,15 @@ class Catalog:
                 self.versions.append([*key, index, index])
         self.archives.append(tuple(archive))
 
+    def lacks(self, names: Iterable[str]) -> bool:
+        """Return whether any of these archive names is new to the catalog."""
+        known = {a[1] for a in self.archives} | set(self.absent)
+        return any(name not in known for name in names)
+
     def held(self, version: list, live: set[str], since: str = "") -> list[tuple[str, str, str]]:
-        """Return the archives still in the repository (ids in live) that hold version,
-        oldest first, only those started at or after since (ISO text, UTC)."""
-        return [a for a in self.archives[version[FIRST]:version[LAST] + 1] if a[0] in live and a[2] >= since]
+        """Return the archives still there (names in live) that hold version, oldest
+        first, only those started at or after since (ISO text, UTC)."""
+        return [a for a in self.archives[version[FIRST]:version[LAST] + 1] if a[1] in live and a[2] >= since]
 
     def matching(self, accept: Callable[[str], bool]) -> Iterator[list]:
         """Yield the versions whose path accept says yes to."""

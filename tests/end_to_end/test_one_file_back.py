@@ -17,6 +17,7 @@ from tests.support.trees import snapshot
 OWN = (".cache", ".config", ".local")
 DEEP = "Documents/projects/2026/q4/budget/drafts/old/report.odt"  # depth 8
 ODD = os.fsdecode(b"Music/caf\xe9 [live]/track *1?.ogg")           # not UTF-8, glob characters
+SAME = "Documents/same size.txt"  # its content alternates, always four bytes, a new mtime each time
 NAMES = {"notes.txt": b"top level\n", "Photos/2026/beach/img[1].jpg": b"\xff\xd8 pretend jpeg " * 50,
          DEEP: b"version 1\n", ODD: b"odd bytes " * 10}
 
@@ -54,6 +55,7 @@ def laptop(homesync_server, computer_factory_module):
     for n in range(1, 6):
         data = f"report, version {n}\n".encode() * n
         _write(computer.home, DEEP, data, mtime=1_700_000_000 + n * 3600)
+        _write(computer.home, SAME, b"abab" if n % 2 else b"cdcd", mtime=1_700_000_000 + n * 60)
         contents.append(data)
         chown_tree(computer.home)
         if n == 1:
@@ -108,6 +110,14 @@ def test_a_deep_file_is_found_its_five_versions_listed_and_the_third_restored_be
     assert (computer.home / beside).stat().st_mtime == 1_700_000_000 + 3 * 3600
     assert _outside_own(computer.home, without=beside.encode()) == before  # the current one untouched
     os.unlink(computer.home / beside)
+
+
+def test_versions_are_told_apart_by_content_not_by_size_or_time(laptop):
+    computer, _ = laptop
+    versions = computer.json("versions", SAME)
+    assert [(v["number"], len(v["archives"])) for v in versions] == [(1, 3), (2, 2)]  # abab in 1, 3, 5
+    assert versions[0]["sha256"] != versions[1]["sha256"] and all(v["sha256"] for v in versions)
+    assert versions[0]["last_seen"] > versions[1]["first_seen"]
 
 
 def test_find_with_the_password_searches_all_computers_and_globs_match(laptop, homesync_server, computer_factory):

@@ -6,6 +6,7 @@ the archives of one or all of the user's computers. Each computer's file catalog
 from __future__ import annotations
 
 import re
+from collections import Counter
 import tempfile
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
@@ -71,22 +72,23 @@ def versions(paths: Paths, path: str, machine: str | None, login: Callable[[], L
 
 
 def _by_content(source: Source, path: str, found: list) -> list[dict]:
-    """Merge metadata versions whose content is the same (borg's SHA-256 of one archive
-    holding each) into content versions, numbered from the oldest."""
+    """Merge metadata versions whose content is the same into content versions,
+    numbered from the oldest. Versions of a size no other version has are distinct
+    already; the others are told apart by borg's SHA-256 (one archive each)."""
+    sizes = Counter((v[TYPE], v[SIZE]) for v, _ in found)
     merged: dict[str, dict] = {}
     for version, held in found:
-        digest = _sha256(source, held[-1][1], path) if version[TYPE] == "-" else f"{version[TYPE]}:{version[SIZE]}"
-        entry = merged.setdefault(digest, {"sha256": digest, "size": version[SIZE], "mtime": version[MTIME],
-                                           "archives": []})
-        entry["archives"] += [a[1] for a in held]
-        entry["_starts"] = sorted(entry.get("_starts", []) + [a[2] for a in held])
+        ambiguous = version[TYPE] == "-" and sizes[(version[TYPE], version[SIZE])] > 1
+        digest = _sha256(source, held[-1][1], path) if ambiguous else None
+        key = digest or f"{version[TYPE]}:{version[SIZE]}"
+        entry = merged.setdefault(key, {"sha256": digest, "size": version[SIZE], "mtime": version[MTIME]})
+        entry["_held"] = sorted(set(entry.get("_held", [])) | {(a[2], a[1]) for a in held})
         entry["mtime"] = max(entry["mtime"], version[MTIME])
-    rows = sorted(merged.values(), key=lambda e: e["_starts"][0])
+    rows = sorted(merged.values(), key=lambda e: e["_held"][0])
     for number, row in enumerate(rows, start=1):
-        starts = row.pop("_starts")
-        row["archives"] = sorted(set(row["archives"]))
-        row.update(number=number, machine=source.machine["name"], path=path, first_seen=starts[0],
-                   last_seen=starts[-1], restore_from=max(row["archives"]))
+        held = row.pop("_held")
+        row.update(number=number, machine=source.machine["name"], path=path, first_seen=held[0][0],
+                   last_seen=held[-1][0], archives=[name for _, name in held], restore_from=held[-1][1])
     return rows
 
 
@@ -109,24 +111,28 @@ def _add_row(rows: dict[tuple, dict], source: Source, version: list, held: list)
 
 
 def _refreshed(paths: Paths, source: Source) -> tuple[Catalog, set[str]]:
-    """Return the computer's catalog with every complete archive in it, and the ids of
-    the archives its repository holds now; list only the archives the catalog lacks."""
-    listing = borg.run_borg(borg.make_list_archives_command(source.access.location),
-                            source.access.environment(), source.passphrase).json
-    live = [(a["id"], a["name"], a["start"]) for a in sorted(listing["archives"], key=lambda a: a["start"])
-            if not a["name"].endswith(".checkpoint")]
+    """Return the computer's catalog with every archive the server's index lists in it,
+    and those archives' names. borg is asked only when the index names an archive the
+    catalog lacks: its listing of archives, then one listing of each new archive."""
+    indexed = {r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
+               if r["result"] in ("success", "warning")}
     file = paths.cache_dir / "files" / f"{source.machine['id']}.catalog"
     cat = Catalog.load(file)
-    new, rebuild = cat.to_add(live)
-    if rebuild:
-        cat = Catalog()
-    for archive in new:
-        argv = borg.make_list_files_command(source.access.location, archive[1], format=catalog.LIST_FORMAT)
-        items = borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json
-        cat.add(archive, items["lines"])
-    if new:
+    if cat.lacks(indexed):
+        listing = borg.run_borg(borg.make_list_archives_command(source.access.location),
+                                source.access.environment(), source.passphrase).json
+        live = [(a["id"], a["name"], a["start"]) for a in sorted(listing["archives"], key=lambda a: a["start"])
+                if not a["name"].endswith(".checkpoint")]
+        new, rebuild = cat.to_add(live)
+        if rebuild:
+            cat = Catalog()
+        for archive in new:
+            argv = borg.make_list_files_command(source.access.location, archive[1], format=catalog.LIST_FORMAT)
+            items = borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json
+            cat.add(archive, items["lines"])
+        cat.absent = sorted(indexed - {a[1] for a in live})
         cat.save(file)
-    return cat, {a[0] for a in live}
+    return cat, indexed
 
 
 @contextmanager
