@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from homesync import config as agent_config
@@ -193,13 +195,12 @@ def _print_versions(rows: list[dict], as_json: bool) -> None:
                           _listed_time(r["first_seen"]), _listed_time(r["last_seen"]), r["restore_from"]]
                          for r in rows])
     if rows:
-        print(f"to get one back beside the current file: homesync restore --machine {rows[0]['machine']!r} "
-              f"--archive ARCHIVE --path {rows[0]['path']!r} --beside")
+        print(f"to get one back beside the current file: homesync restore --machine {shlex.quote(rows[0]['machine'])} "
+              f"--archive ARCHIVE --path {shlex.quote(rows[0]['path'])} --beside")
 
 
 def _listed_time(text: str) -> str:
     """Given a time as borg lists it (UTC, no zone), return it in local time."""
-    from datetime import datetime, timezone
     return console.human_time(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
 
 

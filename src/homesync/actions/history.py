@@ -153,7 +153,8 @@ def _sources(paths: Paths, wanted: str | None, login: Callable[[], Login]) -> It
                                                         credentials.user, credentials.password))
         rpc = session.rpc()
         machines = rpc.call("machines.list")
-        chosen = [find_machine(machines, wanted)] if wanted is not None else machines
+        # a computer without backups has nothing to search: no passphrase is released for it
+        chosen = [find_machine(machines, wanted)] if wanted is not None else [m for m in machines if m["archives"]]
         sources = []
         for machine in chosen:
             key_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="homesync-find-key-"))

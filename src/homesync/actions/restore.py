@@ -66,7 +66,7 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
     it); return what was done. Raise HomesyncError with one clear line if anything is
     wrong; nothing local is lost."""
     _check_template_request(request)
-    target = _check_target(request.target, create=False)
+    target = _check_target(request.target, create=not request.dry_run)
     include = [inside_archive(p) for p in request.paths]
     if request.beside and not include:
         raise UsageError("--beside needs the --path of what to put beside the current one")
@@ -80,8 +80,6 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
         archive = _pick_archive(source, request.archive)
         items = _list_items(source, archive, include)
         _check_selected(include, items, archive)
-        if not request.dry_run:
-            target = _check_target(target, create=True)
         if request.dry_run:
             preview = _template_named(source, _preview(paths, source, archive, items, target))
             if request.adopt:
