@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -33,14 +34,15 @@ def _write(home, rel: str, data: bytes, mtime: int | None = None) -> None:
 
 def _outside_own(home, without: bytes = b""):
     """Return home's entries outside homesync's own directories (and without the
-    subtree `without`); directories without their mtime, which any new entry changes."""
+    subtree `without`, and the mtime of the folder holding it, which a new entry
+    changes; every other folder keeps its mtime)."""
     tree = snapshot(home, exclude=OWN)
     tree.pop(b".", None)
     for rel in [k for k in tree if without and (k == without or k.startswith(without + b"/"))]:
         del tree[rel]
-    for entry in tree.values():
-        if entry["kind"] == "dir":
-            entry.pop("mtime_ns")
+    parent = os.path.dirname(without)
+    if parent in tree:
+        tree[parent].pop("mtime_ns")
     return tree
 
 
@@ -68,9 +70,10 @@ def laptop(homesync_server, computer_factory_module):
 @pytest.mark.parametrize("rel", ["notes.txt", "Photos/2026/beach/img[1].jpg", DEEP, ODD, "Photos/2026"])
 def test_restore_path_at_any_depth_comes_back_bit_for_bit(laptop, rel):
     computer, _ = laptop
-    before = _outside_own(computer.home)
+    before = _outside_own(computer.home, without=os.fsencode(rel) + b".moved-away")
     victim = os.path.join(os.fsencode(computer.home), os.fsencode(rel))
     moved = victim + b".moved-away"
+    parent = os.stat(os.path.dirname(victim))
     os.rename(victim, moved)
     try:
         done = computer.run("restore", "--machine", "Find laptop", "--path", rel, "--json")
@@ -78,17 +81,20 @@ def test_restore_path_at_any_depth_comes_back_bit_for_bit(laptop, rel):
         assert _outside_own(computer.home, without=os.fsencode(rel) + b".moved-away") == before
     finally:
         if os.path.lexists(moved):
-            import shutil
-            if os.path.isdir(victim):
+            if os.path.isdir(victim) and not os.path.islink(victim):
                 shutil.rmtree(victim)
             elif os.path.lexists(victim):
                 os.unlink(victim)
             os.rename(moved, victim)
+        # leave the folder as backed up, for the next test's restore of a folder above it
+        os.utime(os.path.dirname(victim), ns=(parent.st_atime_ns, parent.st_mtime_ns))
 
 
 def test_a_deep_file_is_found_its_five_versions_listed_and_the_third_restored_beside(laptop, homesync_server):
     computer, contents = laptop
-    before = _outside_own(computer.home)
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_000 + 3 * 3600))
+    beside = DEEP.replace("report.odt", f"report ({stamp}).odt")
+    before = _outside_own(computer.home, without=beside.encode())
     found = computer.json("find", "EPORT.o", "--machine", "Find laptop")  # a fragment, any case
     mine = [r for r in found if r["path"] == DEEP]
     assert len(mine) == 5 and all(r["machine"] == "Find laptop" for r in mine)
@@ -104,8 +110,6 @@ def test_a_deep_file_is_found_its_five_versions_listed_and_the_third_restored_be
     done = computer.run("restore", "--machine", "Find laptop", "--archive", third["restore_from"], "--path", DEEP,
                         "--beside", "--json")
     assert done.returncode == 0, done.stderr
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_000 + 3 * 3600))
-    beside = DEEP.replace("report.odt", f"report ({stamp}).odt")
     assert (computer.home / beside).read_bytes() == contents[2]
     assert (computer.home / beside).stat().st_mtime == 1_700_000_000 + 3 * 3600
     assert _outside_own(computer.home, without=beside.encode()) == before  # the current one untouched
