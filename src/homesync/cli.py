@@ -13,7 +13,8 @@ from pathlib import Path
 
 from homesync import config as agent_config
 from homesync import chooser, console
-from homesync.actions import backup, enroll, history, listing, restore, status
+from homesync.actions import backup, enroll, listing, restore, status
+from homesync.actions import history
 from homesync.config import Paths
 from homesync.errors import UsageError
 
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--as-new", metavar="NAME", help="then enroll this computer as a new machine NAME (a clone)")
     r.add_argument("--dry-run", action="store_true", help="show what would be written and kept aside; write nothing")
     remote(r)
+    command("agent", "run the background agent (the systemd user unit starts it)", json=False)
+    command("status", "what the background agent is doing, and why")
     f = command("find", "find a backed-up file by a part of its name, or a glob such as *.odt")
     f.add_argument("pattern", help="a part of the path (any case), or a glob of the name or path")
     f.add_argument("--machine", help="search this computer only (default: all of yours)")
@@ -72,8 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("path", help="the file, relative to the home (or absolute, inside it)")
     v.add_argument("--machine", help="the computer (default: this one)")
     remote(v)
-    command("agent", "run the background agent (the systemd user unit starts it)", json=False)
-    command("status", "what the background agent is doing, and why")
     return parser
 
 
