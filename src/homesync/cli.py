@@ -11,10 +11,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from homesync.actions import history  # find, versions
 from homesync import config as agent_config
 from homesync import chooser, console
 from homesync.actions import backup, enroll, listing, restore, status
-from homesync.actions import history
 from homesync.config import Paths
 from homesync.errors import UsageError
 
@@ -101,13 +101,6 @@ def dispatch(args: argparse.Namespace) -> int:
             request = _chosen(request, paths, login)
         result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))
         _print_restore(result, args.json)
-    elif args.command == "find":
-        rows = history.find(paths, args.pattern, args.machine, functools.cache(lambda: _login(args, paths)),
-                            since=args.since or "", case_sensitive=args.case_sensitive)
-        _print_found(rows, args.json)
-    elif args.command == "versions":
-        rows = history.versions(paths, args.path, args.machine, functools.cache(lambda: _login(args, paths)))
-        _print_versions(rows, args.json)
     elif args.command == "agent":
         from homesync.agent import daemon  # D-Bus, inotify and asyncio: only for the daemon
         return daemon.run(paths)
@@ -118,6 +111,13 @@ def dispatch(args: argparse.Namespace) -> int:
         else:
             print(status.render(answer))
         return code
+    elif args.command == "find":
+        rows = history.find(paths, args.pattern, args.machine, functools.cache(lambda: _login(args, paths)),
+                            since=args.since or "", case_sensitive=args.case_sensitive)
+        _print_found(rows, args.json)
+    elif args.command == "versions":
+        rows = history.versions(paths, args.path, args.machine, functools.cache(lambda: _login(args, paths)))
+        _print_versions(rows, args.json)
     return 0
 
 
