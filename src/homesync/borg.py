@@ -69,7 +69,7 @@ def make_create_command(
 
 def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), progress: bool = True,
                          excludes: Sequence[str] = (), exclude_from: str = "",
-                         bypass_lock: bool = False) -> tuple[str, ...]:
+                         bypass_lock: bool = False, patterns: Sequence[str] = ()) -> tuple[str, ...]:
     """Given a repository, an archive, optional paths inside it and exclusion patterns
     (and a file of them), return argv that extracts them into the current directory.
     bypass_lock: take no lock (for a confined extract that may not write the repository)."""
@@ -82,6 +82,8 @@ def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), pro
         argv += ["--exclude", pattern]
     if exclude_from:
         argv += ["--exclude-from", exclude_from]
+    for pattern in patterns:
+        argv += ["--pattern", pattern]
     return (*argv, f"{repo}::{archive}", *paths)
 
 
@@ -92,10 +94,16 @@ def make_list_archives_command(repo: str, glob: str = "", checkpoints: bool = Fa
     return (borg_executable(), "list", "--json", "--log-json", "--lock-wait", str(LOCK_WAIT), *selection, repo)
 
 
-def make_list_files_command(repo: str, archive: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ...]:
-    """Return argv listing an archive's items, one JSON object a line."""
-    return (borg_executable(), "list", "--json-lines", "--log-json", "--lock-wait", str(lock_wait),
-            f"{repo}::{archive}")
+def make_list_files_command(repo: str, archive: str, lock_wait: int = LOCK_WAIT, paths: Sequence[str] = (),
+                            patterns: Sequence[str] = (), format: str = "") -> tuple[str, ...]:
+    """Return argv listing an archive's items (all, or those matching paths and
+    patterns), one JSON object a line; format adds borg's format keys to each line."""
+    argv = [borg_executable(), "list", "--json-lines", "--log-json", "--lock-wait", str(lock_wait)]
+    if format:
+        argv += ["--format", format]
+    for pattern in patterns:
+        argv += ["--pattern", pattern]
+    return (*argv, f"{repo}::{archive}", *paths)
 
 
 def make_list_hashes_command(repo: str, archive: str, paths: Sequence[str],

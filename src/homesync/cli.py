@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+from homesync.actions import history  # find, versions
 from homesync import config as agent_config
 from homesync import chooser, console
 from homesync.actions import backup, enroll, listing, restore, setup, status
@@ -52,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "e.g. \"standard laptop\" (not with --machine)")
     r.add_argument("--archive", default="latest", help="an archive name, or latest")
     r.add_argument("--target", help="where to restore (default: your home directory)")
-    r.add_argument("--path", action="append", default=[], help="restore only this path (repeatable)")
+    r.add_argument("--path", action="append", default=[], help="restore only this file or folder, at any depth "
+                                                                "(repeatable)")
+    r.add_argument("--beside", action="store_true", help="put each --path next to the current one, named after "
+                                                          "when it was modified: report (2026-11-20 14:02).odt")
     r.add_argument("--adopt", action="store_true", help="this computer becomes the restored machine")
     r.add_argument("--as-new", metavar="NAME", help="then enroll this computer as a new machine NAME (a clone)")
     r.add_argument("--dry-run", action="store_true", help="show what would be written and kept aside; write nothing")
@@ -60,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_command(command)
     command("agent", "run the background agent (the systemd user unit starts it)", json=False)
     command("status", "what the background agent is doing, and why")
+    f = command("find", "find a backed-up file by a part of its name, or a glob such as *.odt")
+    f.add_argument("pattern", help="a part of the path (any case), or a glob of the name or path")
+    f.add_argument("--machine", help="search this computer only (default: all of yours)")
+    f.add_argument("--since", help="only backups made since: 7d, 12h, 2w, or a date such as 2026-11-20")
+    f.add_argument("--case-sensitive", action="store_true", help="do not ignore case")
+    remote(f)
+    v = command("versions", "every version of one backed-up file, by content")
+    v.add_argument("path", help="the file, relative to the home (or absolute, inside it)")
+    v.add_argument("--machine", help="the computer (default: this one)")
+    remote(v)
     return parser
 
 
@@ -134,7 +150,7 @@ def dispatch(args: argparse.Namespace) -> int:
         request = restore.Request(machine=args.machine, archive=args.archive,
                                   target=Path(args.target) if args.target else Path.home(),
                                   paths=tuple(args.path), adopt=args.adopt, as_new=args.as_new,
-                                  dry_run=args.dry_run, template=args.template)
+                                  dry_run=args.dry_run, template=args.template, beside=args.beside)
         if args.machine is None and args.template is None:
             request = _chosen(request, paths, login)
         result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))
@@ -151,6 +167,13 @@ def dispatch(args: argparse.Namespace) -> int:
         else:
             print(status.render(answer))
         return code
+    elif args.command == "find":
+        rows = history.find(paths, args.pattern, args.machine, functools.cache(lambda: _login(args, paths)),
+                            since=args.since or "", case_sensitive=args.case_sensitive)
+        _print_found(rows, args.json)
+    elif args.command == "versions":
+        rows = history.versions(paths, args.path, args.machine, functools.cache(lambda: _login(args, paths)))
+        _print_versions(rows, args.json)
     return 0
 
 
@@ -216,6 +239,37 @@ def _print_archives(rows: list[dict], as_json: bool) -> None:
     console.print_table(["ARCHIVE", "FINISHED", "FILES", "SIZE", "NEW", "RESULT"],
                         [[r["name"], console.human_time(r["end"]), r["files"], console.human_size(r["original_size"]),
                           console.human_size(r["deduplicated_size"]), r["result"]] for r in rows])
+
+
+def _print_found(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table(["PATH", "MODIFIED", "SIZE", "COMPUTER", "IN ARCHIVES"],
+                        [[r["path"] + ("/" if r["type"] == "d" else ""), _listed_time(r["mtime"]),
+                          console.human_size(r["size"]), r["machine"], _archives(r["archives"])] for r in rows])
+
+
+def _print_versions(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table(["#", "MODIFIED", "SIZE", "FIRST SEEN", "LAST SEEN", "RESTORE FROM ARCHIVE"],
+                        [[r["number"], _listed_time(r["mtime"]), console.human_size(r["size"]),
+                          _listed_time(r["first_seen"]), _listed_time(r["last_seen"]), r["restore_from"]]
+                         for r in rows])
+    if rows:
+        print(f"to get one back beside the current file: homesync restore --machine {shlex.quote(rows[0]['machine'])} "
+              f"--archive ARCHIVE --path {shlex.quote(rows[0]['path'])} --beside")
+
+
+def _listed_time(text: str) -> str:
+    """Given a time as borg lists it (UTC, no zone), return it in local time."""
+    return console.human_time(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+
+
+def _archives(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} older"
 
 
 def _print_restore(result: dict, as_json: bool) -> None:

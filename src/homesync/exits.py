@@ -25,7 +25,8 @@ MEANINGS: dict[int, str] = {
     AGENT_NOT_RUNNING: "the agent is not running (`status` still prints the last backup)",
     REPORT_CRITICAL: "`report`: a machine is critical (or never backed up since enrolment long ago)",
     AUDIT_BROKEN: "`audit verify`: the audit log's hash chain is broken (the line names the row)",
-    10: "not found: a machine, an archive, a template, a user",
+    10: "not found: a machine, an archive, a template, a user, a `--path` the archive does not hold, "
+        "a `find` pattern matching nothing, a file `versions` has no backup of",
     11: "repository locked",
     12: "authentication failed, or not allowed",
     13: "the server's host key does not match the pinned fingerprint",

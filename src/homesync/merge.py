@@ -40,16 +40,18 @@ class MergeResult:
 
 
 def merge_tree(staging: StrPath, target: StrPath, kept_dir: StrPath, protected: Sequence[StrPath] = (),
-               *, restore_root_metadata: bool = False, loosen_root: bool = True) -> MergeResult:
+               *, restore_root_metadata: bool = False, loosen_root: bool = True,
+               keep_local_folders: Sequence[str] = ()) -> MergeResult:
     """Given a staging directory holding an extracted archive, move its entries into
     target, keeping differing local entries aside under kept_dir (same filesystem) and
     leaving protected paths alone; remove the emptied staging directory and return what
     was done. With restore_root_metadata, target itself also takes staging's mode, mtime
     and xattrs (without loosen_root, no mode bit target did not have: someone else's
-    home, a template, never opens this one). Raise RestoreError if the file system
-    refuses an operation."""
+    home, a template, never opens this one). Folders named in keep_local_folders
+    (relative paths: the parents of a `--path`) that exist in target keep their own
+    mode and xattrs. Raise RestoreError if the file system refuses an operation."""
     return _run(staging, target, kept_dir, protected, dry=False, root_metadata=restore_root_metadata,
-                loosen_root=loosen_root)
+                loosen_root=loosen_root, keep_local_folders=keep_local_folders)
 
 
 def scan_plan(staging: StrPath, target: StrPath, protected: Sequence[StrPath] = (),
@@ -60,9 +62,11 @@ def scan_plan(staging: StrPath, target: StrPath, protected: Sequence[StrPath] = 
 
 
 def _run(staging: StrPath, target: StrPath, kept_dir: StrPath | None, protected: Sequence[StrPath],
-         *, dry: bool, root_metadata: bool, loosen_root: bool = True) -> MergeResult:
+         *, dry: bool, root_metadata: bool, loosen_root: bool = True,
+         keep_local_folders: Sequence[str] = ()) -> MergeResult:
     reserved = [staging] + ([kept_dir] if kept_dir is not None else [])
     merger = _Merger(_Rules(target, list(protected), reserved), kept_dir, dry)
+    merger.keep_local = set(keep_local_folders)
     try:
         with _opened_dir(target) as tfd:
             with _opened_dir(staging) as sfd:
@@ -129,6 +133,7 @@ class _Merger:
         self.kept_dir = os.fsdecode(kept_dir) if kept_dir is not None else None
         self.dry = dry
         self.result = MergeResult()
+        self.keep_local: set[str] = set()
         self.current = ""
         self.privileged = os.geteuid() == 0
         # Pass one fills these: hard-link groups by inode on each side (only paths
@@ -252,7 +257,9 @@ class _Merger:
             if local is not None and tfd is not None:
                 child_t = self._open_dir(tfd, name, local)
             self.merge_dir(child_s, child_t, path)
-            if not self.dry:
+            if not self.dry and path in self.keep_local and local is not None and child_t is not None:
+                os.chmod(child_t, stat.S_IMODE(local.st_mode))  # _open_dir may have lent rwx
+            elif not self.dry:
                 self.current = path
                 _apply_dir_metadata(child_t, st, _read_xattrs(child_s))
         finally:

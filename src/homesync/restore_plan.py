@@ -20,16 +20,47 @@ SETTINGS, DOCUMENTS, REST = "settings", "documents", "everything else"
 @dataclass(frozen=True)
 class Phase:
     """One extraction: the top-level names it restores (`paths`), or, for the last one,
-    everything but the names restored before it (`excludes`)."""
+    everything but the names restored before it (`excludes`). A selection (`--path`)
+    names borg patterns instead, and its listing holds exactly what it restores."""
 
     name: str
     paths: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    selection: bool = False
 
     def holds(self, path: str) -> bool:
         """Return whether an archive path is restored by this phase."""
+        if self.selection:
+            return True
         top = top_level(path)
         return top in self.paths if self.paths else top not in self.excludes
+
+
+def selection(paths: list[str]) -> Phase:
+    """Given paths inside the archive (at any depth), return the one phase restoring
+    them: each path with everything below it (`pp:`, literal: no glob), and each of
+    their parent folders itself (`pf:`), so that the folders come back with their own
+    mode and times and the extracted tree is exactly what the listing names."""
+    parents = sorted(parents_of(paths))
+    return Phase("selected", paths=tuple(f"pp:{p}" for p in paths),
+                 patterns=tuple(f"+pf:{p}" for p in parents), selection=True)
+
+
+def parents_of(paths: list[str]) -> set[str]:
+    """Return every folder above the given archive paths."""
+    return {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+
+
+def as_listed(path: str) -> str:
+    """Return a path the way borg lists it: bytes that are not UTF-8 become "?"."""
+    return path.encode("utf-8", "replace").decode("utf-8")
+
+
+def missing(paths: list[str], items: list[dict]) -> list[str]:
+    """Return the selected paths that are not in the listing."""
+    listed = {i["path"] for i in items}
+    return [p for p in paths if as_listed(p) not in listed]
 
 
 def top_level(path: str) -> str:

@@ -8,6 +8,7 @@ import os
 from hypothesis import given, strategies as st
 
 from homesync import restore_plan
+from tests.support import trees
 from homesync.restore_plan import DOCUMENTS, REST, SETTINGS
 
 top_names = st.sampled_from([".bashrc", ".config", ".ssh", "Documents", "Desktop", "Pictures", "Videos", "a?b",
@@ -67,3 +68,28 @@ def test_the_preview_classifies_and_writes_nothing(tmp_path):
     assert (plan.new_entries, plan.new_bytes, plan.identical) == (1, 7 + 9, 1)
     assert plan.kept_aside == ["differs.txt"] and plan.protected == [".config/homesync/x"]
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_selection_restores_paths_at_any_depth_with_their_parent_folders_only():
+    phase = restore_plan.selection(["Documents/a/b/report.odt", "notes.txt", "x/*?[]"])
+    assert phase.paths == ("pp:Documents/a/b/report.odt", "pp:notes.txt", "pp:x/*?[]")
+    assert phase.patterns == ("+pf:Documents", "+pf:Documents/a", "+pf:Documents/a/b", "+pf:x")
+    assert phase.holds("anything listed") and phase.selection
+
+
+def test_a_selected_path_missing_from_the_listing_is_named():
+    items = [{"path": "Documents", "type": "d"}, {"path": "Documents/caf?", "type": "-"}]
+    assert restore_plan.missing(["Documents/caf\udce9", "Documents/other"], items) == ["Documents/other"]
+
+
+@given(st.lists(st.lists(trees.names(), min_size=1, max_size=8), min_size=1, max_size=4))
+def test_any_selection_names_each_path_literally_and_every_folder_above_it(parts_lists):
+    paths = [os.fsdecode(b"/".join(parts)) for parts in parts_lists]
+    phase = restore_plan.selection(paths)
+    assert phase.paths == tuple(f"pp:{p}" for p in paths)
+    folders = {p.removeprefix("+pf:") for p in phase.patterns}
+    assert folders == {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    listed = [{"path": restore_plan.as_listed(p), "type": "-"} for p in paths]  # as borg lists them
+    assert restore_plan.missing(paths, listed) == []
+    assert restore_plan.missing(paths, listed[1:]) == [p for p in paths if restore_plan.as_listed(p)
+                                                       not in {i["path"] for i in listed[1:]}]

@@ -43,6 +43,7 @@ class Request:
     as_new: str | None = None
     dry_run: bool = False
     template: str | None = None
+    beside: bool = False
 
 
 @dataclass
@@ -66,7 +67,9 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
     wrong; nothing local is lost."""
     _check_template_request(request)
     target = _check_target(request.target, create=not request.dry_run)
-    include = [_inside_archive(p) for p in request.paths]
+    include = [inside_archive(p) for p in request.paths]
+    if request.beside and not include:
+        raise UsageError("--beside needs the --path of what to put beside the current one")
     config = enrolled_config(paths)
     _check_identity_request(request, config)
     opened = (_open_template(paths, request.template, login) if request.template
@@ -76,6 +79,7 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
             _check_name_free(source, request.as_new)
         archive = _pick_archive(source, request.archive)
         items = _list_items(source, archive, include)
+        _check_selected(include, items, archive)
         if request.dry_run:
             preview = _template_named(source, _preview(paths, source, archive, items, target))
             if request.adopt:
@@ -86,7 +90,8 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
         started = time.monotonic()
         totals = _new_totals()
         try:
-            result = _restore_phases(paths, source, archive, items, target, include, progress, totals)
+            result = _restore_phases(paths, source, archive, items, target, include, progress, totals,
+                                     beside=request.beside)
         except (HomesyncError, OSError, KeyboardInterrupt) as e:
             _report_failure(source, archive, totals, time.monotonic() - started, e)
             raise
@@ -148,7 +153,7 @@ def _check_target(target: Path, create: bool) -> Path:
     return target
 
 
-def _inside_archive(path: str) -> str:
+def inside_archive(path: str) -> str:
     """Given a --path as typed, return it relative to the backed-up home; raise UsageError
     for paths that leave it."""
     pure = PurePosixPath(path)
@@ -177,7 +182,7 @@ def _open_source(paths: Paths, config, wanted: str, login: Callable[[], Login]) 
             tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
         rpc = session.rpc()
         machine = find_machine(rpc.call("machines.list"), wanted)
-        key_file, public_key = _one_off_key(key_dir)
+        key_file, public_key = one_off_key(key_dir)
         grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
         access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
         yield Source(access, grant["passphrase"], machine, rpc, credentials)
@@ -192,7 +197,7 @@ def _open_template(paths: Paths, name: str, login: Callable[[], Login]) -> Itera
                            credentials.password) as session, \
             tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
         rpc = session.rpc()
-        key_file, public_key = _one_off_key(key_dir)
+        key_file, public_key = one_off_key(key_dir)
         grant = rpc.call("template.grant", name=name, public_key=public_key)
         template = grant["template"]
         # the template's id takes a machine id's place in the borg location: ssh://<id>@…/./<id>
@@ -201,7 +206,7 @@ def _open_template(paths: Paths, name: str, login: Callable[[], Login]) -> Itera
                      credentials, published=dict(template["archives"]))
 
 
-def _one_off_key(key_dir: str) -> tuple[Path, str]:
+def one_off_key(key_dir: str) -> tuple[Path, str]:
     """Generate a one-off restore key in key_dir; return its file and public key line."""
     key = transport.new_key()
     key_file = Path(key_dir) / "key"
@@ -226,8 +231,20 @@ def _pick_archive(source: Source, wanted: str) -> str:
 
 
 def _list_items(source: Source, archive: str, include: list[str]) -> list[dict]:
-    argv = borg.make_list_files_command(source.access.location, archive) + tuple(include)
+    """Return the archive's listing: all of it, or the selected paths with everything
+    below them and the folders above them."""
+    selected = restore_plan.selection(include) if include else Phase("all")
+    argv = borg.make_list_files_command(source.access.location, archive, paths=selected.paths,
+                                        patterns=selected.patterns)
     return borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json["lines"]
+
+
+def _check_selected(include: list[str], items: list[dict], archive: str) -> None:
+    """Raise NotFoundError, before anything is written, if a --path is not in the archive."""
+    missing = restore_plan.missing(include, items)
+    if missing:
+        raise NotFoundError(f"archive {archive} holds no {missing[0]!r}",
+                            "see `homesync find PATTERN` for where and when it was backed up")
 
 
 def _preview(paths: Paths, source: Source, archive: str, items: list[dict], target: Path) -> dict:
@@ -246,8 +263,8 @@ def _new_totals() -> dict:
 
 
 def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict], target: Path,
-                    include: list[str], progress: Progress | None, totals: dict) -> dict:
-    phases = [Phase("selected", paths=tuple(include))] if include else restore_plan.plan_phases(items)
+                    include: list[str], progress: Progress | None, totals: dict, beside: bool = False) -> dict:
+    phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
     progress_file = paths.state_dir / "restore-progress.json"
     # homesync's own directories exist before anything is merged, so that writing progress
     # or an adopted identity later does not change the mtime of a restored parent
@@ -264,7 +281,8 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
             continue
         last = number == len(phases)
         merged, warnings = _restore_phase(paths, source, archive, items, target, kept_dir, phase,
-                                          whole=last and not include, progress=progress)
+                                          whole=last and not include, progress=progress,
+                                          beside=include if beside else [])
         totals["restored"] += merged.restored
         totals["bytes"] += merged.bytes_restored
         totals["skipped_identical"] += merged.skipped_identical
@@ -298,15 +316,17 @@ def _resumable(progress_file: Path, machine_id: str, archive: str, target: Path)
 
 
 def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict], target: Path, kept_dir: Path,
-                   phase: Phase, whole: bool, progress: Progress | None):
-    """Extract one phase into a fresh staging directory, verify it, merge it. Raise
-    DiskFullError, before extracting or when borg met it, if the target's disk is full."""
+                   phase: Phase, whole: bool, progress: Progress | None, beside: list[str] = ()):
+    """Extract one phase into a fresh staging directory, verify it, merge it (the
+    `beside` paths under a new name next to the current ones). Raise DiskFullError,
+    before extracting or when borg met it, if the target's disk is full."""
     expected = restore_plan.expected_tally([i for i in items if i["path"] == "." or phase.holds(i["path"])])
     _check_room(target, expected["bytes"] or 0, archive, phase)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
     try:
         argv = borg.make_extract_command(source.access.location, archive, phase.paths,
-                                         excludes=[f"pp:{name}" for name in phase.excludes])
+                                         excludes=[f"pp:{name}" for name in phase.excludes],
+                                         patterns=phase.patterns)
         try:
             extracted = borg.run_borg(argv, source.access.environment(), source.passphrase, cwd=str(staging),
                                       on_event=_progress_events(progress, phase.name))
@@ -323,11 +343,37 @@ def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict]
             raise RestoreError(
                 f"the restored files do not match archive {archive} ({phase.name}): expected {expected}, "
                 f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
+        for path in beside:
+            _rename_beside(staging, target, path, items)
         merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole,
-                                  loosen_root=source.published is None)  # a template never opens a home
+                                  loosen_root=source.published is None,  # a template never opens a home
+                                  keep_local_folders=sorted(restore_plan.parents_of(_selected(phase))))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return merged, extracted.warnings
+
+
+def _selected(phase: Phase) -> list[str]:
+    """Return the archive paths a selection phase restores (its `pp:` patterns)."""
+    return [p.removeprefix("pp:") for p in phase.paths] if phase.selection else []
+
+
+def _rename_beside(staging: Path, target: Path, path: str, items: list[dict]) -> None:
+    """Rename an extracted path in staging to a name beside the current one that says
+    when that version was modified, e.g. `report (2026-11-20 14:02).odt`; never a name
+    the target already has."""
+    item = next(i for i in items if i["path"] == restore_plan.as_listed(path))
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(borg.listed_mtime_ns(item) / 1e9))
+    parent, name = os.path.split(os.fsencode(path))
+    stem, dot, suffix = name.rpartition(b".") if name.rpartition(b".")[0] else (name, b"", b"")
+    for n in range(1, 1000):
+        label = stamp if n == 1 else f"{stamp}, {n}"
+        new = stem + f" ({label})".encode() + dot + suffix
+        if not os.path.lexists(os.path.join(os.fsencode(target), parent, new)):
+            break
+    else:
+        raise RestoreError(f"no free name beside {path!r}", "restore it into an empty folder with --target")
+    os.rename(os.path.join(os.fsencode(staging), parent, name), os.path.join(os.fsencode(staging), parent, new))
 
 
 _NO_SPACE = ("No space left on device", "Disk quota exceeded")

@@ -1,0 +1,167 @@
+"""Getting one file back: `restore --path` at any depth, `find` by a fragment of the
+name, `versions` of one file, and one version restored beside the current one, all
+through the real server and real borg; bad input gives one line and writes nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+
+import pytest
+
+from tests.support.homesync_server import PASSWORDS
+from tests.support.processes import chown_tree
+from tests.support.trees import snapshot
+
+OWN = (".cache", ".config", ".local")
+DEEP = "Documents/projects/2026/q4/budget/drafts/old/report.odt"  # depth 8
+ODD = os.fsdecode(b"Music/caf\xe9 [live]/track *1?.ogg")           # not UTF-8, glob characters
+SAME = "Documents/same size.txt"  # its content alternates, always four bytes, a new mtime each time
+NAMES = {"notes.txt": b"top level\n", "Photos/2026/beach/img[1].jpg": b"\xff\xd8 pretend jpeg " * 50,
+         DEEP: b"version 1\n", ODD: b"odd bytes " * 10}
+
+
+def _write(home, rel: str, data: bytes, mtime: int | None = None) -> None:
+    path = os.path.join(os.fsencode(home), os.fsencode(rel))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def _outside_own(home, without: bytes = b""):
+    """Return home's entries outside homesync's own directories (and without the
+    subtree `without`, and the mtime of the folder holding it, which a new entry
+    changes; every other folder keeps its mtime)."""
+    tree = snapshot(home, exclude=OWN)
+    tree.pop(b".", None)
+    for rel in [k for k in tree if without and (k == without or k.startswith(without + b"/"))]:
+        del tree[rel]
+    parent = os.path.dirname(without)
+    if parent in tree:
+        tree[parent].pop("mtime_ns")
+    return tree
+
+
+@pytest.fixture(scope="module")
+def laptop(homesync_server, computer_factory_module):
+    """joe's laptop, backed up five times with DEEP changed before each backup; yields
+    (computer, the five contents of DEEP)."""
+    computer = computer_factory_module()
+    for rel, data in NAMES.items():
+        _write(computer.home, rel, data, mtime=1_700_000_000)
+    contents = []
+    for n in range(1, 6):
+        data = f"report, version {n}\n".encode() * n
+        _write(computer.home, DEEP, data, mtime=1_700_000_000 + n * 3600)
+        _write(computer.home, SAME, b"abab" if n % 2 else b"cdcd", mtime=1_700_000_000 + n * 60)
+        contents.append(data)
+        chown_tree(computer.home)
+        if n == 1:
+            assert computer.enroll(homesync_server, "joe", "Find laptop").returncode == 0
+        assert computer.json("backup")["result"] == "success"
+        time.sleep(1.1)  # archive names carry seconds
+    return computer, contents
+
+
+@pytest.mark.parametrize("rel", ["notes.txt", "Photos/2026/beach/img[1].jpg", DEEP, ODD, "Photos/2026"])
+def test_restore_path_at_any_depth_comes_back_bit_for_bit(laptop, rel):
+    computer, _ = laptop
+    before = _outside_own(computer.home, without=os.fsencode(rel) + b".moved-away")
+    victim = os.path.join(os.fsencode(computer.home), os.fsencode(rel))
+    moved = victim + b".moved-away"
+    parent = os.stat(os.path.dirname(victim))
+    os.rename(victim, moved)
+    try:
+        done = computer.run("restore", "--machine", "Find laptop", "--path", rel, "--json")
+        assert done.returncode == 0, done.stderr
+        assert _outside_own(computer.home, without=os.fsencode(rel) + b".moved-away") == before
+    finally:
+        if os.path.lexists(moved):
+            if os.path.isdir(victim) and not os.path.islink(victim):
+                shutil.rmtree(victim)
+            elif os.path.lexists(victim):
+                os.unlink(victim)
+            os.rename(moved, victim)
+        # leave the folder as backed up, for the next test's restore of a folder above it
+        os.utime(os.path.dirname(victim), ns=(parent.st_atime_ns, parent.st_mtime_ns))
+
+
+def test_a_deep_file_is_found_its_five_versions_listed_and_the_third_restored_beside(laptop, homesync_server):
+    computer, contents = laptop
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_000 + 3 * 3600))
+    beside = DEEP.replace("report.odt", f"report ({stamp}).odt")
+    before = _outside_own(computer.home, without=beside.encode())
+    found = computer.json("find", "EPORT.o", "--machine", "Find laptop")  # a fragment, any case
+    mine = [r for r in found if r["path"] == DEEP]
+    assert len(mine) == 5 and all(r["machine"] == "Find laptop" for r in mine)
+    assert [r["size"] for r in mine] == [len(c) for c in reversed(contents)]  # newest first
+    assert all(len(r["archives"]) == 1 for r in mine)
+
+    versions = computer.json("versions", DEEP)
+    assert [v["number"] for v in versions] == [1, 2, 3, 4, 5]
+    assert [v["size"] for v in versions] == [len(c) for c in contents]
+    assert all(v["first_seen"] == v["last_seen"] for v in versions)
+    third = versions[2]
+
+    done = computer.run("restore", "--machine", "Find laptop", "--archive", third["restore_from"], "--path", DEEP,
+                        "--beside", "--json")
+    assert done.returncode == 0, done.stderr
+    assert (computer.home / beside).read_bytes() == contents[2]
+    assert (computer.home / beside).stat().st_mtime == 1_700_000_000 + 3 * 3600
+    assert _outside_own(computer.home, without=beside.encode()) == before  # the current one untouched
+    os.unlink(computer.home / beside)
+
+
+def test_versions_are_told_apart_by_content_not_by_size_or_time(laptop):
+    computer, _ = laptop
+    versions = computer.json("versions", SAME)
+    assert [(v["number"], len(v["archives"])) for v in versions] == [(1, 3), (2, 2)]  # abab in 1, 3, 5
+    assert versions[0]["sha256"] != versions[1]["sha256"] and all(v["sha256"] for v in versions)
+    assert versions[0]["last_seen"] > versions[1]["first_seen"]
+
+
+def test_find_with_the_password_searches_all_computers_and_globs_match(laptop, homesync_server, computer_factory):
+    other = computer_factory()  # a computer that is not enrolled
+    found = other.json("find", "*.JPG", *other.remote_args(homesync_server, "joe"), input=PASSWORDS["joe"] + "\n")
+    assert [r["path"] for r in found] == ["Photos/2026/beach/img[1].jpg"]
+    assert len(found[0]["archives"]) == 5
+    literal = other.json("find", "img[1]", *other.remote_args(homesync_server, "joe"), input=PASSWORDS["joe"] + "\n")
+    assert [r["path"] for r in literal] == ["Photos/2026/beach/img[1].jpg"]  # glob characters typed as they are
+    versions = other.json("versions", DEEP, "--machine", "find LAPTOP", *other.remote_args(homesync_server, "joe"),
+                          input=PASSWORDS["joe"] + "\n")
+    assert len(versions) == 5
+
+
+def test_since_leaves_older_backups_out(laptop):
+    computer, _ = laptop
+    assert computer.run("find", "report", "--machine", "Find laptop", "--since", "2999-01-01").returncode == 10
+    assert len(computer.json("find", "report", "--machine", "Find laptop", "--since", "1d")) == 5
+
+
+def _one_line(done, code: int, fragment: str) -> None:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("homesync: error: ") and fragment in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (("find", "no-such-file-anywhere", "--machine", "Find laptop"), 10, "no backed-up file matches"),
+    (("find", "report", "--machine", "Nobody's laptop", "--password-stdin"), 10, "no computer named"),
+    (("versions", "Documents/nothing-here.odt"), 10, "has no backup of"),
+    (("versions", "../../etc/passwd"), 2, "--path"),
+    (("restore", "--machine", "Find laptop", "--path", "Documents/../../etc/passwd"), 2, "--path"),
+    (("restore", "--machine", "Find laptop", "--path", "Documents/none.odt"), 10, "holds no"),
+    (("restore", "--machine", "Find laptop", "--path", DEEP, "--target", "notes.txt"), 21, "is a file"),
+    (("find", "report", "--since", "last tuesday", "--machine", "Find laptop"), 2, "--since"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(laptop, args, code, fragment):
+    computer, _ = laptop
+    before = _outside_own(computer.home)
+    args = tuple(str(computer.home / a) if a == "notes.txt" else a for a in args)
+    done = computer.run(*args, input=PASSWORDS["joe"] + "\n")
+    _one_line(done, code, fragment)
+    assert _outside_own(computer.home) == before
