@@ -14,8 +14,8 @@ import paramiko
 
 from homesync import names, protocol
 from homesync.transport import exact_reader
-from homesync.errors import HomesyncError, ProtocolError
-from homesync_server import borgrpc, borgserve, channels, dispatch, handlers, revocation
+from homesync.errors import HomesyncError, IndexDamagedError, ProtocolError
+from homesync_server import borgrpc, borgserve, channels, dispatch, handlers, index_damage, revocation
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
 from homesync_server.sessions import SessionSlots, WaitingRoom
@@ -54,7 +54,14 @@ class Authenticator(paramiko.ServerInterface):
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         if not names.is_machine_id(username) or key.get_name() != "ssh-ed25519":
             return paramiko.AUTH_FAILED
-        offered = f"{key.get_name()} {key.get_base64()}"
+        try:
+            return self._check_key(username, f"{key.get_name()} {key.get_base64()}")
+        except IndexDamagedError as e:  # a session with no rights, so that the client is told why
+            self.principal = Principal(REFUSED, "", machine_id=username,
+                                       error=index_damage.refused(e, "every session"))
+            return paramiko.AUTH_SUCCESSFUL
+
+    def _check_key(self, username: str, offered: str) -> int:
         machine = self.services.index.machine(username)
         if machine and machine["state"] == "active" and paramiko.util.constant_time_bytes_eq(
                 machine["public_key"].encode(), offered.encode()):
@@ -77,7 +84,10 @@ class Authenticator(paramiko.ServerInterface):
     def check_auth_password(self, username: str, password: str) -> int:
         # A throttled login, or one the directory could not check, gets a session with no
         # rights, so that the client can be told why (SSH can only say yes or no).
-        principal = self.services.logins.check(username, password, self.source)
+        try:
+            principal = self.services.logins.check(username, password, self.source)
+        except IndexDamagedError as e:
+            principal = Principal(REFUSED, "", error=index_damage.refused(e, "every session"))
         if principal is None:
             return paramiko.AUTH_FAILED
         self.principal = principal
@@ -154,6 +164,8 @@ def _run_session(auth: Authenticator, channel: paramiko.Channel, action, login: 
             _run_rpc(auth, channel, action)
         else:
             _run_borg(auth, channel, action)
+    except IndexDamagedError as e:  # before borg serve started (its session's audit or record)
+        _refuse(channel, index_damage.refused(e, "every session"), rpc=False)
     finally:
         auth.slots.give_back(login)
 
@@ -210,6 +222,8 @@ def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rp
                 response = protocol.ok(handlers.handle(auth.services, auth.principal, op, args, auth.source))
             except EOFError:
                 break
+            except IndexDamagedError as e:
+                response = protocol.failure(index_damage.refused(e, "every session"))
             except HomesyncError as e:
                 response = protocol.failure(e)
                 if isinstance(e, ProtocolError):
@@ -305,7 +319,14 @@ class Endpoint:
             if not auth.logged_in() or now - checked < RECHECK_SECONDS:
                 continue
             checked = now
-            if not _still_allowed(self.services, auth, touch=now - touched >= TOUCH_SECONDS):
+            try:
+                allowed = _still_allowed(self.services, auth, touch=now - touched >= TOUCH_SECONDS)
+            except IndexDamagedError as e:  # a revocation can no longer be seen: the session ends
+                index_damage.refused(e, "every session")
+                logger.info("closing the session of %s from %s: the index cannot say whether its login stands",
+                            auth.principal.describe(), auth.source)
+                return
+            if not allowed:
                 logger.info("closing the session of %s from %s: its login was revoked",
                             auth.principal.describe(), auth.source)
                 return
