@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from homesync import config as agent_config, console
+from homesync import config as agent_config, console, state_files
 from homesync.agent import control, record
 from homesync.config import Paths
 from homesync.errors import ConfigError, NotEnrolledError
@@ -20,7 +20,9 @@ def status(paths: Paths) -> tuple[dict, int]:
         return control.ask(paths, "status"), 0
     except control.AgentNotRunning:
         _check_config(paths)
-        return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, NOT_RUNNING
+        last_backup = record.read_last_backup(paths)
+        return {"agent": {"running": False}, "last_backup": last_backup,
+                "warnings": state_files.take_notes()}, NOT_RUNNING
 
 
 def _check_config(paths: Paths) -> None:
@@ -36,7 +38,8 @@ def _check_config(paths: Paths) -> None:
 def render(status: dict) -> str:
     """Return the status as text for people."""
     if not status["agent"]["running"]:
-        return f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+        return "\n".join([f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"]
+                         + [f"warning: {w}" for w in status["warnings"]])
     now = status["now"]
     lines = [("Agent", f"running since {console.human_time(status['agent']['started'])} "
                        f"(pid {status['agent']['pid']}, {status['machine']})"),
