@@ -313,6 +313,8 @@ def _print_preview(result: dict) -> None:
           f"{result['estimated_seconds']:.0f} s at {speed}")
     for path in result["kept_aside"][:20]:
         print(f"  would keep aside: {path}")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     if result.get("would_adopt"):
         print(f"then this computer would become {result['would_adopt']!r} (its key replaced on the server)")
     if result.get("would_enroll_as"):

@@ -109,6 +109,14 @@ class IndexDamagedError(HomesyncError):
     exit_code = 19
 
 
+class ServerIndexDamagedError(HomesyncError):
+    """What a client is told while the server's index is damaged under a running `serve`:
+    nothing to do on the computer, the server's admin rebuilds the index."""
+
+    kind = "server_index_damaged"
+    exit_code = 32
+
+
 class MachineRevokedError(AuthenticationError):
     """The server refused this computer's key for a reason it names (replaced by an
     adopt, or retired): permanent, so the agent stops retrying. Each has its own code."""

@@ -46,6 +46,8 @@ MEANINGS: dict[int, str] = {
         "`--as` or `--machine` with the wrong one, no choice and no terminal)",
     30: "this computer is not set up yet (the image's site file names the server): run `homesync setup`; "
         "`status` while the agent waits for it",
+    32: "the backup server cannot read its index (damaged while it runs): nothing to do on the computer, "
+        "the server's admin rebuilds it",
     28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
     INTERNAL: "internal error (a bug): run with --debug and report the traceback",
     INTERRUPTED: "interrupted",
@@ -56,6 +58,6 @@ MEANINGS: dict[int, str] = {
 HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28)}
 # The admin command line talks to no server and holds no machine key.
 HOMESYNC_SERVER = {c: m for c, m in MEANINGS.items()
-                   if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24, 29, 30)}
+                   if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24, 29, 30, 32)}
 
 TABLES = {"homesync": HOMESYNC, "homesync-server": HOMESYNC_SERVER}

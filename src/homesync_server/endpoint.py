@@ -13,8 +13,8 @@ import time
 import paramiko
 
 from homesync import protocol
-from homesync.errors import HomesyncError
-from homesync_server import channels, dispatch, session
+from homesync.errors import HomesyncError, IndexDamagedError
+from homesync_server import channels, dispatch, index_damage, session
 from homesync_server.dispatch import REFUSED, Principal
 from homesync_server.services import Services
 from homesync_server.sessions import SessionSlots, WaitingRoom
@@ -47,7 +47,10 @@ class Authenticator(paramiko.ServerInterface):
         return "publickey,password"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        found = session.by_key(self.services, username, key.get_name(), key.get_base64())
+        try:
+            found = session.by_key(self.services, username, key.get_name(), key.get_base64())
+        except IndexDamagedError as e:  # a session with no rights, so that the client is told why
+            found = Principal(REFUSED, "", machine_id=username, error=index_damage.refused(e, "every session")), None
         if found is None:
             return paramiko.AUTH_FAILED
         self.principal, self.key = found
@@ -56,7 +59,10 @@ class Authenticator(paramiko.ServerInterface):
     def check_auth_password(self, username: str, password: str) -> int:
         # A throttled login, or one the directory could not check, gets a session with no
         # rights, so that the client can be told why (SSH can only say yes or no).
-        principal = self.services.logins.check(username, password, self.source)
+        try:
+            principal = self.services.logins.check(username, password, self.source)
+        except IndexDamagedError as e:
+            principal = Principal(REFUSED, "", error=index_damage.refused(e, "every session"))
         if principal is None:
             return paramiko.AUTH_FAILED
         self.principal = principal
@@ -231,8 +237,15 @@ class Endpoint:
             if not auth.logged_in() or now - checked < RECHECK_SECONDS:
                 continue
             checked = now
-            touch = now - touched >= TOUCH_SECONDS
-            if not session.still_allowed(self.services, auth.principal, auth.key, touch):
+            try:
+                allowed = session.still_allowed(self.services, auth.principal, auth.key,
+                                                touch=now - touched >= TOUCH_SECONDS)
+            except IndexDamagedError as e:  # a revocation can no longer be seen: the session ends
+                index_damage.refused(e, "every session")
+                logger.info("closing the session of %s from %s: the index cannot say whether its login stands",
+                            auth.principal.describe(), auth.source)
+                return
+            if not allowed:
                 logger.info("closing the session of %s from %s: its login was revoked",
                             auth.principal.describe(), auth.source)
                 return

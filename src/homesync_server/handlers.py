@@ -218,10 +218,14 @@ def adopt(services: Services, principal: Principal, args: dict, source: str) -> 
     if not args["public_key"].startswith("ssh-ed25519 ") or args["public_key"] == machine["public_key"]:
         raise UsageError("adoption needs a new Ed25519 machine key")
     hostname = names.hostname(args["hostname"])
+    audit = event("adopt", principal.user, machine["id"], source, old_hostname=machine["hostname"], hostname=hostname)
     metadata = services.repos.metadata(machine["id"])
-    services.repos.write_metadata(dict(metadata, public_key=args["public_key"], hostname=hostname))
-    services.index.replace_machine_key(machine["id"], args["public_key"], hostname, event(
-        "adopt", principal.user, machine["id"], source, old_hostname=machine["hostname"], hostname=hostname))
+    # in the repository too, so that reindex can still tell the old computer by whom and when
+    replaced = metadata.get("replaced_keys", []) + [
+        {"public_key": machine["public_key"], "replaced_at": audit["at"], "hostname": hostname}]
+    services.repos.write_metadata(dict(metadata, public_key=args["public_key"], hostname=hostname,
+                                       replaced_keys=replaced))
+    services.index.replace_machine_key(machine["id"], args["public_key"], hostname, audit)
     services.grants.end(machine["id"])  # the old key's sessions close as the server sees the new one
     logger.info("machine %s adopted by host %r for %s", machine["id"], hostname, principal.user)
     return {"machine_id": machine["id"], "name": machine["name"]}

@@ -474,6 +474,14 @@ class Index:
                               "ORDER BY id DESC LIMIT 1", (machine_id,))
         return {"why": "retired", "at": retired[0]["at"] if retired else None, "name": machine["name"]}
 
+    def replaced_keys(self) -> dict[str, list[dict[str, Any]]]:
+        """Return, per machine id, the keys an adopt replaced (public_key, replaced_at, hostname), oldest first."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self._query("SELECT machine_id, public_key, replaced_at, hostname FROM replaced_keys "
+                               "ORDER BY replaced_at"):
+            found.setdefault(row.pop("machine_id"), []).append(row)
+        return found
+
     def touch_machine(self, machine_id: str, at: float) -> None:
         with self._transaction() as db:
             db.execute("UPDATE machines SET last_seen = ? WHERE id = ?", (at, machine_id))
@@ -872,9 +880,11 @@ class Index:
         except sqlite3.IntegrityError:
             raise ConflictError("the owner already has a computer of that name", "rename it first") from None
 
-    def import_machine(self, machine: dict[str, Any], name_key: str, archives: list[dict[str, Any]]) -> None:
-        """Insert a machine rebuilt from its repository and its archives in one
-        transaction (reindex); raise ConflictError if the owner has that name already."""
+    def import_machine(self, machine: dict[str, Any], name_key: str, archives: list[dict[str, Any]],
+                       replaced_keys: list[dict[str, Any]] = ()) -> None:
+        """Insert a machine rebuilt from its repository, its archives and the keys an
+        adopt replaced (public_key, replaced_at, hostname) in one transaction (reindex);
+        raise ConflictError if the owner has that name already."""
         try:
             with self._transaction() as db:
                 db.execute(
@@ -888,6 +898,10 @@ class Index:
                     [(machine["id"], a["name"], a["start"], a["end"], a["files"], a["original_size"],
                       a["compressed_size"], a["deduplicated_size"], a["result"], a.get("observed"),
                       a.get("flag", "")) for a in archives])
+                db.executemany(
+                    "INSERT OR REPLACE INTO replaced_keys (public_key, machine_id, replaced_at, hostname) "
+                    "VALUES (?, ?, ?, ?)", [(k["public_key"], machine["id"], k["replaced_at"], k["hostname"])
+                                            for k in replaced_keys if k["public_key"] != machine["public_key"]])
         except sqlite3.IntegrityError:
             raise ConflictError(f"{machine['owner']} already has a computer named {machine['name']!r}") from None
 
@@ -1113,6 +1127,21 @@ def admin_actor() -> str:
 
 def _policy_row(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row, layers=json.loads(row["layers"]), changed=json.loads(row["changed"]))
+
+
+def replaced_keys_in(path: Path) -> dict[str, list[dict[str, Any]]] | None:
+    """Return the replaced keys (as Index.replaced_keys) of an index set aside, opened
+    read-only; None if it cannot be read (damaged, or older than migration 7)."""
+    try:
+        index = Index(path, read_only=True)
+    except (IndexDamagedError, sqlite3.Error):
+        return None
+    try:
+        return index.replaced_keys()
+    except (IndexDamagedError, sqlite3.Error):
+        return None
+    finally:
+        index.close()
 
 
 def event(action: str, actor: str, machine_id: str | None = None, source: str = "", **detail: Any) -> dict:

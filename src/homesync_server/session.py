@@ -13,9 +13,9 @@ import time
 from typing import Protocol
 
 from homesync import names, protocol
-from homesync.errors import HomesyncError, ProtocolError
+from homesync.errors import HomesyncError, IndexDamagedError, ProtocolError
 from homesync.transport import exact_reader
-from homesync_server import borgrpc, borgserve, dispatch, handlers, revocation
+from homesync_server import borgrpc, borgserve, dispatch, handlers, index_damage, revocation
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
 
@@ -115,10 +115,13 @@ def refuse(channel: Channel, error: HomesyncError, rpc: bool = True) -> None:
 def run(services: Services, principal: Principal, source: str, channel: Channel,
         action: dispatch.BorgServe | dispatch.TemplateServe | dispatch.Rpc) -> None:
     """Run what dispatch decided, over channel, until either side ends."""
-    if isinstance(action, dispatch.Rpc):
-        _run_rpc(services, principal, source, channel)
-    else:
-        _run_borg(services, principal, source, channel, action)
+    try:
+        if isinstance(action, dispatch.Rpc):
+            _run_rpc(services, principal, source, channel)
+        else:
+            _run_borg(services, principal, source, channel, action)
+    except IndexDamagedError as e:  # before borg serve started (its session's audit or record)
+        refuse(channel, index_damage.refused(e, "every session"), rpc=False)
 
 
 def _run_borg(services: Services, principal: Principal, source: str, channel: Channel,
@@ -174,6 +177,8 @@ def _run_rpc(services: Services, principal: Principal, source: str, channel: Cha
                 response = protocol.ok(handlers.handle(services, principal, op, args, source))
             except EOFError:
                 break
+            except IndexDamagedError as e:
+                response = protocol.failure(index_damage.refused(e, "every session"))
             except HomesyncError as e:
                 response = protocol.failure(e)
                 if isinstance(e, ProtocolError):

@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 
-from homesync_server import memory
-from homesync_server import repository_check
+from homesync.errors import IndexDamagedError
+from homesync_server import index_damage, memory, repository_check
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class SessionChecks:
         """Remember that a borg session of machine_id ran from started to ended, and queue its check."""
         try:
             self.services.index.note_session(machine_id, started, ended)
+        except IndexDamagedError as e:
+            index_damage.refused(e, "every session")
         except Exception:
             logger.exception("could not record the session of %s for its check", machine_id)
         self.submit(machine_id)

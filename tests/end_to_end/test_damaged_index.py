@@ -85,3 +85,44 @@ def test_an_emptied_index_is_rebuilt_by_serve_and_agents_go_on(fresh_server, com
     assert machines == {joe_id: 2, ann_id: 2}
     (detail,) = [json.loads(d) for a, d in server.index_rows("SELECT action, detail FROM audit") if a == "reindex"]
     assert detail["automatic"] is True and detail["machines"] == 2
+
+
+def _checkpoint_as_server_user(server) -> None:
+    """Move everything the WAL holds into the index file (as a checkpoint would), so that
+    pages overwritten in the file are what the running server reads next."""
+    script = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+              "assert db.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0] == 0")
+    done = run_as_user([str(VENV_BIN / "python"), "-c", script, str(server.data / "index.sqlite")],
+                       server.data.parent)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_index_damaged_under_a_running_server_is_named_to_agents_and_in_the_log(fresh_server,
+                                                                                  computer_factory):
+    """Pages overwritten while serve runs: agents and password logins get one clear line
+    (exit 32, nothing about keys or enrolling), the log says what to do without a
+    traceback, serve goes on running, and after reindex --force backups go on."""
+    server = fresh_server
+    joe_id, joe, _ = enrolled_with_backups(server, computer_factory, "joe", "Joe's Torn", 46)
+    _checkpoint_as_server_user(server)
+    index = server.data / "index.sqlite"
+    with open(index, "r+b") as f:  # every page but the header
+        for offset in range(4096, index.stat().st_size, 4096):
+            f.seek(offset)
+            f.write(os.urandom(4096))
+
+    for done in (joe.run("backup"), joe.run("machines", "--password-stdin", input="joe-secret-pw\n")):
+        assert done.returncode == 32, (done.returncode, done.stderr)
+        (line,) = done.stderr.strip().splitlines()
+        assert "the backup server cannot read its index" in line and "admin" in line, line
+        assert "enroll" not in line and "refused this computer's key" not in line and str(index) not in line
+    assert server.process.poll() is None, "serve must go on running"
+    log = server.log.read_text()
+    assert "Traceback" not in log, log
+    (named,) = [line for line in log.splitlines() if " ERROR " in line]  # once, not per session
+    assert f"the index {index} is damaged" in named and "reindex --force" in named, named
+
+    assert server.stop() == 0
+    assert server.cli_json("reindex", "--force")["problems"] == []
+    server.start()
+    assert joe.json("backup")["indexed"] is True

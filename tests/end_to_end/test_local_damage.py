@@ -100,3 +100,43 @@ def test_status_names_a_broken_config_instead_of_only_saying_not_running(homesyn
     assert done.returncode == 3
     assert "config.toml" in done.stderr and "agent cannot run" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_damaged_last_backup_file_is_said_once_by_status_and_rebuilt_by_the_next_backup(homesync_server,
+                                                                                          computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "joe", "Status file laptop")
+    last = laptop.home / STATE / "last-backup.json"
+    last.write_bytes(last.read_bytes()[:20])  # truncated
+    first, second = laptop.run("status"), laptop.run("status")
+    assert first.returncode == 3 and "last-backup.json was damaged" in first.stdout, first.stdout
+    assert (laptop.home / STATE / "last-backup.json.damaged").exists()
+    assert "damaged" not in second.stdout and "none on record" in second.stdout, second.stdout
+    done = laptop.json("backup")
+    assert json.loads(last.read_text())["name"] == done["name"]
+    assert "damaged" not in laptop.run("status").stdout
+
+
+def test_damaged_restore_state_files_are_set_aside_and_the_restore_is_whole(homesync_server, computer_factory):
+    from tests.support.homesync_server import PASSWORDS
+    laptop = computer_factory()
+    (laptop.home / "Documents").mkdir()
+    (laptop.home / "Documents/a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "joe", "Restore state laptop")
+    target = computer_factory()
+    state = target.home / STATE
+    state.mkdir(parents=True)
+    (state / "restore-throughput.json").write_bytes(b'{"bytes_per_second": "fast"}')
+    (state / "restore-progress.json").write_bytes(b'{"machine_id": "x", "done": ')  # truncated
+    chown_tree(target.home)
+    remote = [*target.remote_args(homesync_server, "joe"), "--machine", "Restore state laptop"]
+    preview = target.run("restore", *remote, "--dry-run", input=PASSWORDS["joe"] + "\n")
+    assert preview.returncode == 0, preview.stderr
+    assert "restore-throughput.json was damaged" in preview.stdout and "an assumed" in preview.stdout, preview.stdout
+    done = target.json("restore", *remote, input=PASSWORDS["joe"] + "\n")
+    (note,) = done["warnings"]
+    assert "restore-progress.json was damaged" in note and done["resumed"] == []
+    assert (target.home / "Documents/a.txt").read_text() == "a"
+    assert {p.name for p in state.glob("*.damaged")} == {"restore-throughput.json.damaged",
+                                                         "restore-progress.json.damaged"}

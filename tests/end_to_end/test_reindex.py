@@ -50,3 +50,44 @@ def test_a_lost_index_is_rebuilt_and_everything_works_as_before(fresh_server, co
                         *new.remote_args(server, "joe"), input="joe-secret-pw\n")
     assert restored["archive"] == joe_backup["name"]
     assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+
+
+def test_reindex_keeps_telling_the_old_computer_of_an_adopted_machine_by_whom_and_when(fresh_server,
+                                                                                      computer_factory):
+    """The keys an adopt replaced survive a reindex: from the repository's metadata file
+    (lost index) and, for an adopt the file does not record, from the index that
+    `reindex --force` sets aside (the file then records it too)."""
+    from tests.support.homesync_server import PASSWORDS
+    from tests.support.repositories import metadata, repo_path
+    server = fresh_server
+    old = computer_factory()
+    (old.home / "a.txt").write_text("a")
+    old.enroll_and_back_up(server, "joe", "Joe's Adopted")
+    machine_id = old.machine_id()
+    new = computer_factory()
+    new.json("restore", "--machine", "Joe's Adopted", "--adopt", *new.remote_args(server, "joe"),
+             input=PASSWORDS["joe"] + "\n")
+    (hostname,) = server.index_rows("SELECT hostname FROM machines")[0]
+    (replaced_at,) = server.index_rows("SELECT replaced_at FROM replaced_keys")[0]
+
+    assert server.stop() == 0
+    # as after an adopt made before the metadata file kept replaced keys
+    meta = metadata(server, machine_id)
+    assert [k["hostname"] for k in meta.pop("replaced_keys")] == [hostname]
+    (repo_path(server, machine_id) / "homesync-machine.json").write_text(json.dumps(meta))
+    forced = server.cli_json("reindex", "--force")
+    assert forced["problems"] == [] and forced["set_aside"]
+    assert server.index_rows("SELECT machine_id, replaced_at, hostname FROM replaced_keys") == [
+        (machine_id, replaced_at, hostname)]
+    assert [k["hostname"] for k in metadata(server, machine_id)["replaced_keys"]] == [hostname]
+
+    for suffix in ("", "-wal", "-shm"):
+        (server.data / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    assert server.cli_json("reindex")["problems"] == []
+    assert server.index_rows("SELECT machine_id, replaced_at, hostname FROM replaced_keys") == [
+        (machine_id, replaced_at, hostname)]
+    server.start()
+    done = old.run("backup")
+    assert done.returncode == 18, done.stderr
+    assert f"replaced by the computer {hostname!r}" in done.stderr, done.stderr
+    assert new.json("backup")["indexed"] is True  # the adopting computer's key is the machine's

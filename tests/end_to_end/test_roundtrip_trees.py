@@ -7,12 +7,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from tests.support.homesync_client import Computer
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree, private_dir, remove
-from tests.support.trees import DirNode, FileNode, assert_same_tree, build_tree, snapshot, tree_specs
+from tests.support.trees import (DirNode, FileNode, assert_same_tree, build_tree, kitchen_sink, snapshot,
+                                 tree_specs)
 
 
 def _without_xattrs_on_read_only_files(spec):
@@ -34,9 +35,13 @@ def enrolled(homesync_server):
     remove(computer.home)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+# Every awkward case at once (the kitchen sink) each run, and a few random trees: each
+# example is a backup and a restore through the server. Random trees are explored more
+# widely by tests/integration/test_borg_roundtrip_trees.py, borg alone.
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(spec=tree_specs(max_depth=3, max_children=5).map(_without_xattrs_on_read_only_files))
+@example(spec=_without_xattrs_on_read_only_files(kitchen_sink()))
 def test_any_tree_restores_bit_for_bit(enrolled, spec):
     source, target = enrolled.home / "tree", enrolled.home / "restored"
     for path in (source, target):

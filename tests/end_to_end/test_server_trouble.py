@@ -63,6 +63,37 @@ def _borg_serve_pids(server) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+# Random data (borg can neither compress nor deduplicate it): enough that the backup is
+# still sending when the server has stored DATA_FLOWING of it, a few seconds' worth.
+BIG_FILE = 96 << 20
+DATA_FLOWING = 8 << 20
+
+
+def _repository_bytes(server) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(server.data / "repos"):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass  # a file borg just renamed or removed
+    return total
+
+
+def _when_data_flows(server, backup: subprocess.Popen) -> list[int]:
+    """Wait until borg serve runs and the repositories have grown by DATA_FLOWING (the big
+    file is being sent, not merely opened); return borg serve's pids."""
+    deadline = time.monotonic() + 60
+    while not _borg_serve_pids(server) and time.monotonic() < deadline and backup.poll() is None:
+        time.sleep(0.02)
+    before = _repository_bytes(server)
+    while _repository_bytes(server) - before < DATA_FLOWING and time.monotonic() < deadline \
+            and backup.poll() is None:
+        time.sleep(0.02)
+    assert backup.poll() is None, "the backup ended before it could be stopped half way"
+    return _borg_serve_pids(server)
+
+
 def _hang_during_a_backup(server, computer_factory, stop_what: str):
     laptop = computer_factory()
     (laptop.home / "small.txt").write_text("small")
@@ -70,14 +101,11 @@ def _hang_during_a_backup(server, computer_factory, stop_what: str):
     config = laptop.home / ".config/homesync/config.toml"
     config.write_text(config.read_text().replace('# server_timeout = "2m"', f'server_timeout = "{SILENCE}s"'))
     with open(laptop.home / "big.bin", "wb") as f:
-        f.write(os.urandom(400 << 20))  # long enough to be stopped half way
+        f.write(os.urandom(BIG_FILE))  # long enough to be stopped half way
     chown_tree(laptop.home)
     backup = _start_backup(laptop)
-    deadline = time.monotonic() + 60
-    while not _borg_serve_pids(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # data is flowing
-    stopped = [server.process.pid] if stop_what == "server" else _borg_serve_pids(server)
+    serving = _when_data_flows(server, backup)
+    stopped = [server.process.pid] if stop_what == "server" else serving
     assert stopped
     for pid in stopped:
         os.kill(pid, signal.SIGSTOP)
@@ -111,13 +139,10 @@ def test_a_killed_borg_serve_is_one_log_line_not_a_traceback(fresh_server, compu
     (laptop.home / "small.txt").write_text("small")
     laptop.enroll_and_back_up(fresh_server, "joe", "Killed serve")
     with open(laptop.home / "big.bin", "wb") as f:
-        f.write(os.urandom(300 << 20))
+        f.write(os.urandom(BIG_FILE))
     chown_tree(laptop.home)
     backup = _start_backup(laptop)
-    deadline = time.monotonic() + 60
-    while not (pids := _borg_serve_pids(fresh_server)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # data is flowing
+    pids = _when_data_flows(fresh_server, backup)
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)

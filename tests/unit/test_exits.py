@@ -53,6 +53,7 @@ def test_each_executable_table_holds_what_its_package_raises():
     # the client also meets every error the server's sessions send over the wire
     client = _raised_in(homesync) | (_raised_in(homesync_server) - {"OutputError", "PolicyChangedError"})
     server = _raised_in(homesync_server) - {"PermissionDeniedError", "TooManyLoginsError", "ServerBusyError",
+                                            "ServerIndexDamagedError",
                                             "MachineReplacedError",
                                             "MachineRetiredError"}  # only ever sent to a client's session
     for executable, raised in (("homesync", client), ("homesync-server", server)):

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from homesync import borg, config as agent_config, link, names, protocol
+from homesync import borg, config as agent_config, link, names, protocol, state_files
 from homesync.config import AgentConfig, Paths
 from homesync.errors import (BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError,
                              MachineRevokedError, ProtocolError, UsageError)
@@ -51,6 +51,7 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
         _report(config, paths, _failed_report(name, started, "failed", e.message),
                 send=not isinstance(e, (ConnectionFailedError, MachineRevokedError)))
         raise
+    result.warnings[:0] = state_files.take_notes()  # state files set aside: said with this backup
     archive = result.json["archive"]
     stats = archive["stats"]
     report = {"name": name, "start": started, "end": time.time(), "files": stats["nfiles"],

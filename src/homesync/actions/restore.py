@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-from homesync import borg, link, merge, names, restore_plan, transport
+from homesync import borg, link, merge, names, restore_plan, state_files, transport
 from homesync import config as agent_config
 from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
@@ -92,6 +92,7 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
         try:
             result = _restore_phases(paths, source, archive, items, target, include, progress, totals,
                                      beside=request.beside)
+            result["warnings"][:0] = state_files.take_notes()  # a damaged progress file, set aside
         except (HomesyncError, OSError, KeyboardInterrupt) as e:
             _report_failure(source, archive, totals, time.monotonic() - started, e)
             raise
@@ -253,7 +254,7 @@ def _preview(paths: Paths, source: Source, archive: str, items: list[dict], targ
     return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
             "target": str(target), "dry_run": True, **asdict(plan),
             "estimated_seconds": round(plan.new_bytes / throughput, 1),
-            "throughput": throughput, "throughput_measured": measured}
+            "throughput": throughput, "throughput_measured": measured, "warnings": state_files.take_notes()}
 
 
 def _new_totals() -> dict:
@@ -306,13 +307,15 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
 def _resumable(progress_file: Path, machine_id: str, archive: str, target: Path) -> set[str]:
     """Return the phases an interrupted restore of the same archive into the same
     target already merged."""
-    try:
-        state = json.loads(progress_file.read_text())
-    except (FileNotFoundError, ValueError):
+    state = state_files.read(progress_file, _is_progress)
+    if state is None or (state["machine_id"], state["archive"], state["target"]) != (machine_id, archive, str(target)):
         return set()
-    if (state.get("machine_id"), state.get("archive"), state.get("target")) != (machine_id, archive, str(target)):
-        return set()
-    return set(state.get("done", []))
+    return set(state["done"])
+
+
+def _is_progress(raw: object) -> bool:
+    return (isinstance(raw, dict) and all(isinstance(raw.get(k), str) for k in ("machine_id", "archive", "target"))
+            and isinstance(raw.get("done"), list) and all(isinstance(p, str) for p in raw["done"]))
 
 
 def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict], target: Path, kept_dir: Path,
@@ -417,11 +420,12 @@ def _progress_events(progress: Progress | None, phase: str) -> Callable[[dict], 
 
 def _throughput(paths: Paths) -> tuple[float, bool]:
     """Return (bytes per second of the last restore here, whether it was measured)."""
-    try:
-        measured = json.loads((paths.state_dir / "restore-throughput.json").read_text())["bytes_per_second"]
-        return float(measured), True
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return ASSUMED_THROUGHPUT, False
+    measured = state_files.read(paths.state_dir / "restore-throughput.json", _is_throughput)
+    return (float(measured["bytes_per_second"]), True) if measured else (ASSUMED_THROUGHPUT, False)
+
+
+def _is_throughput(raw: object) -> bool:
+    return isinstance(raw, dict) and state_files.number(raw.get("bytes_per_second")) and raw["bytes_per_second"] > 0
 
 
 def _remember_throughput(paths: Paths, result: dict) -> None:

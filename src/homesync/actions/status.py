@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from homesync import config as agent_config, console, exits
+from homesync import config as agent_config, console, exits, state_files
 from homesync.agent import control, record
 from homesync.config import Paths
 from homesync.errors import ConfigError, NotEnrolledError, NotSetUpError
@@ -25,6 +25,7 @@ def status(paths: Paths) -> tuple[dict, int]:
         answer = {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}
         if not _check_config(paths):
             answer["set_up"] = False
+        answer["warnings"] = state_files.take_notes()
         return answer, exits.AGENT_NOT_RUNNING
 
 
@@ -44,8 +45,8 @@ def render(status: dict) -> str:
     """Return the status as text for people."""
     if not status["agent"]["running"]:
         text = f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
-        return text + ("; this computer is not set up yet (see `homesync setup`)" if status.get("set_up") is False
-                       else "")
+        text += "; this computer is not set up yet (see `homesync setup`)" if status.get("set_up") is False else ""
+        return "\n".join([text] + [f"warning: {w}" for w in status.get("warnings", [])])
     if status.get("set_up") is False:
         return (f"homesync agent is running (pid {status['agent']['pid']}, since "
                 f"{console.human_time(status['agent']['started'])}); {status['reason']['text']}")

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from homesync import __version__, config as agent_config, site, transport
+from homesync import __version__, config as agent_config, site, state_files, transport
 from homesync.actions import backup
 from homesync.agent import control, fleet, policy, reachability, record as agent_record
 from homesync.agent.dirty import DirtySet
@@ -208,7 +208,7 @@ class Agent:
         network_monitor = "none" if isinstance(self.network, NullMonitor) else "NetworkManager"
         watcher = {"mode": self.watcher.mode if self.watcher else "starting",
                    "warnings": list(self.watcher.warnings) if self.watcher else []}
-        warnings = list(watcher["warnings"])
+        warnings = list(watcher["warnings"]) + state_files.notes()  # until the next backup says them
         if not status["network"]["known"]:
             warnings.append(f"{status['network']['detail']}; backing up whenever the backup server answers")
         if status["consecutive_failures"] and status["last_result"]:

@@ -70,19 +70,28 @@ class DirtySet:
     def state(self) -> DirtyState:
         """Return the counts and times the policy needs."""
         with self._lock:
-            if not self._buckets:
-                return DirtyState(possibly_dirty=self._possibly_since is not None)
-            return DirtyState(
-                count=sum(b.count for b in self._buckets),
-                first_change=self._buckets[0].start,
-                last_change=max(b.end for b in self._buckets),
-                possibly_dirty=self._possibly_since is not None,
-            )
+            return self._state()
+
+    def _state(self) -> DirtyState:
+        if not self._buckets:
+            return DirtyState(possibly_dirty=self._possibly_since is not None)
+        return DirtyState(
+            count=sum(b.count for b in self._buckets),
+            first_change=self._buckets[0].start,
+            last_change=max(b.end for b in self._buckets),
+            possibly_dirty=self._possibly_since is not None,
+        )
 
     def sample(self) -> list[str]:
         """Return up to sample_size recently changed paths, oldest first."""
         with self._lock:
             return list(self._sample)
+
+    def snapshot(self) -> tuple[DirtyState, list[str], str]:
+        """Return the state, the sample and why changes may have been missed, all read at
+        one moment (the watcher's thread adds between separate reads)."""
+        with self._lock:
+            return self._state(), list(self._sample), self.possible_reason if self._possibly_since is not None else ""
 
     def clear_up_to(self, started: float) -> None:
         """Forget changes seen before a successful job started at `started`; keep later ones.

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from homesync import state_files
 from homesync.agent.policy import History
 from homesync.config import Paths, write_private
 
@@ -55,18 +56,29 @@ def record_path(paths: Paths) -> Path:
 
 def load(paths: Paths) -> Record:
     """Return the remembered record, newer by any backup run by hand since; a missing or
-    damaged file gives a fresh record (logged), never an error."""
-    record = Record()
-    try:
-        raw = json.loads(record_path(paths).read_text())
+    damaged file gives a fresh record (a damaged one set aside and said), never an error."""
+    raw = state_files.read(record_path(paths), _is_record)
+    if raw is None:
+        log.info("no usable %s: starting a fresh record", FILE_NAME)
+        record = Record()
+    else:
         known = {f.name for f in fields(Record)}
         record = Record(**{k: v for k, v in raw.items() if k in known})
-    except FileNotFoundError:
-        log.info("no %s yet: starting a fresh record", FILE_NAME)
-    except (ValueError, TypeError, AttributeError) as exc:
-        log.warning("ignoring the damaged %s: %s", record_path(paths), exc)
     _merge_last_backup(record, paths)
     return record
+
+
+def _is_record(raw: object) -> bool:
+    """Return whether raw is a record as save() writes it (unknown keys allowed: a newer version's)."""
+    if not isinstance(raw, dict):
+        return False
+    failures = raw.get("consecutive_failures", 0)
+    return (all(state_files.number(raw.get(k), optional=True) for k in ("last_success", "last_attempt", "last_size"))
+            and state_files.number(raw.get("reference", 0.0))
+            and isinstance(failures, int) and not isinstance(failures, bool) and failures >= 0
+            and isinstance(raw.get("warned", False), bool)
+            and all(isinstance(raw.get(k), (dict, type(None))) for k in ("last_result", "revoked"))
+            and isinstance((raw.get("revoked") or {}).get("line", ""), str))
 
 
 def save(record: Record, paths: Paths) -> None:
@@ -75,12 +87,14 @@ def save(record: Record, paths: Paths) -> None:
 
 
 def read_last_backup(paths: Paths) -> dict | None:
-    """Return the report of the last backup attempt (agent or `homesync backup`), or None."""
-    try:
-        report = json.loads(paths.last_backup.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return report if isinstance(report, dict) else None
+    """Return the report of the last backup attempt (agent or `homesync backup`), or None
+    (none yet, or the file was damaged: then it is set aside and said)."""
+    return state_files.read(paths.last_backup, _is_report)
+
+
+def _is_report(raw: object) -> bool:
+    return (isinstance(raw, dict) and state_files.number(raw.get("end")) and isinstance(raw.get("result"), str)
+            and isinstance(raw.get("error", ""), str) and state_files.number(raw.get("original_size"), optional=True))
 
 
 def _merge_last_backup(record: Record, paths: Paths) -> None:

@@ -345,7 +345,7 @@ class Scheduler:
     def status(self) -> dict:
         """Return the scheduler's part of `homesync status`."""
         state, code, text = self.agent_state()
-        dirty, record = self.dirty.state(), self.record
+        (dirty, sample, possible_reason), record = self.dirty.snapshot(), self.record
         return {
             "state": state,
             "reason": None if state == "backing up" else {"code": code, "text": text},
@@ -359,8 +359,8 @@ class Scheduler:
             "power": {"known": self.power.known, "on_battery": self.power.on_battery,
                       "percentage": self.power.percentage},
             "dirty": {"count": dirty.count, "possibly_dirty": dirty.possibly_dirty,
-                      "possible_reason": self.dirty.possible_reason if dirty.possibly_dirty else "",
-                      "last_change": dirty.last_change, "sample": self.dirty.sample()[-5:]},
+                      "possible_reason": possible_reason,
+                      "last_change": dirty.last_change, "sample": sample[-5:]},
             "last_success": record.last_success,
             "last_attempt": record.last_attempt,
             "consecutive_failures": record.consecutive_failures,

@@ -5,6 +5,8 @@ holds, mass-change flag); `borg info` with the escrowed passphrase gives its arc
 Approximated: an archive's deduplicated size is what only it references now (borg
 info), not what it added when it was made; failed and interrupted backups, agent
 states, drill history and the audit log before the loss are not in any repository.
+The keys an adopt replaced come from the metadata file and, for adopts made before it
+kept them, from the index set aside by `--force` when that one can still be read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableErr
 from homesync_server import config as server_config
 from homesync_server import escrowed, observed
 from homesync_server.config import Layout
-from homesync_server.index import Index, admin_actor, event
+from homesync_server.index import Index, admin_actor, event, replaced_keys_in
 from homesync_server.retention import is_checkpoint
 from homesync_server.services import Services
 
@@ -36,8 +38,9 @@ def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
     it is damaged (unless force: it is then set aside first). Stop the server first."""
     _refuse_while_serving(layout)
     set_aside, reason = _make_room(layout, force)
+    earlier = replaced_keys_in(layout.index.with_name(set_aside)) if set_aside else None
     with Services.open(layout) as services:
-        found = index_repositories(services, services.repos.machine_ids(), admin_actor(),
+        found = index_repositories(services, services.repos.machine_ids(), admin_actor(), earlier or {},
                                    set_aside=set_aside, reason=reason)
         return dict(found, set_aside=set_aside, approximated=APPROXIMATED)
 
@@ -54,12 +57,14 @@ def index_missing(services: Services, actor: str) -> dict[str, Any] | None:
                 missing=len(missing), approximated=APPROXIMATED)
 
 
-def index_repositories(services: Services, machine_ids: list[str], actor: str, **detail: Any) -> dict[str, Any]:
-    """Index the machines of these repositories with their archives, holds and flags,
-    and record it as one `reindex` audit event (with detail); return what was indexed
-    and what could not be."""
+def index_repositories(services: Services, machine_ids: list[str], actor: str,
+                       earlier: dict[str, list[dict[str, Any]]] | None = None, **detail: Any) -> dict[str, Any]:
+    """Index the machines of these repositories with their archives, holds, flags and
+    replaced keys (also those of earlier: from an index set aside), and record it as one
+    `reindex` audit event (with detail); return what was indexed and what could not be."""
     problems: list[str] = []
-    machines = [m for m in (_machine(services, mid, actor, problems) for mid in machine_ids) if m]
+    machines = [m for m in (_machine(services, mid, actor, problems, (earlier or {}).get(mid, []))
+                            for mid in machine_ids) if m]
     archives = sum(m["archives"] for m in machines)
     services.index.audit("reindex", actor, machines=len(machines), archives=archives, problems=problems, **detail)
     return {"machines": machines, "archives": archives, "problems": problems}
@@ -115,9 +120,10 @@ def _set_aside(layout: Layout, why: str) -> str:
     return name
 
 
-def _machine(services: Services, machine_id: str, actor: str, problems: list[str]) -> dict[str, Any] | None:
-    """Index one repository's machine with its archives, holds and flag; return a
-    summary, or None (with the problem noted) if its metadata is unusable."""
+def _machine(services: Services, machine_id: str, actor: str, problems: list[str],
+             earlier_keys: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Index one repository's machine with its archives, holds, flag and replaced keys;
+    return a summary, or None (with the problem noted) if its metadata is unusable."""
     try:
         meta = services.repos.metadata(machine_id)
         name = names.machine_name(meta["name"])
@@ -129,8 +135,9 @@ def _machine(services: Services, machine_id: str, actor: str, problems: list[str
     machine.update(name=name, state=meta.get("state", "active"),
                    last_seen=max([a["end"] for a in archives], default=meta["enrolled"]))
     services.index.record_user(machine["owner"], _display_name(services, machine["owner"]))
+    replaced = _replaced_keys(services, meta, earlier_keys)
     try:
-        services.index.import_machine(machine, names.machine_name_key(name), archives)
+        services.index.import_machine(machine, names.machine_name_key(name), archives, replaced)
     except ConflictError as e:
         problems.append(f"{machine_id}: not indexed: {e.message}")
         return None
@@ -154,6 +161,18 @@ def _archives(services: Services, machine_id: str, actor: str, problems: list[st
                   "deduplicated_size": a["stats"]["deduplicated_size"], "result": "success"},
                  **_observed(borg.borg_time(a["start"]), borg.borg_time(a["end"]), now))
             for a in infos if not is_checkpoint(a["name"])]
+
+
+def _replaced_keys(services: Services, meta: dict[str, Any], earlier: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the keys adopts replaced: the metadata file's, with those only the index
+    set aside knew (adopts before the file kept them) written back into the file."""
+    kept = [k for k in meta.get("replaced_keys", []) if {"public_key", "replaced_at", "hostname"} <= k.keys()]
+    known = {k["public_key"] for k in kept}
+    more = [k for k in earlier if k["public_key"] not in known]
+    if more:
+        kept = sorted(kept + more, key=lambda k: k["replaced_at"])
+        services.repos.update_metadata(meta["id"], replaced_keys=kept)
+    return kept
 
 
 def _observed(start: float, end: float, now: float) -> dict[str, Any]:

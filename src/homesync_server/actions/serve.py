@@ -13,9 +13,9 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from homesync.errors import ConfigError
+from homesync.errors import ConfigError, IndexDamagedError
 from homesync_server import config as server_config
-from homesync_server import memory, reserve
+from homesync_server import index_damage, memory, reserve
 from homesync_server.actions import reindex, report
 from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
@@ -78,6 +78,8 @@ def _sweep_grants(services: Services, stop: threading.Event) -> None:
     while not stop.wait(GRANT_SWEEP_SECONDS):
         try:
             services.grants.sweep()
+        except IndexDamagedError as e:
+            index_damage.refused(e, "every session")
         except Exception:  # a busy or broken index: the next round tries again
             logger.exception("ending lapsed restore grants failed")
 

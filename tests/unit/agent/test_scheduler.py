@@ -242,3 +242,26 @@ def test_a_replaced_machine_stops_retrying_says_so_and_notifies_once():
         scheduler.stop()
         await loop
     _run(scenario)
+
+
+def test_status_shows_the_changes_as_one_moment_while_the_watcher_adds():
+    """The watcher's thread adds changes while status is asked: the count and the sample
+    are read together, never a count from before an add with a sample from after it."""
+    scheduler, dirty = _scheduler(FakeBackup(), [])
+    dirty.on_dirty = None  # no event loop here: only the reads are under test
+    total, done = 20_000, threading.Event()
+
+    def watcher() -> None:
+        for i in range(total):
+            dirty.add(f"p{i}")
+        done.set()
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    torn = []
+    while not done.is_set():
+        shown = scheduler.status()["dirty"]
+        if shown["sample"] and int(shown["sample"][-1][1:]) != shown["count"] - 1:
+            torn.append((shown["count"], shown["sample"][-1]))
+    thread.join()
+    assert not torn, f"{len(torn)} torn reads, e.g. {torn[:3]}"
