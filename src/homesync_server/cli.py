@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     machines = command("machines", "list machines and their newest backup")
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
+    doctor = command("doctor", "check a data directory (owner, modes, keys, index, free space, borg); exit 27: problems")
+    doctor.add_argument("--json", action="store_true")
     _add_report_commands(commands, command)
     cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine, template (issues 6, 7)
     return parser
@@ -91,6 +93,11 @@ def _run_report_command(layout, args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     layout = resolve_data_dir(args.data)
+    from homesync_server.owner import run_as_data_owner
+
+    if args.command == "doctor":  # as whoever runs it: root sees what the owner cannot
+        return _doctor(layout, args.json)
+    run_as_data_owner(layout, args.command, writes=_writes(args))
     if args.command in REPORT_COMMANDS:
         return _run_report_command(layout, args)
     from homesync_server.actions import listing, serve, setup
@@ -113,6 +120,35 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command in cli_operations.COMMANDS:
         return cli_operations.run(layout, args)
     return 0
+
+
+def _doctor(layout, as_json: bool) -> int:
+    """Run `doctor`: print every finding; raise ProblemsFoundError when one is a problem."""
+    from homesync.errors import ProblemsFoundError
+    from homesync_server.actions import doctor
+
+    findings = doctor.doctor(layout)
+    if as_json:
+        console.print_json(doctor.as_dicts(findings))
+    else:
+        for f in findings:
+            print(f"{'ok' if f.ok else 'PROBLEM':8} {f.check}: {f.message}" + (f"\n         fix: {f.fix}" if f.fix else ""))
+    problems = [f for f in findings if not f.ok]
+    if problems:
+        raise ProblemsFoundError(f"{len(problems)} problem(s) in {layout.data}; first: {problems[0].check}: "
+                                 f"{problems[0].message}", problems[0].fix)
+    return 0
+
+
+def _writes(args: argparse.Namespace) -> bool:
+    """Return whether the command may write to the data directory (`user list` and
+    `hold list`, `template list`, `login list` only read)."""
+    from homesync_server.owner import READ_ONLY_COMMANDS
+
+    if args.command in READ_ONLY_COMMANDS:
+        return False
+    sub = next((v for k, v in vars(args).items() if k.endswith("_command")), None)
+    return sub != "list"
 
 
 def _print_machines(rows: list[dict], as_json: bool) -> None:
