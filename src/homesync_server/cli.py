@@ -38,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password-stdin", action="store_true")
     add.add_argument("--data")
+    passwd = user.add_parser("passwd", help="set a local user's password (from a prompt or stdin, never argv)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.add_argument("--data")
+    removed = user.add_parser("remove", help="remove a local user (refused while they have active machines)")
+    removed.add_argument("name")
+    removed.add_argument("--retire-machines", action="store_true", help="retire the user's active machines too")
+    removed.add_argument("--json", action="store_true")
+    removed.add_argument("--data")
     listed = user.add_parser("list", help="users (local or from the directory) and their machines")
     listed.add_argument("--json", action="store_true")
     listed.add_argument("--data")
@@ -111,6 +120,8 @@ def dispatch(args: argparse.Namespace) -> int:
             serve.serve(layout, args.listen)
     elif args.command == "user" and args.user_command == "list":
         _print_users(listing.users(layout), args.json)
+    elif args.command == "user" and args.user_command in ("passwd", "remove"):
+        _change_user(layout, args)
     elif args.command == "user":
         password = console.read_password(args.password_stdin, f"Password for {args.name}: ")
         setup.add_local_user(layout, args.name, password, args.admin)
@@ -120,6 +131,22 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command in cli_operations.COMMANDS:
         return cli_operations.run(layout, args)
     return 0
+
+
+def _change_user(layout, args: argparse.Namespace) -> None:
+    """Run `user passwd` or `user remove`."""
+    from homesync_server.actions import users
+
+    if args.user_command == "passwd":
+        users.set_password(layout, args.name, console.read_password(args.password_stdin,
+                                                                    f"New password for {args.name}: "))
+        print(f"changed the password of {args.name}")
+        return
+    done = users.remove(layout, args.name, args.retire_machines)
+    if args.json:
+        console.print_json(done)
+    else:
+        print(f"removed user {done['user']}" + (f"; retired {', '.join(done['retired'])}" if done["retired"] else ""))
 
 
 def _doctor(layout, as_json: bool) -> int:

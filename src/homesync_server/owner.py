@@ -39,6 +39,7 @@ def run_as_data_owner(layout: Layout, command: str, writes: bool = True) -> None
     if st.st_uid == euid:
         return
     if euid == 0:
+        os.environ.setdefault("SUDO_USER", "root")  # audit events still name who ran it (admin_actor)
         become(st.st_uid, st.st_gid)
         return
     if writes:

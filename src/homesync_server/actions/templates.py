@@ -95,3 +95,24 @@ def listed(layout: Layout) -> list[dict[str, Any]]:
         raise HomesyncError(f"cannot read the templates in {layout.templates}: {e}") from None
     finally:
         services.close()
+
+
+def remove(layout: Layout, name: str) -> dict[str, Any]:
+    """Remove the template called name with all its archives, and end the restore grants
+    made for it; return what was removed. Raise NotFoundError if there is none."""
+    from homesync.errors import NotFoundError
+
+    services = Services.open(layout)
+    try:
+        with services.templates.publishing():
+            template = services.templates.find(names.machine_name(name))
+            if template is None:
+                raise NotFoundError(f"no template {name!r}", "see `homesync-server template list`")
+            archives = len(template.get("archives", []))
+            services.grants.end(template["id"])
+            services.templates.discard(template["id"])
+        services.index.audit("template_remove", admin_actor(), template=template["id"], name=template["name"],
+                             archives=archives)
+        return {"id": template["id"], "name": template["name"], "archives": archives}
+    finally:
+        services.close()
