@@ -49,7 +49,16 @@ say "homesync-server"
 server=$build/homesync-server
 install -d "$server/usr/bin" "$server/usr/lib/systemd/system" "$server/etc/homesync" \
     "$server/usr/share/doc/homesync-server"
-ln -s /opt/homesync/bin/homesync-server "$server/usr/bin/homesync-server"
+# The packaged server's data directory is /var/lib/homesync unless --data or
+# HOMESYNC_SERVER_DATA says otherwise.
+cat > "$server/usr/bin/homesync-server" <<'WRAPPER'
+#!/bin/sh
+# homesync-server from the homesync-server package: its data in /var/lib/homesync by default.
+: "${HOMESYNC_SERVER_DATA:=/var/lib/homesync}"
+export HOMESYNC_SERVER_DATA
+exec /opt/homesync/bin/homesync-server "$@"
+WRAPPER
+chmod 0755 "$server/usr/bin/homesync-server"
 # The configuration lives with the data (a data directory is whole on its own, as a
 # backup of it must be); /etc/homesync/server.toml is where admins look for it.
 ln -s /var/lib/homesync/server.toml "$server/etc/homesync/server.toml"
