@@ -3,7 +3,8 @@ homesync-server; they install with apt into a fresh Debian 12 root (debootstrap
 minbase, as ../shared/tools/fresh-machine.sh makes one) that has nothing else, and
 there `homesync-server init`, `serve`, an enrollment, a backup and a restore work,
 run as root where an admin would (the commands switch to the service user);
-`systemd-analyze verify` passes for every unit; purging the server keeps the data.
+`systemd-analyze verify` passes for every unit; purging the server keeps the data, and
+installing it again (with systemd present) enables its units and finds the data whole.
 
 Time: the minimal root is built once (debootstrap, under a minute) and kept in
 $HOMESYNC_PACKAGING_ROOT (default /var/tmp/homesync-pkgtest); each run installs into
@@ -188,6 +189,13 @@ def test_the_packages_install_on_a_fresh_debian_and_back_up_and_restore():
         root.run("apt-get purge -y -q homesync-server")
         assert root.run("ls /var/lib/homesync/repos | wc -l").stdout.strip() == "1"
         assert root.run("test -s /var/lib/homesync/escrow.key && echo kept").stdout.strip() == "kept"
+        # installed again (systemd is there now): the units are enabled, the data is as it was
+        root.run(f"apt-get install -y -q --no-install-recommends /tmp/{debs[1].name}", timeout=600)
+        enabled = root.run("systemctl is-enabled homesync-server.service homesync-prune.timer "
+                           "homesync-drill.timer homesync-report.timer").stdout.split()
+        assert enabled == ["enabled"] * 4
+        (machine,) = json.loads(root.run("homesync-server machines --json").stdout)
+        assert machine["name"] == "Joe's Laptop" and machine["archives"] == 1
 
 
 def _check_installed_layout(root: Root) -> None:
