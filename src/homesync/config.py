@@ -148,7 +148,6 @@ def load(paths: Paths) -> AgentConfig:
                                "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
-    raw = with_site_defaults(raw)
     if "server" not in raw and "machine" not in raw:
         raise NotEnrolledError(f"this computer is not enrolled ({path} holds settings only)",
                                "run `homesync enroll …` or `homesync restore --adopt …`; the settings are kept")
@@ -165,34 +164,6 @@ def load(paths: Paths) -> AgentConfig:
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
         network=NetworkSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()}),
         agent=agent)
-
-
-SITE_DEFAULTS = "/etc/homesync/agent.toml"
-_SITE_SECTIONS = ("backup", "network", "agent")
-
-
-def with_site_defaults(raw: dict) -> dict:
-    """Given a user's parsed config.toml, return it over the site's defaults (the file
-    $HOMESYNC_AGENT_DEFAULTS, else /etc/homesync/agent.toml, if there is one): the
-    user's keys win one by one. Raise ConfigError naming the site file if it is
-    unreadable or holds anything but [backup], [network] and [agent]."""
-    path = Path(os.environ.get("HOMESYNC_AGENT_DEFAULTS") or SITE_DEFAULTS)
-    try:
-        site = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        return raw
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: {e}", "fix the site defaults, or ask your admin to") from None
-    problems = [f"[{s}] is not a site default (only {', '.join(_SITE_SECTIONS)})" for s in site
-                if s not in _SITE_SECTIONS]
-    problems += [f"[{s}] must be a table" for s in _SITE_SECTIONS if not isinstance(site.get(s, {}), dict)]
-    if problems:
-        raise ConfigError(f"{path}: " + "; ".join(problems))
-    merged = dict(raw)
-    for section in _SITE_SECTIONS:
-        if section in site and isinstance(raw.get(section, {}), dict):
-            merged[section] = {**site[section], **raw.get(section, {})}
-    return merged
 
 
 def _check(raw: dict) -> list[str]:

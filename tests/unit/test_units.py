@@ -56,3 +56,11 @@ def test_the_agent_unit_starts_where_user_namespaces_are_not_available():
     service = _read(REPO / "systemd/homesync-agent.service")["Service"]
     assert [key for key in INSISTS_ON_NAMESPACES if key in service] == []
     assert service["NoNewPrivileges"] == "yes" and "SystemCallFilter" in service  # what applies regardless
+
+
+def test_the_shipped_agent_toml_is_only_comments():
+    """The conffile sets nothing: a computer names its server only where an image or an
+    admin writes it in."""
+    import tomllib
+
+    assert tomllib.loads((REPO / "packaging/agent.toml").read_text()) == {}
