@@ -13,7 +13,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -23,6 +23,7 @@ from homesync.errors import BorgCacheError, BorgError, Cancelled, HomesyncError,
 logger = logging.getLogger(__name__)
 ENCRYPTION = "repokey"  # AES-CTR + HMAC-SHA256: 18% faster than -blake2 on SHA-NI CPUs (docs/architecture.md)
 COMPRESSION = "lz4"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LOCK_WAIT = 30
 CHECKPOINT_SECONDS = 300
 _LOCK_CODES = {70, 71, 72, 73}
@@ -131,10 +132,21 @@ def make_compact_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ..
     return (borg_executable(), "compact", "--log-json", "--lock-wait", str(lock_wait), repo)
 
 
+def _borg_datetime(text: str) -> datetime:
+    """Given a time as borg prints it (naive, and UTC because homesync runs borg with
+    TZ=UTC), return it as an aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def borg_time(text: str) -> float:
+    """Given a time as borg prints it (an archive's start or end), return epoch seconds."""
+    return _borg_datetime(text).timestamp()
+
+
 def listed_mtime_ns(item: dict) -> int:
-    """Given an item of `borg list --json-lines` (run with TZ=UTC), return its mtime in
-    nanoseconds (borg prints microseconds)."""
-    delta = datetime.fromisoformat(item["mtime"]) - datetime(1970, 1, 1)
+    """Given an item of `borg list --json-lines`, return its mtime in nanoseconds
+    (borg prints microseconds; a float of seconds would lose them)."""
+    delta = _borg_datetime(item["mtime"]) - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from homesync import exits
 from homesync.errors import HomesyncError, UsageError
 
 
@@ -28,13 +29,13 @@ def run_main(program: str, body: Callable[[], int | None], debug: bool) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     except Exception as e:  # an unexpected bug: still one line unless debugging
         if debug:
             raise
         print(f"{program}: internal error: {type(e).__name__}: {e} (run with --debug for details)",
               file=sys.stderr)
-        return 70
+        return exits.INTERNAL
 
 
 def setup_logging(debug: bool, verbose: bool = False) -> None:

@@ -4,6 +4,7 @@ and the server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -12,14 +13,27 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write data to path atomically, with `mode` from the first byte (0600: only its
     owner reads it); create the parent directory (0700) if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomically(path, data, mode)
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Write data to path through a temporary file in the same directory and a rename, so
+    that no reader ever sees half a file; `mode` is created from the first byte (the umask
+    still applies); when durable, fsync before the rename. Raise OSError if it cannot."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:  # O_EXCL: a link planted at the temporary name is never followed
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:  # left by a killed process that had our pid
+            tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # in a directory we may not enter, unlink fails too
+            tmp.unlink(missing_ok=True)
         raise

@@ -11,9 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Callable
-
-import paramiko
+from typing import TYPE_CHECKING, Callable
 
 from homesync import borg, execute, protocol
 from homesync.errors import DiskFullError, HomesyncError
@@ -22,9 +20,12 @@ from homesync_server import borgcauses, borgrpc, reserve
 from homesync_server.borgerrors import ReplyStream, Scrubber
 from homesync_server.services import Services
 
+if TYPE_CHECKING:
+    from homesync_server.session import Channel
+
 logger = logging.getLogger(__name__)
 CHUNK = 256 * 1024  # reads from borg's pipes
-RECV = WINDOW  # drain paramiko's channel buffer at once: each recv copies what stays in it
+RECV = WINDOW  # drain the channel's buffer at once (paramiko's): each recv copies what stays in it
 REFUSED_RC = 2
 REFUSED_LINGER = 10.0  # seconds the client has to read a refusal and close
 MAX_LATER_CALLS = 10_000
@@ -153,7 +154,7 @@ class FilteredSession:
         self.opened.set()
 
 
-def serve(services: Services, repository: Path, channel: paramiko.Channel, may_write: bool,
+def serve(services: Services, repository: Path, channel: Channel, may_write: bool,
           storage_quota: str = "", on_refused: Callable[[borgrpc.Refusal], None] = lambda r: None) -> int:
     """Run borg serve for one repository (a machine's or a template's) over channel until
     either side ends, letting through only the calls the session may make (may_write:
@@ -194,7 +195,7 @@ class _CauseTeller:
     """Names the first error of a session users meet (disk full, unreadable files): one
     line in the server's log, and the cause on the client's stderr before borg's reply."""
 
-    def __init__(self, channel: paramiko.Channel, repository: Path) -> None:
+    def __init__(self, channel: Channel, repository: Path) -> None:
         self.channel, self.repository, self.told = channel, repository, False
         self.error: HomesyncError | None = None  # the first named cause
 
@@ -211,11 +212,11 @@ class _CauseTeller:
                      detail.decode("utf-8", "replace").strip() or reply.get(b"exception_class"))
         try:
             self.channel.sendall_stderr(protocol.cause_line(error))
-        except (OSError, EOFError, paramiko.SSHException):
+        except (OSError, EOFError):
             pass
 
 
-def _channel_to_stdin(channel: paramiko.Channel, process, session: FilteredSession,
+def _channel_to_stdin(channel: Channel, process, session: FilteredSession,
                       served: threading.Event) -> None:
     # The client went away (EOF, reset, keepalive failure) or made a refused call:
     # closing stdin makes borg serve roll back and release its lock; stop_group() makes
@@ -229,7 +230,7 @@ def _channel_to_stdin(channel: paramiko.Channel, process, session: FilteredSessi
                 process.stdin.close()
                 _answer_refused(channel, session, served)
                 break
-    except (OSError, EOFError, ValueError, paramiko.SSHException):
+    except (OSError, EOFError, ValueError):
         pass
     finally:
         try:
@@ -240,7 +241,7 @@ def _channel_to_stdin(channel: paramiko.Channel, process, session: FilteredSessi
             threading.Thread(target=execute.stop_group, args=(process, 10.0), daemon=True).start()
 
 
-def _answer_refused(channel: paramiko.Channel, session: FilteredSession, served: threading.Event) -> None:
+def _answer_refused(channel: Channel, session: FilteredSession, served: threading.Event) -> None:
     """Once borg serve's last answer is out, refuse the refused call and every call
     after it, until the client (whose borg stops at the first refusal) closes."""
     pending: list[int] = []
@@ -261,7 +262,7 @@ def _answer_refused(channel: paramiko.Channel, session: FilteredSession, served:
         pass
 
 
-def _stdout_to_channel(stream, channel: paramiko.Channel, session: FilteredSession,
+def _stdout_to_channel(stream, channel: Channel, session: FilteredSession,
                        scrub: Callable[[bytes], bytes]) -> None:
     try:
         while True:
@@ -273,7 +274,7 @@ def _stdout_to_channel(stream, channel: paramiko.Channel, session: FilteredSessi
             data = scrub(data)
             if data:
                 channel.sendall(data)
-    except (OSError, EOFError, ValueError, paramiko.SSHException):
+    except (OSError, EOFError, ValueError):
         pass
     finally:
         session.opened.set()
@@ -288,5 +289,5 @@ def _stream_to_channel(stream, send, scrub: Callable[[bytes], bytes]) -> None:
             data = scrub(data)
             if data:
                 send(data)
-    except (OSError, EOFError, paramiko.SSHException):
+    except (OSError, EOFError):
         pass

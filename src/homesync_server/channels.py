@@ -13,11 +13,10 @@ from paramiko.channel import Channel
 from paramiko.common import MSG_CHANNEL_DATA, MSG_CHANNEL_EXTENDED_DATA, cMSG_CHANNEL_WINDOW_ADJUST
 from paramiko.message import Message
 
+from homesync.transport import MAX_PACKET, WINDOW as BORG_WINDOW
 from homesync_server import transport_log
 
 SMALL_WINDOW = 256 * 1024  # every channel starts with this: RPC frames and refusals need no more
-BORG_WINDOW = 64 * 1024 * 1024
-MAX_PACKET = 256 * 1024
 
 
 def _held(channel: Channel, more: int) -> None:

@@ -64,7 +64,7 @@ def _add_report_commands(commands, command) -> None:
     """Add `report`, `audit verify` and `metrics` (issue 5)."""
     from homesync_server.actions.report import FORMATS  # light: no SSH stack, no other action
 
-    made = command("report", "who is protected and who is not; what happened (exit 2: a machine is critical)")
+    made = command("report", "who is protected and who is not; what happened (exit 6: a machine is critical)")
     made.add_argument("--format", choices=sorted(FORMATS), default="table")
     made.add_argument("--json", action="store_true", help="same as --format json")
     made.add_argument("--output", help="write to FILE atomically instead of printing")
@@ -72,7 +72,7 @@ def _add_report_commands(commands, command) -> None:
     made.add_argument("--since", help="activity from DATE (2026-11-01, 2026-11-01T08:00 or 7d; default 30d)")
     made.add_argument("--until", help="activity until DATE (default now)")
     verify = commands.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
-    verify = verify.add_parser("verify", help="check the audit log's hash chain (exit 1: broken)")
+    verify = verify.add_parser("verify", help="check the audit log's hash chain (exit 7: broken)")
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--data")
     exported = command("metrics", "Prometheus metrics, for node_exporter's textfile collector")

@@ -1,6 +1,6 @@
-"""The SSH front end (paramiko): one port, many sessions. It authenticates machine
-keys, restore keys (for a machine or a template) and user passwords, asks dispatch
-what a session may run, and runs it: homesync RPC or the server's own `borg serve`.
+"""The SSH front end (paramiko): one port, many sessions. A thin adapter: paramiko's
+authentication callbacks and channels handed to session.py, which decides who a login
+is and what its command may run, and runs it over the channel's streams.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import time
 
 import paramiko
 
-from homesync import names, protocol
-from homesync.transport import exact_reader
-from homesync.errors import HomesyncError, ProtocolError
-from homesync_server import borgrpc, borgserve, channels, dispatch, handlers, revocation
-from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
+from homesync import protocol
+from homesync.errors import HomesyncError
+from homesync_server import channels, dispatch, session
+from homesync_server.dispatch import REFUSED, Principal
 from homesync_server.services import Services
 from homesync_server.sessions import SessionSlots, WaitingRoom
 
@@ -28,15 +27,11 @@ HANDSHAKE_TIMEOUT = 20.0
 MAX_CHANNELS = 10
 RECHECK_SECONDS = 1.0  # how soon a revoked key's, grant's or machine's session is closed
 TOUCH_SECONDS = 60.0  # how often a live restore session marks its grant as in use
-REFUSAL_GRACE = 1.0
-# A template session is read only by the RPC filter (borgrpc); the smallest quota borg
-# accepts stays as a second layer, should a write ever get past the filter.
-TEMPLATE_QUOTA = "10M"
-RPC_IDLE_TIMEOUT = 600.0
 
 
 class Authenticator(paramiko.ServerInterface):
-    """Decides who a connection is; remembers the principal for its channels."""
+    """Decides who a connection is (session.by_key, the password logins); remembers the
+    principal for its channels."""
 
     def __init__(self, services: Services, source: str, slots: SessionSlots) -> None:
         self.services = services
@@ -52,27 +47,11 @@ class Authenticator(paramiko.ServerInterface):
         return "publickey,password"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        if not names.is_machine_id(username) or key.get_name() != "ssh-ed25519":
+        found = session.by_key(self.services, username, key.get_name(), key.get_base64())
+        if found is None:
             return paramiko.AUTH_FAILED
-        offered = f"{key.get_name()} {key.get_base64()}"
-        machine = self.services.index.machine(username)
-        if machine and machine["state"] == "active" and paramiko.util.constant_time_bytes_eq(
-                machine["public_key"].encode(), offered.encode()):
-            self.principal, self.key = Principal(MACHINE, machine["owner"], machine_id=username), offered
-            return paramiko.AUTH_SUCCESSFUL
-        grant = self.services.grants.find(offered, username)
-        if grant and grant.template:
-            self.principal, self.key = Principal(TEMPLATE, grant.user, template_id=username), offered
-            return paramiko.AUTH_SUCCESSFUL
-        if grant:
-            self.principal, self.key = Principal(RESTORE, grant.user, machine_id=username), offered
-            return paramiko.AUTH_SUCCESSFUL
-        revoked = self.services.index.revoked_key(username, offered)
-        if revoked:  # a session with no rights, so that the old computer can be told why
-            self.principal = Principal(REFUSED, machine["owner"], machine_id=username,
-                                       error=revocation.error(revoked))
-            return paramiko.AUTH_SUCCESSFUL
-        return paramiko.AUTH_FAILED
+        self.principal, self.key = found
+        return paramiko.AUTH_SUCCESSFUL
 
     def check_auth_password(self, username: str, password: str) -> int:
         # A throttled login, or one the directory could not check, gets a session with no
@@ -97,17 +76,24 @@ class Authenticator(paramiko.ServerInterface):
         self._ran.add(channel.chanid)
         text = command.decode("utf-8", "replace") if isinstance(command, bytes) else command
         login = f"{self.principal.kind}:{self.principal.describe()}"
+        streams = _Streams(channel)
         try:
             action = dispatch.decide(self.principal, text)
             self.slots.take(login)
         except HomesyncError as e:
             logger.info("refused %r for %s from %s: %s", text[:80], self.principal.describe(), self.source, e)
             rpc = text.split() == [protocol.RPC_COMMAND]  # borg reads no RPC frame: the cause is on stderr
-            threading.Thread(target=_refuse, args=(channel, e, rpc), daemon=True).start()
+            threading.Thread(target=session.refuse, args=(streams, e, rpc), daemon=True).start()
             return True
-        threading.Thread(target=_run_session, args=(self, channel, action, login), daemon=True,
+        threading.Thread(target=self._run, args=(streams, action, login), daemon=True,
                          name=f"session-{self.principal.describe()}").start()
         return True
+
+    def _run(self, streams: "_Streams", action, login: str) -> None:
+        try:
+            session.run(self.services, self.principal, self.source, streams, action)
+        finally:
+            self.slots.give_back(login)
 
     def forget(self, closed: list[paramiko.Channel]) -> None:
         """Forget channels that closed (they no longer count against MAX_CHANNELS)."""
@@ -128,115 +114,55 @@ class Authenticator(paramiko.ServerInterface):
         return False
 
 
-def _refuse(channel: paramiko.Channel, error: HomesyncError, rpc: bool = True) -> None:
-    try:
-        channel.sendall_stderr(protocol.cause_line(error))
-        if rpc:
-            channel.sendall(protocol.encode_frame(protocol.failure(error)))
-        channel.send_exit_status(1)
-        channel.shutdown_write()
-        # Closing at once could overtake paramiko's reply to the exec request, and the
-        # client would see "channel closed" instead of the reason: give the client a
-        # moment to close first, reading (and dropping) what it sends meanwhile.
-        deadline = time.monotonic() + REFUSAL_GRACE
-        channel.settimeout(REFUSAL_GRACE)
-        while time.monotonic() < deadline and channel.recv(4096):
-            pass
-    except (OSError, EOFError, paramiko.SSHException, socket.timeout):
-        pass
-    finally:
-        channel.close()
+class _Streams:
+    """A paramiko channel as session.Channel: paramiko's own errors become EOFError, and
+    borg serve gets the large window (channels.open_window)."""
 
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._channel = channel
 
-def _run_session(auth: Authenticator, channel: paramiko.Channel, action, login: str) -> None:
-    try:
-        if isinstance(action, dispatch.Rpc):
-            _run_rpc(auth, channel, action)
-        else:
-            _run_borg(auth, channel, action)
-    finally:
-        auth.slots.give_back(login)
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed
 
+    def recv(self, size: int) -> bytes:
+        try:
+            return self._channel.recv(size)
+        except paramiko.SSHException as e:
+            raise EOFError(str(e)) from None
 
-def _run_borg(auth: Authenticator, channel: paramiko.Channel,
-              action: dispatch.BorgServe | dispatch.TemplateServe) -> None:
-    services = auth.services
-    if isinstance(action, dispatch.TemplateServe):
-        services.index.audit("repository_open", auth.principal.user, None, auth.source,
-                             purpose="template restore", template=action.template_id)
-        repository, quota, may_write = services.layout.template(action.template_id), TEMPLATE_QUOTA, False
-    else:
-        if auth.principal.kind == RESTORE:
-            services.index.audit("repository_open", auth.principal.user, action.machine_id, auth.source,
-                                 purpose="restore")
-        repository, quota, may_write = (services.layout.repo(action.machine_id), services.config.storage_quota,
-                                        action.may_write)
-    started = time.time()
-    # Sessions that may write are checked against the index afterwards; recorded before they write.
-    watch = services.session_checks if may_write else None
-    if watch:
-        watch.session_opened(action.machine_id, started)
-    try:
-        channels.open_window(channel)
-        rc = borgserve.serve(services, repository, channel, may_write, quota, _audit_refusal(auth, action))
-        channel.send_exit_status(rc)
-    except (OSError, EOFError, paramiko.SSHException):
-        pass
-    finally:
-        channel.close()
-        if watch:
-            watch.session_ended(action.machine_id, started, time.time())
+    def recv_ready(self) -> bool:
+        return self._channel.recv_ready()
 
+    def sendall(self, data: bytes) -> None:
+        try:
+            self._channel.sendall(data)
+        except paramiko.SSHException as e:
+            raise EOFError(str(e)) from None
 
-def _audit_refusal(auth: Authenticator, action: dispatch.BorgServe | dispatch.TemplateServe):
-    """Return what logs and audits a borg call the session's filter refused."""
-    def refused(refusal: borgrpc.Refusal) -> None:
-        who = auth.principal.describe()
-        logger.warning("refused borg call %s for %s from %s: %s", refusal.method, who, auth.source, refusal.reason)
-        template = {"template": action.template_id} if isinstance(action, dispatch.TemplateServe) else {}
-        auth.services.index.audit("borg_call_refused", auth.principal.user, getattr(action, "machine_id", None),
-                                  auth.source, method=refusal.method, reason=refusal.reason,
-                                  session=auth.principal.kind, **template)
-    return refused
+    def sendall_stderr(self, data: bytes) -> None:
+        try:
+            self._channel.sendall_stderr(data)
+        except paramiko.SSHException as e:
+            raise EOFError(str(e)) from None
 
+    def send_exit_status(self, status: int) -> None:
+        try:
+            self._channel.send_exit_status(status)
+        except paramiko.SSHException as e:
+            raise EOFError(str(e)) from None
 
-def _run_rpc(auth: Authenticator, channel: paramiko.Channel, action: dispatch.Rpc) -> None:
-    channel.settimeout(RPC_IDLE_TIMEOUT)
-    read_exactly = exact_reader(channel)
-    try:
-        while True:
-            try:
-                op, args = protocol.check_request(protocol.read_frame(read_exactly))
-                response = protocol.ok(handlers.handle(auth.services, auth.principal, op, args, auth.source))
-            except EOFError:
-                break
-            except HomesyncError as e:
-                response = protocol.failure(e)
-                if isinstance(e, ProtocolError):
-                    channel.sendall(protocol.encode_frame(response))
-                    break
-            except Exception:
-                logger.exception("RPC handler failed for %s", auth.principal.describe())
-                response = protocol.failure(HomesyncError("internal server error; the admin can see the log"))
-            channel.sendall(protocol.encode_frame(response))
-    except (OSError, EOFError, paramiko.SSHException, socket.timeout):
-        pass
-    finally:
-        channel.close()
+    def settimeout(self, seconds: float | None) -> None:
+        self._channel.settimeout(seconds)
 
+    def shutdown_write(self) -> None:
+        self._channel.shutdown_write()
 
-def _still_allowed(services: Services, auth: Authenticator, touch: bool) -> bool:
-    """Return whether the login of a live connection still stands: the machine active,
-    owned by the same user, with the same key; the restore grant not ended."""
-    principal = auth.principal
-    if principal.kind == MACHINE:
-        machine = services.index.machine(principal.machine_id)
-        return bool(machine and machine["state"] == "active" and machine["owner"] == principal.user
-                    and machine["public_key"] == auth.key)
-    if principal.kind in (RESTORE, TEMPLATE):
-        repository = principal.template_id or principal.machine_id
-        return services.grants.still_granted(auth.key, repository, principal.user, touch)
-    return True
+    def close(self) -> None:
+        self._channel.close()
+
+    def open_window(self) -> None:
+        channels.open_window(self._channel)
 
 
 class Endpoint:
@@ -305,7 +231,8 @@ class Endpoint:
             if not auth.logged_in() or now - checked < RECHECK_SECONDS:
                 continue
             checked = now
-            if not _still_allowed(self.services, auth, touch=now - touched >= TOUCH_SECONDS):
+            touch = now - touched >= TOUCH_SECONDS
+            if not session.still_allowed(self.services, auth.principal, auth.key, touch):
                 logger.info("closing the session of %s from %s: its login was revoked",
                             auth.principal.describe(), auth.source)
                 return

@@ -15,7 +15,7 @@ from homesync import names
 from homesync.errors import (ConflictError, HomesyncError, InvalidNameError, NotFoundError, PermissionDeniedError,
                              UsageError)
 from homesync_server import observed
-from homesync_server.actions import mass_change, session_check
+from homesync_server import mass_change, repository_check
 from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
 from homesync_server.index import event
 from homesync_server.services import Services
@@ -81,7 +81,7 @@ def enroll(services: Services, principal: Principal, args: dict, source: str) ->
         services.repos.discard(machine["id"])
         raise
     try:  # the state a post-session check may roll back to
-        session_check.baseline(services, machine["id"])
+        repository_check.baseline(services, machine["id"])
     except HomesyncError as e:
         logger.warning("could not record the first good state of %s: %s", machine["id"], e.message)
     logger.info("enrolled machine %s (%r) for %s", machine["id"], name, principal.user)

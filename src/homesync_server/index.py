@@ -5,6 +5,7 @@ The repositories are the source of truth; this is rebuildable from them.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -20,7 +21,6 @@ from homesync.errors import ConflictError, IndexDamagedError, NotFoundError
 from homesync_server import audit as audit_chain
 from homesync_server.borgcauses import server_disk_full
 from homesync_server.logins import Record
-from homesync_server.reports.fleet import RECORD_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +257,10 @@ def _full_disk_named(path: Path) -> Iterator[None]:
 PRUNING = "-"
 # What a post-session check takes from borg for a row the agent reported as interrupted or failed.
 _FIGURES = ("start", "end", "files", "original_size", "compressed_size", "deduplicated_size", "result", "error")
-# What Index.fleet_records returns for each machine, in this order.
-FLEET_COLUMNS = RECORD_FIELDS
+# What Index.fleet_records returns for each machine, in this order (the report's records).
+FLEET_COLUMNS = ("id", "owner", "name", "hostname", "enrolled", "last_seen", "state", "agent_state",
+                 "agent_reason", "agent_version", "archives", "last_backup", "original_size", "deduplicated_size",
+                 "failed")
 _BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
 # SQLite's answers for a file it cannot read as a database (overwritten header, torn pages).
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -1012,6 +1014,11 @@ def damage_named(path: Path) -> Iterator[None]:
         if not getattr(e, "sqlite_errorname", "").startswith(_DAMAGE):
             raise
         raise IndexDamagedError(f"the index {path} is damaged ({e})", REINDEX_HINT) from None
+
+
+def admin_actor() -> str:
+    """Return who runs an admin command on the server host, for audit events."""
+    return "admin:" + (os.environ.get("SUDO_USER") or getpass.getuser())
 
 
 def event(action: str, actor: str, machine_id: str | None = None, source: str = "", **detail: Any) -> dict:

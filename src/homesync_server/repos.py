@@ -1,6 +1,7 @@
-"""Per-machine repositories at <data>/repos/<machine-id>: created with borg, each
-carrying its own metadata file and sealed passphrase, so the index can be rebuilt
-from the repositories alone.
+"""The repositories the server keeps, each with its metadata file and sealed passphrase
+so that the index can be rebuilt from them alone: the machines' under <data>/repos/<id>
+(RepositoryStore) and the admin's template homes under <data>/templates/<id>
+(TemplateStore, templates.py). What both do is here, once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from homesync import borg
-from homesync.files import write_private as write_atomic
+from homesync.files import write_private
 from homesync.names import is_machine_id
 from homesync_server.config import Layout
 from homesync_server.escrow import EscrowKey
@@ -20,41 +21,81 @@ METADATA = "homesync-machine.json"
 SEALED_PASSPHRASE = "homesync-passphrase.sealed"
 
 
-class RepositoryStore:
-    """Creates repositories and reads their metadata and escrowed passphrases."""
+class SealedRepositories:
+    """Repositories in one directory, each holding its metadata file and its passphrase
+    sealed with the escrow key. Subclasses name the directory, the metadata file, and
+    what a passphrase is sealed for (so one kind's never opens as the other's)."""
+
+    metadata_name = METADATA
 
     def __init__(self, layout: Layout, escrow: EscrowKey) -> None:
         self.layout = layout
         self.escrow = escrow
 
+    def root(self) -> Path:
+        raise NotImplementedError
+
+    def path(self, repository_id: str) -> Path:
+        return self.root() / repository_id
+
+    def sealed_for(self, repository_id: str) -> str:
+        return repository_id
+
     def environment(self) -> borg.BorgEnvironment:
         """Return the environment for the server's own borg calls."""
         return borg.BorgEnvironment(base_dir=self.layout.borg_home)
 
-    def create(self, metadata: dict[str, Any], passphrase: bytes) -> Path:
-        """Initialise the machine's repository with its passphrase, then write its
-        metadata and sealed passphrase. On any failure nothing is left behind."""
-        path = self.layout.repo(metadata["id"])
+    def _create(self, metadata: dict[str, Any], passphrase: bytes) -> Path:
+        """Initialise the repository with its passphrase, then write its sealed
+        passphrase and metadata. On any failure nothing is left behind."""
+        path = self.path(metadata["id"])
         try:
             borg.run_borg(borg.make_init_command(str(path)), self.environment(), passphrase, timeout=120)
-            write_atomic(path / SEALED_PASSPHRASE, self.escrow.seal(passphrase, metadata["id"]))
+            write_private(path / SEALED_PASSPHRASE, self.escrow.seal(passphrase, self.sealed_for(metadata["id"])))
             self.write_metadata(metadata)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
         return path
 
-    def discard(self, machine_id: str) -> None:
-        """Remove a repository that was created but never indexed (enrollment failed)."""
-        shutil.rmtree(self.layout.repo(machine_id), ignore_errors=True)
+    def discard(self, repository_id: str) -> None:
+        """Remove a repository that was created but never recorded (its first step failed)."""
+        shutil.rmtree(self.path(repository_id), ignore_errors=True)
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         """Write (or replace) a repository's metadata file."""
         data = json.dumps(metadata, indent=1, sort_keys=True, ensure_ascii=False).encode()
-        write_atomic(self.layout.repo(metadata["id"]) / METADATA, data)
+        write_private(self.path(metadata["id"]) / self.metadata_name, data)
 
-    def metadata(self, machine_id: str) -> dict[str, Any]:
-        return json.loads((self.layout.repo(machine_id) / METADATA).read_text())
+    def metadata(self, repository_id: str) -> dict[str, Any]:
+        return json.loads((self.path(repository_id) / self.metadata_name).read_text())
+
+    def ids(self) -> list[str]:
+        """Return the ids of every repository that carries its metadata file."""
+        if not self.root().is_dir():
+            return []
+        return sorted(entry.name for entry in self.root().iterdir()
+                      if is_machine_id(entry.name) and (entry / self.metadata_name).is_file())
+
+    def passphrase(self, repository_id: str) -> bytes:
+        """Return a repository's escrowed passphrase, unsealed (OSError if unreadable).
+        Callers audit the release."""
+        blob = (self.path(repository_id) / SEALED_PASSPHRASE).read_bytes()
+        return self.escrow.unseal(blob, self.sealed_for(repository_id))
+
+
+class RepositoryStore(SealedRepositories):
+    """The machines' repositories."""
+
+    def root(self) -> Path:
+        return self.layout.repos
+
+    def path(self, repository_id: str) -> Path:
+        return self.layout.repo(repository_id)
+
+    def create(self, metadata: dict[str, Any], passphrase: bytes) -> Path:
+        """Initialise a machine's repository (metadata["id"]); see _create."""
+        return self._create(metadata, passphrase)
 
     def update_metadata(self, machine_id: str, **changes: Any) -> dict[str, Any]:
         """Change keys of a repository's metadata file (a value of None removes the key);
@@ -66,13 +107,5 @@ class RepositoryStore:
         return metadata
 
     def machine_ids(self) -> list[str]:
-        """Return the ids of every repository that carries homesync's metadata file."""
-        if not self.layout.repos.is_dir():
-            return []
-        return sorted(entry.name for entry in self.layout.repos.iterdir()
-                      if is_machine_id(entry.name) and (entry / METADATA).is_file())
-
-    def passphrase(self, machine_id: str) -> bytes:
-        """Return a machine's escrowed passphrase, unsealed. Callers audit the release."""
-        blob = (self.layout.repo(machine_id) / SEALED_PASSPHRASE).read_bytes()
-        return self.escrow.unseal(blob, machine_id)
+        """Return the ids of every machine repository that carries homesync's metadata file."""
+        return self.ids()

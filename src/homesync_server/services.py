@@ -121,3 +121,9 @@ class Services:
 
     def close(self) -> None:
         self.index.close()
+
+    def __enter__(self) -> "Services":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

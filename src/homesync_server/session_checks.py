@@ -12,7 +12,7 @@ import threading
 import time
 
 from homesync_server import memory
-from homesync_server.actions import session_check
+from homesync_server import repository_check
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class SessionChecks:
                 machine_id = self._queue.pop(0)
             started = time.monotonic()
             try:
-                outcome = session_check.check_machine(self.services, machine_id)
+                outcome = repository_check.check_machine(self.services, machine_id)
                 logger.info("post-session check of %s: %s in %.2f s", machine_id, outcome["result"],
                             time.monotonic() - started)
             except Exception as e:  # the check failing must never end serve; it stays pending

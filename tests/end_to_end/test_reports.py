@@ -119,12 +119,12 @@ def test_the_metrics_endpoint_of_serve(server, fleet):
     assert "homesync_machine_archives" in parse_metrics(exported.read_text())
 
 
-def test_a_critical_machine_makes_the_report_exit_2(server, fleet):
+def test_a_critical_machine_makes_the_report_exit_6(server, fleet):
     with sqlite3.connect(server.data / "index.sqlite") as db:  # ann's backups, ten days older
         db.execute("UPDATE archives SET end = end - 10 * 86400 WHERE machine_id IN "
                    "(SELECT id FROM machines WHERE owner = 'ann')")
     done = _report(server)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 6, done.stderr
     assert "CRITICAL" in done.stdout and "1 need attention now" in done.stdout
     assert _report(server, "--user", "joe").returncode == 0
 
@@ -138,7 +138,7 @@ def test_audit_verify_passes_then_names_an_edited_row(server, fleet):
         db.execute("DROP TRIGGER audit_append_only_update")
         db.execute("UPDATE audit SET detail = replace(detail, '\"files\"', '\"filez\"') WHERE id = ?", (row_id,))
     broken = server.cli("audit", "verify")
-    assert broken.returncode == 1
+    assert broken.returncode == 7
     assert f"broken at row {row_id} (edited)" in broken.stdout
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as s
 
 from homesync import borg, execute
 from homesync.errors import BorgCacheError, BorgError, Cancelled, RepositoryLockedError
@@ -127,3 +129,12 @@ def test_a_crash_elsewhere_is_an_ordinary_borg_error():
     with pytest.raises(BorgError) as raised:
         borg._interpret(("borg", "create"), execute.Completed(2, b""), _crash("archive.py"), False)
     assert not isinstance(raised.value, BorgCacheError)
+
+
+@given(s.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)))
+def test_one_parser_reads_borg_times_at_both_precisions(when):
+    text = when.isoformat(timespec="microseconds")  # as borg prints a time (naive, TZ=UTC)
+    ns = borg.listed_mtime_ns({"mtime": text})
+    assert abs(borg.borg_time(text) - ns / 1e9) < 1e-5
+    assert ns == round((when.replace(tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc))
+                       / timedelta(microseconds=1)) * 1000

@@ -90,7 +90,7 @@ def _interrupt(signum, frame):
 
 def test_an_interrupted_borg_run_stops_borg_before_going_on(tmp_path):
     from homesync import borg
-    from homesync_server.actions.escrowed import Repository
+    from homesync_server.escrowed import Repository
     services = SimpleNamespace(repos=SimpleNamespace(environment=lambda: borg.BorgEnvironment()),
                                layout=Layout(tmp_path))
     repo = Repository(services, "0" * 16, b"secret")

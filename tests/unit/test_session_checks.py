@@ -31,7 +31,7 @@ def test_freed_memory_is_given_back_once_the_queue_is_empty(monkeypatch):
         checked.append(machine_id)
         return {"result": "good"}
 
-    monkeypatch.setattr(session_checks.session_check, "check_machine", check)
+    monkeypatch.setattr(session_checks.repository_check, "check_machine", check)
     monkeypatch.setattr(memory, "release_free", lambda: released.append(list(checked)) or True)
     checks = SessionChecks(SimpleNamespace(index=_Index()))
     checks.start()
@@ -62,7 +62,7 @@ def test_a_server_killed_during_a_session_checks_it_on_restart(tmp_path, monkeyp
     killed = SessionChecks(SimpleNamespace(index=index))
     killed.session_opened("0" * 16, 100.0)  # ... and the server dies here, before session_ended
     seen = []
-    monkeypatch.setattr(session_checks.session_check, "check_machine",
+    monkeypatch.setattr(session_checks.repository_check, "check_machine",
                         lambda services, machine_id: seen.append(services.index.history(machine_id)) or {"result": "good"})
     restarted = SessionChecks(SimpleNamespace(index=index))
     before = time.time()

@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import time
 
-from homesync import config as agent_config, console
+from homesync import config as agent_config, console, exits
 from homesync.agent import control, record
 from homesync.config import Paths
 from homesync.errors import ConfigError, NotEnrolledError
 
-NOT_RUNNING = 3
 
 
 def status(paths: Paths) -> tuple[dict, int]:
-    """Return the agent's status and the exit code: 0, or 3 if no agent is running."""
+    """Return the agent's status and the exit code: 0, or exits.AGENT_NOT_RUNNING."""
     try:
         return control.ask(paths, "status"), 0
     except control.AgentNotRunning:
         _check_config(paths)
-        return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, NOT_RUNNING
+        return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, exits.AGENT_NOT_RUNNING
 
 
 def _check_config(paths: Paths) -> None:

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from homesync import exits
 from homesync.config import Paths
 from homesync.errors import HomesyncError
 
@@ -32,7 +33,7 @@ class AgentNotRunning(HomesyncError):
     """No agent answered on any of the socket paths."""
 
     kind = "agent_not_running"
-    exit_code = 3
+    exit_code = exits.AGENT_NOT_RUNNING
 
 
 def socket_paths(paths: Paths) -> list[Path]:

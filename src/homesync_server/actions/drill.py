@@ -22,13 +22,12 @@ from homesync import borg
 from homesync.console import human_size
 from homesync.errors import HomesyncError, NotFoundError
 from homesync_server import sandbox
-from homesync_server.actions import escrowed
+from homesync_server import escrowed
 from homesync_server.actions.drill_budget import ScratchWatch
 from homesync_server.actions.drill_checks import compare_hashes, compare_tally, sample_files, scratch_tally
 from homesync_server.actions.drill_safety import Vetting, summary, vet_listing
-from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -52,14 +51,11 @@ def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT
     """Drill the selected machines one at a time; return one record each (result
     'passed' or 'failed', with what failed and where). Raise NotFoundError if the
     selection names nothing."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         machines = choose(services, selection)
         _prepare_scratch(scratch_dir(services))
         _clean_scratch(scratch_dir(services))
         return [drill_machine(services, m, lock_wait, admin_actor()) for m in machines]
-    finally:
-        services.close()
 
 
 def scratch_dir(services: Services) -> Path:

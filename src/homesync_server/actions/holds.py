@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from homesync.errors import NotFoundError
-from homesync_server.actions import escrowed
-from homesync_server.actions.setup import admin_actor
+from homesync_server import escrowed
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.retention import HOLD_ALL
 from homesync_server.services import Services
 
@@ -19,8 +18,7 @@ from homesync_server.services import Services
 def add(layout: Layout, machine_id: str, archive: str | None, reason: str = "") -> dict[str, Any]:
     """Hold one archive of a machine (None: all of them, present and future); return
     the hold. Raise NotFoundError if the machine or the archive does not exist."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         _machine(services, machine_id)
         actor = admin_actor()
         if archive is not None:
@@ -30,15 +28,12 @@ def add(layout: Layout, machine_id: str, archive: str | None, reason: str = "") 
                                         event("hold_add", actor, machine_id, archive=name, reason=reason))
         _mirror(services, machine_id)
         return {"machine_id": machine_id, "archive": name, "added": added}
-    finally:
-        services.close()
 
 
 def remove(layout: Layout, machine_id: str, archive: str | None) -> dict[str, Any]:
     """Lift one hold (None: every hold of the machine); return how many were lifted.
     Raise NotFoundError if there was none."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         _machine(services, machine_id)
         actor = admin_actor()
         removed = services.index.remove_holds(machine_id, archive, event(
@@ -47,17 +42,12 @@ def remove(layout: Layout, machine_id: str, archive: str | None) -> dict[str, An
             raise NotFoundError(f"no such hold on {machine_id}", "see `homesync-server hold list`")
         _mirror(services, machine_id)
         return {"machine_id": machine_id, "removed": removed}
-    finally:
-        services.close()
 
 
 def listed(layout: Layout, machine_id: str | None) -> list[dict[str, Any]]:
     """Return the holds (of one machine, or all)."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         return services.index.holds(machine_id)
-    finally:
-        services.close()
 
 
 def _machine(services: Services, machine_id: str) -> dict[str, Any]:

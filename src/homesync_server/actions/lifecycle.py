@@ -11,16 +11,14 @@ from typing import Any
 
 from homesync import names
 from homesync.errors import ConflictError, NotFoundError
-from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 
 def retire(layout: Layout, machine_id: str) -> dict[str, Any]:
     """Retire a machine: its key is refused from now on. Raise ConflictError if it is already."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         machine = _machine(services, machine_id)
         if machine["state"] == "retired":
             raise ConflictError(f"{machine_id} is already retired")
@@ -28,15 +26,12 @@ def retire(layout: Layout, machine_id: str) -> dict[str, Any]:
                 event("machine_retire", admin_actor(), machine_id, name=machine["name"], owner=machine["owner"]))
         services.grants.end(machine_id)  # its live sessions see the change and close
         return services.index.machine(machine_id)
-    finally:
-        services.close()
 
 
 def rename(layout: Layout, machine_id: str, new_name: str) -> dict[str, Any]:
     """Give a machine a new display name (the rules of enrollment: valid, unique per
     owner). Raise InvalidNameError or ConflictError."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         machine = _machine(services, machine_id)
         name = names.machine_name(new_name)
         key = names.machine_name_key(name)
@@ -45,16 +40,13 @@ def rename(layout: Layout, machine_id: str, new_name: str) -> dict[str, Any]:
         _change(services, machine, {"name": name}, {"name": name, "name_key": key},
                 event("machine_rename", admin_actor(), machine_id, old=machine["name"], new=name))
         return services.index.machine(machine_id)
-    finally:
-        services.close()
 
 
 def transfer(layout: Layout, machine_id: str, new_owner: str) -> dict[str, Any]:
     """Give a machine to another user the identity backend knows. Raise NotFoundError
     for an unknown user, ConflictError if they have a machine of the same name,
     IdentityUnavailableError if the directory cannot be asked."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         machine = _machine(services, machine_id)
         owner = names.user_name(new_owner)
         if owner == machine["owner"]:
@@ -70,8 +62,6 @@ def transfer(layout: Layout, machine_id: str, new_owner: str) -> dict[str, Any]:
                 event("machine_transfer", admin_actor(), machine_id, old_owner=machine["owner"], new_owner=owner))
         services.grants.end(machine_id)  # the old owner's restore keys, and their live sessions
         return services.index.machine(machine_id)
-    finally:
-        services.close()
 
 
 def _machine(services: Services, machine_id: str) -> dict[str, Any]:

@@ -10,8 +10,7 @@ from homesync_server.services import Services
 
 def machines(layout: Layout, user: str | None) -> list[dict]:
     """Return the machines in the index, with whether their owner is still known."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         rows = services.index.machines(user)
         known: dict[str, bool] = {}
         for row in rows:
@@ -19,8 +18,6 @@ def machines(layout: Layout, user: str | None) -> list[dict]:
                 known[row["owner"]] = _still_known(services, row["owner"])
             row["owner_gone"] = not known[row["owner"]]
         return rows
-    finally:
-        services.close()
 
 
 def _still_known(services: Services, name: str) -> bool:
@@ -33,8 +30,7 @@ def _still_known(services: Services, name: str) -> bool:
 def users(layout: Layout) -> list[dict]:
     """Return everyone the identity backend knows, and everyone who owns machines, with
     their machines; owners the directory no longer has are marked gone."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         people = {p.name: p for p in services.identity.people()}
         owned: dict[str, list[dict]] = {}
         for row in services.index.machines():
@@ -48,5 +44,3 @@ def users(layout: Layout) -> list[dict]:
                          "gone": person is None, "machines": [m["name"] for m in machines],
                          "last_backup": max(backups) if backups else None})
         return rows
-    finally:
-        services.close()

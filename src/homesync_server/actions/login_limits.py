@@ -12,27 +12,22 @@ from typing import Any
 from homesync import names
 from homesync.errors import NotFoundError, UsageError
 from homesync_server import logins
-from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 
 def listed(layout: Layout) -> list[dict[str, Any]]:
     """Return every account and address with counted attempts, blocked ones first."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         now = time.time()
         return [_row(r, now) for r in services.index.login_records() if now < r.forget_at()]
-    finally:
-        services.close()
 
 
 def unblock(layout: Layout, name: str | None, address: str | None) -> dict[str, Any]:
     """Forget the count and block of one account (the name as its users type it) or one
     source address; return what was lifted. Raise NotFoundError if it had none."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         if name is not None:
             key = logins.keys(services.identity.canonical_name(names.user_name(name)), "")[0]
         else:
@@ -43,8 +38,6 @@ def unblock(layout: Layout, name: str | None, address: str | None) -> dict[str, 
             raise NotFoundError(f"no failed logins are counted for {key.replace(':', ' ', 1)}",
                                 "see `homesync-server login list`")
         return lifted
-    finally:
-        services.close()
 
 
 def _address(text: str) -> str:

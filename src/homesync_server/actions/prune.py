@@ -15,10 +15,9 @@ from typing import Any
 from homesync import borg
 from homesync.errors import HomesyncError, NotFoundError
 from homesync_server import retention
-from homesync_server.actions import escrowed, mass_change
-from homesync_server.actions.setup import admin_actor
+from homesync_server import escrowed, mass_change
 from homesync_server.config import Layout
-from homesync_server.index import event
+from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -31,15 +30,12 @@ def prune(layout: Layout, machine_id: str | None = None, dry_run: bool = False,
     """Prune one machine or all; return one result each ('pruned', 'nothing to prune',
     'dry run', 'frozen', 'held' or 'failed' with the error). Raise NotFoundError for
     an unknown machine."""
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         if machine_id and services.index.machine(machine_id) is None:
             raise NotFoundError(f"no machine {machine_id}", "see `homesync-server machines`")
         machines = [services.index.machine(machine_id)] if machine_id else services.index.machines()
         actor = admin_actor()
         return [prune_machine(services, m, dry_run, lock_wait, actor) for m in machines]
-    finally:
-        services.close()
 
 
 def prune_machine(services: Services, machine: dict[str, Any], dry_run: bool, lock_wait: int,

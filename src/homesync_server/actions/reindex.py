@@ -14,14 +14,12 @@ import socket
 import time
 from typing import Any
 
-from homesync import names
+from homesync import borg, names
 from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError, IndexDamagedError
 from homesync_server import config as server_config
-from homesync_server import observed
-from homesync_server.actions import escrowed
-from homesync_server.actions.setup import admin_actor
+from homesync_server import escrowed, observed
 from homesync_server.config import Layout
-from homesync_server.index import Index, event
+from homesync_server.index import Index, admin_actor, event
 from homesync_server.retention import is_checkpoint
 from homesync_server.services import Services
 
@@ -38,13 +36,10 @@ def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
     it is damaged (unless force: it is then set aside first). Stop the server first."""
     _refuse_while_serving(layout)
     set_aside, reason = _make_room(layout, force)
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         found = index_repositories(services, services.repos.machine_ids(), admin_actor(),
                                    set_aside=set_aside, reason=reason)
         return dict(found, set_aside=set_aside, approximated=APPROXIMATED)
-    finally:
-        services.close()
 
 
 def index_missing(services: Services, actor: str) -> dict[str, Any] | None:
@@ -153,11 +148,11 @@ def _archives(services: Services, machine_id: str, actor: str, problems: list[st
         problems.append(f"{machine_id}: archives not indexed: {e.line()}")
         return []
     now = time.time()
-    return [dict({"name": a["name"], "start": escrowed.borg_time(a["start"]), "end": escrowed.borg_time(a["end"]),
+    return [dict({"name": a["name"], "start": borg.borg_time(a["start"]), "end": borg.borg_time(a["end"]),
                   "files": a["stats"]["nfiles"], "original_size": a["stats"]["original_size"],
                   "compressed_size": a["stats"]["compressed_size"],
                   "deduplicated_size": a["stats"]["deduplicated_size"], "result": "success"},
-                 **_observed(escrowed.borg_time(a["start"]), escrowed.borg_time(a["end"]), now))
+                 **_observed(borg.borg_time(a["start"]), borg.borg_time(a["end"]), now))
             for a in infos if not is_checkpoint(a["name"])]
 
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 import time
-import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from operator import attrgetter
 from typing import Any, Callable, Iterator
 
+from homesync import exits, files
 from homesync.errors import ConfigError, IdentityUnavailableError, OutputError
 from homesync_server import audit, metrics
 from homesync_server import config as server_config
@@ -43,8 +42,8 @@ logger = logging.getLogger(__name__)
 FORMATS = {"table": table_format, "json": json_format, "csv": csv_format, "html": html_format}
 Section = Callable[[list, float], Any]
 Asked = tuple[dict[str, str] | None, str]  # what directory() returns
-EXIT_ALARMING = 2  # like a monitoring plugin's CRITICAL; documented in the admin guide
-EXIT_BROKEN_CHAIN = 1
+EXIT_ALARMING = exits.REPORT_CRITICAL
+EXIT_BROKEN_CHAIN = exits.AUDIT_BROKEN
 OUTPUT_HINT = "check that its directory exists and that the server's user may write there"
 
 
@@ -203,22 +202,13 @@ def emit(text: str, output: str | None, durable: bool = True) -> None:
 
 
 def write_atomically(path: Path, text: str, durable: bool = True) -> None:
-    """Write text to path through a temporary file in the same directory and a rename,
-    so that readers (cron mail, node_exporter) never see half a file; when durable,
-    fsync it first (a report kept as evidence; not metrics, rewritten every few
-    minutes: 75 MB synced each time would cost the disk more than a lost file costs)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write text to path atomically, so that readers (cron mail, node_exporter) never
+    see half a file, with the mode the umask gives; durable: fsync first (a report kept
+    as evidence; not metrics, rewritten every few minutes: 75 MB synced each time would
+    cost the disk more than a lost file costs). Raise OutputError if it cannot."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides the mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        files.write_atomically(path, text.encode("utf-8"), 0o666, durable)
     except OSError as e:
-        with contextlib.suppress(OSError):  # in a directory we may not enter, unlink fails too
-            tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {e.strerror}", OUTPUT_HINT) from None
 
 

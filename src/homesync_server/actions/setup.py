@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import paramiko
 
@@ -12,12 +11,7 @@ from homesync_server import config as server_config
 from homesync_server.config import Layout
 from homesync_server.escrow import EscrowKey
 from homesync_server.identity.local import LocalIdentity
-from homesync_server.index import Index
-
-
-def admin_actor() -> str:
-    """Return who runs an admin command on the server host, for audit events."""
-    return "admin:" + (os.environ.get("SUDO_USER") or getpass.getuser())
+from homesync_server.index import Index, admin_actor
 
 
 def init(layout: Layout, listen: str) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 from homesync import borg, names
 from homesync.errors import HomesyncError, UsageError
-from homesync_server.actions.escrowed import TIMEOUT
-from homesync_server.actions.setup import admin_actor
+from homesync_server.escrowed import TIMEOUT
+from homesync_server.index import admin_actor
 from homesync_server.config import Layout
 from homesync_server.services import Services
 
@@ -26,8 +26,7 @@ def publish(layout: Layout, name: str, source: Path) -> dict[str, Any]:
     a bad name or an unreadable source, BorgError if borg fails."""
     name = names.machine_name(name)
     source = _readable_directory(source)
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         actor = admin_actor()
         with services.templates.publishing():
             template = services.templates.find(name)
@@ -49,8 +48,6 @@ def publish(layout: Layout, name: str, source: Path) -> dict[str, Any]:
                              archive=archive["name"], files=archive["files"], bytes=archive["original_size"])
         return {"id": template["id"], "name": template["name"], "created": created, "archive": archive["name"],
                 "files": archive["files"], "original_size": archive["original_size"], "warnings": archive["warnings"]}
-    finally:
-        services.close()
 
 
 def _readable_directory(source: Path) -> Path:
@@ -80,21 +77,19 @@ def _create_archive(services: Services, template_id: str, passphrase: bytes, sou
 
 def listed(layout: Layout) -> list[dict[str, Any]]:
     """Return every template with its archives count and newest publication."""
-    services = Services.open(layout)
-    try:
-        rows = []
-        for template in services.templates.all():
-            archives = template.get("archives", [])
-            newest = archives[-1] if archives else {}
-            rows.append({"id": template["id"], "name": template["name"], "created": template["created"],
-                         "archives": len(archives), "latest": newest.get("name"),
-                         "published": newest.get("published"), "files": newest.get("files"),
-                         "original_size": newest.get("original_size")})
-        return rows
-    except (OSError, ValueError, KeyError) as e:
-        raise HomesyncError(f"cannot read the templates in {layout.templates}: {e}") from None
-    finally:
-        services.close()
+    with Services.open(layout) as services:
+        try:
+            return [_listed(template) for template in services.templates.all()]
+        except (OSError, ValueError, KeyError) as e:
+            raise HomesyncError(f"cannot read the templates in {layout.templates}: {e}") from None
+
+
+def _listed(template: dict[str, Any]) -> dict[str, Any]:
+    archives = template.get("archives", [])
+    newest = archives[-1] if archives else {}
+    return {"id": template["id"], "name": template["name"], "created": template["created"],
+            "archives": len(archives), "latest": newest.get("name"), "published": newest.get("published"),
+            "files": newest.get("files"), "original_size": newest.get("original_size")}
 
 
 def remove(layout: Layout, name: str) -> dict[str, Any]:
@@ -102,8 +97,7 @@ def remove(layout: Layout, name: str) -> dict[str, Any]:
     made for it; return what was removed. Raise NotFoundError if there is none."""
     from homesync.errors import NotFoundError
 
-    services = Services.open(layout)
-    try:
+    with Services.open(layout) as services:
         with services.templates.publishing():
             template = services.templates.find(names.machine_name(name))
             if template is None:
@@ -114,5 +108,3 @@ def remove(layout: Layout, name: str) -> dict[str, Any]:
         services.index.audit("template_remove", admin_actor(), template=template["id"], name=template["name"],
                              archives=archives)
         return {"id": template["id"], "name": template["name"], "archives": archives}
-    finally:
-        services.close()

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from homesync_server.reports import status as st
 from homesync_server.reports.status import Policy
+from homesync_server.index import FLEET_COLUMNS
 
 DAY = 86400.0
 # Recovery-point age buckets: (label, upper bound in seconds, inclusive).
@@ -86,9 +87,7 @@ class Summary:
 
 
 # The fields of a machine's record from the index (Index.fleet_records), in this order.
-RECORD_FIELDS = ("id", "owner", "name", "hostname", "enrolled", "last_seen", "state", "agent_state",
-                 "agent_reason", "agent_version", "archives", "last_backup", "original_size", "deduplicated_size",
-                 "failed")
+RECORD_FIELDS = FLEET_COLUMNS
 
 
 def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] | None, now: float,

@@ -93,7 +93,7 @@ def test_link_drop_stops_borg_and_the_next_link_up_completes_the_backup(big_lapt
 def test_sigterm_stops_the_agent_cleanly_even_mid_backup(big_laptop, fake_nm):
     laptop = big_laptop
     not_running = laptop.status()
-    assert not_running.returncode == 3
+    assert not_running.returncode == 5
     assert not_running.stdout == "homesync agent is not running; last backup: none on record\n"
 
     laptop.start()
@@ -115,6 +115,6 @@ def test_sigterm_stops_the_agent_cleanly_even_mid_backup(big_laptop, fake_nm):
     assert state["last_result"]["result"] == "interrupted" and state["consecutive_failures"] == 0
 
     after = laptop.status("--json")
-    assert after.returncode == 3
+    assert after.returncode == 5
     assert json.loads(after.stdout)["last_backup"]["result"] == "interrupted"
     assert laptop.status().stdout.startswith("homesync agent is not running; last backup: ")

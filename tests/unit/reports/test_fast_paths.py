@@ -87,7 +87,7 @@ def test_the_report_commands_start_without_paramiko(fleet_layout, tmp_path):
             f"rc = cli.main(['report', '--data', {str(fleet_layout.data)!r}, '--output', {str(tmp_path / 'r')!r}]); "
             "print(rc, 'paramiko' in sys.modules, 'cryptography.hazmat.primitives.asymmetric' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["2", "False", "False"], done.stderr
+    assert done.stdout.split() == ["6", "False", "False"], done.stderr
 
 
 def test_the_parser_offers_every_report_format():

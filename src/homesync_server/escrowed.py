@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from homesync import borg, execute
@@ -60,7 +59,8 @@ class Repository:
     def listing(self) -> list[dict[str, Any]]:
         """Return every archive in the repository as name, id and the time it claims."""
         listing = self.run(borg.make_list_archives_command(self.location)).json or {}
-        return [{"name": a["name"], "id": a["id"], "time": borg_time(a["start"])} for a in listing.get("archives", [])]
+        return [{"name": a["name"], "id": a["id"], "time": borg.borg_time(a["start"])}
+                for a in listing.get("archives", [])]
 
     def archives(self) -> list[Archive]:
         """Return every archive in the repository (checkpoints included), oldest first,
@@ -101,9 +101,3 @@ def unsealed(services: Services, machine_id: str, lock_wait: int = borg.LOCK_WAI
     except OSError as e:
         raise HomesyncError(f"cannot read the escrowed passphrase of {machine_id}: {e.strerror}") from None
     return Repository(services, machine_id, passphrase, lock_wait)
-
-
-def borg_time(text: str) -> float:
-    """Given a time as borg prints it (naive, and UTC because homesync runs borg with
-    TZ=UTC), return epoch seconds."""
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()

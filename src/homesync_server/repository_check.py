@@ -12,8 +12,7 @@ import time
 from typing import Any
 
 from homesync import borg
-from homesync_server import observed, rollback
-from homesync_server.actions import escrowed
+from homesync_server import escrowed, observed, rollback
 from homesync_server.index import PRUNING, event
 from homesync_server.retention import is_checkpoint
 from homesync_server.services import Services
@@ -118,7 +117,7 @@ def _found_row(infos: _Infos, archive: dict, problem: str, since: float, until: 
            "observed": until if problem else observed.bounded(archive["time"], since, until)}
     if not problem:
         info = infos.of(archive["name"])
-        row.update(end=escrowed.borg_time(info["end"]), files=info["stats"]["nfiles"],
+        row.update(end=borg.borg_time(info["end"]), files=info["stats"]["nfiles"],
                    original_size=info["stats"]["original_size"],
                    compressed_size=info["stats"]["compressed_size"],
                    deduplicated_size=info["stats"]["deduplicated_size"])

@@ -1,0 +1,46 @@
+"""The arrows between layers point down: the client never imports the server, the index
+and the reports never import actions, the RPC handlers and serve's services never
+import admin actions (what both need lives below both)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _imports(path: Path) -> set[str]:
+    """Return the modules a file imports, as dotted names (`from a import b` gives a.b too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _offenders(files, forbidden: str) -> dict[str, list[str]]:
+    bad = {}
+    for path in files:
+        names = sorted(n for n in _imports(path) if n == forbidden or n.startswith(forbidden + "."))
+        if names:
+            bad[str(path.relative_to(SRC))] = names
+    return bad
+
+
+def test_the_client_never_imports_the_server():
+    assert _offenders((SRC / "homesync").rglob("*.py"), "homesync_server") == {}
+
+
+def test_services_below_the_actions_import_no_action():
+    server = SRC / "homesync_server"
+    below = [p for p in server.glob("*.py") if p.name not in ("cli.py", "cli_operations.py", "__main__.py")]
+    below += list((server / "reports").rglob("*.py")) + list((server / "identity").rglob("*.py"))
+    assert _offenders(below, "homesync_server.actions") == {}
+
+
+def test_the_index_imports_no_report():
+    assert _offenders([SRC / "homesync_server/index.py"], "homesync_server.reports") == {}
