@@ -167,20 +167,6 @@ class OutputError(HomesyncError):
     exit_code = 22
 
 
-class WrongUserError(HomesyncError):
-    """An admin command run by a user who is neither root nor the data directory's owner."""
-
-    kind = "wrong_user"
-    exit_code = 26
-
-
-class ProblemsFoundError(HomesyncError):
-    """`homesync-server doctor` found something to fix in the data directory."""
-
-    kind = "problems_found"
-    exit_code = 27
-
-
 class Cancelled(HomesyncError):
     kind = "cancelled"
     exit_code = 130

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from homesync import console
+from homesync import console, exits
 from homesync_server import cli_operations
 from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 
@@ -106,7 +106,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "doctor":  # as whoever runs it: root sees what the owner cannot
         return _doctor(layout, args.json)
-    run_as_data_owner(layout, args.command, writes=_writes(args))
+    refused = run_as_data_owner(layout, args.command, writes=_writes(args))
+    if refused:
+        print(f"homesync-server: error: {refused}", file=sys.stderr)
+        return exits.WRONG_USER
     if args.command in REPORT_COMMANDS:
         return _run_report_command(layout, args)
     from homesync_server.actions import listing, serve, setup
@@ -150,8 +153,8 @@ def _change_user(layout, args: argparse.Namespace) -> None:
 
 
 def _doctor(layout, as_json: bool) -> int:
-    """Run `doctor`: print every finding; raise ProblemsFoundError when one is a problem."""
-    from homesync.errors import ProblemsFoundError
+    """Run `doctor`: print every finding; return DOCTOR_PROBLEMS, with the first problem
+    on stderr, when one is a problem."""
     from homesync_server.actions import doctor
 
     findings = doctor.doctor(layout)
@@ -162,8 +165,10 @@ def _doctor(layout, as_json: bool) -> int:
             print(f"{'ok' if f.ok else 'PROBLEM':8} {f.check}: {f.message}" + (f"\n         fix: {f.fix}" if f.fix else ""))
     problems = [f for f in findings if not f.ok]
     if problems:
-        raise ProblemsFoundError(f"{len(problems)} problem(s) in {layout.data}; first: {problems[0].check}: "
-                                 f"{problems[0].message}", problems[0].fix)
+        first = problems[0]
+        print(f"homesync-server: {len(problems)} problem(s) in {layout.data}; first: {first.check}: "
+              f"{first.message} (fix: {first.fix})", file=sys.stderr)
+        return exits.DOCTOR_PROBLEMS
     return 0
 
 

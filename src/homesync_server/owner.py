@@ -9,7 +9,6 @@ import os
 import pwd
 from pathlib import Path
 
-from homesync.errors import WrongUserError
 from homesync_server.config import Layout
 
 log = logging.getLogger(__name__)
@@ -27,25 +26,27 @@ def owner_name(uid: int) -> str:
         return str(uid)
 
 
-def run_as_data_owner(layout: Layout, command: str, writes: bool = True) -> None:
+def run_as_data_owner(layout: Layout, command: str, writes: bool = True) -> str | None:
     """Given the data directory and the command about to run, become its owner when
-    running as root; raise WrongUserError when a writing command is run by anyone else.
-    A data directory that does not exist yet (init) is left to whoever creates it."""
+    running as root; return the line refusing a writing command run by anyone else
+    (the caller exits WRONG_USER with it), else None. A data directory that does not
+    exist yet (init) is left to whoever creates it."""
     try:
         st = _nearest_stat(layout.data)
     except FileNotFoundError:
-        return
+        return None
     euid = os.geteuid()
     if st.st_uid == euid:
-        return
+        return None
     if euid == 0:
         os.environ.setdefault("SUDO_USER", "root")  # audit events still name who ran it (admin_actor)
         become(st.st_uid, st.st_gid)
-        return
-    if writes:
-        name = owner_name(st.st_uid)
-        raise WrongUserError(f"{layout.data} belongs to {name}, and `{command}` must run as its owner",
-                             f"run it as root or as {name}: sudo -u {name} homesync-server {command} ...")
+        return None
+    if not writes:
+        return None
+    name = owner_name(st.st_uid)
+    return (f"{layout.data} belongs to {name}, and `{command}` must run as its owner "
+            f"(run it as root or as {name}: sudo -u {name} homesync-server {command} ...)")
 
 
 def _nearest_stat(path: Path) -> os.stat_result:
