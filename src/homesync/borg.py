@@ -48,16 +48,18 @@ def make_init_command(repo: str, encryption: str = ENCRYPTION) -> tuple[str, ...
 
 def make_create_command(
     repo: str, archive: str, excludes: Sequence[str], markers: Sequence[str] = (".nobackup",),
-    progress: bool = True,
+    progress: bool = True, upload_ratelimit: int = 0,
 ) -> tuple[str, ...]:
     """Given a repository, an archive name and exclusion patterns, return argv that backs
     up the current directory; run it with cwd = the source, so archive paths are
-    relative to it."""
+    relative to it. upload_ratelimit: KiB/s (0: unlimited)."""
     argv = [borg_executable(), "create", "--json", "--log-json", "--lock-wait", str(LOCK_WAIT),
             "--compression", COMPRESSION, "--checkpoint-interval", str(CHECKPOINT_SECONDS),
             "--exclude-caches", "--one-file-system"]
     if progress:
         argv.append("--progress")
+    if upload_ratelimit > 0:
+        argv += ["--upload-ratelimit", str(upload_ratelimit)]
     for marker in markers:
         argv += ["--exclude-if-present", marker]
     for pattern in excludes:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from homesync import config as agent_config
 from homesync import chooser, console
-from homesync.actions import backup, enroll, listing, restore, status
+from homesync.actions import backup, enroll, listing, restore, setup, status
 from homesync.config import Paths
-from homesync.errors import UsageError
+from homesync.errors import SetupChoiceError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +57,61 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--as-new", metavar="NAME", help="then enroll this computer as a new machine NAME (a clone)")
     r.add_argument("--dry-run", action="store_true", help="show what would be written and kept aside; write nothing")
     remote(r)
+    _add_setup_command(command)
     command("agent", "run the background agent (the systemd user unit starts it)", json=False)
     command("status", "what the background agent is doing, and why")
     return parser
+
+
+def _add_setup_command(command) -> None:
+    s = command("setup", "set this computer up at first login: new, replacing one, identical to one, or from a "
+                         "template (on a terminal: omit the choice to be asked)")
+    s.add_argument("--new", action="store_true", help="set this computer up as a new one")
+    s.add_argument("--machine", metavar="NAME", help="with --new: its name (default: a suggestion such as "
+                                                      "\"Joe's laptop\")")
+    s.add_argument("--replace", metavar="NAME", help="this computer replaces your computer NAME: its home is "
+                                                      "restored and its backups continue here")
+    s.add_argument("--clone", metavar="NAME", help="this computer is identical to your computer NAME: its home "
+                                                    "is restored, this computer gets a name of its own (--as)")
+    s.add_argument("--template", metavar="NAME", help="start from the template NAME your admin published")
+    s.add_argument("--as", dest="as_name", metavar="NEWNAME", help="with --clone or --template: this computer's "
+                                                                  "name (default: a suggestion)")
+    s.add_argument("--no-backup", action="store_true", help="with --new: do not run the first backup now")
+    s.add_argument("--user", help="your user name on the backup server (default: your login name)")
+    s.add_argument("--server", help="HOST:PORT (default: from the site configuration, /etc/homesync/agent.toml)")
+    s.add_argument("--fingerprint", help="SHA256:… (default: from the site configuration)")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+
+def _set_up(args: argparse.Namespace, paths: Paths) -> None:
+    """`homesync setup`: check the flags, log in, ask (on a terminal) or take the flags'
+    choice, and set this computer up."""
+    choice = setup.choice_from_flags(setup.Flags(args.new, args.machine, args.replace, args.clone, args.as_name,
+                                                 args.template))
+    if args.no_backup and choice is not None and choice.kind != setup.NEW:
+        raise SetupChoiceError("--no-backup goes with --new (only a new computer backs up at setup)")
+    if choice is None and (args.password_stdin or not sys.stdin.isatty()):
+        raise SetupChoiceError("how should this computer be set up? pass --new, --replace NAME, --clone NAME "
+                               "or --template NAME", "on a terminal, homesync setup asks")
+    setup.check_not_set_up(paths)
+    addresses, fingerprint = setup.where(args.server, args.fingerprint)
+    user = args.user or setup.default_user()
+    password = console.read_password(args.password_stdin, f"Password for {user}: ")
+    offer = setup.log_in(addresses, fingerprint, user, password)
+    if choice is None:
+        choice = chooser.choose_setup(offer)
+    result = setup.set_up(paths, offer, choice, first_backup=not args.no_backup,
+                          restore_progress=console.progress_printer(args.json),
+                          backup_events=lambda config: _backup_bar(config, paths, args.json))
+    if args.json:
+        console.print_json(result)
+        return
+    if "restore" in result:
+        _print_restore(result["restore"], False)
+    else:
+        print(f"this computer is set up as {result['machine']!r} (machine {result['machine_id']})")
+        if "backup" in result:
+            _print_backup(result["backup"], False)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -69,7 +121,9 @@ def dispatch(args: argparse.Namespace) -> int:
         answer = enroll.enroll(paths, args.server, args.user, args.machine, args.fingerprint, password)
         print(f"enrolled this computer as {answer['name']!r} (machine {answer['machine_id']})")
     elif args.command == "backup":
-        result = backup.backup(agent_config.load(paths), paths)
+        from homesync.agent import fleet  # config.toml over the fleet policy the agent last received
+        config = fleet.load(paths).config
+        result = backup.backup(config, paths, on_event=_backup_bar(config, paths, args.json))
         _print_backup(result, args.json)
     elif args.command == "machines":
         _print_machines(listing.machines(paths, _login(args, paths)), args.json)
@@ -85,6 +139,8 @@ def dispatch(args: argparse.Namespace) -> int:
             request = _chosen(request, paths, login)
         result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))
         _print_restore(result, args.json)
+    elif args.command == "setup":
+        _set_up(args, paths)
     elif args.command == "agent":
         from homesync.agent import daemon  # D-Bus, inotify and asyncio: only for the daemon
         return daemon.run(paths)
@@ -96,6 +152,13 @@ def dispatch(args: argparse.Namespace) -> int:
             print(status.render(answer))
         return code
     return 0
+
+
+def _backup_bar(config, paths: Paths, as_json: bool):
+    """Return the progress bar's event callback for a backup, or None off a terminal."""
+    if as_json or not sys.stderr.isatty():
+        return None
+    return console.backup_progress(as_json, backup.expected_size(config, paths))
 
 
 def _chosen(request: "restore.Request", paths: Paths, login) -> "restore.Request":

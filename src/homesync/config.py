@@ -6,13 +6,14 @@ $XDG_STATE_HOME/homesync. Loading collects every problem and reports them at onc
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from homesync import settings as schema
+from homesync import site
 from homesync.errors import ConfigError, NotEnrolledError
 from homesync.files import write_private  # noqa: F401  (re-exported: the agent's files are written with it)
 
@@ -103,6 +104,7 @@ class AgentSettings:
     scan_interval: float = 300.0            # change scans when inotify cannot watch the whole tree
     notifications: bool = True
     server_timeout: float = 120.0           # give up when the server sends nothing this long while borg waits
+    policy_interval: float = 3600.0         # ask the server for the fleet policy at least this often
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class AgentConfig:
     default_excludes: bool = True
     network: NetworkSettings = field(default_factory=NetworkSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    upload_ratelimit: float = 0.0           # KiB/s for borg's --upload-ratelimit; 0: unlimited
 
     def exclusion_patterns(self, paths: Paths) -> list[str]:
         """Return borg patterns (relative to the source) for everything not backed up."""
@@ -125,106 +128,92 @@ class AgentConfig:
         return patterns + list(self.exclude)
 
 
-_SCHEMA = {
-    "server": {"address": str, "fingerprint": str, "user": str},
-    "machine": {"id": str, "name": str},
-    "backup": {"source": str, "exclude": list, "default_excludes": bool},
-    "network": {"corporate_domains": list, "corporate_ssids": list, "corporate_connections": list,
-                "allow_metered": bool},
-    "agent": None,  # checked by _agent_settings
-}
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|min|h|d)?\s*")
-_UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_IDENTITY_SCHEMA = {"server": {"address": str, "fingerprint": str, "user": str}, "machine": {"id": str, "name": str}}
+_LOCAL_ONLY = {"backup": frozenset({"source"})}  # settings a fleet policy cannot set
+_SETTING_TABLES = ("backup", "network", "agent")  # checked by the shared schema (homesync.settings)
 
 
 def load(paths: Paths) -> AgentConfig:
     """Read config.toml; raise NotEnrolledError if there is none, ConfigError listing
     every problem otherwise."""
+    return from_raw(read_raw(paths), paths.config_file)
+
+
+def read_raw(paths: Paths) -> dict:
+    """Return config.toml as parsed TOML; raise NotEnrolledError if there is none (or it
+    holds settings only), ConfigError if it is not TOML."""
     path = paths.config_file
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise NotEnrolledError("this computer is not enrolled",
-                               "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`") from None
+        raise NotEnrolledError("this computer is not enrolled", _not_enrolled_hint()) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     if "server" not in raw and "machine" not in raw:
         raise NotEnrolledError(f"this computer is not enrolled ({path} holds settings only)",
                                "run `homesync enroll …` or `homesync restore --adopt …`; the settings are kept")
+    server = raw.get("server", {})
+    if isinstance(server, dict) and not ("address" in server and "fingerprint" in server):
+        raw = site.beneath(raw, site.load())  # read only when needed: a full config.toml never depends on it
+    return raw
+
+
+def from_raw(raw: dict, path: Path) -> AgentConfig:
+    """Given config.toml's tables (possibly merged with the fleet policy), return the
+    configuration; raise ConfigError naming path and listing every problem."""
     problems = _check(raw)
-    agent, agent_problems = _agent_settings(raw.get("agent", {}))
-    problems += agent_problems
+    tables = {}
+    for table in _SETTING_TABLES:
+        tables[table], found = schema.check_table(table, raw.get(table, {}), schema.SETTINGS[table],
+                                                  _LOCAL_ONLY.get(table, frozenset()))
+        problems += found
+    source = raw.get("backup", {}).get("source", "~") if isinstance(raw.get("backup"), dict) else "~"
+    if not isinstance(source, str):
+        problems.append("[backup] source must be a str")
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
-    backup, network = raw.get("backup", {}), raw.get("network", {})
+    backup, network = tables["backup"], tables["network"]
     return AgentConfig(
         server=raw["server"]["address"], fingerprint=raw["server"]["fingerprint"], user=raw["server"]["user"],
         machine_id=raw["machine"]["id"], machine_name=raw["machine"]["name"],
-        source=Path(os.path.expanduser(backup.get("source", "~"))),
+        source=Path(os.path.expanduser(source)),
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
-        network=NetworkSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()}),
-        agent=agent)
+        network=NetworkSettings(**network), agent=AgentSettings(**tables["agent"]),
+        upload_ratelimit=backup.get("upload_ratelimit", 0.0))
+
+
+def _not_enrolled_hint() -> str:
+    """Return what to do on a computer that is not enrolled: setup where the image says
+    where the server is, enroll by hand elsewhere."""
+    try:
+        found = site.load()
+    except ConfigError:
+        found = None
+    if found is not None:
+        return "run `homesync setup`: it needs only your password"
+    return "run `homesync enroll --server HOST:PORT --user NAME --machine NAME --fingerprint SHA256:…`"
 
 
 def _check(raw: dict) -> list[str]:
+    """Return the problems of the identity tables and the unknown tables."""
     problems = []
-    for section, keys in _SCHEMA.items():
+    for section, keys in _IDENTITY_SCHEMA.items():
         value = raw.get(section, {})
         if not isinstance(value, dict):
             problems.append(f"[{section}] must be a table")
             continue
         for key, item in value.items():
-            if keys is None:
-                continue
             if key not in keys:
                 problems.append(f"[{section}] unknown key {key!r}")
             elif not isinstance(item, keys[key]):
                 problems.append(f"[{section}] {key} must be a {keys[key].__name__}")
-            elif keys[key] is list and not all(isinstance(x, str) for x in item):
-                problems.append(f"[{section}] {key} must be a list of strings")
     for section, key in (("server", "address"), ("server", "fingerprint"), ("server", "user"),
                          ("machine", "id"), ("machine", "name")):
-        if key not in raw.get(section, {}):
+        if isinstance(raw.get(section, {}), dict) and key not in raw.get(section, {}):
             problems.append(f"[{section}] {key} is missing")
-    problems += [f"unknown section [{s}]" for s in raw if s not in _SCHEMA]
+    known = set(_IDENTITY_SCHEMA) | set(_SETTING_TABLES)
+    problems += [f"unknown section [{s}]" for s in raw if s not in known]
     return problems
-
-
-def _agent_settings(table: object) -> tuple[AgentSettings, list[str]]:
-    """Given the raw [agent] table, return its settings and every problem found in it.
-    Durations are seconds, as a number or as text with a unit ("90s", "15m", "2h", "3d")."""
-    if not isinstance(table, dict):
-        return AgentSettings(), []  # _check reports it
-    known = {f.name for f in fields(AgentSettings)}
-    values, problems = {}, [f"[agent] unknown key {key!r}" for key in table if key not in known]
-    for key, value in ((k, v) for k, v in table.items() if k in known):
-        if key == "notifications":
-            parsed, what = (value if isinstance(value, bool) else None), "true or false"
-        elif key == "min_battery_percent":
-            parsed, what = _number(value), "a percentage (0-100)"
-            parsed = parsed if parsed is not None and parsed <= 100 else None
-        else:
-            parsed, what = _duration(value), 'a duration ("90s", "15m", "2h", "3d" or seconds)'
-        if parsed is None:
-            problems.append(f"[agent] {key} must be {what}")
-        else:
-            values[key] = parsed
-    return AgentSettings(**values), problems
-
-
-def _number(value: object) -> float | None:
-    """Given a TOML value, return it as a non-negative finite float, or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
-
-
-def _duration(value: object) -> float | None:
-    """Given seconds or text such as "15m", return seconds, or None if it is neither."""
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value)
-        return float(match[1]) * _UNITS[match[2]] if match else None
-    return _number(value)
 
 
 _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$")

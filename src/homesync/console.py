@@ -139,3 +139,47 @@ def progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
         sys.stderr.write(line + ("\n" if fraction >= 1.0 else ""))
         sys.stderr.flush()
     return draw
+
+
+def backup_progress(quiet: bool, expected_bytes: int | None,
+                    clock: Callable[[], float] = time.monotonic) -> Callable[[dict], None] | None:
+    """Return a callback for borg's events that draws the backup's progress with the
+    restore's bar (files and bytes done, rate, time left estimated from expected_bytes,
+    the size of the last backup), or None when there is no terminal to draw on."""
+    draw = progress_printer(quiet)
+    if draw is None:
+        return None
+    started = clock()
+
+    def on_event(event: dict) -> None:
+        if event.get("type") != "archive_progress":
+            return
+        if event.get("finished"):
+            draw(1.0, "done")
+            return
+        done, files = int(event.get("original_size") or 0), int(event.get("nfiles") or 0)
+        draw(*backup_progress_line(done, files, clock() - started, expected_bytes))
+    return on_event
+
+
+def backup_progress_line(done: int, files: int, seconds: float, expected: int | None) -> tuple[float, str]:
+    """Given bytes and files done, the seconds so far and the expected size (or None),
+    return the bar's fraction (below 1 until borg says it finished) and its text."""
+    rate = done / seconds if seconds > 0.5 else 0.0
+    text = f"{human_size(done)} {files} files"  # short: the bar's text has 40 columns
+    if rate:
+        text += f" {human_size(rate)}/s"
+    if not expected:
+        return 0.0, text
+    fraction = min(0.99, done / expected)
+    if rate and done < expected:
+        text += f" ~{human_duration((expected - done) / rate)}"
+    return fraction, text
+
+
+def human_duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

@@ -167,6 +167,35 @@ class OutputError(HomesyncError):
     exit_code = 22
 
 
+class InvalidPolicyError(ConfigError):
+    """A fleet policy file the server refuses (every problem named in one line); nothing stored."""
+
+    kind = "policy_invalid"
+
+
+class PolicyChangedError(HomesyncError):
+    """The fleet policy got a new version while it was being edited (`policy edit`)."""
+
+    kind = "policy_changed"
+    exit_code = 28
+
+
+class SetupChoiceError(UsageError):
+    """`homesync setup` was given flags that make no single choice (two choices, --as
+    without --clone or --template, no choice and no terminal to ask on)."""
+
+    kind = "setup_choice"
+    exit_code = 29
+
+
+class NotSetUpError(NotEnrolledError):
+    """This computer is not set up yet, and the image's site configuration says where
+    the server is: `homesync setup` is the next step."""
+
+    kind = "not_set_up"
+    exit_code = 30
+
+
 class Cancelled(HomesyncError):
     kind = "cancelled"
     exit_code = 130

@@ -43,6 +43,11 @@ MEANINGS: dict[int, str] = {
     23: "the server may not read or write files of the repository (their owner or mode changed)",
     24: "this machine was retired by an admin (when)",
     25: "disk full: the backup server's (repository, index) or this computer's (restore target)",
+    29: "`homesync setup`: the flags make no single choice (two of `--new`/`--replace`/`--clone`/`--template`, "
+        "`--as` or `--machine` with the wrong one, no choice and no terminal)",
+    30: "this computer is not set up yet (the image's site file names the server): run `homesync setup`; "
+        "`status` while the agent waits for it",
+    28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
     WRONG_USER: "a command that writes was run by a user who is neither root nor the data directory's owner "
                 "(the line says `sudo -u OWNER …`)",
     DOCTOR_PROBLEMS: "`doctor` found problems in the data directory (each with its fix on stdout)",
@@ -52,10 +57,10 @@ MEANINGS: dict[int, str] = {
 
 # The client meets every error the server sends over the wire, so its table holds all
 # but the server's own outcomes and its local `--output` files.
-HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, WRONG_USER,
+HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28, WRONG_USER,
                                                             DOCTOR_PROBLEMS)}
 # The admin command line talks to no server and holds no machine key.
 HOMESYNC_SERVER = {c: m for c, m in MEANINGS.items()
-                   if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24)}
+                   if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24, 29, 30)}
 
 TABLES = {"homesync": HOMESYNC, "homesync-server": HOMESYNC_SERVER}

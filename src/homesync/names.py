@@ -93,3 +93,23 @@ def archive_name(when: datetime) -> str:
     """Given a moment, return the archive name for a backup started then (UTC, ms)."""
     utc = when.astimezone(timezone.utc)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def suggest_machine_name(full_name: str, user: str, chassis: str, taken: list[str]) -> str:
+    """Given the directory's full name, the user name, the chassis in words ("laptop")
+    and the user's computers' names, return a free name such as "Joe's laptop" (then
+    "Joe's laptop 2", …)."""
+    words = (full_name or "").split() or (user or "").split() or ["My"]
+    first = words[0]
+    first = first[:1].upper() + first[1:]
+    owner = "My" if first == "My" else f"{first}'s"
+    base = f"{owner} {chassis or 'computer'}"
+    base = "".join(ch for ch in unicodedata.normalize("NFC", base)
+                   if unicodedata.category(ch) not in ("Cc", "Cs", "Co", "Cn", "Zl", "Zp") and ch not in _BIDI_CONTROLS)
+    base = base[:MAX_MACHINE_NAME - 4].strip() or "My computer"
+    used = {machine_name_key(t) for t in taken}
+    name, number = base, 1
+    while machine_name_key(name) in used:
+        number += 1
+        name = f"{base} {number}"
+    return name

@@ -33,6 +33,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "deduplicated_size": (int, True), "result": (str, True), "error": (str, False),
     },
     "agent.report": {"state": (str, True), "reason": (str, False), "version": (str, False)},
+    # the fleet policy of this machine; applied: the version the agent runs with now
+    "policy.get": {"applied": (int, False)},
     "restore.grant": {"machine_id": (str, True), "public_key": (str, True)},
     "machine.adopt": {"machine_id": (str, True), "public_key": (str, True), "hostname": (str, True)},
     "restore.report": {
@@ -41,6 +43,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "result": (str, True), "error": (str, False),
     },
     "template.grant": {"name": (str, True), "public_key": (str, True)},
+    "templates.list": {},
     "template.report": {
         "template_id": (str, True), "archive": (str, True), "hostname": (str, True),
         "files": (int, True), "bytes": (int, True), "seconds": (float, True),

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = user.add_parser("add", help="add a local user (password from a prompt or stdin)")
     add.add_argument("name")
     add.add_argument("--admin", action="store_true")
+    add.add_argument("--full-name", default="", help="the person's name, e.g. \"Joe Bloggs\" (setup suggests "
+                                                     "\"Joe's laptop\" from it)")
     add.add_argument("--password-stdin", action="store_true")
     add.add_argument("--data")
     passwd = user.add_parser("passwd", help="set a local user's password (from a prompt or stdin, never argv)")
@@ -127,7 +129,7 @@ def dispatch(args: argparse.Namespace) -> int:
         _change_user(layout, args)
     elif args.command == "user":
         password = console.read_password(args.password_stdin, f"Password for {args.name}: ")
-        setup.add_local_user(layout, args.name, password, args.admin)
+        setup.add_local_user(layout, args.name, password, args.admin, args.full_name)
         print(f"added user {args.name}" + (" (admin)" if args.admin else ""))
     elif args.command == "machines":
         _print_machines(listing.machines(layout, args.user), args.json)

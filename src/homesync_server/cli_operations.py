@@ -16,7 +16,7 @@ from homesync import console
 from homesync.errors import BorgError, OutputError, RestoreError, UsageError
 from homesync_server.config import Layout
 
-COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login")
+COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login", "policy")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -29,6 +29,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_machine(commands)
     _add_template(commands)
     _add_login(commands)
+    from homesync_server import cli_policy  # issue 19: the fleet policy
+    cli_policy.add_command(commands)
 
 
 def _sub(parent: argparse._SubParsersAction, name: str, help: str, json: bool = True) -> argparse.ArgumentParser:
@@ -135,6 +137,9 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
         _template(layout, args)
     elif args.command == "login":
         _login(layout, args)
+    elif args.command == "policy":
+        from homesync_server import cli_policy
+        return cli_policy.run(layout, args)
     else:
         _machine(layout, args)
     return 0

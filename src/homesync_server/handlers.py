@@ -15,7 +15,7 @@ from homesync import names
 from homesync.errors import (ConflictError, HomesyncError, InvalidNameError, NotFoundError, PermissionDeniedError,
                              UsageError)
 from homesync_server import observed
-from homesync_server import mass_change, repository_check
+from homesync_server import mass_change, policies, repository_check
 from homesync_server.dispatch import MACHINE, RESTORE, USER, Principal
 from homesync_server.index import event
 from homesync_server.services import Services
@@ -54,7 +54,13 @@ def _owned_machine(services: Services, principal: Principal, machine_id: str) ->
 
 
 def whoami(services: Services, principal: Principal, args: dict, source: str) -> dict:
-    return {"user": principal.user, "kind": principal.kind, "machine_id": principal.machine_id}
+    """Say who the session is; a password login also gets its directory full name
+    (`homesync setup` suggests a machine name from it)."""
+    answer = {"user": principal.user, "kind": principal.kind, "machine_id": principal.machine_id}
+    if principal.kind == USER:
+        person = services.identity.lookup(principal.user)
+        answer["display_name"] = person.display_name if person else ""
+    return answer
 
 
 def enroll(services: Services, principal: Principal, args: dict, source: str) -> dict:
@@ -175,6 +181,19 @@ def agent_report(services: Services, principal: Principal, args: dict, source: s
     return {}
 
 
+def policy_get(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Return this machine's effective fleet policy (version, values, their sources) and
+    record the version the agent says it applied."""
+    _require(principal, MACHINE)
+    shown = policies.effective_for(services, machine=principal.machine_id)
+    applied = args.get("applied")
+    now = time.time()
+    services.index.policy_contact(principal.machine_id, applied if applied is not None and applied >= 0 else None,
+                                  now)
+    services.index.touch_machine(principal.machine_id, now)
+    return {"version": shown["version"], "values": shown["values"], "sources": shown["sources"]}
+
+
 def restore_grant(services: Services, principal: Principal, args: dict, source: str) -> dict:
     """Release a machine's escrowed passphrase to its owner and let a one-off key reach
     its repository for the restore; both are audited."""
@@ -249,6 +268,20 @@ def template_grant(services: Services, principal: Principal, args: dict, source:
         "archives": {a["name"]: a["id"] for a in template["archives"]}}}
 
 
+def templates_list(services: Services, principal: Principal, args: dict, source: str) -> list[dict]:
+    """List the published templates (name, newest publication) to a user logged in with
+    their password: what `homesync setup` offers to start from."""
+    _require(principal, USER)
+    listed = []
+    for template in services.templates.all():
+        archives = template.get("archives", [])
+        if archives:
+            newest = archives[-1]
+            listed.append({"name": template["name"], "published": newest.get("published"),
+                           "files": newest.get("files"), "original_size": newest.get("original_size")})
+    return listed
+
+
 def _template(services: Services, name: str) -> dict:
     """Return the template called name; raise NotFoundError naming the ones there are."""
     try:
@@ -285,9 +318,11 @@ HANDLERS: dict[str, Handler] = {
     "archives.list": archives,
     "backup.report": backup_report,
     "agent.report": agent_report,
+    "policy.get": policy_get,
     "restore.grant": restore_grant,
     "restore.report": restore_report,
     "machine.adopt": adopt,
     "template.grant": template_grant,
+    "templates.list": templates_list,
     "template.report": template_report,
 }

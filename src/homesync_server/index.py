@@ -239,6 +239,35 @@ MIGRATIONS: dict[int, str] = {
         hostname TEXT NOT NULL
     )
     """,
+    # Issue 19: the fleet policy. Each change is a new version holding every layer (site,
+    # groups, users, machines), so a version is a whole policy that can be shown or
+    # restored as it was; group_members puts local users (or anyone) in groups beside the
+    # directory's; user_groups keeps the groups last read from the directory, so a policy
+    # can be computed while it is down. A machine's applied version is what it reported.
+    8: """
+    CREATE TABLE policy_versions (
+        version INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        layers TEXT NOT NULL,
+        changed TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE group_members (
+        group_name TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (group_name, user)
+    );
+    CREATE TABLE user_groups (
+        user TEXT PRIMARY KEY,
+        groups TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    ALTER TABLE machines ADD COLUMN policy_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE machines ADD COLUMN policy_applied REAL;
+    ALTER TABLE machines ADD COLUMN policy_contact REAL
+    """,
 }
 
 @contextmanager
@@ -453,6 +482,67 @@ class Index:
         with self._transaction() as db:
             db.execute("UPDATE machines SET agent_state = ?, agent_reason = ?, agent_version = ? WHERE id = ?",
                        (state, reason, version, machine_id))
+
+    # fleet policy (issue 19)
+
+    def policy_version(self) -> dict[str, Any] | None:
+        """Return the newest policy version (version, at, actor, scope, target, layers), or None."""
+        rows = self._query("SELECT * FROM policy_versions ORDER BY version DESC LIMIT 1")
+        return _policy_row(rows[0]) if rows else None
+
+    def policy_versions(self) -> list[dict[str, Any]]:
+        return [_policy_row(r) for r in self._query("SELECT * FROM policy_versions ORDER BY version")]
+
+    def add_policy_version(self, scope: str, target: str, layers: dict, changed: list[str], actor: str,
+                           audit: dict[str, Any]) -> int:
+        """Store a new version (the next number) and its audit event in one transaction; return its number."""
+        with self._transaction() as db:
+            number = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions").fetchone()[0]
+            db.execute("INSERT INTO policy_versions (version, at, actor, scope, target, layers, changed) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (number, audit["at"], actor, scope, target,
+                                                        json.dumps(layers, sort_keys=True), json.dumps(changed)))
+            audit["detail"] = dict(audit["detail"], version=number)
+            self._insert_audit(db, audit)
+        return number
+
+    def set_group_member(self, group: str, user: str, member: bool, audit: dict[str, Any]) -> bool:
+        """Put user in group (or take them out); return False if nothing changed."""
+        with self._transaction() as db:
+            if member:
+                changed = db.execute("INSERT OR IGNORE INTO group_members VALUES (?, ?)", (group, user)).rowcount
+            else:
+                changed = db.execute("DELETE FROM group_members WHERE group_name = ? AND user = ?",
+                                     (group, user)).rowcount
+            if changed:
+                self._insert_audit(db, audit)
+        return bool(changed)
+
+    def group_members(self, user: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT group_name, user FROM group_members", ()
+        if user is not None:
+            sql, params = sql + " WHERE user = ?", (user,)
+        return self._query(sql + " ORDER BY group_name, user", params)
+
+    def remember_groups(self, user: str, groups: list[str], at: float) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO user_groups VALUES (?, ?, ?)", (user, json.dumps(sorted(groups)), at))
+
+    def remembered_groups(self, user: str) -> list[str] | None:
+        rows = self._query("SELECT groups FROM user_groups WHERE user = ?", (user,))
+        return json.loads(rows[0]["groups"]) if rows else None
+
+    def policy_contact(self, machine_id: str, applied: int | None, at: float) -> None:
+        """Record that a machine asked for its policy, and the version it says it applied."""
+        with self._transaction() as db:
+            db.execute("UPDATE machines SET policy_contact = ? WHERE id = ?", (at, machine_id))
+            if applied is not None:
+                db.execute("UPDATE machines SET policy_applied = ?, policy_version = ? WHERE id = ? "
+                           "AND policy_version IS NOT ?", (at, applied, machine_id, applied))
+
+    def policy_states(self) -> dict[str, dict[str, Any]]:
+        """Return {machine id: {owner, state, policy_version, policy_applied, policy_contact, last_seen}}."""
+        return {r.pop("id"): r for r in self._query(
+            "SELECT id, owner, state, policy_version, policy_applied, policy_contact, last_seen FROM machines")}
 
     # archives
 
@@ -1019,6 +1109,10 @@ def damage_named(path: Path) -> Iterator[None]:
 def admin_actor() -> str:
     """Return who runs an admin command on the server host, for audit events."""
     return "admin:" + (os.environ.get("SUDO_USER") or getpass.getuser())
+
+
+def _policy_row(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row, layers=json.loads(row["layers"]), changed=json.loads(row["changed"]))
 
 
 def event(action: str, actor: str, machine_id: str | None = None, source: str = "", **detail: Any) -> dict:

@@ -5,43 +5,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import time
-import uuid
 
 import pytest
 
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import UNPRIVILEGED, VENV_BIN
-
-
-class Terminal:
-    def __init__(self, command: str) -> None:
-        self.socket = f"hs-test-{uuid.uuid4().hex[:8]}"
-        self._tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "50", command)
-
-    def _tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True,
-                              timeout=10).stdout
-
-    def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-t", "t", "-S", "-100")
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.screen()
-            if re.search(pattern, text):
-                return text
-            time.sleep(0.1)
-        raise AssertionError(f"{pattern!r} never appeared; the screen:\n{self.screen()}")
-
-    def type(self, text: str) -> None:
-        self._tmux("send-keys", "-t", "t", "-l", text)
-        self._tmux("send-keys", "-t", "t", "Enter")
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+from tests.support.terminal import Terminal
 
 
 @pytest.fixture

@@ -77,10 +77,11 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
     raise RuntimeError("homesync-server did not start listening")
 
 
-def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings: str = "") -> RunningServer:
+def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings: str = "",
+                 full_names: dict[str, str] | None = None) -> RunningServer:
     """Create, populate and start a server; the caller stops it. identity: a TOML
     [identity] section replacing the local backend (e.g. for LDAP); settings: lines
-    added to the [server] section."""
+    added to the [server] section; full_names: the local users' full names."""
     base = private_dir("hs-server-")
     data = base / "data"
     address = f"127.0.0.1:{free_port()}"
@@ -96,7 +97,8 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings
         text = config.read_text()
         config.write_text(text[:text.index("[identity]")] + identity)
     for name, password in users.items():
-        added = server.cli("user", "add", name, "--password-stdin", input=password + "\n")
+        full_name = ("--full-name", full_names[name]) if full_names and name in full_names else ()
+        added = server.cli("user", "add", name, *full_name, "--password-stdin", input=password + "\n")
         assert added.returncode == 0, added.stderr
     server.start()
     return server

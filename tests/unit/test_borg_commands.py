@@ -138,3 +138,10 @@ def test_one_parser_reads_borg_times_at_both_precisions(when):
     assert abs(borg.borg_time(text) - ns / 1e9) < 1e-5
     assert ns == round((when.replace(tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc))
                        / timedelta(microseconds=1)) * 1000
+
+
+def test_an_upload_limit_becomes_borgs_upload_ratelimit():
+    from homesync import borg as borg_module
+    limited = borg_module.make_create_command("ssh://m@h:1/./m", "a", [], upload_ratelimit=2048)
+    assert limited[limited.index("--upload-ratelimit") + 1] == "2048"
+    assert "--upload-ratelimit" not in borg_module.make_create_command("ssh://m@h:1/./m", "a", [])

@@ -43,11 +43,13 @@ REQUESTS = {
     "backup.report": {"name": "2026-12-01T10:00:00", "start": 1.7e9, "end": 1.7e9 + 1, "files": 1,
                       "original_size": 1, "compressed_size": 1, "deduplicated_size": 1, "result": "success"},
     "agent.report": {"state": "idle"},
+    "policy.get": {"applied": 0},
     "restore.grant": {"machine_id": MACHINE_ID, "public_key": NEW_KEY},
     "machine.adopt": {"machine_id": MACHINE_ID, "public_key": NEW_KEY, "hostname": "new"},
     "restore.report": {"machine_id": MACHINE_ID, **REPORT},
     "template.grant": {"name": "Lab", "public_key": NEW_KEY},
     "template.report": {"template_id": TEMPLATE_ID, **REPORT},
+    "templates.list": {},
 }
 
 # who may run what: the rest must be refused
@@ -58,11 +60,13 @@ ALLOWED = {
     "archives.list": {"owner", "machine", "restore"},
     "backup.report": {"machine"},
     "agent.report": {"machine"},
+    "policy.get": {"machine"},
     "restore.grant": {"owner"},
     "machine.adopt": {"owner"},
     "restore.report": {"owner", "machine", "restore"},
     "template.grant": {"owner", "admin", "other user"},
     "template.report": {"owner", "admin", "other user"},
+    "templates.list": {"owner", "admin", "other user"},
 }
 
 

@@ -89,7 +89,7 @@ def _call(client: socket.socket, op: str, args: dict):
 
 def test_an_rpc_session_runs_over_a_plain_pair_of_byte_streams(services):
     client, channel, thread = _session(services, Principal(USER, "joe"))
-    assert _call(client, "whoami", {}) == {"user": "joe", "kind": USER, "machine_id": None}
+    assert _call(client, "whoami", {}) == {"user": "joe", "kind": USER, "machine_id": None, "display_name": ""}
     assert [m["name"] for m in _call(client, "machines.list", {})] == ["Joe's Thinkpad"]
     with pytest.raises(PermissionDeniedError):  # what the principal may not do is refused, the session goes on
         _call(client, "backup.report", {"name": "a", "start": 1.0, "end": 2.0, "files": 1, "original_size": 1,

@@ -35,7 +35,8 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     started = time.time()
     name = names.archive_name(datetime.fromtimestamp(started, timezone.utc))
     access = link.machine_repository(config, paths)
-    argv = borg.make_create_command(access.location, name, config.exclusion_patterns(paths), agent_config.MARKERS)
+    argv = borg.make_create_command(access.location, name, config.exclusion_patterns(paths), agent_config.MARKERS,
+                                    upload_ratelimit=max(int(config.upload_ratelimit), 1 if config.upload_ratelimit else 0))
     def create() -> borg.BorgResult:
         return borg.run_borg(argv, access.environment(), paths.passphrase_file.read_bytes(),
                              cwd=str(config.source), on_event=on_event, on_start=on_start)
@@ -68,7 +69,7 @@ def _interrupted(config: AgentConfig, paths: Paths, access: link.RepositoryAcces
     saying what is true: the archive was complete (the server indexes it; no failure is
     reported), a checkpoint was written, or neither (or the server could not say)."""
     found = _archives_named(access, paths, name)
-    if name in found:
+    if found is not None and name in found:
         raise Cancelled(f"the backup was stopped after its archive {name} was complete "
                         "(the server indexes it)")
     _report(config, paths, _failed_report(name, started, "interrupted", error))
@@ -177,3 +178,24 @@ def _set_aside(path, content, why: str) -> None:
     with open(aside, "ab", opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
         f.write(data + b"\n")
     logger.warning("set aside part of the unreported-backup queue in %s: %s", aside, why)
+
+
+def expected_size(config: AgentConfig, paths: Paths) -> int | None:
+    """Return the bytes a backup is expected to read: the last successful backup's size,
+    else (a first backup) the size of the source's files; None if neither can be told."""
+    try:
+        last = json.loads(paths.last_backup.read_text())
+        if last.get("result") in ("success", "warning") and last.get("original_size"):
+            return int(last["original_size"])
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    own = {str(p) for p in paths.own()}
+    total = 0
+    for directory, subdirs, files in os.walk(config.source):
+        subdirs[:] = [d for d in subdirs if os.path.join(directory, d) not in own]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                continue
+    return total or None

@@ -9,33 +9,46 @@ import time
 from homesync import config as agent_config, console, exits
 from homesync.agent import control, record
 from homesync.config import Paths
-from homesync.errors import ConfigError, NotEnrolledError
+from homesync.errors import ConfigError, NotEnrolledError, NotSetUpError
 
+NOT_SET_UP = NotSetUpError.exit_code
 
 
 def status(paths: Paths) -> tuple[dict, int]:
-    """Return the agent's status and the exit code: 0, or exits.AGENT_NOT_RUNNING."""
+    """Return the agent's status and the exit code: 0, exits.AGENT_NOT_RUNNING, or
+    NOT_SET_UP if the agent runs on a computer that is not set up yet (it waits for
+    `homesync setup`)."""
     try:
-        return control.ask(paths, "status"), 0
+        answer = control.ask(paths, "status")
+        return answer, NOT_SET_UP if answer.get("set_up") is False else 0
     except control.AgentNotRunning:
-        _check_config(paths)
-        return {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}, exits.AGENT_NOT_RUNNING
+        answer = {"agent": {"running": False}, "last_backup": record.read_last_backup(paths)}
+        if not _check_config(paths):
+            answer["set_up"] = False
+        return answer, exits.AGENT_NOT_RUNNING
 
 
-def _check_config(paths: Paths) -> None:
-    """Raise the configuration's own error when it is what keeps the agent from running."""
+def _check_config(paths: Paths) -> bool:
+    """Return whether this computer is enrolled; raise the configuration's own error
+    when it is what keeps the agent from running."""
     try:
         agent_config.load(paths)
     except NotEnrolledError:
-        pass  # not enrolled: the status says when the last backup was, if any
+        return False  # not enrolled: the status says when the last backup was, if any
     except ConfigError as e:
         raise ConfigError(f"the agent cannot run: {e.message}", "fix the file, then start the agent") from None
+    return True
 
 
 def render(status: dict) -> str:
     """Return the status as text for people."""
     if not status["agent"]["running"]:
-        return f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+        text = f"homesync agent is not running; last backup: {_last_backup(status['last_backup'])}"
+        return text + ("; this computer is not set up yet (see `homesync setup`)" if status.get("set_up") is False
+                       else "")
+    if status.get("set_up") is False:
+        return (f"homesync agent is running (pid {status['agent']['pid']}, since "
+                f"{console.human_time(status['agent']['started'])}); {status['reason']['text']}")
     now = status["now"]
     lines = [("Agent", f"running since {console.human_time(status['agent']['started'])} "
                        f"(pid {status['agent']['pid']}, {status['machine']})"),
@@ -52,6 +65,8 @@ def render(status: dict) -> str:
         lines.append(("Next check", f"{console.human_time(status['next_check'])} ({_in(status['next_check'] - now)})"))
     width = max(len(label) for label, _ in lines) + 2
     text = [f"{label + ':':<{width}}{value}" for label, value in lines]
+    if "policy" in status:
+        text += _policy(status["policy"], width)
     return "\n".join(text + [f"warning: {w}" for w in status["warnings"]])
 
 
@@ -61,11 +76,18 @@ def _state(status: dict) -> str:
         return status["state"]
     done = f"{console.human_size(job['bytes'])}, {job['files']} files"
     progress = f"about {job['percent']:.0f}% ({done})" if job["percent"] is not None else f"{done} so far"
+    speed = f"; {console.human_size(job['rate'])}/s" if job.get("rate") else ""
+    if job.get("seconds_left") is not None:
+        speed += f", about {console.human_duration(job['seconds_left'])} left"
     stopping = f"; stopping: {job['stopping']}" if job["stopping"] else ""
-    return f"backing up, {progress}, because {job['why']}{stopping}"
+    return f"backing up, {progress}, because {job['why']}{speed}{stopping}"
 
 
 def _network(network: dict, server: dict) -> str:
+    answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
+    if network.get("server_answers_is_corporate"):
+        return (f"no corporate-network rule is set (here or in the fleet policy): the backup server answering "
+                f"counts as the corporate link ({server['address']}: {answered})")
     if not network["known"]:
         answered = {True: "it answers", False: "it does not answer", None: "not checked yet"}[server["reachable"]]
         return (f"NetworkManager is not available ({network['detail'].removeprefix('NetworkManager not available: ')});"
@@ -74,6 +96,23 @@ def _network(network: dict, server: dict) -> str:
         metered = " (metered)" if network["metered"] else ""
         return f"on the corporate network via {network['via']}{metered}"
     return f"not on the corporate network ({network['detail']})"
+
+
+def _policy(policy: dict, width: int) -> list[str]:
+    """Return the fleet policy's lines: its version and state, then where the settings not
+    at their defaults come from (the policy's layers, config.toml, or ignored)."""
+    version = "none yet" if policy["version"] is None else f"version {policy['version']}"
+    lines = [f"{'Fleet policy:':<{width}}{version} ({policy['detail']})"]
+    sources = sorted(policy["sources"].items())
+    from_policy = [f"{key} ({source})" for key, source in sources if source not in ("default", "local override")
+                   and not source.startswith("local")]
+    local = [key for key, source in sources if source == "local override"]
+    ignored = [key for key, source in sources if source.startswith("local (ignored")]
+    for label, keys in (("from the policy", from_policy), ("from your config.toml", local),
+                        ("ignored in your config.toml (not yours to override)", ignored)):
+        if keys:
+            lines.append(f"  {label}: {', '.join(keys)}")
+    return lines
 
 
 def _power(power: dict) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -15,11 +16,13 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from homesync import __version__, config as agent_config, transport
+from homesync import __version__, config as agent_config, site, transport
 from homesync.actions import backup
-from homesync.agent import control, policy, reachability, record as agent_record
+from homesync.agent import control, fleet, policy, reachability, record as agent_record
 from homesync.agent.dirty import DirtySet
+from homesync.agent.first_login import FirstLogin
 from homesync.agent.exclusions import Exclusions
+from homesync.agent.following import PolicyFollower
 from homesync.agent.netwatch import NetworkMonitor, NullMonitor, open_network_monitor
 from homesync.agent.notify import Notifier, NullNotifier, open_notifier
 from homesync.agent.power import PowerMonitor, open_power_monitor
@@ -27,7 +30,8 @@ from homesync.agent.reporting import ServerReporter, rpc_sender
 from homesync.agent.scheduler import Job, Scheduler
 from homesync.agent.watcher import Watcher
 from homesync.config import AgentConfig, Paths
-from homesync.errors import ConfigError, ConflictError
+from homesync.errors import ConfigError, ConflictError, NotEnrolledError
+from homesync.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +42,34 @@ LOCK_NAME = "agent.lock"
 def run(paths: Paths) -> int:
     """Run the agent until SIGTERM or SIGINT; return 0 after a clean stop. Raise
     HomesyncError if it cannot start (not enrolled, bad configuration, already running)."""
-    config = agent_config.load(paths)
-    if not config.source.is_dir():
-        raise ConfigError(f"the backup source {config.source} is not a directory")
+    effective, found = _effective_or_site(paths)  # config.toml over the cached fleet policy
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)  # a daemon's log is what its user reads
     # watchdog warns when a new directory's watch is added twice (harmless, one per directory
     # borg creates): noise in the journal.
     warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
     with _single_instance(paths):
-        asyncio.run(Agent(config, paths).run())
+        if effective is None and asyncio.run(FirstLogin(paths, found).run()) is not None:
+            effective = fleet.load(paths)  # set up meanwhile: the same process becomes the agent
+        if effective is not None:
+            if not effective.config.source.is_dir():
+                raise ConfigError(f"the backup source {effective.config.source} is not a directory")
+            asyncio.run(Agent(effective.config, paths, effective).run())
     log.info("agent stopped")
     return 0
+
+
+def _effective_or_site(paths: Paths) -> tuple[fleet.Effective | None, Site | None]:
+    """Return what this computer runs with (config.toml over the cached fleet policy), or
+    (not set up, with a site configuration) None and the site. Raise NotEnrolledError
+    when neither exists."""
+    try:
+        return fleet.load(paths), None
+    except NotEnrolledError:
+        found = site.load()
+        if found is None:
+            raise
+        return None, found
 
 
 def policy_settings(config: AgentConfig) -> policy.Settings:
@@ -65,13 +85,13 @@ def policy_settings(config: AgentConfig) -> policy.Settings:
 class Agent:
     """The running agent's parts; run() starts them, serves until stopped, and closes them."""
 
-    def __init__(self, config: AgentConfig, paths: Paths) -> None:
+    def __init__(self, config: AgentConfig, paths: Paths, effective: fleet.Effective | None = None) -> None:
         self.config, self.paths = config, paths
         self.started = time.time()
         self.record = agent_record.load(paths)
         self.record.forget_revocation_unless(config.machine_id)
         self.dirty = DirtySet(possibly_dirty=True)  # what changed while the agent was not running is unknown
-        self.reporter = ServerReporter(rpc_sender(config, paths))
+        self.reporter = ServerReporter(lambda state, reason: rpc_sender(self.config, paths)(state, reason))
         self.network: NetworkMonitor = NullMonitor("not started yet")
         self.power: PowerMonitor | None = None
         self.notifier: Notifier = NullNotifier("not started yet")
@@ -81,16 +101,26 @@ class Agent:
             save=lambda r: agent_record.save(r, paths), notifier=self.notifier, reporter=self.reporter,
             protection_target=config.agent.recovery_point_target, machine_id=config.machine_id)
         self.dirty.on_dirty = self.scheduler.files_changed
+        effective = effective or fleet.Effective(config, None, {})
+        self.follower = PolicyFollower(paths, effective, self._apply_policy, self.scheduler.wait_for_policy,
+                                       config_now=lambda: self.config)
+        if effective.policy is None:  # until the server answers, the rules are not known
+            self.scheduler.wait_for_policy("waiting for the fleet policy: asking the backup server")
+        self.scheduler.after_job = lambda: self.follower.wake("a backup ended")
+        self.scheduler.on_server_back = lambda: self.follower.wake("the backup server answers")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         status = await control.ControlServer.start(self.paths, self._answer)
+        following = loop.create_task(self.follower.run())
         try:
             await self._open_parts()
             await self.scheduler.run()
         finally:
+            self.follower.stop()
+            following.cancel()
             await self.scheduler.shutdown()
             await self._close_parts()
             await status.close()
@@ -102,7 +132,7 @@ class Agent:
     async def _open_parts(self) -> None:
         """Open the monitors, the notifier and the watcher; none of them failing stops the agent."""
         rules = self.config.network
-        self.network = await open_network_monitor(rules, self.scheduler.network_changed)
+        self.network = await open_network_monitor(rules, self._network_changed)
         self.scheduler.network_changed(self.network.view)
         self.power = await open_power_monitor(self.scheduler.power_changed)
         self.scheduler.power_changed(self.power.state)
@@ -116,6 +146,24 @@ class Agent:
         self.watcher = Watcher(self.config.source, self.dirty, exclusions,
                                scan_interval=self.config.agent.scan_interval)
         await asyncio.to_thread(self.watcher.start)  # walks the tree: seconds on a large home
+
+    def _network_changed(self, view: policy.NetworkView) -> None:
+        """Tell the scheduler; a corporate link-up is also a time to ask for the fleet policy."""
+        was = self.scheduler.network
+        self.scheduler.network_changed(view)
+        if view.known and view.on_corporate and not (was.known and was.on_corporate):
+            self.follower.wake("the corporate network came up")
+
+    def _apply_policy(self, effective: fleet.Effective) -> None:
+        """Run with a new fleet policy from now on, without a restart: the schedule, the
+        network rules, the server address, exclusions and the upload limit of the next backup."""
+        addresses = (effective.policy.values if effective.policy else {}).get("server.addresses") or ()
+        keep = self.config.server if self.config.server in addresses else effective.config.server
+        self.config = dataclasses.replace(effective.config, server=keep)  # the address that answered, if still listed
+        set_rules = getattr(self.network, "set_rules", None)
+        if set_rules is not None:
+            set_rules(effective.config.network)
+        self.scheduler.reconfigure(policy_settings(effective.config), effective.config.agent.recovery_point_target)
 
     async def _close_parts(self) -> None:
         if self.watcher is not None:
@@ -133,8 +181,19 @@ class Agent:
                              stopped=lambda: job.stopped)
 
     async def _probe(self) -> reachability.Reachability:
-        host, port = transport.parse_address(self.config.server)
-        return await reachability.probe_server(host, port, timeout=PROBE_TIMEOUT, banner=b"SSH-")
+        """Probe the server; with several addresses (the fleet policy's), the first that
+        answers is the one the next backup and policy contact use."""
+        policy_now = self.follower.current.policy
+        addresses = list((policy_now.values if policy_now else {}).get("server.addresses") or [self.config.server])
+        for address in addresses:
+            host, port = transport.parse_address(address)
+            result = await reachability.probe_server(host, port, timeout=PROBE_TIMEOUT, banner=b"SSH-")
+            if result.ok or address == addresses[-1]:
+                if result.ok and address != self.config.server:
+                    log.info("using the backup server at %s", address)
+                    self.config = dataclasses.replace(self.config, server=address)
+                return result
+        raise AssertionError("unreachable")
 
     def _answer(self, request: dict) -> dict:
         """Answer a status-socket request."""
@@ -157,9 +216,14 @@ class Agent:
                             f"{status['last_result']['error']}")
         status["network"]["monitor"] = network_monitor
         status["server"]["address"] = self.config.server
+        fleet_status = self.follower.status()
+        status["network"]["server_answers_is_corporate"] = fleet_status["server_answers_is_corporate"]
+        warnings += [f"config.toml sets {key}, which the fleet policy does not let users override: ignored"
+                     for key in fleet_status["ignored"]]
         return {"agent": {"running": True, "pid": os.getpid(), "version": __version__, "started": self.started},
                 "now": now, "machine": self.config.machine_name, **status,
                 "watcher": watcher, "notifications": not isinstance(self.notifier, NullNotifier),
+                "policy": fleet_status,
                 "warnings": warnings}
 
 

@@ -32,6 +32,8 @@ ACTIVATED = 2
 METERED_YES = (1, 3)  # yes, guess-yes
 WIFI = "802-11-wireless"
 LOST_BUS = "lost the system bus"
+NO_RULES = ("no corporate-network rule is set (neither in config.toml nor in the fleet policy): "
+            "the backup server answering counts as the corporate link")
 # Only these properties can change the answer; NetworkManager also announces signal
 # strength and statistics, which must not wake the agent.
 _RELEVANT = {
@@ -78,6 +80,11 @@ def matches(rules: NetworkRules, connections: Iterable[ActiveConnection]) -> tup
         if connection.state == ACTIVATED and _matches_one(rules, connection):
             return True, connection.id
     return False, None
+
+
+def has_rules(rules: NetworkRules) -> bool:
+    """Return True if any rule says what the corporate network is."""
+    return bool(rules.corporate_domains or rules.corporate_ssids or rules.corporate_connections)
 
 
 def _matches_one(rules: NetworkRules, connection: ActiveConnection) -> bool:
@@ -173,6 +180,14 @@ class NetworkManagerMonitor:
         if self._owns_bus:
             dbus.close(self._bus)
 
+    def set_rules(self, rules: NetworkRules) -> None:
+        """Take new rules (a new fleet policy): judge the connections already read again."""
+        if rules == self._rules:
+            return
+        self._rules = rules
+        if self.view.known or self.view.reason == NO_RULES:
+            self._publish(self._view(self.connections, self.view.metered))
+
     async def refresh(self) -> NetworkView:
         """Read every active connection again, publish the view if it changed and return it."""
         self.connections, view = await self._read_view()
@@ -227,7 +242,10 @@ class NetworkManagerMonitor:
             await self.refresh()
 
     def _view(self, connections: list[ActiveConnection], metered: bool) -> NetworkView:
-        """Return the view for freshly read connections; since is when the corporate link came up."""
+        """Return the view for freshly read connections; since is when the corporate link came up.
+        With no rule at all, the network says nothing: the server answering is the corporate link."""
+        if not has_rules(self._rules):
+            return NetworkView(known=False, metered=metered, reason=NO_RULES)
         on, via = matches(self._rules, connections)
         active = [c.id for c in connections if c.state == ACTIVATED]
         if on:

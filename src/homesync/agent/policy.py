@@ -104,6 +104,7 @@ class AgentState:
     server: ServerView = field(default_factory=ServerView)
     job_running: bool = False
     settings: Settings = field(default_factory=Settings)
+    policy_missing: str = ""  # no fleet policy known yet (none cached, the server not reached): why
 
     def but(self, **changes) -> AgentState:
         """Return a copy with the given fields replaced."""
@@ -149,6 +150,8 @@ def decide(state: AgentState, now: float) -> Decision:
         return Skip("job_running", "a backup is running", NEVER)
     if state.history.revoked:  # permanent: no event or amount of waiting changes it
         return Skip("revoked", state.history.revoked, NEVER)
+    if state.policy_missing:  # without it, the rules (and "home Wi-Fi is not corporate") are unknown
+        return Skip("no_policy", state.policy_missing, NEVER)
     due = _due(state, now)
     if isinstance(due, Skip) and due.code == "up_to_date":
         return due

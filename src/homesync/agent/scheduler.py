@@ -83,14 +83,19 @@ class Job:
         if event.get("type") == "archive_progress" and not event.get("finished"):
             self.progress = {"bytes": int(event.get("original_size") or 0), "files": int(event.get("nfiles") or 0)}
 
-    def describe(self) -> dict:
-        """Return the job as status shows it; percent is estimated from the last archive's size."""
+    def describe(self, now: float | None = None) -> dict:
+        """Return the job as status shows it; percent and the time left are estimated
+        from the last archive's size, the rate from the bytes read since the start."""
         progress = dict(self.progress)
-        percent = None
+        elapsed = (time.time() if now is None else now) - self.started
+        rate = round(progress["bytes"] / elapsed) if elapsed > 0 else 0
+        percent = seconds_left = None
         if self.expected_size:
             percent = min(99.0, round(100.0 * progress["bytes"] / self.expected_size, 1))
-        return {"started": self.started, "why": self.why.text, **progress, "percent": percent,
-                "stopping": self.stop_reason}
+            if rate and progress["bytes"] < self.expected_size:
+                seconds_left = round((self.expected_size - progress["bytes"]) / rate)
+        return {"started": self.started, "why": self.why.text, **progress, "percent": percent, "rate": rate,
+                "seconds_left": seconds_left, "stopping": self.stop_reason}
 
 
 class Scheduler:
@@ -118,6 +123,9 @@ class Scheduler:
         self._network_generation = 0
         self._reported: tuple[str, str, str] | None = None
         self.machine_id = machine_id
+        self.policy_missing = ""
+        self.after_job: Callable[[], None] | None = None       # e.g. ask for the fleet policy
+        self.on_server_back: Callable[[], None] | None = None  # the server answers again
 
     # --- events -------------------------------------------------------------------------
 
@@ -145,6 +153,16 @@ class Scheduler:
         except RuntimeError:  # the loop closed meanwhile: the agent is stopping
             pass
 
+    def reconfigure(self, settings: policy.Settings, protection_target: float) -> None:
+        """Take new tunables (a new fleet policy) and decide again at once."""
+        self.settings, self._target, self.policy_missing = settings, protection_target, ""
+        self._wake.set()
+
+    def wait_for_policy(self, why: str) -> None:
+        """Hold backups until a fleet policy is known (none cached, server not reached)."""
+        self.policy_missing = why
+        self._wake.set()
+
     def stop(self) -> None:
         """End run() at the next turn (signal handler)."""
         self._stopping = True
@@ -156,7 +174,8 @@ class Scheduler:
         """Return everything the policy looks at, as it is now."""
         return policy.AgentState(dirty=self.dirty.state(), network=self.network, power=self.power,
                                  history=self.record.history(), server=self.server,
-                                 job_running=self.job is not None, settings=self.settings)
+                                 job_running=self.job is not None, settings=self.settings,
+                                 policy_missing=self.policy_missing)
 
     async def run(self) -> None:
         """Decide, act, wait for an event or the next deadline; until stop()."""
@@ -272,6 +291,8 @@ class Scheduler:
             log.info("backup server %s: %s", "reachable" if result.ok else "not reachable", result.detail)
         if result.ok and self._reporter is not None:
             self._reporter.resend_unsent()
+        if result.ok and was is not True and self.on_server_back is not None:
+            self.on_server_back()
 
     # --- the job ------------------------------------------------------------------------
 
@@ -316,6 +337,8 @@ class Scheduler:
         self.job, self._job_task = None, None
         self._reported = None  # after each job, tell the server again
         self._wake.set()
+        if self.after_job is not None:
+            self.after_job()
 
     # --- status -------------------------------------------------------------------------
 

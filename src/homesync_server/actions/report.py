@@ -27,6 +27,7 @@ from homesync_server.config import Layout, ServerConfig
 from homesync_server.identity import IdentityBackend, open_backend
 from homesync_server.index import Index
 from homesync_server.reports import activity, assurance, fleet, growth, halves
+from homesync_server.reports import policy as report_policy
 from homesync_server.reports import csv as csv_format
 from homesync_server.reports import html as html_format
 from homesync_server.reports import json as json_format
@@ -111,7 +112,8 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
     storage = _growth(sources, summary, _first_enrolled(rows), now) if with_growth else growth.Growth(0, [], [])
     done = _activity(sources.index, start, end, user) if with_activity else _no_activity(start, end)
     return Report(now, policy, user, directory_error, rows, summary, done, storage,
-                  sum(map(attrgetter("alarming"), rows)), _assurance(sources.index, user))
+                  sum(map(attrgetter("alarming"), rows)), _assurance(sources.index, user),
+                  _fleet_policy(sources.index, now, user))
 
 
 def make_in_parts(sources: Sources, now: float, section: Section, user: str | None = None,
@@ -147,7 +149,7 @@ def make_in_parts(sources: Sources, now: float, section: Section, user: str | No
     enrolled = min((p[2] for p in (first, second) if p[2] is not None), default=None)
     storage = _growth(sources, summary, enrolled, now) if with_growth else growth.Growth(0, [], [])
     made = Report(now, policy, user, directory_error, [], summary, activity.Activity.from_values(activity_values),
-                  storage, first[1] + second[1], assured)
+                  storage, first[1] + second[1], assured, _fleet_policy(index, now, user))
     return made, [first[3], second[3]]
 
 
@@ -163,6 +165,10 @@ def _no_activity(start: float, end: float) -> activity.Activity:
 def _assurance(index: Index, user: str | None) -> Assurance:
     counts, not_passed = index.drill_outcomes(user, assurance.LISTED)
     return assurance.assurance(counts, not_passed, index.frozen_by_mass_change(user), index.frozen_by_history(user))
+
+
+def _fleet_policy(index: Index, now: float, user: str | None) -> report_policy.FleetPolicy:
+    return report_policy.fleet_policy(index.policy_version(), index.policy_states(), now, user)
 
 
 def _first_enrolled(rows: list[fleet.MachineRow]) -> float | None:

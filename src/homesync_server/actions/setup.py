@@ -45,13 +45,13 @@ def host_fingerprint(layout: Layout) -> str:
     return fingerprint(host_key(layout))
 
 
-def add_local_user(layout: Layout, name: str, password: str, admin: bool) -> None:
+def add_local_user(layout: Layout, name: str, password: str, admin: bool, full_name: str = "") -> None:
     """Add a user to the local identity backend."""
     server_config.load(layout)  # refuse a directory that is not a server
-    LocalIdentity(layout.data / "users.json").add(name, password, admin=admin)
+    LocalIdentity(layout.data / "users.json").add(name, password, admin=admin, display_name=full_name.strip())
     index = Index(layout.index)
     try:
-        index.record_user(name)
+        index.record_user(name, full_name.strip())
         index.audit("user_add", admin_actor(), user=name, admin=admin)
     finally:
         index.close()

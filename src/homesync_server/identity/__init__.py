@@ -40,6 +40,10 @@ class IdentityBackend(Protocol):
     def people(self) -> list[Person]:
         """Return everyone the directory lets use homesync."""
 
+    def groups(self, name: str) -> list[str]:
+        """Given a user name, return the names of the directory groups they belong to
+        ([] if the backend has none). Raise IdentityUnavailableError when it cannot be reached."""
+
 
 def open_backend(identity: "IdentityConfig", data_dir: Path) -> IdentityBackend:
     """Given the [identity] configuration, return the backend it names."""
@@ -67,6 +71,7 @@ class IdentityConfig:
     user_base: str = ""
     user_filter: str = "(uid={username})"
     admin_group: str = ""
+    group_base: str = ""  # where the groups a fleet policy names live (their cn is the group's name)
     # ANDed into the user search, so that locked accounts are not found, e.g.
     # "(!(pwdAccountLockedTime=*))".
     account_filter: str = ""

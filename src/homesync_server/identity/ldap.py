@@ -101,6 +101,21 @@ class LdapIdentity:
         people = (self._person(e, admins) for e in entries if _first(e.attributes, self.config.name_attribute))
         return sorted(people, key=lambda p: p.name)
 
+    def groups(self, name: str) -> list[str]:
+        """Return the names (cn) of the groups under group_base that list the user as
+        member, uniqueMember or memberUid ([] without a group_base or for an unknown user)."""
+        if not self.config.group_base or not _usable_name(name):
+            return []
+        with self._service_session() as (_, conn):
+            entry = self._find_user(conn, name)
+            if entry is None:
+                return []
+            dn, uid = escape_filter_chars(entry.dn), escape_filter_chars(_first(entry.attributes,
+                                                                                self.config.name_attribute))
+            found = self._search(conn, self.config.group_base,
+                                 f"(|(member={dn})(uniqueMember={dn})(memberUid={uid}))", ["cn"], paged=True)
+        return sorted({_first(e.attributes, "cn") for e in found} - {""})
+
     # -- connections ------------------------------------------------------------------
 
     @contextmanager

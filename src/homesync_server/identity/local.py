@@ -110,6 +110,10 @@ class LocalIdentity:
         record = self._load().get(name)
         return self._person(name, record) if record else None
 
+    def groups(self, name: str) -> list[str]:
+        """Local users have no directory groups (`homesync-server policy group add` puts them in some)."""
+        return []
+
     def people(self) -> list[Person]:
         return [self._person(n, r) for n, r in sorted(self._load().items())]
 

@@ -61,7 +61,7 @@ def render(report: Report, sections: list | None = None) -> str:
     body = [f"<h1>{escape(title)}</h1>", _meta(report), _cards(report),
             '<h2>Freshness and storage</h2><div class="charts">', _freshness_chart(report),
             svg.line_chart(report.growth.times, report.growth.series, "Storage per user over time (deduplicated)"),
-            "</div>", _storage(report), _assurance(report), "<h2>Machines</h2>", _machines(sections),
+            "</div>", _storage(report), _assurance(report), _fleet_policy(report), "<h2>Machines</h2>", _machines(sections),
             _activity(report)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
@@ -100,6 +100,22 @@ def _freshness_chart(report: Report) -> str:
             "stale" if upper <= critical else "critical"
         bars.append((label, count, COLOURS[kind]))
     return svg.bar_chart(bars, "Age of the newest backup (machines expected to back up)")
+
+
+def _fleet_policy(report: Report) -> str:
+    """Return the fleet policy's paragraph and its laggards' table ('' without a policy)."""
+    p = report.fleet_policy
+    if not p.newest:
+        return ""
+    running = sum(v == p.newest for v in p.applied.values())
+    text = (f'<p class="meta">Fleet policy version {p.newest} ({escape(human_time(p.newest_at))}): '
+            f"{running} of {len(p.applied)} machines run it.</p>")
+    if p.lagging:
+        text += ("<p>Not applied within a day of reaching the server:</p><table><thead><tr><th>Machine</th>"
+                 "<th>Runs version</th><th>Last seen</th></tr></thead><tbody>" + "".join(
+                     f"<tr><td>{escape(m['id'])}</td><td class=n>{m['applied']}</td>"
+                     f"<td>{escape(human_time(m['last_seen']))}</td></tr>" for m in p.lagging) + "</tbody></table>")
+    return text
 
 
 def _assurance(report: Report) -> str:

@@ -14,6 +14,7 @@ from homesync_server.reports.activity import Activity
 from homesync_server.reports.assurance import NO_ASSURANCE, Assurance
 from homesync_server.reports.fleet import MachineRow, Summary
 from homesync_server.reports.growth import Growth
+from homesync_server.reports.policy import NO_POLICY, FleetPolicy
 from homesync_server.reports.status import HOUR, Policy
 
 
@@ -31,6 +32,7 @@ class Report:
     growth: Growth
     needs_attention: int  # how many machines make the report exit non-zero (MachineRow.alarming)
     assurance: Assurance = NO_ASSURANCE  # drills and mass-change freezes
+    fleet_policy: FleetPolicy = NO_POLICY  # the versions machines applied (issue 19)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain data (what --format json prints), but for the
@@ -42,4 +44,4 @@ class Report:
                 "summary": self.summary.as_dict(),
                 "machines": [],
                 "activity": self.activity.as_dict(), "storage_over_time": self.growth.as_dict(),
-                **self.assurance.as_dict()}
+                **self.assurance.as_dict(), **self.fleet_policy.as_dict()}

@@ -35,7 +35,7 @@ def render(report: Report, sections: list | None = None) -> str:
         for group in groups:
             for column, cells in zip(columns, group):
                 column += cells
-    parts = [_heading(report), _summary(report), _assurance(report), "", _columns_table(MACHINE_HEADERS, columns),
+    parts = [_heading(report), _summary(report), _assurance(report), *_fleet_policy(report), "", _columns_table(MACHINE_HEADERS, columns),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
     return "\n".join(parts) + "\n"
@@ -83,6 +83,18 @@ def _assurance(report: Report) -> str:
               f"({printable(f['reason'])}; since {human_time(f['frozen_at'])}; `homesync-server machine release`)"
               for f in a.rolled_back]
     return "\n".join(lines)
+
+
+def _fleet_policy(report: Report) -> list[str]:
+    """Return the fleet-policy lines: the newest version and the machines not following it."""
+    p = report.fleet_policy
+    if not p.newest:
+        return []
+    lines = [f"fleet policy: version {p.newest} ({human_time(p.newest_at)}); "
+             f"{sum(v == p.newest for v in p.applied.values())} of {len(p.applied)} machines run it"]
+    lines += [f"  not applied within a day of reaching the server: {m['id']} runs version {m['applied']} "
+              f"(last seen {human_time(m['last_seen'])})" for m in p.lagging]
+    return lines
 
 
 def _machine_columns(machines: Sequence[MachineRow], now: float) -> list[list[str]]:

@@ -1,0 +1,191 @@
+"""The fleet policy end to end: the admin sets things once on the server, real agents
+(as the unprivileged user) follow, against the real server and a fake NetworkManager
+exported under its real names on a private system bus."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+
+import pytest
+
+from tests.end_to_end.agent.harness import FAST, Laptop, enrolled_laptop, stop_and_clean, wait_for
+from tests.support.processes import chown_tree
+
+BACKUP_BOUND = 30.0  # seconds from link-up to the archives of three computers in the index
+QUIET = 2.0          # how long "no backup" is watched for
+CONTACT = os.environ.get("HOMESYNC_TEST_POLICY_INTERVAL", "2s")  # the agents' policy_interval (default: 1 h)
+
+
+def _policy(server, text: str, *layer: str) -> None:
+    done = server.cli("policy", "set", "-", *layer, input=text)
+    assert done.returncode == 0, done.stderr
+
+
+def _no_local_network(laptop: Laptop, **agent) -> None:
+    """Leave config.toml as enrollment wrote it but for fast timings: no corporate-network rule."""
+    path = laptop.home / ".config/homesync/config.toml"
+    config = tomllib.loads(path.read_text())
+    config["network"] = {"corporate_domains": [], "corporate_ssids": [], "corporate_connections": []}
+    config["agent"] = dict(FAST, policy_interval=CONTACT, **agent)
+    path.write_text("".join(f"[{section}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in t.items())
+                            + "\n" for section, t in config.items()))
+    chown_tree(path.parent)
+
+
+@pytest.fixture
+def laptops(fresh_server, computer_factory, system_bus, session_bus):
+    """Make enrolled computers (with no local network rule) on demand; stop their agents afterwards."""
+    made: list[Laptop] = []
+
+    def make(**agent) -> Laptop:
+        computer = computer_factory()
+        (computer.home / "Documents").mkdir()
+        (computer.home / "Documents/notes.txt").write_text(f"computer {len(made)}\n")
+        chown_tree(computer.home)
+        laptop = enrolled_laptop(fresh_server, computer, {"DBUS_SYSTEM_BUS_ADDRESS": system_bus.address,
+                                                          "DBUS_SESSION_BUS_ADDRESS": session_bus.address})
+        _no_local_network(laptop, **agent)
+        made.append(laptop)
+        return laptop
+
+    yield make
+    for laptop in made:
+        print(f"--- agent log {laptop.machine_id} ---\n{stop_and_clean(laptop)[-4000:]}")
+
+
+def _code(status: dict) -> str | None:
+    return status["reason"]["code"] if status.get("reason") else None
+
+
+def test_a_corporate_domain_set_once_on_the_server_backs_up_every_computer(fresh_server, fake_nm, laptops):
+    _policy(fresh_server, '[network]\ncorporate_domains = ["corp.example.com"]\n')
+    computers = [laptops() for _ in range(3)]
+    for laptop in computers:
+        laptop.start()
+    fake_nm.connection_up("Home", type="802-11-wireless", ssid="HomeNet", dhcp={"domain_name": "home.lan"})
+    for laptop in computers:
+        status = laptop.wait_status(lambda s: s["policy"]["version"] == 1 and _code(s) == "off_network"
+                                    and "Home" in s["reason"]["text"], 15, "off the corporate network at home")
+        assert status["policy"]["sources"]["network.corporate_domains"] == "site"
+    time.sleep(QUIET)
+    assert [laptop.archives() for laptop in computers] == [[], [], []]
+
+    up = time.monotonic()
+    fake_nm.connection_up("Office", domains=["corp.example.com"])
+    for laptop in computers:
+        wait_for(laptop.successes, BACKUP_BOUND, "a backup once the office connection came up")
+    print(f"link-up -> archives of 3 computers in the server's index: {time.monotonic() - up:.2f} s")
+    status = computers[0].status_json()
+    assert status["network"]["on_corporate"] and status["network"]["via"] == "Office"
+    assert "network.corporate_domains" in computers[0].status().stdout
+
+
+def test_a_change_reaches_a_running_agent_at_its_next_contact(fresh_server, fake_nm, laptops):
+    _policy(fresh_server, '[network]\ncorporate_domains = ["corp.example.com"]\n')
+    laptop = laptops()
+    laptop.start()
+    pid = laptop.process.pid
+    laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+
+    _policy(fresh_server, '[agent]\nscan_interval = "10m"\nserver_timeout = "3m"\n', "--group", "staff")
+    done = fresh_server.cli("policy", "group", "add", "staff", "joe")
+    assert done.returncode == 0, done.stderr
+    laptop.wait_status(lambda s: s["policy"]["version"] == 2, 60, "policy version 2 applied")
+    changed = time.monotonic()
+    _policy(fresh_server, '[network]\ncorporate_domains = ["corp.example.com", "lab.example.com"]\n'
+                          '[agent]\nserver_timeout = "4m"\n', "--user", "joe")
+    status = laptop.wait_status(lambda s: s["policy"]["version"] == 3, 60, "policy version 3 applied")
+    delay = time.monotonic() - changed
+    stored = fresh_server.index_rows("SELECT at FROM policy_versions WHERE version = 3")[0][0]
+    print(f"policy change -> applied by the running agent: {delay:.2f} s from `policy set` starting, "
+          f"{status['policy']['received'] - stored:.2f} s from the version stored to the agent receiving it "
+          f"(policy_interval {CONTACT})")
+    assert delay <= 60
+    assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
+    sources = laptop.status_json()["policy"]["sources"]
+    assert sources["agent.scan_interval"] == "group staff"
+    assert sources["agent.server_timeout"] == "user joe"
+    assert sources["network.corporate_domains"] == "user joe"
+    assert sources["agent.debounce"] == "local override" and sources["agent.max_age"] == "local override"
+    assert sources["backup.upload_ratelimit"] == "default"
+    # in effect at once: the new domain is a corporate network
+    fake_nm.connection_up("Lab", domains=["lab.example.com"])
+    wait_for(laptop.successes, 20, "a backup over the domain the new policy added")
+    wait_for(lambda: fresh_server.index_rows(f"SELECT policy_version FROM machines WHERE id = "
+                                             f"'{laptop.machine_id}'")[0][0] == 3, 10,
+             "the server knows version 3 is applied")
+
+
+def test_a_local_value_users_may_not_override_is_ignored_and_status_says_so(fresh_server, fake_nm, laptops):
+    _policy(fresh_server, '[network]\ncorporate_domains = ["corp.example.com"]\n[agent]\nmax_age = "6h"\n'
+                          '[policy]\nuser_may_override = ["network.*", "agent.debounce"]\n')
+    laptop = laptops(max_age="2d")
+    laptop.start()
+    status = laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    sources = status["policy"]["sources"]
+    assert sources["agent.max_age"] == "site (local value ignored)"
+    assert sources["agent.min_interval"] == "local (ignored: not overridable)"
+    assert sources["agent.debounce"] == "local override"
+    assert "config.toml sets agent.max_age, which the fleet policy does not let users override: ignored" \
+        in status["warnings"]
+    assert "warning: config.toml sets agent.min_interval" in laptop.status().stdout
+
+
+def test_no_rule_anywhere_the_server_answering_is_the_corporate_link(fresh_server, fake_nm, laptops):
+    fake_nm.connection_up("Home", type="802-11-wireless", ssid="HomeNet")
+    laptop = laptops()
+    laptop.start()
+    wait_for(laptop.successes, 20, "a backup of a fresh enrollment with no configuration")
+    status = laptop.status_json()
+    assert status["network"]["server_answers_is_corporate"] is True and status["policy"]["version"] == 0
+    assert "the backup server answering counts as the corporate link" in laptop.status().stdout
+
+    fresh_server.stop()
+    (laptop.home / "Documents/later.txt").write_text("written while the server is away\n")
+    chown_tree(laptop.home)
+    # the first attempt finds the server gone; then the agent waits (backing off, probing)
+    laptop.wait_status(lambda s: _code(s) in ("server_unreachable", "backoff"), 20, "waiting for the server")
+    time.sleep(QUIET)
+    assert len(laptop.successes()) == 1  # attempts fail (and back off) while it is away
+    fresh_server.start()
+    wait_for(lambda: len(laptop.successes()) >= 2, 30, "a backup once the server answers again")
+
+
+def test_server_unreachable_at_start_cached_policy_applies_and_without_one_the_agent_waits(
+        fresh_server, fake_nm, laptops):
+    _policy(fresh_server, '[network]\ncorporate_domains = ["corp.example.com"]\n')
+    cached, fresh = laptops(), laptops()
+    cached.start()
+    cached.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    assert cached.stop() == 0
+    policy_file = cached.home / ".local/state/homesync/policy.json"
+    assert policy_file.stat().st_mode & 0o777 == 0o600
+
+    fresh_server.stop()
+    fake_nm.connection_up("Home", type="802-11-wireless", ssid="HomeNet")
+    cached.start()
+    status = cached.wait_status(lambda s: _code(s) == "off_network", 15, "the cached rules apply")
+    assert status["policy"]["state"] == "cached" and status["policy"]["version"] == 1
+
+    fresh.start()
+    status = fresh.wait_status(lambda s: _code(s) == "no_policy" and "did not answer" in s["reason"]["text"],
+                               20, "waiting for a policy, saying why")
+    assert status["state"] == "waiting" and status["policy"]["version"] is None
+    assert "waiting for the fleet policy" in fresh.status().stdout
+
+
+def test_the_first_server_address_that_answers_is_used(fresh_server, fake_nm, laptops):
+    from tests.support.processes import free_port
+    dead = f"127.0.0.1:{free_port()}"
+    _policy(fresh_server, f'[server]\naddresses = ["{dead}", "{fresh_server.address}"]\n')
+    laptop = laptops()
+    laptop.start()
+    laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    assert laptop.stop() == 0
+    laptop.start()  # from the cache: the first address is dead, the second answers
+    wait_for(laptop.successes, 30, "a backup through the second address")
+    status = laptop.wait_status(lambda s: s["policy"]["state"] == "current", 15, "the policy checked again")
+    assert status["server"]["address"] == fresh_server.address

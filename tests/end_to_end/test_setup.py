@@ -1,0 +1,245 @@
+"""`homesync setup` at first login, with the image's site configuration and no typed
+server address: each of its four choices driven through a terminal (tmux), its
+non-interactive form, and `homesync backup`'s progress bar (on a terminal only).
+Restores are checked bit for bit."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+
+from tests.support.homesync_client import Computer
+from tests.support.homesync_server import PASSWORDS, start_server
+from tests.support.processes import VENV_BIN, chown_tree, private_dir, remove, run_as_user
+from tests.support.terminal import Terminal, user_command
+from tests.support.trees import assert_same_tree, make_home, snapshot
+
+NOT_BACKED_UP = (".config/homesync", ".local/share/homesync", ".local/state/homesync", ".cache",
+                 ".local/share/Trash")
+TEMPLATE_LEFT_OUT = (".config/homesync", ".local/share/homesync", ".local/state", ".cache", ".local/share/Trash")
+SOURCES = {"Joe's Thinkpad": 21, "Joe's Workstation": 22, "Joe's Old Desktop": 23}
+
+
+class Fleet:
+    """A server with joe's backed-up computers and a template, and the site file an image carries."""
+
+    def __init__(self) -> None:
+        self.server = start_server(full_names={"joe": "Joe Bloggs"})
+        self.base = private_dir("hs-fleet-")
+        site_dir = self.base / "etc-homesync"
+        site_dir.mkdir()
+        (site_dir / "agent.toml").write_text(
+            f'[server]\naddresses = ["127.0.0.1:1", "{self.server.address}"]  # the first does not answer\n'
+            f'fingerprint = "{self.server.fingerprint}"\n')
+        self.env = {"HOMESYNC_SYSTEM_CONFIG_DIR": str(site_dir), "XDG_CONFIG_DIRS": str(self.base / "no-xdg"),
+                    "USER": "joe", "LOGNAME": "joe", "HOMESYNC_CHASSIS": "laptop"}
+        self.homes = {}
+        for name, seed in SOURCES.items():
+            computer = Computer(self.base / f"source-{seed}")
+            computer.home.mkdir()
+            make_home(computer.home, seed=seed, files=60, total_bytes=2 << 20)
+            computer.enroll_and_back_up(self.server, "joe", name)
+            self.homes[name] = snapshot(computer.home, exclude=NOT_BACKED_UP)
+        template = self.base / "template"
+        make_home(template, seed=24, files=60, total_bytes=2 << 20)
+        chown_tree(self.base)
+        self.server.cli_json("template", "publish", "Standard Laptop", "--from", str(template))
+        self.template = snapshot(template, exclude=TEMPLATE_LEFT_OUT)
+
+    def run(self, computer: Computer, *args: str, input: str | None = None):
+        return run_as_user([str(VENV_BIN / "homesync"), *args], computer.home, input=input, timeout=300, **self.env)
+
+    def terminal(self, computer: Computer, *args: str) -> Terminal:
+        return Terminal(user_command(computer.home, [str(VENV_BIN / "homesync"), *args], self.env))
+
+    def close(self) -> None:
+        self.server.stop()
+        remove(self.server.data.parent)
+        remove(self.base)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    made = Fleet()
+    yield made
+    made.close()
+
+
+def _enrolled_as(computer: Computer) -> str:
+    return tomllib.loads((computer.home / ".config/homesync/config.toml").read_text())["machine"]["name"]
+
+
+def _log_in(terminal: Terminal) -> str:
+    terminal.wait_for("Password for joe:")
+    terminal.type(PASSWORDS["joe"])
+    screen = terminal.wait_for(r"Choose \[n/r/i/t\]")
+    assert "Signed in as Joe Bloggs (joe)" in screen
+    for name in SOURCES:
+        assert re.search(rf"\d\) {re.escape(name)}  \(last backup \d{{4}}-\d\d-\d\d \d\d:\d\d \(\d+[smh] ago\)",
+                         screen), screen
+    assert "Standard Laptop" in screen
+    return screen
+
+
+def _finish(terminal: Terminal, timeout: float = 180) -> str:
+    screen = terminal.wait_for(r"EXIT=\d+", timeout=timeout)
+    assert "EXIT=0" in screen, screen
+    return screen
+
+
+def _number(screen: str, name: str) -> str:
+    return re.search(rf"(\d)\) {re.escape(name)}  \(last", screen).group(1)
+
+
+def test_setup_as_a_new_computer_suggests_a_name_and_backs_up_with_a_bar(fleet, computer_factory):
+    new = computer_factory()
+    (new.home / "first.txt").write_text("hello\n")
+    chown_tree(new.home)
+    terminal = fleet.terminal(new, "setup")
+    try:
+        _log_in(terminal)
+        terminal.type("n")
+        terminal.wait_for(r"Name for this computer \[Joe's laptop\]")
+        terminal.type("")  # take the suggestion
+        screen = _finish(terminal)
+    finally:
+        terminal.close()
+    assert "this computer is set up as \"Joe's laptop\"" in screen, screen
+    assert re.search(r"\[#{30}\] 100\.0%", screen), "the first backup draws a progress bar"
+    assert re.search(r"archive \S+: \d+ files", screen)
+    assert _enrolled_as(new) == "Joe's laptop"
+    rows = fleet.server.index_rows("SELECT m.name, COUNT(a.name) FROM machines m JOIN archives a "
+                                   "ON a.machine_id = m.id WHERE m.name = 'Joe''s laptop' GROUP BY m.id")
+    assert rows == [("Joe's laptop", 1)]
+
+
+def test_setup_as_the_replacement_of_a_computer(fleet, computer_factory):
+    new = computer_factory()
+    terminal = fleet.terminal(new, "setup")
+    try:
+        screen = _log_in(terminal)
+        terminal.type("r")
+        terminal.wait_for(r"Replace which computer\? \[1-\d\]")
+        terminal.type(_number(screen, "Joe's Thinkpad"))
+        screen = _finish(terminal)
+    finally:
+        terminal.close()
+    assert "this computer is now \"Joe's Thinkpad\"" in screen, screen
+    assert re.search(r"\[#{30}\] 100\.0%", screen), "the restore draws its bar"
+    assert _enrolled_as(new) == "Joe's Thinkpad"
+    assert_same_tree(fleet.homes["Joe's Thinkpad"], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+
+
+def test_setup_identical_to_a_computer(fleet, computer_factory):
+    new = computer_factory()
+    terminal = fleet.terminal(new, "setup")
+    try:
+        screen = _log_in(terminal)
+        terminal.type("i")
+        terminal.wait_for(r"Identical to which computer\? \[1-\d\]")
+        terminal.type(_number(screen, "Joe's Workstation"))
+        terminal.wait_for(r"Name for this computer \[Joe's laptop( \d)?\]")
+        terminal.type("Lab 7")
+        screen = _finish(terminal)
+    finally:
+        terminal.close()
+    assert "enrolled as a new machine, 'Lab 7'" in screen, screen
+    assert _enrolled_as(new) == "Lab 7"
+    assert_same_tree(fleet.homes["Joe's Workstation"], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+
+
+def test_setup_from_a_template(fleet, computer_factory):
+    new = computer_factory()
+    terminal = fleet.terminal(new, "setup")
+    try:
+        _log_in(terminal)
+        terminal.type("t")
+        terminal.wait_for(r"Start from which template\? \[1-1\]")
+        terminal.type("1")
+        screen = terminal.wait_for(r"Name for this computer \[(Joe's laptop( \d)?)\]")
+        suggested = re.search(r"Name for this computer \[(Joe's laptop( \d)?)\]", screen).group(1)
+        terminal.type("")
+        screen = _finish(terminal)
+    finally:
+        terminal.close()
+    assert "template 'Standard Laptop'" in screen, screen
+    assert _enrolled_as(new) == suggested
+    assert_same_tree(fleet.template, snapshot(new.home, exclude=TEMPLATE_LEFT_OUT), ignore_root=True)
+
+
+def test_setup_without_a_terminal_replaces_by_flags(fleet, computer_factory):
+    new = computer_factory()
+    done = fleet.run(new, "setup", "--replace", "joe's old desktop", "--password-stdin", "--json",
+                     input=PASSWORDS["joe"] + "\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["choice"] == "replace" and result["machine"] == "Joe's Old Desktop"
+    assert "\r" not in done.stderr and "[#" not in done.stderr
+    assert _enrolled_as(new) == "Joe's Old Desktop"
+    assert_same_tree(fleet.homes["Joe's Old Desktop"], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+
+
+def test_setup_new_without_a_terminal_draws_no_bar(fleet, computer_factory):
+    new = computer_factory()
+    (new.home / "a.txt").write_text("a")
+    chown_tree(new.home)
+    done = fleet.run(new, "setup", "--new", "--machine", "Joe's Scripted Box", "--password-stdin",
+                     input=PASSWORDS["joe"] + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "this computer is set up as \"Joe's Scripted Box\"" in done.stdout
+    assert "archive " in done.stdout
+    assert "\r" not in done.stderr and "[#" not in done.stderr
+    again = fleet.run(new, "setup", "--new", "--password-stdin", input=PASSWORDS["joe"] + "\n")
+    assert again.returncode == 4 and "already set up as \"Joe's Scripted Box\"" in again.stderr
+
+
+@pytest.mark.parametrize("flags", [["--new", "--replace", "X"], ["--clone", "X", "--template", "T"],
+                                   ["--replace", "X", "--as", "Y"], ["--machine", "Y"], []])
+def test_bad_flag_combinations_are_one_line_and_exit_29(fleet, computer_factory, flags):
+    new = computer_factory()
+    done = fleet.run(new, "setup", *flags, "--password-stdin", input=PASSWORDS["joe"] + "\n")
+    assert done.returncode == 29, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("homesync: error: ")
+    assert not (new.home / ".config/homesync").exists()
+
+
+def test_a_name_already_taken_is_refused_before_anything_is_written(fleet, computer_factory):
+    new = computer_factory()
+    done = fleet.run(new, "setup", "--template", "Standard Laptop", "--as", "joe's workstation",
+                     "--password-stdin", input=PASSWORDS["joe"] + "\n")
+    assert done.returncode == 4 and "already have a computer named \"Joe's Workstation\"" in done.stderr
+    assert sorted(p.name for p in new.home.iterdir()) == []
+
+
+def test_backup_on_a_terminal_draws_a_progress_bar(fleet, computer_factory):
+    computer = computer_factory()
+    make_home(computer.home, seed=25, files=40, total_bytes=1 << 20)
+    computer.enroll_and_back_up(fleet.server, "joe", "Joe's Bar Test")
+    terminal = fleet.terminal(computer, "backup")
+    try:
+        screen = _finish(terminal, timeout=120)
+    finally:
+        terminal.close()
+    assert re.search(r"\[#{30}\] 100\.0%", screen), screen
+    plain = computer.run("backup")  # not a terminal: no bar
+    assert plain.returncode == 0 and "\r" not in plain.stderr and "[#" not in plain.stderr
+
+
+def test_the_listing_setup_needs_is_for_password_logins_only(fleet, computer_factory):
+    from homesync import transport
+    from homesync.errors import PermissionDeniedError
+    server = fleet.server
+    with transport.Session.connect(server.address, server.fingerprint, "joe", password=PASSWORDS["joe"]) as session:
+        rpc = session.rpc()
+        assert rpc.call("whoami")["display_name"] == "Joe Bloggs"
+        assert [t["name"] for t in rpc.call("templates.list")] == ["Standard Laptop"]
+    computer = computer_factory()
+    assert computer.enroll(server, "ann", "Ann's Key Test").returncode == 0
+    key = transport.load_key(computer.home / ".local/share/homesync/machine_key")
+    with transport.Session.connect(server.address, server.fingerprint, computer.machine_id(), key=key) as session:
+        with pytest.raises(PermissionDeniedError):
+            session.rpc().call("templates.list")
+        assert "display_name" not in session.rpc().call("whoami")
