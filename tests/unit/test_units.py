@@ -64,3 +64,13 @@ def test_the_shipped_agent_toml_is_only_comments():
     import tomllib
 
     assert tomllib.loads((REPO / "packaging/agent.toml").read_text()) == {}
+
+
+def test_the_shipped_agent_toml_names_no_site(tmp_path, monkeypatch):
+    """Installed as it ships, the file is no site configuration (not a broken one)."""
+    from homesync import site
+
+    (tmp_path / "agent.toml").write_text((REPO / "packaging/agent.toml").read_text())
+    monkeypatch.setenv("HOMESYNC_SYSTEM_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "none"))
+    assert site.load() is None
