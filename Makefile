@@ -7,20 +7,30 @@ PYTHON = $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Build: python, borg's C libraries. Tests: slapd, dbus-daemon, OpenSSH and rsync
-# (benchmark baselines), tmux, attr tools, an unprivileged-user switcher (util-linux),
-# Chromium (renders the HTML report in a screenshot test).
-APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config make \
-	liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev \
-	slapd ldap-utils dbus-daemon openssh-client openssh-server rsync tmux \
-	util-linux procps ca-certificates chromium
+# This is a development and test set-up. Installing the product needs none of it: the
+# Debian packages (`make deb`) depend only on python3 and borg's runtime libraries.
+# Build: python, borg's C libraries (what `make deb` needs, `make build-packages`).
+BUILD_PACKAGES := python3 python3-venv python3-dev gcc pkg-config make \
+	liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev ca-certificates
+# Tests: slapd, dbus-daemon, OpenSSH and rsync (benchmark baselines), tmux, attr tools,
+# an unprivileged-user switcher (util-linux), Chromium (renders the HTML report in a
+# screenshot test), debootstrap and systemd-analyze (the packages in a fresh Debian root).
+TEST_PACKAGES := slapd ldap-utils dbus-daemon openssh-client openssh-server rsync tmux \
+	util-linux procps chromium debootstrap systemd
+APT_PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: setup system-packages demo test test-fast bench clean
+.PHONY: setup system-packages build-packages install-apt demo test test-fast bench deb wheel clean
 
 setup: system-packages $(STAMP)
 
 system-packages:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+	@$(MAKE) --no-print-directory install-apt PACKAGES="$(APT_PACKAGES)"
+
+build-packages:
+	@$(MAKE) --no-print-directory install-apt PACKAGES="$(BUILD_PACKAGES)"
+
+install-apt:
+	@missing=$$(for p in $(PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:" $$missing; \
@@ -39,10 +49,19 @@ demo: setup
 	$(PY) demo/demo.py
 
 test: setup
-	HOMESYNC_REQUIRE_SLAPD=1 $(PY) -m pytest -q tests
+	HOMESYNC_REQUIRE_SLAPD=1 HOMESYNC_REQUIRE_PACKAGING=1 $(PY) -m pytest -q tests
+
+# The Debian packages homesync and homesync-server, and the wheel, in dist/
+# (packaging/build-deb.sh; installing them is the admin guide's first section).
+deb: build-packages
+	packaging/build-deb.sh
+
+# The wheel alone, for sites that install with pip or pipx.
+wheel: setup
+	$(PY) -m pip wheel -q --no-deps -w dist .
 
 bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info

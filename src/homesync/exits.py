@@ -12,6 +12,8 @@ OK = 0
 AGENT_NOT_RUNNING = 5  # homesync status / pause / resume / stop: no agent answered
 REPORT_CRITICAL = 6    # homesync-server report: a machine is critical (a monitoring check's alarm)
 AUDIT_BROKEN = 7       # homesync-server audit verify: the hash chain is broken
+WRONG_USER = 26        # homesync-server: a command that writes, run by neither root nor the data's owner
+DOCTOR_PROBLEMS = 27   # homesync-server doctor: the data directory has problems (each with its fix)
 INTERNAL = 70          # a bug (EX_SOFTWARE): the line says to run with --debug
 INTERRUPTED = 130      # Ctrl-C (128 + SIGINT)
 
@@ -49,13 +51,17 @@ MEANINGS: dict[int, str] = {
     32: "the backup server cannot read its index (damaged while it runs): nothing to do on the computer, "
         "the server's admin rebuilds it",
     28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
+    WRONG_USER: "a command that writes was run by a user who is neither root nor the data directory's owner "
+                "(the line says `sudo -u OWNER …`)",
+    DOCTOR_PROBLEMS: "`doctor` found problems in the data directory (each with its fix on stdout)",
     INTERNAL: "internal error (a bug): run with --debug and report the traceback",
     INTERRUPTED: "interrupted",
 }
 
 # The client meets every error the server sends over the wire, so its table holds all
 # but the server's own outcomes and its local `--output` files.
-HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28)}
+HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28, WRONG_USER,
+                                                            DOCTOR_PROBLEMS)}
 # The admin command line talks to no server and holds no machine key.
 HOMESYNC_SERVER = {c: m for c, m in MEANINGS.items()
                    if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24, 29, 30, 32)}

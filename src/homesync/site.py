@@ -51,6 +51,8 @@ def load() -> Site | None:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             problems.append(f"{path}: {e}")
             continue
+        if not raw:  # all comments, as the homesync package ships /etc/homesync/agent.toml: no site yet
+            continue
         found.append(path)
         server, file_problems = _checked(raw)
         problems += [f"{path}: {p}" for p in file_problems]

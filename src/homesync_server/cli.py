@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from homesync import console
+from homesync import console, exits
 from homesync_server import cli_operations
 from homesync_server.config import DEFAULT_LISTEN, resolve_data_dir
 
@@ -40,12 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "\"Joe's laptop\" from it)")
     add.add_argument("--password-stdin", action="store_true")
     add.add_argument("--data")
+    passwd = user.add_parser("passwd", help="set a local user's password (from a prompt or stdin, never argv)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.add_argument("--data")
+    removed = user.add_parser("remove", help="remove a local user (refused while they have active machines)")
+    removed.add_argument("name")
+    removed.add_argument("--retire-machines", action="store_true", help="retire the user's active machines too")
+    removed.add_argument("--json", action="store_true")
+    removed.add_argument("--data")
     listed = user.add_parser("list", help="users (local or from the directory) and their machines")
     listed.add_argument("--json", action="store_true")
     listed.add_argument("--data")
     machines = command("machines", "list machines and their newest backup")
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
+    doctor = command("doctor", "check a data directory (owner, modes, keys, index, free space, borg); exit 27: problems")
+    doctor.add_argument("--json", action="store_true")
     _add_report_commands(commands, command)
     cli_operations.add_commands(commands)  # drill, prune, hold, reindex, machine, template (issues 6, 7)
     return parser
@@ -93,6 +104,14 @@ def _run_report_command(layout, args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     layout = resolve_data_dir(args.data)
+    from homesync_server.owner import run_as_data_owner
+
+    if args.command == "doctor":  # as whoever runs it: root sees what the owner cannot
+        return _doctor(layout, args.json)
+    refused = run_as_data_owner(layout, args.command, writes=_writes(args))
+    if refused:
+        print(f"homesync-server: error: {refused}", file=sys.stderr)
+        return exits.WRONG_USER
     if args.command in REPORT_COMMANDS:
         return _run_report_command(layout, args)
     from homesync_server.actions import listing, serve, setup
@@ -106,6 +125,8 @@ def dispatch(args: argparse.Namespace) -> int:
             serve.serve(layout, args.listen)
     elif args.command == "user" and args.user_command == "list":
         _print_users(listing.users(layout), args.json)
+    elif args.command == "user" and args.user_command in ("passwd", "remove"):
+        _change_user(layout, args)
     elif args.command == "user":
         password = console.read_password(args.password_stdin, f"Password for {args.name}: ")
         setup.add_local_user(layout, args.name, password, args.admin, args.full_name)
@@ -115,6 +136,53 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command in cli_operations.COMMANDS:
         return cli_operations.run(layout, args)
     return 0
+
+
+def _change_user(layout, args: argparse.Namespace) -> None:
+    """Run `user passwd` or `user remove`."""
+    from homesync_server.actions import users
+
+    if args.user_command == "passwd":
+        users.set_password(layout, args.name, console.read_password(args.password_stdin,
+                                                                    f"New password for {args.name}: "))
+        print(f"changed the password of {args.name}")
+        return
+    done = users.remove(layout, args.name, args.retire_machines)
+    if args.json:
+        console.print_json(done)
+    else:
+        print(f"removed user {done['user']}" + (f"; retired {', '.join(done['retired'])}" if done["retired"] else ""))
+
+
+def _doctor(layout, as_json: bool) -> int:
+    """Run `doctor`: print every finding; return DOCTOR_PROBLEMS, with the first problem
+    on stderr, when one is a problem."""
+    from homesync_server.actions import doctor
+
+    findings = doctor.doctor(layout)
+    if as_json:
+        console.print_json(doctor.as_dicts(findings))
+    else:
+        for f in findings:
+            print(f"{'ok' if f.ok else 'PROBLEM':8} {f.check}: {f.message}" + (f"\n         fix: {f.fix}" if f.fix else ""))
+    problems = [f for f in findings if not f.ok]
+    if problems:
+        first = problems[0]
+        print(f"homesync-server: {len(problems)} problem(s) in {layout.data}; first: {first.check}: "
+              f"{first.message} (fix: {first.fix})", file=sys.stderr)
+        return exits.DOCTOR_PROBLEMS
+    return 0
+
+
+def _writes(args: argparse.Namespace) -> bool:
+    """Return whether the command may write to the data directory (`user list` and
+    `hold list`, `template list`, `login list` only read)."""
+    from homesync_server.owner import READ_ONLY_COMMANDS
+
+    if args.command in READ_ONLY_COMMANDS:
+        return False
+    sub = next((v for k, v in vars(args).items() if k.endswith("_command")), None)
+    return sub != "list"
 
 
 def _print_machines(rows: list[dict], as_json: bool) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from homesync import console
-from homesync.errors import BorgError, OutputError, RestoreError
+from homesync.errors import BorgError, OutputError, RestoreError, UsageError
 from homesync_server.config import Layout
 
 COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login", "policy")
@@ -43,9 +43,9 @@ def _sub(parent: argparse._SubParsersAction, name: str, help: str, json: bool = 
 
 def _add_drill(commands: argparse._SubParsersAction) -> None:
     p = _sub(commands, "drill", "check, restore and verify machines' newest backups in a scratch area")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--machine", metavar="ID")
-    which.add_argument("--user", metavar="NAME", help="every active machine of a user")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--machine", metavar="ID|NAME", help="a machine, by id or by name (with --user: of that user)")
+    p.add_argument("--user", metavar="NAME", help="every active machine of a user (with --machine: whose machine)")
     which.add_argument("--sample", metavar="N", type=_positive, help="N machines, least recently drilled first")
     which.add_argument("--all", action="store_true", help="every active machine")
     p.add_argument("--output", metavar="FILE", help="write the results to FILE instead of standard output")
@@ -55,7 +55,8 @@ def _add_drill(commands: argparse._SubParsersAction) -> None:
 
 def _add_prune(commands: argparse._SubParsersAction) -> None:
     p = _sub(commands, "prune", "apply the retention policy, then compact")
-    p.add_argument("--machine", metavar="ID")
+    p.add_argument("--machine", metavar="ID|NAME")
+    p.add_argument("--user", metavar="NAME", help="whose machine --machine names")
     p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     p.add_argument("--lock-wait", type=_positive, default=60, metavar="SECONDS")
 
@@ -65,13 +66,16 @@ def _add_hold(commands: argparse._SubParsersAction) -> None:
     actions = hold.add_subparsers(dest="hold_command", required=True)
     for name, help in (("add", "hold an archive, or all of a machine's"), ("remove", "lift a hold")):
         p = _sub(actions, name, help)
-        p.add_argument("--machine", metavar="ID", required=True)
+        p.add_argument("--machine", metavar="ID|NAME", required=True)
+        p.add_argument("--user", metavar="NAME", help="whose machine --machine names")
         which = p.add_mutually_exclusive_group(required=True)
         which.add_argument("--archive", metavar="NAME")
         which.add_argument("--all", action="store_true", help="every archive, present and future")
         if name == "add":
             p.add_argument("--reason", default="", help="e.g. a case number")
-    _sub(actions, "list", "list holds").add_argument("--machine", metavar="ID")
+    listed = _sub(actions, "list", "list holds")
+    listed.add_argument("--machine", metavar="ID|NAME")
+    listed.add_argument("--user", metavar="NAME", help="whose machine --machine names")
 
 
 def _add_machine(commands: argparse._SubParsersAction) -> None:
@@ -80,7 +84,8 @@ def _add_machine(commands: argparse._SubParsersAction) -> None:
     for name, help in (("retire", "refuse the machine's key from now on"), ("rename", "give it a new name"),
                        ("transfer", "give it to another user"), ("release", "lift a mass-change freeze")):
         p = _sub(actions, name, help)
-        p.add_argument("--machine", metavar="ID", required=True)
+        p.add_argument("--machine", metavar="ID|NAME", required=True)
+        p.add_argument("--user", metavar="NAME", help="whose machine --machine names")
         if name == "rename":
             p.add_argument("--name", required=True)
         elif name == "transfer":
@@ -94,6 +99,8 @@ def _add_template(commands: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the template's name, e.g. \"standard laptop\"")
     p.add_argument("--from", dest="source", metavar="DIR", required=True, help="the template home")
     _sub(actions, "list", "the published templates")
+    _sub(actions, "remove", "remove a template and its archives (users can no longer restore it)").add_argument(
+        "name", help="the template's name")
 
 
 def _add_login(commands: argparse._SubParsersAction) -> None:
@@ -115,6 +122,7 @@ def _positive(text: str) -> int:
 
 def run(layout: Layout, args: argparse.Namespace) -> int:
     """Run one operations command; print its result; raise HomesyncError on failure."""
+    _name_machine(layout, args)
     if args.command == "drill":
         return _drill(layout, args)
     if args.command == "prune":
@@ -135,6 +143,22 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
     else:
         _machine(layout, args)
     return 0
+
+
+def _name_machine(layout: Layout, args: argparse.Namespace) -> None:
+    """Turn --machine NAME (--user OWNER) into the machine's id; a drill of one named
+    machine is not a drill of all the owner's."""
+    if args.command == "drill" and not any((args.machine, args.user, args.sample, args.all)):
+        raise UsageError("say which machines to drill", "--machine, --user, --sample N or --all")
+    if args.command == "drill" and args.user and (args.sample or args.all):
+        raise UsageError("--user goes with --machine, or alone", "drill --user NAME drills all of its machines")
+    if not getattr(args, "machine", None):
+        return
+    from homesync_server.actions.naming import resolve_machine
+
+    args.machine = resolve_machine(layout, args.machine, getattr(args, "user", None))
+    if args.command == "drill":
+        args.user = None
 
 
 def _drill(layout: Layout, args: argparse.Namespace) -> int:
@@ -212,6 +236,10 @@ def _template(layout: Layout, args: argparse.Namespace) -> None:
 
     if args.template_command == "list":
         _print(templates.listed(layout), args.json, _print_templates)
+        return
+    if args.template_command == "remove":
+        _print(templates.remove(layout, args.name), args.json,
+               lambda d: print(f"removed template {d['name']!r} ({d['id']}) and its {d['archives']} archive(s)"))
         return
     done = templates.publish(layout, args.name, Path(args.source))
     _print(done, args.json, _print_published)

@@ -90,3 +90,21 @@ def _listed(template: dict[str, Any]) -> dict[str, Any]:
     return {"id": template["id"], "name": template["name"], "created": template["created"],
             "archives": len(archives), "latest": newest.get("name"), "published": newest.get("published"),
             "files": newest.get("files"), "original_size": newest.get("original_size")}
+
+
+def remove(layout: Layout, name: str) -> dict[str, Any]:
+    """Remove the template called name with all its archives, and end the restore grants
+    made for it; return what was removed. Raise NotFoundError if there is none."""
+    from homesync.errors import NotFoundError
+
+    with Services.open(layout) as services:
+        with services.templates.publishing():
+            template = services.templates.find(names.machine_name(name))
+            if template is None:
+                raise NotFoundError(f"no template {name!r}", "see `homesync-server template list`")
+            archives = len(template.get("archives", []))
+            services.grants.end(template["id"])
+            services.templates.discard(template["id"])
+        services.index.audit("template_remove", admin_actor(), template=template["id"], name=template["name"],
+                             archives=archives)
+        return {"id": template["id"], "name": template["name"], "archives": archives}

@@ -86,6 +86,14 @@ class LocalIdentity:
             users[name]["hash"] = hash_password(password)
             self._save(users)
 
+    def remove(self, name: str) -> None:
+        """Remove a user; raise NotFoundError for an unknown user."""
+        with self._lock:
+            users = self._load()
+            if users.pop(name, None) is None:
+                raise NotFoundError(f"no user {name!r}", "see `homesync-server user list`")
+            self._save(users)
+
     def authenticate(self, name: str, password: str) -> Person:
         record = self._load().get(name)
         ok = check_password(password, record["hash"] if record else _DUMMY_HASH)
