@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.homesync_server import start_server
 from tests.support.processes import free_port, remove
-from tests.unit.reports.test_metrics import parse as parse_metrics
+from tests.unit.homesync_server.reports.test_metrics import parse as parse_metrics
 
 JOE_LAPTOP = "Joe's <Thinkpad>"
 ANN_LAPTOP = "Ann's Laptop"

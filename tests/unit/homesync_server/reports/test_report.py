@@ -18,7 +18,7 @@ from homesync.errors import IdentityUnavailableError
 from homesync_server.actions import report
 from homesync_server.reports import csv as csv_format
 from homesync_server.reports import status as st
-from tests.unit.reports.conftest import MACHINES
+from tests.unit.homesync_server.reports.conftest import MACHINES
 
 
 def _make(layout, **options):

@@ -13,7 +13,7 @@ import homesync_server
 from homesync import exits
 from homesync.errors import HomesyncError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _error_classes() -> list[type[HomesyncError]]:

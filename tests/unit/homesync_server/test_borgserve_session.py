@@ -12,7 +12,7 @@ import msgpack
 
 from homesync_server import borgrpc
 from homesync_server.borgserve import FilteredSession
-from tests.unit.test_borgrpc import EXISTING, call, decoded, negotiate_tuple
+from tests.unit.homesync_server.test_borgrpc import EXISTING, call, decoded, negotiate_tuple
 
 
 class Stdin(io.RawIOBase):
