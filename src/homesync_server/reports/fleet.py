@@ -47,13 +47,16 @@ RECORD_NAMES = {"id": "machine_id", "name": "machine"}
 
 class Fleet:
     """Machines as columns: fleet[field] is the list of every machine's value of that
-    field (FIELDS), machines by owner, then name."""
+    field (FIELDS), machines by owner, then name (or in the order most_urgent_first
+    gives)."""
 
-    __slots__ = ("_columns", "_size")
+    __slots__ = ("_columns", "_size", "_source", "_order")
 
-    def __init__(self, columns: dict[str, list]) -> None:
+    def __init__(self, columns: dict[str, list], source: "Fleet | None" = None,
+                 order: list[int] | None = None) -> None:
         self._columns = columns
-        self._size = len(next(iter(columns.values()), ()))
+        self._source, self._order = source, order
+        self._size = len(order) if order is not None else len(next(iter(columns.values()), ()))
 
     @classmethod
     def of(cls, rows: Iterable[MachineRow]) -> "Fleet":
@@ -62,26 +65,30 @@ class Fleet:
         return cls({name: [getattr(row, name) for row in rows] for name in FIELDS})
 
     def __getitem__(self, field: str) -> list:
-        return self._columns[field]
+        values = self._columns.get(field)
+        if values is None and self._source is not None:  # a reordered fleet makes a column when asked
+            values = self._columns[field] = list(map(self._source[field].__getitem__, self._order))
+        if values is None:
+            raise KeyError(field)
+        return values
 
     def __len__(self) -> int:
         return self._size
 
     def __iter__(self) -> Iterator[MachineRow]:
-        return map(MachineRow, *(self._columns[name] for name in FIELDS))
+        return map(MachineRow, *(self[name] for name in FIELDS))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Fleet) and self._columns == other._columns
+        return isinstance(other, Fleet) and all(self[name] == other[name] for name in FIELDS)
 
-    def where(self, keep: list[bool]) -> "Fleet":
-        """Return the machines for which keep is true, in their order."""
-        return Fleet({name: list(compress(values, keep)) for name, values in self._columns.items()})
+    def most_urgent_first(self) -> "Fleet":
+        """Return the machines by status in the order of st.BY_SEVERITY (most urgent
+        first), in the order of this fleet within a status."""
+        ranks = list(map(_SEVERITY.__getitem__, self["status"]))
+        return Fleet({}, self, sorted(range(self._size), key=ranks.__getitem__))
 
-    def by_severity(self) -> list["Fleet"]:
-        """Return the machines in one group per status of st.BY_SEVERITY (most urgent
-        first), each in the order of the fleet."""
-        statuses = self._columns["status"]
-        return [self.where(list(map(status.__eq__, statuses))) for status in st.BY_SEVERITY]
+
+_SEVERITY = {status: rank for rank, status in enumerate(st.BY_SEVERITY)}
 
 
 def fleet(records: Iterable[tuple], directory: dict[str, str] | None, now: float, policy: Policy,

@@ -144,7 +144,7 @@ def _storage(report: Report) -> str:
 
 def _machines(report: Report) -> str:
     head = "".join(f"<th>{column.title}</th>" for column in SHOWN)
-    rows = "".join("".join(_machine_rows(group, report.generated_at)) for group in report.machines.by_severity())
+    rows = "".join(_machine_rows(report.machines.most_urgent_first(), report.generated_at))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 

@@ -23,10 +23,7 @@ REASON_WIDTH = 60
 
 def render(report: Report) -> str:
     """Return the report as aligned text, the machines most urgent first."""
-    columns: list[list[str]] = [[] for _ in SHOWN]
-    for group in report.machines.by_severity():
-        for cells, more in zip(columns, _machine_columns(group, report.generated_at)):
-            cells += more
+    columns = _machine_columns(report.machines.most_urgent_first(), report.generated_at)
     parts = [_heading(report), _summary(report), _assurance(report), "", _columns_table(MACHINE_HEADERS, columns),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
