@@ -83,7 +83,7 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
     start, end = period(since, until, now)
     policy = Policy.from_hours(sources.config.report.warn_age, sources.config.report.critical_age)
     names, directory_error = asked or directory(sources.identity)
-    machines = fleet.fleet(sources.index.fleet_records(user), names, now, policy, sources.index.display_names())
+    machines = fleet.fleet(sources.index.fleet_columns(user), names, now, policy, sources.index.display_names())
     summary = fleet.summarize(machines)
     storage = _growth(sources.index, summary, min(machines["enrolled"], default=None), now) \
         if formats.GROWTH in needs else growth.Growth(0, [], [])

@@ -91,16 +91,13 @@ class Fleet:
 _SEVERITY = {status: rank for rank, status in enumerate(st.BY_SEVERITY)}
 
 
-def fleet(records: Iterable[tuple], directory: dict[str, str] | None, now: float, policy: Policy,
+def fleet(records: dict[str, list], directory: dict[str, str] | None, now: float, policy: Policy,
           indexed_names: dict[str, str] | None = None) -> Fleet:
-    """Given the index's records (fields in the order of FLEET_COLUMNS), the directory's
-    display names by user name (None when the directory could not be asked), the time,
-    the policy and the display names the index keeps, return the fleet by owner and
-    machine name; an owner is gone only when the directory answered without them."""
-    records = sorted(records, key=_OWNER_NAME)
-    columns = {RECORD_NAMES.get(name, name): list(values)
-               for name, values in zip(FLEET_COLUMNS, zip(*records))} if records else \
-        {RECORD_NAMES.get(name, name): [] for name in FLEET_COLUMNS}
+    """Given the index's records column by column (Index.fleet_columns: by owner and
+    name), the directory's display names by user name (None when the directory could not
+    be asked), the time, the policy and the display names the index keeps, return the
+    fleet; an owner is gone only when the directory answered without them."""
+    columns = {RECORD_NAMES.get(name, name): values for name, values in records.items()}
     owners = columns["owner"]
     # A display name from the directory, else the one the index kept (a leaver's), else the user name.
     names = {user: name for user, name in (indexed_names or {}).items() if name}
@@ -114,13 +111,12 @@ def fleet(records: Iterable[tuple], directory: dict[str, str] | None, now: float
     return Fleet({name: columns[name] for name in FIELDS})
 
 
-_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
-
-
 def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] | None, now: float,
                  policy: Policy, indexed_names: dict[str, str] | None = None) -> Fleet:
-    """Like fleet, from the index's records as dicts (Index.fleet)."""
-    return fleet(map(itemgetter(*FLEET_COLUMNS), machines), directory, now, policy, indexed_names)
+    """Like fleet, from the index's records as dicts (Index.fleet), in any order."""
+    machines = sorted(machines, key=itemgetter("owner", "name"))
+    return fleet({name: [m[name] for m in machines] for name in FLEET_COLUMNS}, directory, now, policy,
+                 indexed_names)
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,8 @@ def summarize(machines: Fleet | Iterable[MachineRow]) -> Summary:
     stored: Counter[str] = Counter()
     for owner, group in groupby(zip(machines["owner"], machines["deduplicated_size"]), itemgetter(0)):
         stored[owner] += sum(map(itemgetter(1), group))  # one group per owner when the fleet comes by owner
-    by_user = sorted(((o, names[o], n) for o, n in stored.items()), key=lambda t: (-t[2], t[0]))
+    # by bytes, most first, then by owner: a stable sort of the owners in order
+    by_user = sorted([(o, names[o], n) for o, n in sorted(stored.items())], key=itemgetter(2), reverse=True)
     return Summary(len(machines), by_status, sum(expected), by_status[st.OK],
                    age_buckets(compress(machines["age_seconds"], expected)), sum(stored.values()), by_user)
 
