@@ -41,7 +41,7 @@ def _as_dict(row: Any) -> dict[str, Any]:
 MachineRow = make_dataclass("MachineRow", [(f.name, f.type) for f in columns.FIELDS], slots=True,
                             namespace={"as_dict": _as_dict, "__doc__": "One machine as the report shows it."})
 FIELDS = tuple(f.name for f in columns.FIELDS)
-# The report's name of each field the index gives (Index.fleet_records, FLEET_COLUMNS).
+# The report's name of each field the index gives (Index.fleet_columns, FLEET_COLUMNS).
 RECORD_NAMES = {"id": "machine_id", "name": "machine"}
 
 
