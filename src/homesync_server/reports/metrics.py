@@ -6,7 +6,7 @@ collector or served by homesync_server.metrics_http.
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import is_not
+from operator import add, is_not
 from typing import Iterable
 
 from homesync_server.reports.fleet import Fleet
@@ -89,12 +89,12 @@ def _machine_samples(machines: Fleet) -> list[str]:
     info = map('homesync_machine_info{machine="%s",name="%s",owner="%s",hostname="%s",agent_version="%s"} 1'.__mod__,
                zip(ids, _escaped(machines["machine"]), map(owners.__getitem__, machines["owner"]),
                    _escaped(machines["hostname"]), map(versions.__getitem__, machines["agent_version"])))
-    labels = list(map('{machine="%s"}'.__mod__, ids))
+    heads = list(map('{machine="%s"} '.__mod__, ids))  # each sample line is name + head + value
     status = map('homesync_machine_status{machine="%s",status="%s"} 1'.__mod__,
                  zip(ids, map(statuses.__getitem__, machines["status"])))
     blocks = ["\n".join(info), "\n".join(status)]
     for name, _, field in PER_MACHINE:
-        blocks.append("\n".join(_samples(name, labels, machines[field])))
+        blocks.append("\n".join(_samples(name, heads, machines[field])))
     return blocks
 
 
@@ -107,13 +107,14 @@ def _escaped(values: list[str]) -> list[str]:
     return escape_label(joined).split("\x00") if values else []
 
 
-def _samples(name: str, labels: list[str], values: list[float | None]) -> Iterable[str]:
-    """Return the sample lines of one family, one per label whose value is not None."""
+def _samples(name: str, heads: list[str], values: list[float | None]) -> Iterable[str]:
+    """Return the sample lines of one family, name + head + value for each machine
+    whose value is not None (heads: its labels and a space)."""
     kept = list(map(is_not, values, repeat(None)))
     numbers = compress(values, kept)
     # repr of a plain int or float is what _number writes; anything else goes through it
     texts = map(repr if set(map(type, values)) <= _PLAIN else _number, numbers)
-    return map(f"{name}%s %s".__mod__, zip(compress(labels, kept), texts))
+    return map(add, map(name.__add__, compress(heads, kept)), texts)
 
 
 def _family(lines: list[str], name: str, help_text: str, samples: Iterable[tuple[str, float | None]]) -> None:
