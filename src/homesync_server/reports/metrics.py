@@ -78,7 +78,8 @@ def render(report: Report) -> str:
             "Machines whose pruning a mass change froze until an admin releases it.", [("", len(assured.frozen))])
     _family(lines, "homesync_metrics_generated_timestamp_seconds", "When these metrics were computed.",
             [("", now)])
-    return "\n".join(lines) + "\n"
+    lines.append("")  # the final newline, without copying the whole text once more
+    return "\n".join(lines)
 
 
 def _machine_samples(machines: Fleet) -> list[str]:

@@ -27,7 +27,8 @@ def render(report: Report) -> str:
     parts = [_heading(report), _summary(report), _assurance(report), "", _columns_table(MACHINE_HEADERS, columns),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
-    return "\n".join(parts) + "\n"
+    parts.append("")  # the final newline, without copying the whole text once more
+    return "\n".join(parts)
 
 
 def _heading(report: Report) -> str:
