@@ -241,7 +241,8 @@ MIGRATIONS: dict[int, str] = {
     # Issue 12: each machine's summary (archive_totals) in plain SQL that PostgreSQL runs
     # as well: CASE instead of SQLite's sums of booleans and two-argument MIN, "end"
     # quoted (a reserved word there), a delete and an insert instead of INSERT OR
-    # REPLACE. The triggers still keep it in the transaction that writes the archive,
+    # REPLACE (migration 2's delete and update triggers were plain already and read the
+    # view by name). The triggers still keep it in the transaction that writes the archive,
     # whoever writes (backup reports, post-session checks, prune, reindex). The view's
     # figures are the same as migration 6's, so the table is not recomputed. The index
     # covers the report's join, so that reading 100,000 summaries reads no table rows;
@@ -250,8 +251,6 @@ MIGRATIONS: dict[int, str] = {
     # columns COLLATE "C" so that the same query gives the same order).
     13: """
     DROP TRIGGER archive_totals_insert;
-    DROP TRIGGER archive_totals_delete;
-    DROP TRIGGER archive_totals_update;
     DROP VIEW archive_figures;
     CREATE VIEW archive_figures AS
     SELECT a.machine_id,
@@ -268,14 +267,6 @@ MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER archive_totals_insert AFTER INSERT ON archives BEGIN
         DELETE FROM archive_totals WHERE machine_id = NEW.machine_id;
         INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id = NEW.machine_id;
-    END;
-    CREATE TRIGGER archive_totals_delete AFTER DELETE ON archives BEGIN
-        DELETE FROM archive_totals WHERE machine_id = OLD.machine_id;
-        INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id = OLD.machine_id;
-    END;
-    CREATE TRIGGER archive_totals_update AFTER UPDATE ON archives BEGIN
-        DELETE FROM archive_totals WHERE machine_id IN (OLD.machine_id, NEW.machine_id);
-        INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id IN (OLD.machine_id, NEW.machine_id);
     END;
     CREATE INDEX archive_totals_figures ON archive_totals
         (machine_id, archives, last_backup, last_original_size, deduplicated_size, failed);
