@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from homesync import exits  # noqa: E402
 from homesync_server import audit  # noqa: E402
 from homesync_server.actions import setup  # noqa: E402
 from homesync_server.config import Layout  # noqa: E402
@@ -78,7 +79,8 @@ def _bulk_archives(db: sqlite3.Connection):
                          ).fetchone()[0]
     db.execute("DROP TRIGGER archive_totals_insert")
     yield
-    db.execute("INSERT OR REPLACE INTO archive_totals SELECT * FROM archive_figures")
+    db.execute("DELETE FROM archive_totals")
+    db.execute("INSERT INTO archive_totals SELECT * FROM archive_figures")
     db.execute(trigger)
 
 
@@ -177,7 +179,7 @@ def time_command(args: list[str], runs: int, references: list[float] | None = No
         times.append(time.monotonic() - started)
         cpu.append(_children_cpu() - before)
         rc, size = done.returncode, len(done.stdout)
-        if rc not in (0, 2):
+        if rc not in (0, exits.REPORT_CRITICAL):
             raise RuntimeError(f"{' '.join(args)} failed ({rc}): {done.stderr.decode()[-500:]}")
     return {"median": statistics.median(times), "min": min(times), "max": max(times),
             "cpu": statistics.median(cpu), "rc": rc, "stdout_bytes": size}

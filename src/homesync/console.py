@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import time
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 from homesync import exits
@@ -101,29 +102,50 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def human_size(n: int | float | None) -> str:
+    """Return n bytes in words ("-" for None): B, KB, MB, GB, then TB for anything
+    bigger (written out rather than looped: a report words 200,000 sizes)."""
     if n is None:
         return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    if -1000 < n < 1000:
+        return f"{n:.0f} B"
+    n /= 1000
+    if -1000 < n < 1000:
+        return f"{n:.1f} KB"
+    n /= 1000
+    if -1000 < n < 1000:
+        return f"{n:.1f} MB"
+    n /= 1000
+    if -1000 < n < 1000:
+        return f"{n:.1f} GB"
+    return f"{n / 1000:.1f} TB"
 
 
 def human_time(ts: float | None) -> str:
+    """Return a Unix time as local time to the minute ("never" for None or 0)."""
     if not ts:
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    return _local_minute(int(ts // 60))
+
+
+@lru_cache(maxsize=1 << 16)
+def _local_minute(minute: int) -> str:
+    # Times crowd into few minutes: a report of 100,000 machines needs a few thousand strftime calls.
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
 
 
 def human_age(ts: float | None, now: float | None = None) -> str:
+    """Return how long before now (default: the current time) ts was, in its largest
+    whole unit: "3d ago", "5h ago", "2m ago", "40s ago"; "never" for None or 0."""
     if not ts:
         return "never"
-    seconds = max(0, (now or time.time()) - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    seconds = (now or time.time()) - ts
+    if seconds >= 86400:
+        return f"{seconds / 86400:.0f}d ago"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f}h ago"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{max(0, seconds):.0f}s ago"
 
 
 def progress_printer(quiet: bool) -> Callable[[float, str], None] | None:

@@ -14,7 +14,6 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from operator import itemgetter
 from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, IndexDamagedError, NotFoundError
@@ -268,7 +267,42 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE machines ADD COLUMN policy_applied REAL;
     ALTER TABLE machines ADD COLUMN policy_contact REAL
     """,
+    # Issue 12: each machine's summary (archive_totals) in plain SQL that PostgreSQL runs
+    # as well: CASE instead of SQLite's sums of booleans and two-argument MIN, "end"
+    # quoted (a reserved word there), a delete and an insert instead of INSERT OR
+    # REPLACE (migration 2's delete and update triggers were plain already and read the
+    # view by name). The triggers still keep it in the transaction that writes the archive,
+    # whoever writes (backup reports, post-session checks, prune, reindex). The view's
+    # figures are the same as migration 6's, so the table is not recomputed. The index
+    # covers the report's join, so that reading 100,000 summaries reads no table rows;
+    # the other one gives the report its machines by owner and name without a sort
+    # (byte order: SQLite's BINARY collation; a PostgreSQL schema declares these
+    # columns COLLATE "C" so that the same query gives the same order).
+    13: """
+    DROP TRIGGER archive_totals_insert;
+    DROP VIEW archive_figures;
+    CREATE VIEW archive_figures AS
+    SELECT a.machine_id,
+           SUM(CASE WHEN a.result IN ('success', 'warning') AND a.flag = '' THEN 1 ELSE 0 END) AS archives,
+           MAX(CASE WHEN a.result IN ('success', 'warning') AND a.flag = ''
+                    THEN CASE WHEN a.observed < a."end" THEN a.observed ELSE a."end" END END) AS last_backup,
+           (SELECT b.original_size FROM archives b
+            WHERE b.machine_id = a.machine_id AND b.flag = '' AND b.result IN ('success', 'warning')
+            ORDER BY CASE WHEN b.observed < b."end" THEN b.observed ELSE b."end" END DESC LIMIT 1)
+               AS last_original_size,
+           SUM(a.deduplicated_size) AS deduplicated_size,
+           SUM(CASE WHEN a.result = 'failed' THEN 1 ELSE 0 END) AS failed
+    FROM archives a GROUP BY a.machine_id;
+    CREATE TRIGGER archive_totals_insert AFTER INSERT ON archives BEGIN
+        DELETE FROM archive_totals WHERE machine_id = NEW.machine_id;
+        INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id = NEW.machine_id;
+    END;
+    CREATE INDEX archive_totals_figures ON archive_totals
+        (machine_id, archives, last_backup, last_original_size, deduplicated_size, failed);
+    CREATE INDEX machines_owner_name ON machines (owner, name)
+    """,
 }
+
 
 @contextmanager
 def _full_disk_named(path: Path) -> Iterator[None]:
@@ -286,11 +320,18 @@ def _full_disk_named(path: Path) -> Iterator[None]:
 PRUNING = "-"
 # What a post-session check takes from borg for a row the agent reported as interrupted or failed.
 _FIGURES = ("start", "end", "files", "original_size", "compressed_size", "deduplicated_size", "result", "error")
-# What Index.fleet_records returns for each machine, in this order (the report's records).
-FLEET_COLUMNS = ("id", "owner", "name", "hostname", "enrolled", "last_seen", "state", "agent_state",
-                 "agent_reason", "agent_version", "archives", "last_backup", "original_size", "deduplicated_size",
-                 "failed")
-_BY_OWNER_NAME = itemgetter(FLEET_COLUMNS.index("owner"), FLEET_COLUMNS.index("name"))
+# What Index.fleet_records returns for each machine, in this order (the report's
+# records): each field's name and the SQL that reads it from machines m and their
+# summary t (archive_totals). A column of the report that the index holds is one line here.
+FLEET_FIELDS = {
+    "id": "m.id", "owner": "m.owner", "name": "m.name", "hostname": "m.hostname", "enrolled": "m.enrolled",
+    "last_seen": "m.last_seen", "state": "m.state", "agent_state": "m.agent_state",
+    "agent_reason": "m.agent_reason", "agent_version": "m.agent_version",
+    "archives": "COALESCE(t.archives, 0)", "last_backup": "t.last_backup", "original_size": "t.last_original_size",
+    "deduplicated_size": "COALESCE(t.deduplicated_size, 0)", "failed": "COALESCE(t.failed, 0)",
+}
+FLEET_COLUMNS = tuple(FLEET_FIELDS)
+_FLEET_CHUNK = 2000  # rows of the fleet read at a time
 # SQLite's answers for a file it cannot read as a database (overwritten header, torn pages).
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 REINDEX_HINT = ("stop the server and run homesync-server reindex --force: it keeps the damaged file aside "
@@ -306,8 +347,6 @@ class Index:
         """Open the index at path (migrated to the current schema); read_only: only read
         an index that is migrated already (no write lock taken, ever)."""
         self.path = path
-        self._pid = os.getpid()
-        self._in_child: Index | None = None
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         try:
@@ -334,16 +373,6 @@ class Index:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def in_this_process(self) -> "Index":
-        """Return this index, or, in a process forked since it was opened (an SQLite
-        connection must not cross a fork: the child leaves the inherited one alone), a
-        read-only one on the same file, opened once per process."""
-        if os.getpid() == self._pid:
-            return self
-        if self._in_child is None or self._in_child._pid != os.getpid():
-            self._in_child = Index(self.path, read_only=True)
-        return self._in_child
 
     def check_integrity(self) -> None:
         """Raise IndexDamagedError unless SQLite's quick check finds every page sound."""
@@ -723,41 +752,31 @@ class Index:
     def fleet(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Return every machine (or one owner's), by owner and name, with its archive
         figures: count, newest successful end, sizes, failures."""
-        return [dict(zip(FLEET_COLUMNS, record)) for record in sorted(self.fleet_records(owner), key=_BY_OWNER_NAME)]
+        return [dict(zip(FLEET_COLUMNS, record)) for record in self.fleet_records(owner)]
 
-    def fleet_records(self, owner: str | None = None,
-                      owners: tuple[str | None, str | None] | None = None) -> list[tuple]:
-        """Like fleet, as plain tuples in the order of FLEET_COLUMNS, in no particular
-        order (a report of 100,000 machines can afford neither a dict per machine, nor
-        the join with users, nor SQL's sort by owner: each costs more than the Python
-        that replaces it); with owners (low, high), only machines of owners from low
-        (included) to high (excluded), None meaning no bound."""
-        conditions, params = ["m.owner = ?"] if owner else [], [owner] if owner else []
-        for bound, operator in zip(owners or (), (">=", "<")):
-            if bound is not None:  # "+": a scan with a filter, not the owner index and a lookup per row
-                conditions.append(f"+m.owner {operator} ?")
-                params.append(bound)
-        where = "WHERE " + " AND ".join(conditions) if conditions else ""
+    def fleet_records(self, owner: str | None = None) -> list[tuple]:
+        """Like fleet, as plain tuples in the order of FLEET_COLUMNS."""
+        columns = self.fleet_columns(owner)
+        return list(zip(*columns.values()))
+
+    def fleet_columns(self, owner: str | None = None) -> dict[str, list]:
+        """Return every machine (or one owner's) with its archive figures, column by
+        column: {field of FLEET_COLUMNS: [each machine's value]}, machines by owner and
+        name. A report of 100,000 machines can afford neither a dict per machine nor the
+        join with users (the display names are read apart): rows come a few thousand at
+        a time and go straight into the columns."""
+        where, params = ("WHERE m.owner = ?", (owner,)) if owner else ("", ())
+        columns: list[list] = [[] for _ in FLEET_COLUMNS]
         with self._lock, damage_named(self.path):
             cursor = self._db.cursor()
             cursor.row_factory = None
-            return cursor.execute(
-                "SELECT m.id, m.owner, m.name, m.hostname, m.enrolled, m.last_seen, m.state, m.agent_state, "
-                "m.agent_reason, m.agent_version, COALESCE(t.archives, 0), t.last_backup, t.last_original_size, "
-                "COALESCE(t.deduplicated_size, 0), COALESCE(t.failed, 0) "
-                f"FROM machines m LEFT JOIN archive_totals t ON t.machine_id = m.id {where}", params).fetchall()
-
-    def middle_owner(self) -> str | None:
-        """Return the owner of the middle machine in owner order (None without machines):
-        the owners below it and the others own about half of the machines each."""
-        rows = self._query("SELECT owner FROM machines ORDER BY owner LIMIT 1 OFFSET "
-                           "(SELECT COUNT(*) / 2 FROM machines)")
-        return rows[0]["owner"] if rows else None
-
-    def machine_count(self, owner: str | None = None) -> int:
-        """Return how many machines there are (of owner's)."""
-        where, params = ("WHERE owner = ?", (owner,)) if owner else ("", ())
-        return self._query(f"SELECT COUNT(*) AS n FROM machines {where}", params)[0]["n"]
+            cursor.execute(f"SELECT {', '.join(FLEET_FIELDS.values())} FROM machines m "
+                           f"LEFT JOIN archive_totals t ON t.machine_id = m.id {where} ORDER BY m.owner, m.name",
+                           params)
+            while rows := cursor.fetchmany(_FLEET_CHUNK):
+                for column, values in zip(columns, zip(*rows)):
+                    column += values
+        return dict(zip(FLEET_COLUMNS, columns))
 
     def display_names(self) -> dict[str, str]:
         """Return the display names the index keeps for its users (those that have one)."""

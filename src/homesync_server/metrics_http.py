@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socket import AF_INET, AF_INET6
 from typing import Callable, Generic, TypeVar
 
-from homesync_server.metrics import CONTENT_TYPE
+from homesync_server.reports.metrics import CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0

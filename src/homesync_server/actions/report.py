@@ -9,39 +9,30 @@ escrow key or the SSH stack.
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from operator import attrgetter
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 from homesync import exits, files
 from homesync.errors import ConfigError, IdentityUnavailableError, OutputError
-from homesync_server import audit, metrics
+from homesync_server import audit
 from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
 from homesync_server.identity import IdentityBackend, open_backend
 from homesync_server.index import Index
-from homesync_server.reports import activity, assurance, fleet, growth, halves
+from homesync_server.reports import activity, assurance, fleet, formats, growth
 from homesync_server.reports import policy as report_policy
-from homesync_server.reports import csv as csv_format
-from homesync_server.reports import html as html_format
-from homesync_server.reports import json as json_format
-from homesync_server.reports import table as table_format
 from homesync_server.reports.assurance import Assurance
 from homesync_server.reports.model import Report
 from homesync_server.reports.period import period
 from homesync_server.reports.status import Policy
 
 logger = logging.getLogger(__name__)
-# Each format's module has section(machines, now), what it writes of some machines, and
-# render(report, sections=None), the whole text (the machines' from sections when given).
-FORMATS = {"table": table_format, "json": json_format, "csv": csv_format, "html": html_format}
-Section = Callable[[list, float], Any]
+FORMATS = formats.RENDERERS  # what --format offers
+METRICS = "metrics"  # the format of `homesync-server metrics` and of serve's endpoint
 Asked = tuple[dict[str, str] | None, str]  # what directory() returns
 EXIT_ALARMING = exits.REPORT_CRITICAL
 EXIT_BROKEN_CHAIN = exits.AUDIT_BROKEN
@@ -67,90 +58,40 @@ class Sources:
     def close(self) -> None:
         self.index.close()
 
+    def __enter__(self) -> "Sources":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def report(layout: Layout, fmt: str, output: str | None, user: str | None, since: str | None,
            until: str | None) -> int:
     """Make the report, print it or write it to output; return EXIT_ALARMING when a
     machine needs attention, else 0."""
-    renderer = FORMATS[fmt]
-    with _without_gc():
-        sources = Sources.open(layout)
-        try:
-            made, sections = make_in_parts(sources, time.time(), renderer.section, user, since, until,
-                                           with_growth=fmt in ("html", "json"))
-        finally:
-            sources.close()
-        emit(renderer.render(made, sections), output)
+    renderer = formats.renderer(fmt)
+    with Sources.open(layout) as sources:
+        made = make(sources, time.time(), user, since, until, renderer.NEEDS)
+    emit(renderer.render(made), output)
     return EXIT_ALARMING if made.needs_attention else 0
 
 
-@contextmanager
-def _without_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the block runs: a report makes a few
-    objects per machine and no cycles, and the collector would walk them all again
-    and again (a third of the time of a report on 100,000 machines)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def make(sources: Sources, now: float, user: str | None = None, since: str | None = None,
-         until: str | None = None, with_growth: bool = True, with_activity: bool = True,
-         asked: Asked | None = None) -> Report:
-    """Return the report as of now, for one user or everyone, with every machine's row
-    (asked: the directory's answer, when it was asked already)."""
+         until: str | None = None, needs: frozenset[str] = formats.PARTS, asked: Asked | None = None) -> Report:
+    """Return the report as of now, for one user or everyone, with every machine, and
+    of formats.PARTS only those in needs (asked: the directory's answer, when it was
+    asked already)."""
     start, end = period(since, until, now)
-    policy = _policy(sources)
+    policy = Policy.from_hours(sources.config.report.warn_age, sources.config.report.critical_age)
     names, directory_error = asked or directory(sources.identity)
-    rows = fleet.rows_from_records(sources.index.fleet_records(user), names, now, policy,
-                                   sources.index.display_names())
-    summary = fleet.summarize(rows)
-    storage = _growth(sources, summary, _first_enrolled(rows), now) if with_growth else growth.Growth(0, [], [])
-    done = _activity(sources.index, start, end, user) if with_activity else _no_activity(start, end)
-    return Report(now, policy, user, directory_error, rows, summary, done, storage,
-                  sum(map(attrgetter("alarming"), rows)), _assurance(sources.index, user),
+    machines = fleet.fleet(sources.index.fleet_columns(user), names, now, policy, sources.index.display_names())
+    summary = fleet.summarize(machines)
+    storage = _growth(sources.index, summary, min(machines["enrolled"], default=None), now) \
+        if formats.GROWTH in needs else growth.Growth(0, [], [])
+    done = _activity(sources.index, start, end, user) if formats.ACTIVITY in needs else _no_activity(start, end)
+    return Report(now, policy, user, directory_error, machines, summary, done, storage,
+                  sum(machines["alarming"]), _assurance(sources.index, user),
                   _fleet_policy(sources.index, now, user))
-
-
-def make_in_parts(sources: Sources, now: float, section: Section, user: str | None = None,
-                  since: str | None = None, until: str | None = None, with_growth: bool = True,
-                  with_activity: bool = True, asked: Asked | None = None) -> tuple[Report, list]:
-    """Return the report as of now and the sections section(rows, now) made of its
-    machines. A fleet of halves.MIN_ITEMS machines or more is read in two parts split by
-    owner, the second part with the activity in another process when it can
-    (reports/halves.py): then the report holds no rows (only each part's section), its
-    summary is merged from the parts', and the renderer puts the sections together."""
-    index = sources.index
-    if index.machine_count(user) < halves.MIN_ITEMS or (middle := index.middle_owner()) is None:
-        made = make(sources, now, user, since, until, with_growth, with_activity, asked)
-        return made, [section(made.machines, now)]
-    start, end = period(since, until, now)
-    policy = _policy(sources)
-    names, directory_error = asked or directory(sources.identity)
-    indexed_names = index.display_names()
-
-    def part(owners: tuple[str | None, str | None]) -> tuple:
-        records = index.in_this_process().fleet_records(user, owners)
-        rows = fleet.rows_from_records(records, names, now, policy, indexed_names)
-        return (fleet.summary_values(fleet.summarize(rows)), sum(map(attrgetter("alarming"), rows)),
-                _first_enrolled(rows), section(rows, now))
-
-    def second_part_and_activity() -> tuple:
-        done = _activity(index.in_this_process(), start, end, user) if with_activity else _no_activity(start, end)
-        return part((middle, None)), done.as_values()
-
-    (first, assured), (second, activity_values) = halves.at_once(
-        lambda: (part((None, middle)), _assurance(index, user)), second_part_and_activity, halves.MIN_ITEMS)
-    summary = fleet.merge_summaries([fleet.Summary(*first[0]), fleet.Summary(*second[0])])
-    enrolled = min((p[2] for p in (first, second) if p[2] is not None), default=None)
-    storage = _growth(sources, summary, enrolled, now) if with_growth else growth.Growth(0, [], [])
-    made = Report(now, policy, user, directory_error, [], summary, activity.Activity.from_values(activity_values),
-                  storage, first[1] + second[1], assured, _fleet_policy(index, now, user))
-    return made, [first[3], second[3]]
 
 
 def _activity(index: Index, start: float, end: float, user: str | None) -> activity.Activity:
@@ -171,14 +112,6 @@ def _fleet_policy(index: Index, now: float, user: str | None) -> report_policy.F
     return report_policy.fleet_policy(index.policy_version(), index.policy_states(), now, user)
 
 
-def _first_enrolled(rows: list[fleet.MachineRow]) -> float | None:
-    return min(map(attrgetter("enrolled"), rows), default=None)
-
-
-def _policy(sources: Sources) -> Policy:
-    return Policy.from_hours(sources.config.report.warn_age, sources.config.report.critical_age)
-
-
 def directory(identity: IdentityBackend) -> Asked:
     """Return everyone the directory lists (name: display name) and '', or None and why
     the directory could not be asked: a report never fails because it is down."""
@@ -189,12 +122,12 @@ def directory(identity: IdentityBackend) -> Asked:
         return None, e.message
 
 
-def _growth(sources: Sources, summary: fleet.Summary, first_enrolled: float | None, now: float) -> growth.Growth:
+def _growth(index: Index, summary: fleet.Summary, first_enrolled: float | None, now: float) -> growth.Growth:
     if first_enrolled is None:
         return growth.Growth(0, [], [])
     width = growth.bucket_width(first_enrolled, now)
     top = summary.storage_by_user[:growth.MAX_USERS]
-    found = sources.index.storage_growth(width, [o for o, _, _ in top])
+    found = index.storage_growth(width, [o for o, _, _ in top])
     return growth.growth(found, {o: d for o, d, _ in top}, width, now)
 
 
@@ -239,17 +172,12 @@ def _audit_rows(index: Index) -> Iterator[dict]:
 def metrics_text(sources: Sources, now: float, asked: Asked | None = None) -> str:
     """Return the fleet's metrics in the Prometheus text format (asked: the directory's
     answer, when it was asked already, as `serve`'s endpoint does every few minutes)."""
-    made, sections = make_in_parts(sources, now, metrics.section, with_growth=False, with_activity=False,
-                                   asked=asked)
-    return metrics.render(made.machines, made.summary, now, sections, made.assurance)
+    renderer = formats.renderer(METRICS)
+    return renderer.render(make(sources, now, needs=renderer.NEEDS, asked=asked))
 
 
 def write_metrics(layout: Layout, output: str | None) -> None:
     """Print the metrics, or write them atomically for node_exporter's textfile collector."""
-    with _without_gc():
-        sources = Sources.open(layout)
-        try:
-            text = metrics_text(sources, time.time())
-        finally:
-            sources.close()
-        emit(text, output, durable=False)
+    with Sources.open(layout) as sources:
+        text = metrics_text(sources, time.time())
+    emit(text, output, durable=False)

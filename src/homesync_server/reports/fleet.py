@@ -1,21 +1,27 @@
-"""The fleet part of the report: one row per machine with its status, and the summary
-(share protected within policy, ages of the recovery points, storage per user). Pure:
-it gets the index's aggregates, what the directory says, the time and the policy.
+"""The fleet part of the report: every machine with its status, held column by column
+(Fleet), and the summary (share protected within policy, ages of the recovery points,
+storage per user). Pure: it gets the index's records, what the directory says, the
+time and the policy.
+
+Columns, not an object per machine: a fleet has 100,000 machines and every renderer
+writes its cells column by column, so the fleet is made and read with C loops (zip,
+map) and leaves the garbage collector few objects to walk. Iterating a Fleet still
+gives one MachineRow per machine, for whoever wants rows.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, fields
-from functools import partial
+from dataclasses import dataclass, make_dataclass
 from itertools import compress, groupby, repeat
-from operator import attrgetter, is_not, itemgetter
-from typing import Any, Iterable
+from operator import itemgetter
+from typing import Any, Iterable, Iterator
 
+from homesync_server.index import FLEET_COLUMNS
+from homesync_server.reports import columns
 from homesync_server.reports import status as st
 from homesync_server.reports.status import Policy
-from homesync_server.index import FLEET_COLUMNS
 
 DAY = 86400.0
 # Recovery-point age buckets: (label, upper bound in seconds, inclusive).
@@ -23,41 +29,94 @@ AGE_BUCKETS = (("< 1 h", 3600.0), ("1 h – 1 d", DAY), ("1–2 d", 2 * DAY), ("
                ("1–4 weeks", 28 * DAY), ("> 4 weeks", float("inf")))
 NEVER_BUCKET = "never"
 _UPPERS = [upper for _, upper in AGE_BUCKETS]
-_BUCKET_LABELS = [label for label, _ in AGE_BUCKETS] + [NEVER_BUCKET]
 _EXPECTED = frozenset(st.EXPECTED)
-is_not_none = partial(is_not, None)
 
 
-@dataclass(slots=True)
-class MachineRow:
-    """One machine as the report shows it."""
-
-    machine_id: str
-    owner: str
-    display_name: str
-    machine: str
-    hostname: str
-    state: str
-    status: str
-    last_backup: float | None
-    age_seconds: float | None
-    archives: int
-    original_size: int | None
-    deduplicated_size: int
-    failed: int
-    last_seen: float | None
-    enrolled: float
-    agent_version: str
-    agent_state: str
-    agent_reason: str
-    alarming: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(zip(FIELDS, _values(self)))
+def _as_dict(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in FIELDS}
 
 
-FIELDS = tuple(f.name for f in fields(MachineRow))
-_values = attrgetter(*FIELDS)
+# One machine as the report shows it: a slotted dataclass with the fields of
+# columns.FIELDS, in that order (the JSON report's order).
+MachineRow = make_dataclass("MachineRow", [(f.name, f.type) for f in columns.FIELDS], slots=True,
+                            namespace={"as_dict": _as_dict, "__doc__": "One machine as the report shows it."})
+FIELDS = tuple(f.name for f in columns.FIELDS)
+# The report's name of each field the index gives (Index.fleet_columns, FLEET_COLUMNS).
+RECORD_NAMES = {"id": "machine_id", "name": "machine"}
+
+
+class Fleet:
+    """Machines as columns: fleet[field] is the list of every machine's value of that
+    field (FIELDS), machines by owner, then name (or in the order most_urgent_first
+    gives)."""
+
+    __slots__ = ("_columns", "_size", "_source", "_order")
+
+    def __init__(self, columns: dict[str, list], source: "Fleet | None" = None,
+                 order: list[int] | None = None) -> None:
+        self._columns = columns
+        self._source, self._order = source, order
+        self._size = len(order) if order is not None else len(next(iter(columns.values()), ()))
+
+    @classmethod
+    def of(cls, rows: Iterable[MachineRow]) -> "Fleet":
+        """Return the fleet of these rows, in their order."""
+        rows = list(rows)
+        return cls({name: [getattr(row, name) for row in rows] for name in FIELDS})
+
+    def __getitem__(self, field: str) -> list:
+        values = self._columns.get(field)
+        if values is None and self._source is not None:  # a reordered fleet makes a column when asked
+            values = self._columns[field] = list(map(self._source[field].__getitem__, self._order))
+        if values is None:
+            raise KeyError(field)
+        return values
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[MachineRow]:
+        return map(MachineRow, *(self[name] for name in FIELDS))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fleet) and all(self[name] == other[name] for name in FIELDS)
+
+    def most_urgent_first(self) -> "Fleet":
+        """Return the machines by status in the order of st.BY_SEVERITY (most urgent
+        first), in the order of this fleet within a status."""
+        ranks = list(map(_SEVERITY.__getitem__, self["status"]))
+        return Fleet({}, self, sorted(range(self._size), key=ranks.__getitem__))
+
+
+_SEVERITY = {status: rank for rank, status in enumerate(st.BY_SEVERITY)}
+
+
+def fleet(records: dict[str, list], directory: dict[str, str] | None, now: float, policy: Policy,
+          indexed_names: dict[str, str] | None = None) -> Fleet:
+    """Given the index's records column by column (Index.fleet_columns: by owner and
+    name), the directory's display names by user name (None when the directory could not
+    be asked), the time, the policy and the display names the index keeps, return the
+    fleet; an owner is gone only when the directory answered without them."""
+    columns = {RECORD_NAMES.get(name, name): values for name, values in records.items()}
+    owners = columns["owner"]
+    # A display name from the directory, else the one the index kept (a leaver's), else the user name.
+    names = {user: name for user, name in (indexed_names or {}).items() if name}
+    names.update((user, name) for user, name in (directory or {}).items() if name)
+    columns["display_name"] = list(map(names.get, owners, owners))
+    gone = list(map(directory.__contains__, owners)) if directory is not None else None
+    gone = [not listed for listed in gone] if gone is not None else repeat(False)
+    ages = columns["age_seconds"] = list(map(st.backup_age, columns["last_backup"], repeat(now)))
+    statuses = columns["status"] = list(map(st.status, columns["state"], gone, ages, repeat(policy)))
+    columns["alarming"] = list(map(st.alarming, statuses, columns["enrolled"], repeat(now), repeat(policy)))
+    return Fleet({name: columns[name] for name in FIELDS})
+
+
+def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] | None, now: float,
+                 policy: Policy, indexed_names: dict[str, str] | None = None) -> Fleet:
+    """Like fleet, from the index's records as dicts (Index.fleet), in any order."""
+    machines = sorted(machines, key=itemgetter("owner", "name"))
+    return fleet({name: [m[name] for m in machines] for name in FLEET_COLUMNS}, directory, now, policy,
+                 indexed_names)
 
 
 @dataclass(frozen=True)
@@ -86,84 +145,27 @@ class Summary:
                                     for o, d, n in self.storage_by_user]}
 
 
-# The fields of a machine's record from the index (Index.fleet_records), in this order.
-RECORD_FIELDS = FLEET_COLUMNS
-
-
-def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] | None, now: float,
-                 policy: Policy, indexed_names: dict[str, str] | None = None) -> list[MachineRow]:
-    """Given the index's fleet aggregates, the directory's display names by user name
-    (None when the directory could not be asked), the time, the policy and the display
-    names the index keeps, return the rows by owner and machine name; an owner is gone
-    only when the directory answered without them."""
-    return rows_from_records(map(itemgetter(*RECORD_FIELDS), machines), directory, now, policy, indexed_names)
-
-
-def rows_from_records(records: Iterable[tuple], directory: dict[str, str] | None, now: float,
-                      policy: Policy, indexed_names: dict[str, str] | None = None) -> list[MachineRow]:
-    """Like machine_rows, from records whose fields are in the order of RECORD_FIELDS."""
-    asked = directory is not None
-    listed = directory or {}
-    # A display name from the directory, else the one the index kept (a leaver's), else the user name.
-    names = {user: name for user, name in (indexed_names or {}).items() if name}
-    names.update((user, name) for user, name in listed.items() if name)
-    backup_age, status, alarming, may_alarm = st.backup_age, st.status, st.alarming, st.MAY_ALARM
-    rows = []
-    append = rows.append
-    for (machine_id, owner, name, hostname, enrolled, last_seen, state, agent_state, agent_reason,
-         agent_version, archives, last_backup, original_size, deduplicated_size, failed) in sorted(records,
-                                                                                               key=_OWNER_NAME):
-        age = backup_age(last_backup, now)
-        machine_status = status(state, asked and owner not in listed, age, policy)
-        append(MachineRow(machine_id, owner, names.get(owner, owner), name, hostname, state,
-                          machine_status, last_backup, age, archives, original_size, deduplicated_size, failed,
-                          last_seen, enrolled, agent_version, agent_state, agent_reason,
-                          machine_status in may_alarm and alarming(machine_status, enrolled, now, policy)))
-    return rows
-
-
-_OWNER_NAME = itemgetter(RECORD_FIELDS.index("owner"), RECORD_FIELDS.index("name"))
-
-
-def summarize(rows: list[MachineRow]) -> Summary:
-    """Return the summary of the rows (counted by C loops: map, Counter, groupby, compress,
-    since a fleet has 100,000 of them)."""
-    statuses = list(map(attrgetter("status"), rows))
+def summarize(machines: Fleet | Iterable[MachineRow]) -> Summary:
+    """Return the summary of the fleet (of rows, made a fleet)."""
+    machines = machines if isinstance(machines, Fleet) else Fleet.of(machines)
+    statuses = machines["status"]
     by_status = dict.fromkeys(st.BY_SEVERITY, 0)
     by_status.update(Counter(statuses))
-    expected = list(compress(rows, map(_EXPECTED.__contains__, statuses)))
-    names = dict(zip(map(attrgetter("owner"), rows), map(attrgetter("display_name"), rows)))
+    expected = list(map(_EXPECTED.__contains__, statuses))
+    names = dict(zip(machines["owner"], machines["display_name"]))
     stored: Counter[str] = Counter()
-    for owner, machines in groupby(rows, attrgetter("owner")):  # one group per owner when rows come by owner
-        stored[owner] += sum(map(attrgetter("deduplicated_size"), machines))
-    by_user = sorted(((o, names[o], n) for o, n in stored.items()), key=lambda t: (-t[2], t[0]))
-    return Summary(len(rows), by_status, len(expected), by_status[st.OK], age_buckets(expected),
-                   sum(stored.values()), by_user)
+    for owner, group in groupby(zip(machines["owner"], machines["deduplicated_size"]), itemgetter(0)):
+        stored[owner] += sum(map(itemgetter(1), group))  # one group per owner when the fleet comes by owner
+    # by bytes, most first, then by owner: a stable sort of the owners in order
+    by_user = sorted([(o, names[o], n) for o, n in sorted(stored.items())], key=itemgetter(2), reverse=True)
+    return Summary(len(machines), by_status, sum(expected), by_status[st.OK],
+                   age_buckets(compress(machines["age_seconds"], expected)), sum(stored.values()), by_user)
 
 
-def summary_values(summary: Summary) -> tuple:
-    """Return the summary as a plain tuple (what marshal can carry); Summary(*values) is it again."""
-    return tuple(getattr(summary, f.name) for f in fields(Summary))
-
-
-def merge_summaries(parts: list[Summary]) -> Summary:
-    """Return the summary of the rows of all parts, given the summary of each; the
-    parts' owners must be distinct (as when the fleet is split by owner)."""
-    by_status = Counter(dict.fromkeys(st.BY_SEVERITY, 0))
-    ages: Counter[str] = Counter()
-    for part in parts:
-        by_status.update(part.by_status)
-        ages.update(dict(part.age_buckets))
-    by_user = sorted((row for part in parts for row in part.storage_by_user), key=lambda t: (-t[2], t[0]))
-    return Summary(sum(p.machines for p in parts), dict(by_status), sum(p.expected for p in parts),
-                   sum(p.protected for p in parts), [(label, ages[label]) for label in _BUCKET_LABELS],
-                   sum(p.storage_total for p in parts), by_user)
-
-
-def age_buckets(rows: Iterable[MachineRow]) -> list[tuple[str, int]]:
-    """Return how many of rows have their newest backup in each age bucket (and never)."""
-    ages = list(map(attrgetter("age_seconds"), rows))
-    known = list(filter(is_not_none, ages))
+def age_buckets(ages: Iterable[float | None]) -> list[tuple[str, int]]:
+    """Return how many of the ages (seconds; None: never) fall in each age bucket (and never)."""
+    ages = list(ages)
+    known = [age for age in ages if age is not None]
     counts = Counter(map(bisect_left, repeat(_UPPERS), known))
     return [(label, counts[n]) for n, (label, _) in enumerate(AGE_BUCKETS)] + [(NEVER_BUCKET, len(ages) - len(known))]
 
@@ -173,13 +175,3 @@ def bucket_of(age: float | None) -> str:
     if age is None:
         return NEVER_BUCKET
     return AGE_BUCKETS[bisect_left(_UPPERS, age)][0]
-
-
-def by_severity(rows: list[MachineRow]) -> list[list[MachineRow]]:
-    """Return the rows in one group per status of st.BY_SEVERITY (most urgent first),
-    each in the order of rows; a report made in parts shows each group of every part,
-    group after group."""
-    groups: dict[str, list[MachineRow]] = {status: [] for status in st.BY_SEVERITY}
-    for status, row in zip(map(attrgetter("status"), rows), rows):
-        groups[status].append(row)
-    return list(groups.values())

@@ -5,15 +5,19 @@ SVG charts, no script and no external asset, so that it can be mailed or archive
 from __future__ import annotations
 
 import html
-from operator import attrgetter
-from typing import Iterator, Sequence
+from itertools import repeat
+from typing import Callable, Iterable, Iterator
 
+from homesync.console import human_age, human_size, human_time
 from homesync_server.reports import status as st
 from homesync_server.reports import svg
-from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, MachineRow, by_severity
+from homesync_server.reports.columns import SHOWN, Column
+from homesync_server.reports.fleet import AGE_BUCKETS, NEVER_BUCKET, Fleet
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
-from homesync_server.reports.text import Memo, age_teller, human_size, human_time, printable
+from homesync_server.reports.text import Memo, printable
+
+NEEDS = frozenset({"growth", "activity"})
 
 STATUS_CLASS = {st.OK: "ok", st.STALE: "stale", st.CRITICAL: "critical", st.NEVER: "never",
                 st.OWNER_GONE: "gone", st.RETIRED: "retired", st.REPLACED: "retired"}
@@ -47,21 +51,13 @@ def escape(text: str) -> str:
     return html.escape(printable(text))
 
 
-def section(machines: list[MachineRow], now: float) -> list[str]:
-    """Return the table rows of the machines, one text per status (most urgent first)."""
-    return ["".join(_machine_rows(group, now)) for group in by_severity(machines)]
-
-
-def render(report: Report, sections: list | None = None) -> str:
-    """Return the report as a complete HTML document (its machines from sections when it
-    was made in parts)."""
-    if sections is None:
-        sections = [section(report.machines, report.generated_at)]
+def render(report: Report) -> str:
+    """Return the report as a complete HTML document."""
     title = "homesync report" + (f" for {report.user}" if report.user else "")
     body = [f"<h1>{escape(title)}</h1>", _meta(report), _cards(report),
             '<h2>Freshness and storage</h2><div class="charts">', _freshness_chart(report),
             svg.line_chart(report.growth.times, report.growth.series, "Storage per user over time (deduplicated)"),
-            "</div>", _storage(report), _assurance(report), _fleet_policy(report), "<h2>Machines</h2>", _machines(sections),
+            "</div>", _storage(report), _assurance(report), _fleet_policy(report), "<h2>Machines</h2>", _machines(report),
             _activity(report)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
@@ -162,35 +158,45 @@ def _storage(report: Report) -> str:
             f"<tbody>{rows}</tbody></table>{note}")
 
 
-def _machines(sections: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("Status", "Owner", "Name", "Machine", "Last backup", "Age",
-                                             "Archives", "Original", "Stored", "Failed", "Last seen",
-                                             "Version", "Agent says"))
-    rows = "".join(text for groups in zip(*sections) for text in groups)  # status after status, part after part
+def _machines(report: Report) -> str:
+    head = "".join(f"<th>{column.title}</th>" for column in SHOWN)
+    rows = "".join(_machine_rows(report.machines.most_urgent_first(), report.generated_at))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def _machine_rows(machines: Sequence[MachineRow], now: float) -> Iterator[str]:
+def _machine_rows(machines: Fleet, now: float) -> Iterator[str]:
     """Return a <tr> per machine, built column by column (100,000 of them)."""
-    age, safe = age_teller(now), Memo(escape)
-
-    def column(field: str) -> list:
-        return list(map(attrgetter(field), machines))
-
-    last_backups, statuses = column("last_backup"), column("status")
-    reasons = [m.agent_reason or m.agent_state for m in machines]
-    return map(_ROW.__mod__, zip(
-        map(STATUS_CLASS.__getitem__, statuses), statuses, map(safe.__getitem__, column("owner")),
-        map(safe.__getitem__, column("display_name")), _escaped(column("machine")),
-        map(human_time, last_backups), map(age, last_backups), column("archives"),
-        map(human_size, column("original_size")), map(human_size, column("deduplicated_size")), column("failed"),
-        map(age, column("last_seen")), map(safe.__getitem__, column("agent_version")),
-        map(safe.__getitem__, reasons)))
+    cells = [_CELLS[column.kind](machines, column, now) for column in SHOWN]
+    return map(_ROW.__mod__, zip(*(values for column in cells for values in column)))
 
 
-_ROW = ('<tr><td><span class="badge %s">%s</span></td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
-        "<td class=n>%s</td><td class=n>%s</td><td class=n>%s</td><td class=n>%s</td><td class=n>%s</td>"
-        "<td>%s</td><td>%s</td><td>%s</td></tr>")
+def _reasons(machines: Fleet, column: Column, now: float) -> list[Iterable]:
+    safe = Memo(escape)
+    return [map(safe.__getitem__, [reason or state for reason, state in zip(machines[column.field],
+                                                                            machines["agent_state"])])]
+
+
+def _memo_escaped(machines: Fleet, column: Column, now: float) -> list[Iterable]:
+    return [map(Memo(escape).__getitem__, machines[column.field])]
+
+
+# How the page writes each kind of column (columns.py): the values of its cell's
+# placeholders (two for a status: its class and its words).
+_CELLS: dict[str, Callable[[Fleet, Column, float], list[Iterable]]] = {
+    "status": lambda m, c, now: [map(STATUS_CLASS.__getitem__, m[c.field]), m[c.field]],
+    "user": _memo_escaped,
+    "state": _memo_escaped,
+    "id": _memo_escaped,
+    "text": lambda m, c, now: [_escaped(m[c.field])],
+    "time": lambda m, c, now: [map(human_time, m[c.field])],
+    "age": lambda m, c, now: [map(human_age, m[c.field], repeat(now))],
+    "count": lambda m, c, now: [m[c.field]],
+    "size": lambda m, c, now: [map(human_size, m[c.field])],
+    "flag": lambda m, c, now: [["yes" if v else "" for v in m[c.field]]],
+    "reason": _reasons,
+}
+_CELL = {"status": '<td><span class="badge %s">%s</span></td>'}
+_ROW = "<tr>" + "".join(_CELL.get(c.kind, "<td class=n>%s</td>" if c.right else "<td>%s</td>") for c in SHOWN) + "</tr>"
 
 
 def _escaped(texts: list[str]) -> list[str]:

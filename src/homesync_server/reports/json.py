@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import orjson
 
-from homesync_server.reports.fleet import MachineRow
 from homesync_server.reports.model import Report
 
-
-def section(machines: list[MachineRow], now: float) -> bytes:
-    """Return the machines as a JSON array (orjson writes each row as the object its
-    as_dict() returns)."""
-    return orjson.dumps(machines)
+NEEDS = frozenset({"growth", "activity"})
 
 
-def render(report: Report, sections: list | None = None) -> str:
-    """Return the report as one JSON document, ending with a newline (its machines from
-    sections when it was made in parts)."""
-    if sections is None:
-        sections = [section(report.machines, report.generated_at)]
-    items = [array[1:-1] for array in sections if array != b"[]"]
+def render(report: Report) -> str:
+    """Return the report as one JSON document, ending with a newline."""
     document = report.as_dict()
-    document["machines"] = orjson.Fragment(b"[" + b",".join(items) + b"]")
+    document["machines"] = orjson.Fragment(orjson.dumps(list(report.machines)))
     return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE).decode()
-

@@ -1,8 +1,6 @@
 """The whole report as one value, which every renderer takes: when it was made, under
-which policy, for whom, and its fleet, summary, activity and storage growth parts.
-
-A big fleet's report is made in parts (actions.report.make_in_parts): then machines is
-empty, and each renderer gets the sections its section() made of each part's machines.
+which policy, for whom, and its fleet, summary, activity, storage growth and
+assurance parts.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from typing import Any
 
 from homesync_server.reports.activity import Activity
 from homesync_server.reports.assurance import NO_ASSURANCE, Assurance
-from homesync_server.reports.fleet import MachineRow, Summary
+from homesync_server.reports.fleet import Fleet, Summary
 from homesync_server.reports.growth import Growth
 from homesync_server.reports.policy import NO_POLICY, FleetPolicy
 from homesync_server.reports.status import HOUR, Policy
@@ -26,13 +24,17 @@ class Report:
     policy: Policy
     user: str | None
     directory_error: str  # why display names and leavers are unknown; '' when the directory answered
-    machines: list[MachineRow]  # every machine; empty when the report was made in parts (then see sections)
+    machines: Fleet  # every machine, by owner and name
     summary: Summary
     activity: Activity
     growth: Growth
     needs_attention: int  # how many machines make the report exit non-zero (MachineRow.alarming)
     assurance: Assurance = NO_ASSURANCE  # drills and mass-change freezes
     fleet_policy: FleetPolicy = NO_POLICY  # the versions machines applied (issue 19)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.machines, Fleet):  # rows, as a test writes them
+            object.__setattr__(self, "machines", Fleet.of(self.machines))
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain data (what --format json prints), but for the

@@ -5,40 +5,30 @@ the machines most urgent first, then the activity of the time range.
 from __future__ import annotations
 
 from itertools import repeat
-from operator import attrgetter
-from typing import Sequence
+from typing import Callable, Sequence
 
+from homesync.console import human_age, human_size, human_time
 from homesync_server.reports.activity import Event
-from homesync_server.reports.fleet import MachineRow, by_severity
+from homesync_server.reports.columns import SHOWN, Column
+from homesync_server.reports.fleet import Fleet
 from homesync_server.reports.model import Report
 from homesync_server.reports.status import HOUR
-from homesync_server.reports.text import age_teller, human_size, human_time, printable, printables
+from homesync_server.reports.text import printable, printables
 
-MACHINE_HEADERS = ("STATUS", "OWNER", "NAME", "MACHINE", "LAST BACKUP", "AGE", "ARCHIVES", "ORIGINAL",
-                   "STORED", "FAILED", "LAST SEEN", "VERSION", "AGENT SAYS")
+NEEDS = frozenset({"activity"})
+MACHINE_HEADERS = tuple(column.header for column in SHOWN)
 ACTIVITY_HEADERS = ("TIME", "ACTION", "ACTOR", "MACHINE", "FROM", "WHAT")
 REASON_WIDTH = 60
 
 
-def section(machines: list[MachineRow], now: float) -> list[list[list[str]]]:
-    """Return the cells of the machines, column by column, in one group per status (most
-    urgent first)."""
-    return [_machine_columns(group, now) for group in by_severity(machines)]
-
-
-def render(report: Report, sections: list | None = None) -> str:
-    """Return the report as aligned text (its machines from sections when it was made in parts)."""
-    if sections is None:
-        sections = [section(report.machines, report.generated_at)]
-    columns: list[list[str]] = [[] for _ in MACHINE_HEADERS]
-    for groups in zip(*sections):  # status after status, part after part within one
-        for group in groups:
-            for column, cells in zip(columns, group):
-                column += cells
+def render(report: Report) -> str:
+    """Return the report as aligned text, the machines most urgent first."""
+    columns = _machine_columns(report.machines.most_urgent_first(), report.generated_at)
     parts = [_heading(report), _summary(report), _assurance(report), *_fleet_policy(report), "", _columns_table(MACHINE_HEADERS, columns),
              "", _activity_heading(report),
              _table(ACTIVITY_HEADERS, [_event_cells(e) for e in report.activity.events])]
-    return "\n".join(parts) + "\n"
+    parts.append("")  # the final newline, without copying the whole text once more
+    return "\n".join(parts)
 
 
 def _heading(report: Report) -> str:
@@ -97,21 +87,31 @@ def _fleet_policy(report: Report) -> list[str]:
     return lines
 
 
-def _machine_columns(machines: Sequence[MachineRow], now: float) -> list[list[str]]:
+def _machine_columns(machines: Fleet, now: float) -> list[list[str]]:
     """Return the cells of the machines column by column (for 100,000 machines a call
     per cell is what the report would spend its time on)."""
-    age = age_teller(now)
+    return [_CELLS[column.kind](machines, column, now) for column in SHOWN]
 
-    def column(field: str) -> list:
-        return list(map(attrgetter(field), machines))
 
-    last_backups = column("last_backup")
-    return [column("status"), column("owner"), printables(column("display_name")), printables(column("machine")),
-            list(map(human_time, last_backups)), list(map(age, last_backups)), list(map(str, column("archives"))),
-            list(map(human_size, column("original_size"))), list(map(human_size, column("deduplicated_size"))),
-            list(map(str, column("failed"))), list(map(age, column("last_seen"))),
-            printables(column("agent_version")),
-            printables([(m.agent_reason or m.agent_state)[:REASON_WIDTH] for m in machines])]
+def _reasons(machines: Fleet, column: Column, now: float) -> list[str]:
+    return printables([(reason or state)[:REASON_WIDTH]
+                       for reason, state in zip(machines[column.field], machines["agent_state"])])
+
+
+# How the text report writes each kind of column (columns.py) as cells.
+_CELLS: dict[str, Callable[[Fleet, Column, float], list[str]]] = {
+    "status": lambda m, c, now: m[c.field],
+    "user": lambda m, c, now: m[c.field],
+    "state": lambda m, c, now: m[c.field],
+    "id": lambda m, c, now: m[c.field],
+    "text": lambda m, c, now: printables(m[c.field]),
+    "time": lambda m, c, now: list(map(human_time, m[c.field])),
+    "age": lambda m, c, now: list(map(human_age, m[c.field], repeat(now))),
+    "count": lambda m, c, now: list(map(str, m[c.field])),
+    "size": lambda m, c, now: list(map(human_size, m[c.field])),
+    "flag": lambda m, c, now: ["yes" if v else "" for v in m[c.field]],
+    "reason": _reasons,
+}
 
 
 def _event_cells(e: Event) -> list[str]:

@@ -13,9 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as s
 
-from homesync_server import metrics, metrics_http
+from homesync_server import metrics_http
 from homesync_server.actions import report
-from homesync_server.reports import fleet
+from homesync_server.reports import fleet, metrics
+from homesync_server.reports.activity import Activity
+from homesync_server.reports.growth import Growth
+from homesync_server.reports.model import Report
 from homesync_server.reports.status import Policy
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -52,6 +55,13 @@ def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return families
 
 
+def _metrics(rows, now: float) -> str:
+    """Return the metrics of a report of these rows."""
+    machines = rows if isinstance(rows, fleet.Fleet) else fleet.Fleet.of(rows)
+    return metrics.render(Report(now, Policy(1.0, 2.0), None, "", machines, fleet.summarize(machines),
+                                 Activity(0.0, now, {}, []), Growth(0, [], []), 0))
+
+
 def _row(name: str, owner: str = "joe", age: float | None = 10.0) -> fleet.MachineRow:
     return fleet.MachineRow("0" * 16, owner, "Joe", name, "h", "active", "OK", None if age is None else 100.0,
                             age, 3, 1000, 600, 1, 99.0, 1.0, "0.1.0", "", "", False)
@@ -60,7 +70,7 @@ def _row(name: str, owner: str = "joe", age: float | None = 10.0) -> fleet.Machi
 @given(s.text(max_size=40), s.text(min_size=1, max_size=20))
 def test_any_machine_or_owner_name_round_trips_through_the_text_format(name, owner):
     rows = [_row(name, owner)]
-    families = parse(metrics.render(rows, fleet.summarize(rows), 123.0))
+    families = parse(_metrics(rows, 123.0))
     (labels, value), = families["homesync_machine_info"]
     assert labels == {"machine": "0" * 16, "name": name, "owner": owner, "hostname": "h",
                       "agent_version": "0.1.0"} and value == 1
@@ -142,5 +152,5 @@ def test_policy_from_the_config_drives_the_metrics_statuses():
                                 "original_size": 1, "deduplicated_size": 1, "failed": 0, "last_seen": 0.0,
                                 "enrolled": 0.0, "agent_version": "", "agent_state": "", "agent_reason": ""}],
                               {"joe": ""}, 7200.0, Policy.from_hours(1, 3))
-    families = parse(metrics.render(rows, fleet.summarize(rows), 7200.0))
+    families = parse(_metrics(rows, 7200.0))
     assert {labels["status"]: v for labels, v in families["homesync_machines"]}["stale"] == 1

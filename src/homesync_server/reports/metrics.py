@@ -6,13 +6,14 @@ collector or served by homesync_server.metrics_http.
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import attrgetter, is_not
-from typing import Iterable, Sequence
+from operator import add, is_not
+from typing import Iterable
 
-from homesync_server.reports.assurance import NO_ASSURANCE, Assurance
-from homesync_server.reports.fleet import MachineRow, Summary
+from homesync_server.reports.fleet import Fleet
+from homesync_server.reports.model import Report
 from homesync_server.reports.text import Memo
 
+NEEDS: frozenset[str] = frozenset()  # neither the activity nor the storage over time
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The per-machine families are labelled by the machine's id only; its name, owner, host
@@ -51,23 +52,21 @@ def status_label(status: str) -> str:
     return status.lower().replace(" ", "_")
 
 
-def render(rows: list[MachineRow], summary: Summary, now: float, sections: list | None = None,
-           assured: Assurance = NO_ASSURANCE) -> str:
-    """Return the metrics of the fleet in the Prometheus text format (the machines'
-    samples from sections when the fleet was read in parts; drills and mass-change
-    freezes from assured)."""
-    if sections is None:
-        sections = [section(rows, now)]
+def render(report: Report) -> str:
+    """Return the metrics of the report's fleet, drills and mass-change freezes in the
+    Prometheus text format."""
+    summary, assured, now = report.summary, report.assurance, report.generated_at
     lines: list[str] = []
     _family(lines, "homesync_machines", "Machines by backup status.",
             ((f'{{status="{status_label(s)}"}}', n) for s, n in summary.by_status.items()))
     if summary.protected_share is not None:
         _family(lines, "homesync_protected_ratio", "Share of machines expected to back up that are within policy.",
                 [("", summary.protected_share)])
-    for (name, help_text), *blocks in zip(MACHINE_FAMILIES, *sections):  # part after part within a family
+    for (name, help_text), block in zip(MACHINE_FAMILIES, _machine_samples(report.machines)):
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} gauge")
-        lines.extend(block for block in blocks if block)
+        if block:
+            lines.append(block)
     _family(lines, "homesync_user_deduplicated_bytes", "Deduplicated bytes of all of a user's machines.",
             ((f'{{owner="{escape_label(o)}"}}', n) for o, _, n in summary.storage_by_user))
     _family(lines, "homesync_drill_machines", "Machines by the result of their newest disaster-recovery drill.",
@@ -79,25 +78,24 @@ def render(rows: list[MachineRow], summary: Summary, now: float, sections: list 
             "Machines whose pruning a mass change froze until an admin releases it.", [("", len(assured.frozen))])
     _family(lines, "homesync_metrics_generated_timestamp_seconds", "When these metrics were computed.",
             [("", now)])
-    return "\n".join(lines) + "\n"
+    lines.append("")  # the final newline, without copying the whole text once more
+    return "\n".join(lines)
 
 
-def section(rows: Sequence[MachineRow], now: float) -> list[str]:
-    """Return the sample lines of the per-machine families for rows, one text per
-    family of MACHINE_FAMILIES."""
-    ids = _escaped(list(map(attrgetter("machine_id"), rows)))
+def _machine_samples(machines: Fleet) -> list[str]:
+    """Return the sample lines of the per-machine families, one text per family of
+    MACHINE_FAMILIES."""
+    ids = _escaped(machines["machine_id"])
     owners, versions, statuses = Memo(escape_label), Memo(escape_label), Memo(status_label)  # shared by many
     info = map('homesync_machine_info{machine="%s",name="%s",owner="%s",hostname="%s",agent_version="%s"} 1'.__mod__,
-               zip(ids, _escaped(list(map(attrgetter("machine"), rows))),
-                   map(owners.__getitem__, map(attrgetter("owner"), rows)),
-                   _escaped(list(map(attrgetter("hostname"), rows))),
-                   map(versions.__getitem__, map(attrgetter("agent_version"), rows))))
-    labels = list(map('{machine="%s"}'.__mod__, ids))
+               zip(ids, _escaped(machines["machine"]), map(owners.__getitem__, machines["owner"]),
+                   _escaped(machines["hostname"]), map(versions.__getitem__, machines["agent_version"])))
+    heads = list(map('{machine="%s"} '.__mod__, ids))  # each sample line is name + head + value
     status = map('homesync_machine_status{machine="%s",status="%s"} 1'.__mod__,
-                 zip(ids, map(statuses.__getitem__, map(attrgetter("status"), rows))))
+                 zip(ids, map(statuses.__getitem__, machines["status"])))
     blocks = ["\n".join(info), "\n".join(status)]
     for name, _, field in PER_MACHINE:
-        blocks.append("\n".join(_samples(name, labels, list(map(attrgetter(field), rows)))))
+        blocks.append("\n".join(_samples(name, heads, machines[field])))
     return blocks
 
 
@@ -110,13 +108,14 @@ def _escaped(values: list[str]) -> list[str]:
     return escape_label(joined).split("\x00") if values else []
 
 
-def _samples(name: str, labels: list[str], values: list[float | None]) -> Iterable[str]:
-    """Return the sample lines of one family, one per label whose value is not None."""
+def _samples(name: str, heads: list[str], values: list[float | None]) -> Iterable[str]:
+    """Return the sample lines of one family, name + head + value for each machine
+    whose value is not None (heads: its labels and a space)."""
     kept = list(map(is_not, values, repeat(None)))
     numbers = compress(values, kept)
     # repr of a plain int or float is what _number writes; anything else goes through it
     texts = map(repr if set(map(type, values)) <= _PLAIN else _number, numbers)
-    return map(f"{name}%s %s".__mod__, zip(compress(labels, kept), texts))
+    return map(add, map(name.__add__, compress(heads, kept)), texts)
 
 
 def _family(lines: list[str], name: str, help_text: str, samples: Iterable[tuple[str, float | None]]) -> None:
