@@ -110,7 +110,7 @@ def test_a_damaged_last_backup_file_is_said_once_by_status_and_rebuilt_by_the_ne
     last = laptop.home / STATE / "last-backup.json"
     last.write_bytes(last.read_bytes()[:20])  # truncated
     first, second = laptop.run("status"), laptop.run("status")
-    assert first.returncode == 3 and "last-backup.json was damaged" in first.stdout, first.stdout
+    assert first.returncode == 5 and "last-backup.json was damaged" in first.stdout, first.stdout
     assert (laptop.home / STATE / "last-backup.json.damaged").exists()
     assert "damaged" not in second.stdout and "none on record" in second.stdout, second.stdout
     done = laptop.json("backup")
