@@ -44,13 +44,13 @@ MEANINGS: dict[int, str] = {
     23: "the server may not read or write files of the repository (their owner or mode changed)",
     24: "this machine was retired by an admin (when)",
     25: "disk full: the backup server's (repository, index) or this computer's (restore target)",
+    28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
     29: "`homesync setup`: the flags make no single choice (two of `--new`/`--replace`/`--clone`/`--template`, "
         "`--as` or `--machine` with the wrong one, no choice and no terminal)",
     30: "this computer is not set up yet (the image's site file names the server): run `homesync setup`; "
         "`status` while the agent waits for it",
     32: "the backup server cannot read its index (damaged while it runs): nothing to do on the computer, "
         "the server's admin rebuilds it",
-    28: "`policy edit`: the fleet policy got a new version while it was being edited (an invalid policy is 3)",
     WRONG_USER: "a command that writes was run by a user who is neither root nor the data directory's owner "
                 "(the line says `sudo -u OWNER …`)",
     DOCTOR_PROBLEMS: "`doctor` found problems in the data directory (each with its fix on stdout)",
