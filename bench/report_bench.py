@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
 
 from homesync import exits  # noqa: E402
 from homesync_server import audit  # noqa: E402

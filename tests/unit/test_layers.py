@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _imports(path: Path) -> set[str]:
@@ -27,20 +27,20 @@ def _offenders(files, forbidden: str) -> dict[str, list[str]]:
     for path in files:
         names = sorted(n for n in _imports(path) if n == forbidden or n.startswith(forbidden + "."))
         if names:
-            bad[str(path.relative_to(SRC))] = names
+            bad[str(path.relative_to(ROOT))] = names
     return bad
 
 
 def test_the_client_never_imports_the_server():
-    assert _offenders((SRC / "homesync").rglob("*.py"), "homesync_server") == {}
+    assert _offenders((ROOT / "homesync").rglob("*.py"), "homesync_server") == {}
 
 
 def test_services_below_the_actions_import_no_action():
-    server = SRC / "homesync_server"
+    server = ROOT / "homesync_server"
     below = [p for p in server.glob("*.py") if not p.name.startswith("cli") and p.name != "__main__.py"]
     below += list((server / "reports").rglob("*.py")) + list((server / "identity").rglob("*.py"))
     assert _offenders(below, "homesync_server.actions") == {}
 
 
 def test_the_index_imports_no_report():
-    assert _offenders([SRC / "homesync_server/index.py"], "homesync_server.reports") == {}
+    assert _offenders([ROOT / "homesync_server/index.py"], "homesync_server.reports") == {}
