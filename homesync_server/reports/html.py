@@ -107,10 +107,9 @@ def _fleet_policy(report: Report) -> str:
     text = (f'<p class="meta">Fleet policy version {p.newest} ({escape(human_time(p.newest_at))}): '
             f"{running} of {len(p.applied)} machines run it.</p>")
     if p.lagging:
-        text += ("<p>Not applied within a day of reaching the server:</p><table><thead><tr><th>Machine</th>"
-                 "<th>Runs version</th><th>Last seen</th></tr></thead><tbody>" + "".join(
-                     f"<tr><td>{escape(m['id'])}</td><td class=n>{m['applied']}</td>"
-                     f"<td>{escape(human_time(m['last_seen']))}</td></tr>" for m in p.lagging) + "</tbody></table>")
+        text += "<p>Not applied within a day of reaching the server:</p>" + _table(
+            ("Machine", "Runs version", "Last seen"),
+            ((escape(m["id"]), m["applied"], escape(human_time(m["last_seen"]))) for m in p.lagging), numeric={1})
     return text
 
 
@@ -123,45 +122,40 @@ def _assurance(report: Report) -> str:
         drills = (f'<p class="meta">{sum(a.drilled.values())} machines drilled, newest '
                   f"{escape(human_time(a.newest_drill))}: {counts}.</p>")
         if a.not_passed:
-            drills += ("<table><thead><tr><th>Owner</th><th>Machine</th><th>Drilled</th><th>Archive</th>"
-                       "<th>Why it did not pass</th></tr></thead><tbody>" + "".join(
-                           f"<tr><td>{escape(d['owner'])}</td><td>{escape(d['name'])}</td>"
-                           f"<td>{escape(human_time(d['finished']))}</td><td>{escape(d['archive'])}</td>"
-                           f"<td>{escape(d['why'])}</td></tr>" for d in a.not_passed) + "</tbody></table>")
+            drills += _table(("Owner", "Machine", "Drilled", "Archive", "Why it did not pass"),
+                             ((escape(d["owner"]), escape(d["name"]), escape(human_time(d["finished"])),
+                               escape(d["archive"]), escape(d["why"])) for d in a.not_passed))
         if a.failed > len(a.not_passed):
             drills += f'<p class="meta">The newest {len(a.not_passed)} of {a.failed} that did not pass are listed.</p>'
 
     frozen = ""
     if a.frozen:
         frozen = ("<p>Pruning frozen by a mass change until released (<code>homesync-server machine release</code>):"
-                  "</p><table><thead><tr><th>Owner</th><th>Machine</th><th>Archive</th><th>New data</th>"
-                  "<th>Usually</th><th>Since</th></tr></thead><tbody>" + "".join(
-                      f"<tr><td>{escape(f['owner'])}</td><td>{escape(f['name'])}</td><td>{escape(f['archive'])}</td>"
-                      f"<td class=n>{f['share']:.0%}</td><td class=n>{f['baseline']:.0%}</td>"
-                      f"<td>{escape(human_time(f['flagged_at']))}</td></tr>" for f in a.frozen) + "</tbody></table>")
+                  "</p>" + _table(("Owner", "Machine", "Archive", "New data", "Usually", "Since"),
+                                  ((escape(f["owner"]), escape(f["name"]), escape(f["archive"]), f"{f['share']:.0%}",
+                                    f"{f['baseline']:.0%}", escape(human_time(f["flagged_at"]))) for f in a.frozen),
+                                  numeric={3, 4}))
     if a.rolled_back:
         frozen += ("<p>History rolled back after an agent session, pruning frozen until released "
-                   "(<code>homesync-server machine release</code>):</p><table><thead><tr><th>Owner</th>"
-                   "<th>Machine</th><th>Why</th><th>Since</th></tr></thead><tbody>" + "".join(
-                       f"<tr><td>{escape(f['owner'])}</td><td>{escape(f['name'])}</td><td>{escape(f['reason'])}</td>"
-                       f"<td>{escape(human_time(f['frozen_at']))}</td></tr>" for f in a.rolled_back)
-                   + "</tbody></table>")
+                   "(<code>homesync-server machine release</code>):</p>" + _table(
+                       ("Owner", "Machine", "Why", "Since"),
+                       ((escape(f["owner"]), escape(f["name"]), escape(f["reason"]), escape(human_time(f["frozen_at"])))
+                        for f in a.rolled_back)))
     return f"<h2>Recovery drills and mass changes</h2>{drills}{frozen}"
 
 
 def _storage(report: Report) -> str:
-    rows = "".join(f"<tr><td>{escape(o)}</td><td>{escape(d)}</td><td class=n>{escape(human_size(n))}</td></tr>"
-                   for o, d, n in report.summary.storage_by_user[:20])
     more = len(report.summary.storage_by_user) - 20
     note = f'<p class="meta">and {more} more users (see the JSON or CSV report)</p>' if more > 0 else ""
-    return ("<h2>Storage per user</h2><table><thead><tr><th>User</th><th>Name</th><th>Stored</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>{note}")
+    return "<h2>Storage per user</h2>" + _table(
+        ("User", "Name", "Stored"),
+        ((escape(o), escape(d), escape(human_size(n))) for o, d, n in report.summary.storage_by_user[:20]),
+        numeric={2}) + note
 
 
 def _machines(report: Report) -> str:
-    head = "".join(f"<th>{column.title}</th>" for column in SHOWN)
-    rows = "".join(_machine_rows(report.machines.most_urgent_first(), report.generated_at))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return _table([column.title for column in SHOWN],
+                  body="".join(_machine_rows(report.machines.most_urgent_first(), report.generated_at)))
 
 
 def _machine_rows(machines: Fleet, now: float) -> Iterator[str]:
@@ -212,10 +206,18 @@ def _activity(report: Report) -> str:
     a = report.activity
     counts = ", ".join(f"{escape(k)} {v}" for k, v in sorted(a.counts.items())) or "nothing"
     more = f" The newest {len(a.events)} are listed." if a.truncated else ""
-    rows = "".join(
-        f"<tr><td>{human_time(e.at)}</td><td>{escape(e.action)}</td><td>{escape(e.actor)}</td>"
-        f"<td>{escape(e.machine or (e.machine_id or ''))}</td><td>{escape(e.source)}</td>"
-        f"<td>{escape(e.what)}</td></tr>" for e in a.events)
     return (f"<h2>Activity {escape(human_time(a.since))} – {escape(human_time(a.until))}</h2>"
-            f'<p class="meta">{counts}.{more}</p><table><thead><tr><th>Time</th><th>Action</th><th>Actor</th>'
-            f"<th>Machine</th><th>From</th><th>What</th></tr></thead><tbody>{rows}</tbody></table>")
+            f'<p class="meta">{counts}.{more}</p>' + _table(
+                ("Time", "Action", "Actor", "Machine", "From", "What"),
+                ((human_time(e.at), escape(e.action), escape(e.actor), escape(e.machine or (e.machine_id or "")),
+                  escape(e.source), escape(e.what)) for e in a.events)))
+
+
+def _table(headers: Iterable[str], rows: Iterable[tuple] = (), *, numeric: frozenset[int] | set[int] = frozenset(),
+           body: str = "") -> str:
+    """Return a table: its headers, then rows of cells already escaped (those at the
+    indexes in numeric aligned right), or a body of rows built by the caller."""
+    head = "".join(f"<th>{title}</th>" for title in headers)
+    body += "".join("<tr>" + "".join(f"<td class=n>{cell}</td>" if i in numeric else f"<td>{cell}</td>"
+                                     for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
