@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 from homesync import exits
+from homesync.durations import duration
 from homesync.errors import HomesyncError, UsageError
 
 
@@ -135,17 +136,10 @@ def _local_minute(minute: int) -> str:
 
 def human_age(ts: float | None, now: float | None = None) -> str:
     """Return how long before now (default: the current time) ts was, in its largest
-    whole unit: "3d ago", "5h ago", "2m ago", "40s ago"; "never" for None or 0."""
+    unit (durations.duration): "3 d ago", "5.2 h ago", "40 s ago"; "never" for None or 0."""
     if not ts:
         return "never"
-    seconds = (now or time.time()) - ts
-    if seconds >= 86400:
-        return f"{seconds / 86400:.0f}d ago"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.0f}h ago"
-    if seconds >= 60:
-        return f"{seconds / 60:.0f}m ago"
-    return f"{max(0, seconds):.0f}s ago"
+    return duration((now or time.time()) - ts) + " ago"
 
 
 def progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
@@ -195,13 +189,6 @@ def backup_progress_line(done: int, files: int, seconds: float, expected: int | 
         return 0.0, text
     fraction = min(0.99, done / expected)
     if rate and done < expected:
-        text += f" ~{human_duration((expected - done) / rate)}"
+        text += f" ~{duration((expected - done) / rate)}"
     return fraction, text
 
-
-def human_duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"

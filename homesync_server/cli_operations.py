@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from homesync import console
 from homesync.errors import BorgError, OutputError, RestoreError, UsageError
+from homesync.durations import duration
 from homesync_server.config import Layout
 
 COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login", "policy")
@@ -314,9 +315,4 @@ def _print_reindex(result: dict) -> None:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"
+    return "-" if seconds is None else duration(seconds)

@@ -10,6 +10,7 @@ from homesync import config as agent_config, console, exits, state_files
 from homesync.agent import control, record
 from homesync.config import Paths
 from homesync.errors import ConfigError, NotEnrolledError, NotSetUpError
+from homesync.durations import duration
 
 NOT_SET_UP = NotSetUpError.exit_code
 
@@ -63,7 +64,7 @@ def render(status: dict) -> str:
     if status["state"] != "backing up" and status["reason"]:
         lines.insert(2, ("Why not now", status["reason"]["text"]))
     if status.get("next_check"):
-        lines.append(("Next check", f"{console.human_time(status['next_check'])} ({_in(status['next_check'] - now)})"))
+        lines.append(("Next check", f"{console.human_time(status['next_check'])} (in {duration(status['next_check'] - now)})"))
     width = max(len(label) for label, _ in lines) + 2
     text = [f"{label + ':':<{width}}{value}" for label, value in lines]
     if "policy" in status:
@@ -79,7 +80,7 @@ def _state(status: dict) -> str:
     progress = f"about {job['percent']:.0f}% ({done})" if job["percent"] is not None else f"{done} so far"
     speed = f"; {console.human_size(job['rate'])}/s" if job.get("rate") else ""
     if job.get("seconds_left") is not None:
-        speed += f", about {console.human_duration(job['seconds_left'])} left"
+        speed += f", about {duration(job['seconds_left'])} left"
     stopping = f"; stopping: {job['stopping']}" if job["stopping"] else ""
     return f"backing up, {progress}, because {job['why']}{speed}{stopping}"
 
@@ -141,13 +142,6 @@ def _attempt(status: dict, now: float) -> str:
     if result:
         text += f", {result['result']}" + (f": {result['error']}" if result.get("error") else "")
     return text
-
-
-def _in(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"in {seconds / size:.0f} {unit}"
-    return f"in {max(seconds, 0):.0f} s"
 
 
 def _watching(mode: str) -> str:

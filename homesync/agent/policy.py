@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from homesync.durations import duration
+
 # A retry_at of NEVER means no amount of waiting changes the answer: only an event does
 # (a network or power change, a file change, the end of a job, a probe result).
 NEVER = math.inf
@@ -279,9 +281,5 @@ def _metered(network: NetworkView) -> Skip:
 
 
 def _in(seconds: float) -> str:
-    """Given a delay, return it as short human text ("in 45 s", "in 3 min", "in 2 h")."""
-    if seconds < 90:
-        return f"in {max(seconds, 0):.0f} s"
-    if seconds < 90 * 60:
-        return f"in {seconds / 60:.0f} min"
-    return f"in {seconds / 3600:.1f} h"
+    """Given a delay, return it as short human text ("in 45 s", "in 3 min", "in 2.5 h")."""
+    return "in " + duration(seconds)

@@ -78,7 +78,7 @@ def _log_in(terminal: Terminal) -> str:
     screen = terminal.wait_for(r"Choose \[n/r/i/t\]")
     assert "Signed in as Joe Bloggs (joe)" in screen
     for name in SOURCES:
-        assert re.search(rf"\d\) {re.escape(name)}  \(last backup \d{{4}}-\d\d-\d\d \d\d:\d\d \(\d+[smh] ago\)",
+        assert re.search(rf"\d\) {re.escape(name)}  \(last backup \d{{4}}-\d\d-\d\d \d\d:\d\d \(\d+(\.\d)? (s|min|h|d) ago\)",
                          screen), screen
     assert "Standard Laptop" in screen
     return screen
