@@ -128,7 +128,8 @@ class AgentConfig:
         return patterns + list(self.exclude)
 
 
-_IDENTITY_SCHEMA = {"server": {"address": str, "fingerprint": str, "user": str}, "machine": {"id": str, "name": str}}
+_IDENTITY_SCHEMA = {"server": {"address": "text", "fingerprint": "text", "user": "text"},
+                    "machine": {"id": "text", "name": "text"}}
 _LOCAL_ONLY = {"backup": frozenset({"source"})}  # settings a fleet policy cannot set
 _SETTING_TABLES = ("backup", "network", "agent")  # checked by the shared schema (homesync.settings)
 
@@ -167,9 +168,10 @@ def from_raw(raw: dict, path: Path) -> AgentConfig:
         tables[table], found = schema.check_table(table, raw.get(table, {}), schema.SETTINGS[table],
                                                   _LOCAL_ONLY.get(table, frozenset()))
         problems += found
-    source = raw.get("backup", {}).get("source", "~") if isinstance(raw.get("backup"), dict) else "~"
-    if not isinstance(source, str):
-        problems.append("[backup] source must be a str")
+    source, found = schema.check_table("backup", raw.get("backup", {}), {"source": "text"},
+                                       frozenset(schema.SETTINGS["backup"]))
+    problems += found
+    source = source.get("source", "~")
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     backup, network = tables["backup"], tables["network"]
@@ -197,16 +199,8 @@ def _not_enrolled_hint() -> str:
 def _check(raw: dict) -> list[str]:
     """Return the problems of the identity tables and the unknown tables."""
     problems = []
-    for section, keys in _IDENTITY_SCHEMA.items():
-        value = raw.get(section, {})
-        if not isinstance(value, dict):
-            problems.append(f"[{section}] must be a table")
-            continue
-        for key, item in value.items():
-            if key not in keys:
-                problems.append(f"[{section}] unknown key {key!r}")
-            elif not isinstance(item, keys[key]):
-                problems.append(f"[{section}] {key} must be a {keys[key].__name__}")
+    for section, kinds in _IDENTITY_SCHEMA.items():
+        problems += schema.check_table(section, raw.get(section, {}), kinds)[1]
     for section, key in (("server", "address"), ("server", "fingerprint"), ("server", "user"),
                          ("machine", "id"), ("machine", "name")):
         if isinstance(raw.get(section, {}), dict) and key not in raw.get(section, {}):

@@ -35,6 +35,14 @@ def duration(value: object) -> float | None:
     return number(value)
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _percent(value: object) -> float | None:
     parsed = number(value)
     return parsed if parsed is not None and parsed <= 100 else None
@@ -85,6 +93,9 @@ def _keys(value: object) -> tuple[str, ...] | None:
 # kind -> (parse, what a good value is); parse returns None for a bad value.
 KINDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "duration": (duration, DURATION_TEXT),
+    "text": (_text, "a string"),
+    "count": (_count, "a whole number (0 or more)"),
+    "number": (number, "a number (0 or more)"),
     "percent": (_percent, "a percentage (0-100)"),
     "switch": (_bool, "true or false"),
     "bool": (_bool, "a bool"),

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from homesync import settings
 from homesync.errors import ConfigError
 from homesync.names import is_machine_id
 from homesync_server.identity import IdentityConfig
@@ -199,22 +200,16 @@ def _report_problems(report: ReportConfig) -> list[str]:
     return problems
 
 
+# A Python type in a section's description -> the kind the shared schema checks it as.
+_KINDS = {str: "text", int: "count", float: "number", tuple: "strings", bool: "bool"}
+
+
 def _section(raw: dict, name: str, types: dict[str, type], problems: list[str]) -> dict:
-    section = raw.get(name, {})
-    out = {}
-    for key, value in section.items():
-        want = types.get(key)
-        if want is None:
-            problems.append(f"[{name}] unknown key {key!r}")
-        elif want is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            out[key] = value
-        elif want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-        elif want is not tuple and isinstance(value, want):
-            out[key] = value
-        else:
-            problems.append(f"[{name}] {key} has the wrong type")
-    return out
+    """Return one table's values checked with the agent's schema (homesync.settings), the
+    same messages for the same mistakes; add a line to problems for each."""
+    values, found = settings.check_table(name, raw.get(name, {}), {k: _KINDS[t] for k, t in types.items()})
+    problems += found
+    return values
 
 
 def render_default(listen: str) -> str:
@@ -245,7 +240,7 @@ backend = "local"             # or "ldap"; see the admin guide's LDAP section
 
 [report]
 warn_age = 48                 # hours: a machine whose newest backup is older is STALE
-critical_age = 168            # hours: ... CRITICAL (`report` exits 2)
+critical_age = 168            # hours: ... CRITICAL (`report` exits 6)
 # metrics_listen = "127.0.0.1:9861"   # Prometheus metrics at http://HOST:PORT/metrics
 
 [retention]                   # `homesync-server prune`, like borg prune; periods in UTC

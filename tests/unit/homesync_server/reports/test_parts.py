@@ -96,7 +96,8 @@ def test_report_configuration(tmp_path):
         '# metrics_listen = "127.0.0.1:9861"', 'metrics_listen = "[::1]:9861"')
     layout.config_file.write_text(text)
     assert server_config.load(layout).report == server_config.ReportConfig(12.0, 168.0, "[::1]:9861")
-    for bad, complaint in (("warn_age = 200", "warn_age < critical_age"), ("warn_age = \"x\"", "wrong type"),
+    for bad, complaint in (("warn_age = 200", "warn_age < critical_age"),
+                           ("warn_age = \"x\"", r"\[report\] warn_age must be a number"),
                            ('metrics_listen = "0.0.0.0:9861"', "loopback"), ('metrics_listen = "x"', "HOST:PORT")):
         layout.config_file.write_text(base.replace("warn_age = 48", bad))
         with pytest.raises(ConfigError, match=complaint):

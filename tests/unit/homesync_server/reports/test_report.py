@@ -78,7 +78,7 @@ def test_activity_lists_restores_and_releases_but_not_backups(fleet_layout):
     assert nothing.activity.events == [] and nothing.activity.counts == {}
 
 
-def test_the_exit_status_is_2_when_a_machine_is_critical_and_the_file_is_written_whole(fleet_layout, tmp_path):
+def test_the_exit_status_is_alarming_when_a_machine_is_critical_and_the_file_is_written_whole(fleet_layout, tmp_path):
     out = tmp_path / "out" / "report.json"
     out.parent.mkdir()
     assert report.report(fleet_layout, "json", str(out), None, None, None) == report.EXIT_ALARMING
