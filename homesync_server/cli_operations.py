@@ -169,12 +169,11 @@ def _drill(layout: Layout, args: argparse.Namespace) -> int:
     with _output(args.output) as out:  # opened first: a drill's results are never lost for a bad path
         results = drill.drill(layout, selection, args.lock_wait or drill.DRILL_LOCK_WAIT)
         with contextlib.redirect_stdout(out):
-            _print(results, args.json, _print_drills)
-    failed = [r for r in results if r["result"] == "failed"]
+            _print([r.as_dict() for r in results], args.json, _print_drills)
+    failed = [r for r in results if r.result == "failed"]
     if failed:
-        machine, first = failed[0], failed[0]["failures"][0]
-        raise RestoreError(f"drill failed on {len(failed)} of {len(results)} machines; first: {machine['machine_id']} "
-                           f"({machine['name']}): {first['stage']}: {first['message']}")
+        raise RestoreError(f"drill failed on {len(failed)} of {len(results)} machines; first: {failed[0].machine_id} "
+                           f"({failed[0].name}): {failed[0].failures[0].line()}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from homesync.durations import duration
 
@@ -113,11 +114,32 @@ class AgentState:
         return replace(self, **changes)
 
 
+class Why(StrEnum):
+    """Why the agent does or does not back up now: the code status, the agent's log and
+    the server's report show (a str: it is written as its value)."""
+
+    LINK_UP = "link_up"                 # Run: the corporate network came up
+    STALE = "stale"                     # Run: no backup, or older than max_age
+    CHANGES = "changes"                 # Run: changes settled and the interval passed
+    PROBE = "probe"                     # Probe: the server was not reached lately
+    JOB_RUNNING = "job_running"
+    REVOKED = "revoked"                 # the key was replaced or the machine retired
+    NO_POLICY = "no_policy"             # no fleet policy known yet
+    UP_TO_DATE = "up_to_date"
+    BACKOFF = "backoff"                 # the last attempts failed
+    SETTLING = "settling"               # changes still arriving (debounce)
+    MIN_INTERVAL = "min_interval"       # backed up recently
+    SERVER_UNREACHABLE = "server_unreachable"
+    OFF_NETWORK = "off_network"
+    METERED = "metered"
+    LOW_BATTERY = "low_battery"
+
+
 @dataclass(frozen=True)
 class Run:
-    """Start a backup now; code is one of link_up, stale, changes."""
+    """Start a backup now; code is LINK_UP, STALE or CHANGES."""
 
-    code: str
+    code: Why
     text: str
 
 
@@ -126,14 +148,14 @@ class Probe:
     """Everything says run, but the server was not reached lately: probe it, then decide again."""
 
     text: str
-    code: str = "probe"
+    code: Why = Why.PROBE
 
 
 @dataclass(frozen=True)
 class Skip:
     """Do not back up now; look again at retry_at (NEVER: wait for an event)."""
 
-    code: str
+    code: Why
     text: str
     retry_at: float
 
@@ -149,13 +171,13 @@ Decision = Run | Probe | Skip
 def decide(state: AgentState, now: float) -> Decision:
     """Given the agent's state and the time, return Run, Probe or Skip with its reason."""
     if state.job_running:
-        return Skip("job_running", "a backup is running", NEVER)
+        return Skip(Why.JOB_RUNNING, "a backup is running", NEVER)
     if state.history.revoked:  # permanent: no event or amount of waiting changes it
-        return Skip("revoked", state.history.revoked, NEVER)
+        return Skip(Why.REVOKED, state.history.revoked, NEVER)
     if state.policy_missing:  # without it, the rules (and "home Wi-Fi is not corporate") are unknown
-        return Skip("no_policy", state.policy_missing, NEVER)
+        return Skip(Why.NO_POLICY, state.policy_missing, NEVER)
     due = _due(state, now)
-    if isinstance(due, Skip) and due.code == "up_to_date":
+    if isinstance(due, Skip) and due.code == Why.UP_TO_DATE:
         return due
     blocked = _blocked(state)
     if blocked is not None:
@@ -191,25 +213,25 @@ def _due(state: AgentState, now: float) -> Run | Skip:
     stale_at = None if history.last_success is None else history.last_success + settings.max_age
     stale = stale_at is None or now >= stale_at
     if not dirty.dirty and not stale:
-        return Skip("up_to_date", "nothing changed since the last backup", stale_at)
+        return Skip(Why.UP_TO_DATE, "nothing changed since the last backup", stale_at)
     if _fresh_link(state):
-        return Run("link_up", f"the corporate network came up via {state.network.via or 'a connection'}")
+        return Run(Why.LINK_UP, f"the corporate network came up via {state.network.via or 'a connection'}")
     failures = history.consecutive_failures
     if failures > 0 and history.last_attempt is not None:
         retry_at = history.last_attempt + backoff_delay(settings, failures)
         if now < retry_at:
             attempts = "attempt" if failures == 1 else f"{failures} attempts"
-            return Skip("backoff", f"the last {attempts} failed; retrying {_in(retry_at - now)}", retry_at)
+            return Skip(Why.BACKOFF, f"the last {attempts} failed; retrying {_in(retry_at - now)}", retry_at)
     if stale:
         text = "no backup yet" if stale_at is None else "the last backup is older than the maximum age"
-        return Run("stale", text)
+        return Run(Why.STALE, text)
     return _settled(state, now)
 
 
 def _settled(state: AgentState, now: float) -> Run | Skip:
     """Return Run once dirty changes have settled and the minimum interval has passed."""
     settings, dirty, history = state.settings, state.dirty, state.history
-    code, at = "settling", -math.inf
+    code, at = Why.SETTLING, -math.inf
     if dirty.last_change is not None:
         at = dirty.last_change + settings.debounce
         if dirty.first_change is not None:
@@ -217,11 +239,11 @@ def _settled(state: AgentState, now: float) -> Run | Skip:
     if history.consecutive_failures == 0 and history.last_attempt is not None:
         interval_at = history.last_attempt + settings.min_interval
         if interval_at > at:
-            code, at = "min_interval", interval_at
+            code, at = Why.MIN_INTERVAL, interval_at
     if now >= at:
         changes = f"{dirty.count} changes" if dirty.count else "possible changes"
-        return Run("changes", f"{changes} to back up")
-    if code == "settling":
+        return Run(Why.CHANGES, f"{changes} to back up")
+    if code == Why.SETTLING:
         return Skip(code, f"waiting for changes to settle; backing up {_in(at - now)}", at)
     return Skip(code, f"backed up recently; next backup {_in(at - now)}", at)
 
@@ -241,8 +263,7 @@ def _blocked(state: AgentState) -> Skip | None:
         return stop
     power, settings = state.power, state.settings
     if power.on_battery and power.percentage is not None and power.percentage < settings.min_battery_percent:
-        return Skip(
-            "low_battery",
+        return Skip(Why.LOW_BATTERY,
             f"on battery at {power.percentage:.0f}% (below {settings.min_battery_percent:.0f}%)",
             NEVER,
         )
@@ -264,7 +285,7 @@ def _reachability(state: AgentState, now: float) -> Probe | Skip | None:
     text = "cannot reach the backup server"
     if not state.network.known and state.network.reason:
         text += f" ({state.network.reason})"
-    return Skip("server_unreachable", f"{text}; trying again {_in(retry_at - now)}", retry_at)
+    return Skip(Why.SERVER_UNREACHABLE, f"{text}; trying again {_in(retry_at - now)}", retry_at)
 
 
 def _off_network(network: NetworkView) -> Skip:
@@ -272,12 +293,12 @@ def _off_network(network: NetworkView) -> Skip:
     text = "not on the corporate network"
     if network.reason:
         text += f" ({network.reason})"
-    return Skip("off_network", text, NEVER)
+    return Skip(Why.OFF_NETWORK, text, NEVER)
 
 
 def _metered(network: NetworkView) -> Skip:
     """Return the Skip for a metered connection."""
-    return Skip("metered", f"the connection {network.via or ''} is metered".replace("  ", " "), NEVER)
+    return Skip(Why.METERED, f"the connection {network.via or ''} is metered".replace("  ", " "), NEVER)
 
 
 def _in(seconds: float) -> str:

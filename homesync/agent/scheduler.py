@@ -32,7 +32,8 @@ MIN_SLEEP = 0.05
 STOP_GRACE = 30.0   # how long borg may take to write its checkpoint after SIGINT
 KILL_GRACE = 15.0
 
-_COUNTDOWNS = ("backoff", "settling", "min_interval", "server_unreachable")  # their text says "in N s"
+_COUNTDOWNS = (policy.Why.BACKOFF, policy.Why.SETTLING, policy.Why.MIN_INTERVAL,  # their text says "in N s"
+               policy.Why.SERVER_UNREACHABLE)
 
 RunBackup = Callable[["Job"], dict]
 ProbeServer = Callable[[], Awaitable[Reachability]]
@@ -221,7 +222,7 @@ class Scheduler:
         self.next_check = decision.retry_at if isinstance(decision, policy.Skip) and \
             math.isfinite(decision.retry_at) else None
         if previous is None or previous.code != decision.code:
-            if isinstance(decision, policy.Skip) and decision.code != "job_running":
+            if isinstance(decision, policy.Skip) and decision.code != policy.Why.JOB_RUNNING:
                 log.info("not backing up: %s", decision.text)
         state, code, text = self.agent_state()
         # Say it again when the reason changes, not when only its countdown does.
@@ -238,9 +239,9 @@ class Scheduler:
         decision = self.decision
         if decision is None:
             return "starting", "starting", "the agent is starting"
-        if isinstance(decision, policy.Skip) and decision.code == "up_to_date":
+        if isinstance(decision, policy.Skip) and decision.code == policy.Why.UP_TO_DATE:
             return "idle", decision.code, decision.text
-        if isinstance(decision, policy.Skip) and decision.code == "revoked":
+        if isinstance(decision, policy.Skip) and decision.code == policy.Why.REVOKED:
             return "stopped", decision.code, decision.text
         return "waiting", decision.code, decision.text
 
@@ -249,7 +250,7 @@ class Scheduler:
         if self.record.revoked:
             return await self._revoked_notice()
         hint = decision.text if isinstance(decision, policy.Skip) and decision.code not in (
-            "up_to_date", "job_running") else ""
+            policy.Why.UP_TO_DATE, policy.Why.JOB_RUNNING) else ""
         record = self.record
         answer = decide_notice(Protection(record.last_success, self._target, record.warned, record.reference),
                                now, hint=hint)

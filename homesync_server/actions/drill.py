@@ -14,7 +14,7 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,60 @@ EFBIG = "[Errno 27]"     # how borg words a write the sandbox's file size limit 
 
 
 @dataclass(frozen=True)
+class Failure:
+    """What failed in a drill, and at which stage (unseal, check, list, safety, space,
+    extract, verify)."""
+
+    stage: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.stage}: {self.message}"
+
+
+@dataclass
+class DrillRecord:
+    """One machine's drill as it goes, then its result: passed, or failed with what
+    failed where; the figures it measured (RPO, restore time, throughput) when it got
+    that far."""
+
+    machine_id: str
+    name: str
+    owner: str
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    result: str = ""  # "passed" or "failed", once finished
+    stage: str = "unseal"
+    failures: list[Failure] = field(default_factory=list)
+    archive: str = ""
+    archive_time: float | None = None
+    rpo_seconds: float | None = None
+    expected_from: str = ""
+    files: int | None = None
+    bytes: int | None = None
+    check_seconds: float | None = None
+    extract_seconds: float | None = None
+    throughput: float | None = None
+    hashed_files: int = 0
+    warnings: list[str] = field(default_factory=list)
+    never_backed_up: bool = False
+
+    def fail(self, message: str) -> None:
+        """Record a failure at the current stage (the drill goes on where it can)."""
+        self.failures.append(Failure(self.stage, message))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the record as `drill --json` prints it."""
+        return asdict(self)
+
+    def row(self) -> dict[str, Any]:
+        """Return what the index keeps of it."""
+        keys = ("machine_id", "started", "finished", "archive", "result", "files", "bytes",
+                "check_seconds", "extract_seconds", "throughput", "rpo_seconds", "hashed_files")
+        return {**{k: getattr(self, k) for k in keys}, "failures": [asdict(f) for f in self.failures]}
+
+
+@dataclass(frozen=True)
 class Selection:
     """Which machines to drill: one, one user's, a sample of N, or every active one."""
 
@@ -47,7 +101,7 @@ class Selection:
     all: bool = False
 
 
-def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT) -> list[dict[str, Any]]:
+def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT) -> list[DrillRecord]:
     """Drill the selected machines one at a time; return one record each (result
     'passed' or 'failed', with what failed and where). Raise NotFoundError if the
     selection names nothing."""
@@ -97,68 +151,55 @@ def choose(services: Services, selection: Selection) -> list[dict[str, Any]]:
     return never + sorted(backed_up, key=lambda m: last.get(m["id"], 0.0))[:selection.sample]
 
 
-def drill_machine(services: Services, machine: dict[str, Any], lock_wait: int, actor: str) -> dict[str, Any]:
+def drill_machine(services: Services, machine: dict[str, Any], lock_wait: int, actor: str) -> DrillRecord:
     """Drill one machine; record and return the result (never raise for a drill failure)."""
-    record = _new_record(machine)
+    record = DrillRecord(machine["id"], machine["name"], machine["owner"])
     try:
         repo = escrowed.open_repository(services, machine["id"], "drill", actor, lock_wait)
         _run_steps(services, repo, record, actor)
     except HomesyncError as e:
-        _fail(record, e.line())
+        record.fail(e.line())
     except OSError as e:  # the scratch area or a repository file could not be used
-        _fail(record, f"{e.filename or 'the data directory'}: {e.strerror}")
-    record["finished"] = time.time()
-    record["result"] = "failed" if record["failures"] else "passed"
-    services.index.add_drill(_row(record), event(
-        "drill", actor, machine["id"], result=record["result"], archive=record["archive"],
-        failures=[f"{f['stage']}: {f['message']}" for f in record["failures"]],
-        **({"never_backed_up": True} if record["never_backed_up"] else {})))
-    if record["failures"]:
-        first = record["failures"][0]
-        logger.warning("drill of %s: failed at %s: %s", machine["id"], first["stage"], first["message"])
+        record.fail(f"{e.filename or 'the data directory'}: {e.strerror}")
+    record.finished = time.time()
+    record.result = "failed" if record.failures else "passed"
+    services.index.add_drill(record.row(), event(
+        "drill", actor, machine["id"], result=record.result, archive=record.archive,
+        failures=[f.line() for f in record.failures], **({"never_backed_up": True} if record.never_backed_up else {})))
+    if record.failures:
+        first = record.failures[0]
+        logger.warning("drill of %s: failed at %s: %s", machine["id"], first.stage, first.message)
     else:
         logger.info("drill of %s: passed", machine["id"])
     return record
 
 
-def _new_record(machine: dict[str, Any]) -> dict[str, Any]:
-    return {"machine_id": machine["id"], "name": machine["name"], "owner": machine["owner"],
-            "started": time.time(), "finished": None, "result": "", "stage": "unseal", "failures": [],
-            "archive": "", "archive_time": None, "rpo_seconds": None, "expected_from": "",
-            "files": None, "bytes": None, "check_seconds": None, "extract_seconds": None,
-            "throughput": None, "hashed_files": 0, "warnings": [], "never_backed_up": False}
-
-
-def _fail(record: dict[str, Any], message: str) -> None:
-    record["failures"].append({"stage": record["stage"], "message": message})
-
-
-def _run_steps(services: Services, repo: escrowed.Repository, record: dict[str, Any], actor: str) -> None:
+def _run_steps(services: Services, repo: escrowed.Repository, record: DrillRecord, actor: str) -> None:
     """Check the repository, then vet, restore and verify its newest archive; a check
     that finds problems is recorded and the restore still tried (it tells whether the
     newest backup is intact), an archive that fails vetting is never extracted."""
-    record["stage"] = "check"
+    record.stage = "check"
     _check(repo, record)
-    record["stage"] = "list"
+    record.stage = "list"
     archive = repo.newest_complete()
     if archive is None and not repo.archives():
-        record["never_backed_up"] = True
+        record.never_backed_up = True
         raise NotFoundError(f"never backed up: {repo.location} holds no archive",
                             "see the machine's agent (`homesync status` on it) and its owner")
     if archive is None:
         raise NotFoundError(f"{repo.location} holds no complete archive (only checkpoints or flagged ones)")
-    record.update(archive=archive.name, archive_time=archive.time, rpo_seconds=record["started"] - archive.time)
+    record.archive, record.archive_time, record.rpo_seconds = archive.name, archive.time, record.started - archive.time
     expected = _expected(services, repo, archive.name, record)
-    record["stage"] = "safety"
+    record.stage = "safety"
     vetting = _vet(services, repo, archive.name, record, actor)
-    record["stage"] = "space"
+    record.stage = "space"
     scratch = scratch_dir(services)
     budget = _require_space(scratch, vetting.bytes, services.config.drill.max_bytes)
-    record["stage"] = "extract"
+    record.stage = "extract"
     _restore_and_verify(scratch, repo, archive.name, expected, vetting, budget, record)
 
 
-def _check(repo: escrowed.Repository, record: dict[str, Any]) -> None:
+def _check(repo: escrowed.Repository, record: DrillRecord) -> None:
     """Run `borg check`; record its errors as a failure (borg exits 1 when it finds any)."""
     errors: list[str] = []
 
@@ -168,28 +209,28 @@ def _check(repo: escrowed.Repository, record: dict[str, Any]) -> None:
             errors.append(message.strip())
     started = time.monotonic()
     result = repo.run(borg.make_check_command(repo.location, repo.lock_wait), on_event=on_event)
-    record["check_seconds"] = time.monotonic() - started
+    record.check_seconds = time.monotonic() - started
     if result.returncode != 0:
         shown = (errors[0] + (f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else "")
                  if errors else f"rc {result.returncode}")
-        _fail(record, f"borg check found problems in {repo.location}: {shown}")
+        record.fail(f"borg check found problems in {repo.location}: {shown}")
 
 
-def _expected(services: Services, repo: escrowed.Repository, archive: str, record: dict[str, Any]) -> dict:
+def _expected(services: Services, repo: escrowed.Repository, archive: str, record: DrillRecord) -> dict:
     """Return the file count and size the agent reported for archive; without a report
     (it never reached the server), what borg recorded when it created the archive."""
     for row in services.index.archives(repo.machine_id):
         if row["name"] == archive and row["result"] in ("success", "warning"):
-            record["expected_from"] = "agent report"
+            record.expected_from = "agent report"
             return {"files": row["files"], "original_size": row["original_size"]}
     for info in repo.info():
         if info["name"] == archive:
-            record["expected_from"] = "borg archive metadata (no agent report indexed)"
+            record.expected_from = "borg archive metadata (no agent report indexed)"
             return {"files": info["stats"]["nfiles"], "original_size": info["stats"]["original_size"]}
     raise NotFoundError(f"archive {archive} vanished from {repo.location} during the drill")
 
 
-def _vet(services: Services, repo: escrowed.Repository, archive: str, record: dict[str, Any],
+def _vet(services: Services, repo: escrowed.Repository, archive: str, record: DrillRecord,
          actor: str) -> Vetting:
     """Return the vetting of archive's listing; an archive that could write outside the
     scratch directory is an escape attempt: logged as an error, audited
@@ -208,9 +249,9 @@ def _vet(services: Services, repo: escrowed.Repository, archive: str, record: di
         raise HomesyncError(f"{where} is refused, not extracted: {len(vetting.problems)} items could write "
                             f"outside the scratch directory: {summary(vetting.problems)}")
     if vetting.specials:
-        record["warnings"].append(f"{len(vetting.specials)} device nodes, FIFOs or sockets left out of the "
-                                  f"restore (first: {vetting.specials[0]!r})")
-        logger.warning("drill of %s: %s", repo.machine_id, record["warnings"][-1])
+        record.warnings.append(f"{len(vetting.specials)} device nodes, FIFOs or sockets left out of the "
+                               f"restore (first: {vetting.specials[0]!r})")
+        logger.warning("drill of %s: %s", repo.machine_id, record.warnings[-1])
     return vetting
 
 
@@ -232,7 +273,7 @@ def _require_space(scratch: Path, size: int, max_bytes: int = 0) -> int:
 
 
 def _restore_and_verify(scratch: Path, repo: escrowed.Repository, archive: str, expected: dict,
-                        vetting: Vetting, budget: int, record: dict[str, Any]) -> None:
+                        vetting: Vetting, budget: int, record: DrillRecord) -> None:
     """Extract archive into a fresh scratch directory, confined and within budget, time
     it, compare it with the expected figures and borg's hashes of a sample; always
     remove the directory."""
@@ -242,13 +283,13 @@ def _restore_and_verify(scratch: Path, repo: escrowed.Repository, archive: str, 
         started = time.monotonic()
         extracted = _extract(repo, archive, work, vetting, budget)
         seconds = time.monotonic() - started
-        record["warnings"] += extracted.warnings[:20]
-        record["stage"] = "verify"
+        record.warnings += extracted.warnings[:20]
+        record.stage = "verify"
         tally = scratch_tally(target)
-        record.update(files=tally.files, bytes=tally.bytes, extract_seconds=seconds,
-                      throughput=tally.bytes / seconds if seconds > 0 else None)
+        record.files, record.bytes, record.extract_seconds = tally.files, tally.bytes, seconds
+        record.throughput = tally.bytes / seconds if seconds > 0 else None
         for problem in compare_tally(tally, expected, f"{repo.location}::{archive}"):
-            _fail(record, problem)
+            record.fail(problem)
         _verify_sample(repo, archive, target, tally, record)
     finally:
         remove_tree(work)
@@ -283,7 +324,7 @@ def _extract(repo: escrowed.Repository, archive: str, work: Path, vetting: Vetti
     return extracted
 
 
-def _verify_sample(repo: escrowed.Repository, archive: str, target: Path, tally, record: dict[str, Any]) -> None:
+def _verify_sample(repo: escrowed.Repository, archive: str, target: Path, tally, record: DrillRecord) -> None:
     """Hash a sample of the restored files and compare with what `borg list` says."""
     sample = sample_files(tally.paths)
     if not sample:
@@ -291,15 +332,9 @@ def _verify_sample(repo: escrowed.Repository, archive: str, target: Path, tally,
     listed = repo.run(borg.make_list_hashes_command(repo.location, archive, sample, repo.lock_wait),
                       stdout_lines=True).json["lines"]
     hashed, problems = compare_hashes(target, sample, listed, f"{repo.location}::{archive}")
-    record["hashed_files"] = hashed
+    record.hashed_files = hashed
     for problem in problems:
-        _fail(record, problem)
-
-
-def _row(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("machine_id", "started", "finished", "archive", "result", "failures", "files", "bytes",
-            "check_seconds", "extract_seconds", "throughput", "rpo_seconds", "hashed_files")
-    return {k: record[k] for k in keys}
+        record.fail(problem)
 
 
 def _clean_scratch(scratch: Path) -> None:
