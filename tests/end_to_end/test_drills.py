@@ -5,14 +5,13 @@ files the agent reported fail clearly; no drill leaves a lock or a scratch file.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from homesync_server import config as server_config
 from homesync_server.config import Layout
 from tests.support.homesync_server import RunningServer
-from tests.support.repositories import enrolled_with_backups, index_write
+from tests.support.repositories import corrupt_file_data, enrolled_with_backups, index_write
 
 
 def drill(server: RunningServer, *args: str):
@@ -73,17 +72,11 @@ def test_a_sample_prefers_the_never_drilled_and_a_corrupted_segment_fails(homesy
     assert done.returncode == 0, done.stderr
     assert [(r["machine_id"], r["result"]) for r in results] == [(machine_id, "passed")]
 
-    segments = homesync_server.data / "repos" / machine_id / "data" / "0"
-    biggest = max(segments.iterdir(), key=lambda p: p.stat().st_size)  # the one holding the files' chunks
-    with open(biggest, "r+b") as f:
-        f.seek(biggest.stat().st_size // 2)
-        chunk = f.read(64)
-        f.seek(-len(chunk), os.SEEK_CUR)
-        f.write(bytes(b ^ 0xFF for b in chunk))
+    corrupted = corrupt_file_data(homesync_server, machine_id, 64)
     done, (result,) = drill(homesync_server, "--machine", machine_id)
     assert done.returncode == 21, done.stderr
     stages = {f["stage"]: f["message"] for f in result["failures"]}
-    assert f"segment {biggest.name}" in stages["check"] and str(segments.parent.parent) in stages["check"]
+    assert f"segment {corrupted.name}" in stages["check"] and str(corrupted.parents[2]) in stages["check"]
     assert "integrity" in stages["extract"].lower()
     assert "drill failed on 1 of 1 machines" in done.stderr and "check: borg check found problems" in done.stderr
     assert_no_lock_and_no_scratch(homesync_server, machine_id)

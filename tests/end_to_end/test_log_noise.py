@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.homesync_server import RunningServer
+from tests.support.repositories import corrupt_file_data
 from tests.support.trees import make_home
 
 
@@ -70,13 +71,7 @@ def test_a_failed_restore_is_audited_with_its_reason(fresh_server, computer_fact
     make_home(laptop.home, seed=31, files=60, total_bytes=2 << 20)
     laptop.enroll_and_back_up(fresh_server, "joe", "Broken Restore")
     machine_id = laptop.machine_id()
-    segments = fresh_server.data / "repos" / machine_id / "data" / "0"
-    biggest = max(segments.iterdir(), key=lambda p: p.stat().st_size)  # the one holding the files' chunks
-    with open(biggest, "r+b") as f:
-        f.seek(biggest.stat().st_size // 2)
-        chunk = f.read(4096)
-        f.seek(-len(chunk), os.SEEK_CUR)
-        f.write(bytes(b ^ 0xFF for b in chunk))
+    corrupt_file_data(fresh_server, machine_id, 4096)
     target = laptop.home / "restore-here"
     done = laptop.run("restore", "--machine", "Broken Restore", "--target", str(target))
     assert done.returncode in (20, 21), done.stderr

