@@ -12,6 +12,10 @@ class HomesyncError(Exception):
 
     kind = "error"
     exit_code = 1
+    # Which executables can end with it: an error only ever sent to a client's session
+    # is the client's alone, one about the server's own files the server's alone. Each
+    # executable's exit-code table (exits.py) holds the codes of the errors it shows.
+    shown_by: tuple[str, ...] = ("homesync", "homesync-server")
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -63,6 +67,7 @@ class AuthenticationError(HomesyncError):
 
 class PermissionDeniedError(HomesyncError):
     kind = "denied"
+    shown_by = ("homesync",)  # only ever sent to a client's session
     exit_code = 12
 
 
@@ -80,6 +85,7 @@ class ServerBusyError(ConnectionFailedError):
     """The server (or this login) already runs as many sessions as it may; try later."""
 
     kind = "busy"
+    shown_by = ("homesync",)  # only ever sent to a client's session
 
 
 class ProtocolError(HomesyncError):
@@ -99,6 +105,7 @@ class TooManyLoginsError(HomesyncError):
     distinct from a wrong password, so that a right one is never called wrong."""
 
     kind = "too_many_logins"
+    shown_by = ("homesync",)  # only ever sent to a client's session
     exit_code = 17
 
 
@@ -114,6 +121,7 @@ class ServerIndexDamagedError(HomesyncError):
     nothing to do on the computer, the server's admin rebuilds the index."""
 
     kind = "server_index_damaged"
+    shown_by = ("homesync",)  # only ever sent to a client's session
     exit_code = 32
 
 
@@ -129,12 +137,14 @@ class MachineReplacedError(MachineRevokedError):
     """Another computer adopted this machine (`restore --adopt`): its key replaced this one's."""
 
     kind = "machine_replaced"
+    shown_by = ("homesync",)  # only ever sent to a client's session
 
 
 class MachineRetiredError(MachineRevokedError):
     """An admin retired this machine."""
 
     kind = "machine_retired"
+    shown_by = ("homesync",)  # only ever sent to a client's session
     exit_code = 24
 
 
@@ -172,6 +182,7 @@ class OutputError(HomesyncError):
     """A file the command was asked to write (--output) cannot be written."""
 
     kind = "output"
+    shown_by = ("homesync-server",)
     exit_code = 22
 
 
@@ -185,6 +196,7 @@ class PolicyChangedError(HomesyncError):
     """The fleet policy got a new version while it was being edited (`policy edit`)."""
 
     kind = "policy_changed"
+    shown_by = ("homesync-server",)
     exit_code = 28
 
 
