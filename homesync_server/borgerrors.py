@@ -11,6 +11,8 @@ from typing import Callable
 
 import msgpack
 
+from homesync_server.borgrpc import Splitter
+
 # sysinfo()'s lines (borg/helpers/misc.py): the server's platform, pid, cwd and argv.
 _SYSINFO = (b"Platform:", b"Linux:", b"Borg:", b"PID:", b"sys.argv:", b"SSH_ORIGINAL_COMMAND:")
 _MAX_REPLY = 64 * 1024 * 1024
@@ -51,44 +53,28 @@ class Scrubber:
 
 
 class ReplyStream:
-    """Splits borg serve's stdout into replies, passing each through byte for byte but
-    an error reply, which is scrubbed."""
+    """Splits borg serve's stdout into replies (borgrpc.Splitter, the filter's own
+    splitter), passing each through byte for byte but an error reply, which is scrubbed."""
 
     def __init__(self, scrubber: Scrubber, on_error: Callable[[dict], None] = lambda reply: None) -> None:
         self._scrubber = scrubber
         self._on_error = on_error  # sees each error reply as borg sent it, before the client does
-        self._unpacker = msgpack.Unpacker(raw=True, max_buffer_size=_MAX_REPLY)
-        self._chunks: list = []  # bytes or memoryviews  # the stream from offset _start on, not sent yet
-        self._start = 0
+        self._replies = Splitter(max_message=_MAX_REPLY)
 
     def feed(self, data: bytes) -> bytes:
-        """Take the next bytes of the stream; return what may go to the client now."""
-        self._unpacker.feed(data)
-        self._chunks.append(data)
-        out, begin, end = [], self._start, self._start
-        for message in self._unpacker:
-            begin, end = end, self._unpacker.tell()
+        """Take the next bytes of the stream; return what may go to the client now.
+        Raise FrameError if borg serve's output is not borg RPC."""
+        replies, out = self._replies, []
+        replies.feed(data)
+        while True:
+            begin = replies.boundary
+            message = replies.next_message()
+            if message is None:
+                break
             if isinstance(message, dict) and b"exception_class" in message:
                 self._on_error(message)
-                out.append(self._take(begin))
+                out += replies.take(begin)
                 out.append(msgpack.packb(self._scrubber.reply(message), use_bin_type=False))
-                self._take(end)
-        out.append(self._take(end))
+                replies.take(replies.boundary)
+        out += replies.take(replies.boundary)
         return b"".join(out)
-
-    def _take(self, offset: int) -> bytes:
-        """Remove and return the held stream up to offset (whole chunks are not copied
-        but once, by the caller's join)."""
-        taken: list = []
-        while self._chunks and self._start < offset:
-            chunk = self._chunks[0]
-            cut = offset - self._start
-            if cut >= len(chunk):
-                taken.append(self._chunks.pop(0))
-                self._start += len(chunk)
-            else:
-                view = memoryview(chunk)
-                taken.append(view[:cut])
-                self._chunks[0] = view[cut:]
-                self._start = offset
-        return b"".join(taken)

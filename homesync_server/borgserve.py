@@ -274,6 +274,8 @@ def _stdout_to_channel(stream, channel: Channel, session: FilteredSession,
             data = scrub(data)
             if data:
                 channel.sendall(data)
+    except borgrpc.FrameError as e:  # not borg RPC: the session ends rather than pass it on
+        logger.error("borg serve's output is not borg RPC (%s): ending the session", e)
     except (OSError, EOFError, ValueError):
         pass
     finally:

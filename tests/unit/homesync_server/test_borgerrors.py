@@ -9,6 +9,7 @@ import msgpack
 
 from homesync import console, names
 from homesync_server.borgerrors import ReplyStream, Scrubber
+from homesync_server.borgrpc import FrameError
 
 import pytest
 
@@ -52,3 +53,9 @@ def test_host_names_with_control_characters_are_refused(hostname):
 def test_tables_show_control_characters_as_escapes():
     assert console.printable("joe's laptop") == "joe's laptop"
     assert console.printable("h\x1b[2J\r\n\u202e") == "h\\x1b[2J\\x0d\\x0a\\u202e"
+
+
+def test_output_that_is_not_borg_rpc_is_not_passed_on():
+    out = ReplyStream(SCRUBBER)
+    with pytest.raises(FrameError):
+        out.feed(b"\xc1" + _pack({b"i": 1, b"r": None}))  # 0xc1 is never used by msgpack
