@@ -461,7 +461,8 @@ def set_aside(path: Path, why: str) -> str:
 # The engine's entries for index_store's table: open_url(url, read_only), missing,
 # set_aside_url, replaced_keys_in_url and check, given a sqlite:///PATH URL.
 
-def open_url(url: str, read_only: bool = False) -> SqliteIndex:
+def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> SqliteIndex:
+    """Open the SQLite index a URL names (its lock wait, not statement_timeout, bounds a write)."""
     return SqliteIndex.from_url(url, read_only)
 
 

@@ -597,9 +597,9 @@ class SqlIndex:
 
     _HISTORY = ("machine_id, key, txn AS \"transaction\", checked_at, pending_since, pending_until, frozen_at, "
                 "frozen_reason, released_at, released_by")
-    _CLEAR_PENDING = ("pending_since = CASE WHEN pending_until IS NULL OR pending_until <= :until THEN NULL "
-                      "ELSE pending_since END, pending_until = CASE WHEN pending_until IS NULL OR "
-                      "pending_until <= :until THEN NULL ELSE pending_until END")
+    _CLEAR_PENDING = ("pending_since = CASE WHEN history.pending_until IS NULL OR history.pending_until <= :until "
+                      "THEN NULL ELSE history.pending_since END, pending_until = CASE WHEN history.pending_until "
+                      "IS NULL OR history.pending_until <= :until THEN NULL ELSE history.pending_until END")
 
     def history(self, machine_id: str) -> dict[str, Any] | None:
         """Return a machine's repository state: the last good key and transaction, when it

@@ -196,14 +196,20 @@ def engine(url: str):
     return importlib.import_module(ENGINES[scheme])
 
 
-def open_url(url: str, read_only: bool = False) -> IndexStore:
-    """Open (and migrate, unless read_only) the index at url."""
-    return engine(url).open_url(url, read_only)
+def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> IndexStore:
+    """Open (and migrate, unless read_only) the index at url; statement_timeout: the
+    seconds one statement may take (where the engine has such a limit)."""
+    return engine(url).open_url(url, read_only, statement_timeout)
 
 
 def open_index(layout: Layout, read_only: bool = False, config: ServerConfig | None = None) -> IndexStore:
     """Open the data directory's index, as server.toml's [index] url says."""
-    return open_url(url_of(layout, config), read_only)
+    if config is None and layout.config_file.exists():
+        from homesync_server import config as server_config
+
+        config = server_config.load(layout)
+    timeout = config.index.statement_timeout if config else 30.0
+    return open_url(url_of(layout, config), read_only, timeout)
 
 
 def missing(layout: Layout) -> bool:
