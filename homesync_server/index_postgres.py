@@ -19,7 +19,7 @@ from psycopg.adapt import Loader
 
 from homesync.errors import ConflictError, IndexUnavailableError
 from homesync_server import index_store
-from homesync_server.index_sql import SqlIndex
+from homesync_server.index_sql import TABLES, SqlIndex
 
 logger = logging.getLogger(__name__)
 
@@ -246,9 +246,6 @@ PG_MIGRATIONS: dict[int, str] = {13: _SCHEMA}
 # The SQLite migrations each PostgreSQL one stands for (itself, unless listed).
 COVERS: dict[int, set[int]] = {13: {1, 2, 3, 4, 5, 6, 7, 8, 13}}
 
-# The tables, parents first, and what migrate_from copies (archive_totals is recomputed).
-TABLES = ("users", "machines", "archives", "audit", "drills", "holds", "mass_change", "login_throttle",
-          "restore_grants", "history", "replaced_keys", "policy_versions", "group_members", "user_groups")
 
 
 class _Row(tuple):
@@ -324,11 +321,12 @@ def _available(where: str) -> Iterator[None]:
     try:
         yield
     except psycopg.errors.QueryCanceled as e:
-        raise IndexUnavailableError(f"index unavailable: a statement on {where} took too long ({e})",
+        logger.warning("a statement on the index %s took too long: %s", where, str(e).strip())
+        raise IndexUnavailableError("index unavailable: the server's database took too long to answer",
                                     UNAVAILABLE_HINT) from None
     except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
         logger.warning("the index %s does not answer: %s", where, str(e).strip() or type(e).__name__)
-        raise IndexUnavailableError(f"index unavailable: PostgreSQL at {where} does not answer",
+        raise IndexUnavailableError("index unavailable: the server's database (PostgreSQL) does not answer",
                                     UNAVAILABLE_HINT) from None
 
 

@@ -32,6 +32,9 @@ FLEET_FIELDS = {
     "deduplicated_size": "COALESCE(t.deduplicated_size, 0)", "failed": "COALESCE(t.failed, 0)",
 }
 FLEET_COLUMNS = tuple(FLEET_FIELDS)
+# Every table the index keeps, parents first (archive_totals is derived from archives).
+TABLES = ("users", "machines", "archives", "audit", "drills", "holds", "mass_change", "login_throttle",
+          "restore_grants", "history", "replaced_keys", "policy_versions", "group_members", "user_groups")
 _END = 'a."end"'
 # An adopt's replaced key: a later replacement of the same key wins (INSERT OR REPLACE, portably).
 _REPLACE_KEY = ("ON CONFLICT (public_key) DO UPDATE SET machine_id = excluded.machine_id, "
@@ -86,6 +89,10 @@ class SqlIndex:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def row_counts(self) -> dict[str, int]:
+        """Return how many rows each table holds (what a move to another engine must keep)."""
+        return {t: self._query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in TABLES}
 
     # users
 

@@ -36,7 +36,7 @@ def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
     """Rebuild the index from every repository; return what was indexed and what could
     not be. Raise ConflictError if the index still lists machines, IndexDamagedError if
     it is damaged (unless force: it is then set aside first). Stop the server first."""
-    _refuse_while_serving(layout)
+    refuse_while_serving(layout)
     set_aside, reason = _make_room(layout, force)
     earlier = index_store.replaced_keys_in(layout, set_aside) if set_aside else None
     with Services.open(layout) as services:
@@ -70,7 +70,7 @@ def index_repositories(services: Services, machine_ids: list[str], actor: str,
     return {"machines": machines, "archives": archives, "problems": problems}
 
 
-def _refuse_while_serving(layout: Layout) -> None:
+def refuse_while_serving(layout: Layout) -> None:
     """Raise ConflictError if the server answers on its configured address: it would go
     on writing to the index it has open, whatever reindex writes."""
     host, port = server_config.parse_listen(server_config.load(layout).listen)

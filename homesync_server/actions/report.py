@@ -158,9 +158,14 @@ def verify_audit(layout: Layout) -> audit.Verdict:
         raise ConfigError(f"no index in {layout.data}", "pass the server's data directory")
     index = open_index(layout)
     try:
-        return audit.verify(_audit_rows(index), index.audit_row_with_hash, index.audit_sequence())
+        return verify_chain(index)
     finally:
         index.close()
+
+
+def verify_chain(index: IndexStore) -> audit.Verdict:
+    """Walk an open index's audit hash chain; return the verdict."""
+    return audit.verify(_audit_rows(index), index.audit_row_with_hash, index.audit_sequence())
 
 
 def _audit_rows(index: IndexStore) -> Iterator[dict]:
