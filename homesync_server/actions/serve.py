@@ -92,7 +92,7 @@ def _index_lost_machines(services: Services) -> None:
         return
     logger.error("the index %s did not list %d machines whose repositories are in %s (it was lost, emptied or "
                  "replaced): indexed %d machines from their repositories, with %d archives (audit event reindex)",
-                 services.layout.index, found["missing"], services.layout.repos,
+                 services.index.where, found["missing"], services.layout.repos,
                  len(found["machines"]), found["archives"])
     for problem in found["problems"]:
         logger.error("reindex: %s", problem)

@@ -5,6 +5,7 @@ only on a unix socket in that dir. One cluster per test run; each test a fresh d
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -80,12 +81,33 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_shared: list[Cluster] = []
+
+
+def shared_cluster() -> Cluster:
+    """Return the test run's cluster, started on first use and stopped when the run ends."""
+    if not _shared:
+        _shared.append(Cluster())
+        atexit.register(_shared[0].close)
+    return _shared[0]
+
+
+# HOMESYNC_TEST_INDEX=postgresql runs the end-to-end servers on PostgreSQL (default: SQLite).
+ENGINE_VARIABLE = "HOMESYNC_TEST_INDEX"
+
+
+def e2e_index_url() -> str | None:
+    """Return a fresh database's URL for an end-to-end server, or None (its SQLite file)."""
+    engine = os.environ.get(ENGINE_VARIABLE, "sqlite")
+    if engine not in ("sqlite", "postgresql"):
+        raise RuntimeError(f"{ENGINE_VARIABLE}={engine!r}: use sqlite or postgresql")
+    return shared_cluster().new_database() if engine == "postgresql" else None
+
+
 @pytest.fixture(scope="session")
-def postgres_cluster():
+def postgres_cluster() -> Cluster:
     """One PostgreSQL cluster for the whole test run (started on first use)."""
-    cluster = Cluster()
-    yield cluster
-    cluster.close()
+    return shared_cluster()
 
 
 @pytest.fixture
