@@ -281,7 +281,8 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|::|\?|:[A-Za-z_]\w*|%")
 
 @functools.lru_cache(maxsize=512)
 def _pg(sql: str) -> str:
-    """Return sql with SQLite's placeholders (? and :name) as psycopg's (%s, %(name)s)."""
+    """Return sql with SQLite's placeholders (? and :name) as psycopg's (%s, %(name)s);
+    a ? or :word inside quotes is text, not a placeholder."""
     def one(match: re.Match) -> str:
         token = match[0]
         if token == "?":
@@ -290,7 +291,7 @@ def _pg(sql: str) -> str:
             return "%%"
         if token[0] == ":" and token != "::":
             return f"%({token[1:]})s"
-        return token
+        return token.replace("%", "%%")  # psycopg reads % inside quoted text too
     return _TOKENS.sub(one, sql)
 
 
@@ -434,6 +435,8 @@ class PostgresIndex(SqlIndex):
             if db.execute("SELECT EXISTS (SELECT 1 FROM machines) OR EXISTS (SELECT 1 FROM audit)").fetchone()[0]:
                 raise ConflictError(f"the index {self.where} is not empty", "migrate into an empty database")
             conn = db._conn
+            # a fleet's millions of archives take longer than any one statement of the server may
+            conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("ALTER TABLE archives DISABLE TRIGGER archive_totals")
             for table in tables:
                 counts[table] = _copy_table(source, conn, table)
