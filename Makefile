@@ -14,9 +14,11 @@ BUILD_PACKAGES := python3 python3-venv python3-dev gcc pkg-config make \
 	liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev ca-certificates
 # Tests: slapd, dbus-daemon, OpenSSH and rsync (benchmark baselines), tmux, attr tools,
 # an unprivileged-user switcher (util-linux), Chromium (renders the HTML report in a
-# screenshot test), debootstrap and systemd-analyze (the packages in a fresh Debian root).
+# screenshot test), debootstrap and systemd-analyze (the packages in a fresh Debian root),
+# PostgreSQL and its client library (the index's second engine; the fixtures start a
+# throwaway cluster, never the system one).
 TEST_PACKAGES := slapd ldap-utils dbus-daemon openssh-client openssh-server rsync tmux \
-	util-linux procps chromium debootstrap systemd
+	util-linux procps chromium debootstrap systemd postgresql libpq5
 APT_PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
 .PHONY: setup system-packages build-packages install-apt demo test test-fast bench deb wheel clean

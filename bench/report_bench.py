@@ -3,6 +3,11 @@ archives each, then `homesync-server report` in every format, `metrics` and
 `audit verify`, each timed as the admin runs it (a fresh process; median of --runs).
 
     .venv/bin/python bench/report_bench.py [--machines 100000] [--archives 30] [--runs 5] [--keep DIR]
+                                           [--engine sqlite|postgresql]
+
+With --engine postgresql the same index is moved into a throwaway PostgreSQL cluster
+(`homesync-server index migrate`, as root: the cluster runs as nobody) and the commands
+run against it ([index] url), so both engines are timed on the same data.
 
 The synthetic data is written with sqlite3 directly (test data, not product code);
 the schema comes from the product's own Index, so it is always the current one.
@@ -196,6 +201,7 @@ def main() -> int:
     parser.add_argument("--archives", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", help="build the index in DIR (reused if it exists)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hs-report-bench-"))
     data = base / "data"
@@ -204,6 +210,40 @@ def main() -> int:
         print(f"built {args.machines} machines x {args.archives} archives in {took['total']:.1f} s")
     out = base / "out"
     out.mkdir(exist_ok=True)
+    with _engine(data, args.engine):
+        _time_all(data, out, args)
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(base)])
+    return 0
+
+
+@contextmanager
+def _engine(data: Path, engine: str):
+    """Run the block with the data directory's index on engine (PostgreSQL: a copy in a
+    throwaway cluster, server.toml pointing at it; restored afterwards)."""
+    if engine == "sqlite":
+        yield
+        return
+    from tests.support.postgres import Cluster
+
+    cluster, config = Cluster(), data / "server.toml"
+    text = config.read_text()
+    try:
+        url = cluster.new_database()
+        started = time.monotonic()
+        moved = subprocess.run([str(HOMESYNC_SERVER), "index", "migrate", "--to", url, "--data", str(data)],
+                               capture_output=True, text=True)
+        if moved.returncode != 0:
+            raise RuntimeError(f"index migrate failed: {moved.stderr}")
+        print(f"moved the index to PostgreSQL in {time.monotonic() - started:.1f} s")
+        config.write_text(text + f'\n[index]\nurl = "{url}"\n')
+        yield
+    finally:
+        config.write_text(text)
+        cluster.close()
+
+
+def _time_all(data: Path, out: Path, args: argparse.Namespace) -> None:
     results, references = {}, []
     for fmt in ("table", "json", "csv", "html"):
         results[f"report --format {fmt}"] = time_command(
@@ -224,10 +264,7 @@ def main() -> int:
           f"`homesync-server --help` takes {startup:.2f} s; cpu = user + system of that process; "
           f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           f"a reference Python loop timed before each run took {min(references):.3f}–{max(references):.3f} s "
-          f"(median {statistics.median(references):.3f} s; lower is a faster machine)")
-    if not args.keep:
-        subprocess.run(["rm", "-rf", str(base)])
-    return 0
+          f"(median {statistics.median(references):.3f} s; lower is a faster machine); engine {args.engine}")
 
 
 if __name__ == "__main__":

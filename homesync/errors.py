@@ -125,6 +125,14 @@ class ServerIndexDamagedError(HomesyncError):
     exit_code = 32
 
 
+class IndexUnavailableError(HomesyncError):
+    """The server's index database (PostgreSQL) does not answer: nothing was written,
+    and the server reconnects by itself once it is back."""
+
+    kind = "index_unavailable"
+    exit_code = 33
+
+
 class MachineRevokedError(AuthenticationError):
     """The server refused this computer's key for a reason it names (replaced by an
     adopt, or retired): permanent, so the agent stops retrying. Each has its own code."""

@@ -51,6 +51,8 @@ MEANINGS: dict[int, str] = {
         "`status` while the agent waits for it",
     32: "the backup server cannot read its index (damaged while it runs): nothing to do on the computer, "
         "the server's admin rebuilds it",
+    33: "the backup server's index (its PostgreSQL database) is unavailable: nothing was written, try again "
+        "later (the agent keeps its reports queued)",
     WRONG_USER: "a command that writes was run by a user who is neither root nor the data directory's owner "
                 "(the line says `sudo -u OWNER …`)",
     DOCTOR_PROBLEMS: "`doctor` found problems in the data directory (each with its fix on stdout)",

@@ -17,7 +17,7 @@ from homesync.errors import BorgError, OutputError, RestoreError, UsageError
 from homesync.durations import duration
 from homesync_server.config import Layout
 
-COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login", "policy")
+COMMANDS = ("drill", "prune", "hold", "reindex", "machine", "template", "login", "policy", "index")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +28,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     reindex_p = _sub(commands, "reindex", "rebuild a lost index from the repositories (stop the server first)")
     reindex_p.add_argument("--force", action="store_true", help="replace an index that still lists machines")
     _add_machine(commands)
+    index = commands.add_parser("index", help="the index's database").add_subparsers(dest="index_command",
+                                                                                     required=True)
+    moved = _sub(index, "migrate", "copy the index into an empty PostgreSQL database (stop the server first)")
+    moved.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DATABASE")
     _add_template(commands)
     _add_login(commands)
     from homesync_server import cli_policy  # issue 19: the fleet policy
@@ -132,6 +136,12 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
         from homesync_server.actions import reindex
 
         _print(reindex.reindex(layout, args.force), args.json, _print_reindex)
+    elif args.command == "index":
+        from homesync_server.actions import index_migration
+
+        moved = index_migration.migrate(layout, args.to)
+        _print(moved, args.json, _print_migration)
+        return 0 if moved["counts_equal"] and moved["audit"]["intact"] else 1
     elif args.command == "hold":
         _hold(layout, args)
     elif args.command == "template":
@@ -144,6 +154,17 @@ def run(layout: Layout, args: argparse.Namespace) -> int:
     else:
         _machine(layout, args)
     return 0
+
+
+def _print_migration(moved: dict[str, Any]) -> None:
+    rows = sum(moved["tables"].values())
+    audit = moved["audit"]
+    print(f"copied {rows} rows ({moved['tables']['machines']} machines, {moved['tables']['archives']} archives, "
+          f"{moved['tables']['audit']} audit events) from {moved['from']} to {moved['to']} in {moved['seconds']} s")
+    print("counts equal" if moved["counts_equal"] else "COUNTS DIFFER: do not switch", end="; ")
+    print(f"audit log intact: {audit['checked']} events" if audit["intact"] else
+          f"audit log BROKEN at row {audit['broken']['row_id']}: do not switch")
+    print(moved["next"])
 
 
 def _name_machine(layout: Layout, args: argparse.Namespace) -> None:

@@ -113,6 +113,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """The [index] section: where the index is, as a URL (empty: sqlite:///<data>/index.sqlite;
+    or postgresql://USER@HOST/DATABASE, a libpq URL) and how long one statement may take."""
+
+    url: str = ""
+    statement_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = DEFAULT_LISTEN
     storage_quota: str = ""
@@ -122,6 +131,7 @@ class ServerConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     drill: DrillConfig = field(default_factory=DrillConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -163,12 +173,24 @@ def load(layout: Layout) -> ServerConfig:
     problems += _report_problems(ReportConfig(**report))
     retention = settings_from_toml(raw.get("retention", {}), problems)
     drill = _drill_config(layout, _section(raw, "drill", {"scratch": str, "max_bytes": int}, problems), problems)
+    index = _section(raw, "index", {"url": str, "statement_timeout": float}, problems)
+    problems += _index_problems(IndexConfig(**index))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     if "listen" in server:
         parse_listen(server["listen"])
     return ServerConfig(**server, limits=limits, identity=IdentityConfig(**identity),
-                        report=ReportConfig(**report), retention=retention, drill=drill)
+                        report=ReportConfig(**report), retention=retention, drill=drill, index=IndexConfig(**index))
+
+
+def _index_problems(index: IndexConfig) -> list[str]:
+    """Return what is wrong with the [index] section: an engine it does not know, or no timeout."""
+    problems = []
+    if index.url and not index.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        problems.append("[index] url must start with sqlite:/// or postgresql://")
+    if index.statement_timeout <= 0:
+        problems.append("[index] statement_timeout must be positive (seconds)")
+    return problems
 
 
 def _drill_config(layout: Layout, section: dict, problems: list[str]) -> DrillConfig:
@@ -253,6 +275,10 @@ mass_change_share = 0.5       # a backup that wrote this share of its data anew 
 mass_change_factor = 4.0      # ... and this many times the machine's usual share freezes its pruning
 # [retention.users.joe]       # per-user overrides; unset keys come from above
 # keep_daily = 30
+
+# [index]                     # where the index is; see the admin guide's PostgreSQL section
+# url = "postgresql://homesync@db.example.org/homesync"   # default: sqlite:///<data>/index.sqlite
+# statement_timeout = 30      # seconds one statement may take (PostgreSQL)
 
 # [drill]                     # `homesync-server drill`; see the admin guide's security model
 # scratch = "/var/tmp/homesync-drill"   # where archives are extracted; outside the data directory

@@ -13,7 +13,7 @@ import time
 import paramiko
 
 from homesync import protocol
-from homesync.errors import HomesyncError, IndexDamagedError
+from homesync.errors import HomesyncError
 from homesync_server import channels, dispatch, index_damage, session
 from homesync_server.dispatch import REFUSED, Principal
 from homesync_server.services import Services
@@ -49,7 +49,7 @@ class Authenticator(paramiko.ServerInterface):
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         try:
             found = session.by_key(self.services, username, key.get_name(), key.get_base64())
-        except IndexDamagedError as e:  # a session with no rights, so that the client is told why
+        except index_damage.UNUSABLE as e:  # a session with no rights, so that the client is told why
             found = Principal(REFUSED, "", machine_id=username, error=index_damage.refused(e, "every session")), None
         if found is None:
             return paramiko.AUTH_FAILED
@@ -61,7 +61,7 @@ class Authenticator(paramiko.ServerInterface):
         # rights, so that the client can be told why (SSH can only say yes or no).
         try:
             principal = self.services.logins.check(username, password, self.source)
-        except IndexDamagedError as e:
+        except index_damage.UNUSABLE as e:
             principal = Principal(REFUSED, "", error=index_damage.refused(e, "every session"))
         if principal is None:
             return paramiko.AUTH_FAILED
@@ -240,7 +240,7 @@ class Endpoint:
             try:
                 allowed = session.still_allowed(self.services, auth.principal, auth.key,
                                                 touch=now - touched >= TOUCH_SECONDS)
-            except IndexDamagedError as e:  # a revocation can no longer be seen: the session ends
+            except index_damage.UNUSABLE as e:  # a revocation can no longer be seen: the session ends
                 index_damage.refused(e, "every session")
                 logger.info("closing the session of %s from %s: the index cannot say whether its login stands",
                             auth.principal.describe(), auth.source)

@@ -14,7 +14,7 @@ from homesync.errors import AuthenticationError, HomesyncError, IdentityUnavaila
 from homesync_server import logins
 from homesync_server.dispatch import REFUSED, USER, Principal
 from homesync_server.identity import IdentityBackend
-from homesync_server.index import Index
+from homesync_server.index_store import LoginThrottle
 
 logger = logging.getLogger(__name__)
 # Password checks running at once (each local one is ~16 MiB of scrypt); the others
@@ -26,7 +26,7 @@ CHECK_WAIT = 10.0
 class PasswordLogins:
     """Decides who a password login is, or that it is refused and why."""
 
-    def __init__(self, index: Index, identity: IdentityBackend) -> None:
+    def __init__(self, index: LoginThrottle, identity: IdentityBackend) -> None:
         self.index = index
         self.identity = identity
         self._checks = threading.BoundedSemaphore(CONCURRENT_CHECKS)

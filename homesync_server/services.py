@@ -14,7 +14,7 @@ from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
 from homesync_server.escrow import EscrowKey
 from homesync_server.identity import IdentityBackend, open_backend
-from homesync_server.index import Index
+from homesync_server.index_store import IndexStore, open_index
 from homesync_server.password_login import PasswordLogins
 from homesync_server.repos import RepositoryStore
 from homesync_server.templates import TemplateStore
@@ -40,7 +40,7 @@ class RestoreGrants:
     grant ends with the restore's report, after an idle time, and when its machine is
     adopted, retired or transferred; it is good only while its user owns the machine."""
 
-    index: Index
+    index: IndexStore
 
     def add(self, public_key: str, repository_id: str, user: str, template: bool = False) -> None:
         now = time.time()
@@ -98,7 +98,7 @@ class SessionWatch(Protocol):
 class Services:
     layout: Layout
     config: ServerConfig
-    index: Index
+    index: IndexStore
     identity: IdentityBackend
     repos: RepositoryStore
     templates: TemplateStore
@@ -116,7 +116,7 @@ class Services:
         """Open everything the data directory holds; raise ConfigError if it is not one."""
         config = server_config.load(layout)
         escrow = EscrowKey.load(layout.escrow_key)
-        return cls(layout, config, Index(layout.index), open_backend(config.identity, layout.data),
+        return cls(layout, config, open_index(layout, config=config), open_backend(config.identity, layout.data),
                    RepositoryStore(layout, escrow), TemplateStore(layout, escrow))
 
     def close(self) -> None:

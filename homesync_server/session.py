@@ -13,7 +13,7 @@ import time
 from typing import Protocol
 
 from homesync import names, protocol
-from homesync.errors import HomesyncError, IndexDamagedError, ProtocolError
+from homesync.errors import HomesyncError, ProtocolError
 from homesync.transport import exact_reader
 from homesync_server import borgrpc, borgserve, dispatch, handlers, index_damage, revocation
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
@@ -120,7 +120,7 @@ def run(services: Services, principal: Principal, source: str, channel: Channel,
             _run_rpc(services, principal, source, channel)
         else:
             _run_borg(services, principal, source, channel, action)
-    except IndexDamagedError as e:  # before borg serve started (its session's audit or record)
+    except index_damage.UNUSABLE as e:  # before borg serve started (its session's audit or record)
         refuse(channel, index_damage.refused(e, "every session"), rpc=False)
 
 
@@ -177,7 +177,7 @@ def _run_rpc(services: Services, principal: Principal, source: str, channel: Cha
                 response = protocol.ok(handlers.handle(services, principal, op, args, source))
             except EOFError:
                 break
-            except IndexDamagedError as e:
+            except index_damage.UNUSABLE as e:
                 response = protocol.failure(index_damage.refused(e, "every session"))
             except HomesyncError as e:
                 response = protocol.failure(e)

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 
-from homesync.errors import IndexDamagedError
 from homesync_server import index_damage, memory, repository_check
 from homesync_server.services import Services
 
@@ -43,7 +42,7 @@ class SessionChecks:
         """Remember that a borg session of machine_id ran from started to ended, and queue its check."""
         try:
             self.services.index.note_session(machine_id, started, ended)
-        except IndexDamagedError as e:
+        except index_damage.UNUSABLE as e:
             index_damage.refused(e, "every session")
         except Exception:
             logger.exception("could not record the session of %s for its check", machine_id)

@@ -7,15 +7,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 import stat
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from homesync import borg
-from homesync.errors import HomesyncError
-from homesync_server import config as server_config
+from homesync.errors import HomesyncError, IndexDamagedError
+from homesync_server import config as server_config, index_store
 from homesync_server.config import Layout
 from homesync_server.owner import owner_name
 
@@ -136,31 +135,15 @@ def _configuration(layout: Layout) -> Finding:
 
 
 def _index(layout: Layout) -> Finding:
-    """The index must open read-only and pass SQLite's quick check. Where it cannot be
-    opened the usual way (a full disk leaves no room for WAL's shared-memory file), it
-    is read as an immutable file instead."""
-    if not layout.index.exists():
-        return Finding("index", False, f"{layout.index} is missing", "run `homesync-server reindex`")
+    """The index must be there, open read-only and pass its engine's check (SQLite's
+    quick check; PostgreSQL: it answers)."""
     try:
-        try:
-            found, version = _quick_check(layout.index, "mode=ro")
-        except sqlite3.OperationalError:
-            found, version = _quick_check(layout.index, "immutable=1")
-    except sqlite3.Error as e:
-        return Finding("index", False, f"{layout.index} cannot be read ({e})",
-                       "stop the server, then run `homesync-server reindex --force`")
-    if found != ["ok"]:
-        return Finding("index", False, f"{layout.index} is damaged ({found[0]})",
-                       "stop the server, then run `homesync-server reindex --force`")
-    return Finding("index", True, f"{layout.index} is sound (schema {version})")
-
-
-def _quick_check(path: Path, mode: str) -> tuple[list[str], int]:
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, timeout=10)
-    try:
-        return [r[0] for r in db.execute("PRAGMA quick_check")], db.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        db.close()
+        if index_store.missing(layout):
+            return Finding("index", False, f"{index_store.where(layout)} is missing", "run `homesync-server reindex`")
+        return Finding("index", True, index_store.check(layout))
+    except HomesyncError as e:
+        return Finding("index", False, e.message, "stop the server, then run `homesync-server reindex --force`"
+                       if isinstance(e, IndexDamagedError) else e.hint or "check [index] url in server.toml")
 
 
 def _free_space(layout: Layout) -> Finding:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from homesync import names
 from homesync.errors import ConflictError, InvalidNameError, NotFoundError
 from homesync_server.config import Layout
-from homesync_server.index import Index
+from homesync_server.index_store import open_index
 
 
 def resolve_machine(layout: Layout, text: str, owner: str | None = None) -> str:
     """Given a machine id or display name (and its owner, if given), return the id.
     Raise NotFoundError if none matches, ConflictError if several do."""
-    index = Index(layout.index, read_only=True)
+    index = open_index(layout, read_only=True)
     try:
         if names.is_machine_id(text):
             found = index.machine(text)

@@ -11,7 +11,6 @@ kept them, from the index set aside by `--force` when that one can still be read
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from typing import Any
@@ -21,7 +20,8 @@ from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableErr
 from homesync_server import config as server_config
 from homesync_server import escrowed, observed
 from homesync_server.config import Layout
-from homesync_server.index import Index, admin_actor, event, replaced_keys_in
+from homesync_server import index_store
+from homesync_server.index import admin_actor, event
 from homesync_server.retention import is_checkpoint
 from homesync_server.services import Services
 
@@ -36,9 +36,9 @@ def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
     """Rebuild the index from every repository; return what was indexed and what could
     not be. Raise ConflictError if the index still lists machines, IndexDamagedError if
     it is damaged (unless force: it is then set aside first). Stop the server first."""
-    _refuse_while_serving(layout)
+    refuse_while_serving(layout)
     set_aside, reason = _make_room(layout, force)
-    earlier = replaced_keys_in(layout.index.with_name(set_aside)) if set_aside else None
+    earlier = index_store.replaced_keys_in(layout, set_aside) if set_aside else None
     with Services.open(layout) as services:
         found = index_repositories(services, services.repos.machine_ids(), admin_actor(), earlier or {},
                                    set_aside=set_aside, reason=reason)
@@ -70,7 +70,7 @@ def index_repositories(services: Services, machine_ids: list[str], actor: str,
     return {"machines": machines, "archives": archives, "problems": problems}
 
 
-def _refuse_while_serving(layout: Layout) -> None:
+def refuse_while_serving(layout: Layout) -> None:
     """Raise ConflictError if the server answers on its configured address: it would go
     on writing to the index it has open, whatever reindex writes."""
     host, port = server_config.parse_listen(server_config.load(layout).listen)
@@ -85,7 +85,7 @@ def _make_room(layout: Layout, force: bool) -> tuple[str | None, str]:
     """Refuse to rebuild over an index that still lists machines, or is damaged, unless
     forced: then set its files aside (index.sqlite.replaced-<time>, .damaged-<time>).
     Return the name it was set aside as (None: kept) and why."""
-    if not layout.index.exists():
+    if index_store.missing(layout):
         return None, "lost"
     try:
         count = _machines_listed(layout)
@@ -93,16 +93,16 @@ def _make_room(layout: Layout, force: bool) -> tuple[str | None, str]:
         if not force:
             raise IndexDamagedError(e.message, "stop the server and pass --force: reindex then keeps the damaged "
                                                "file aside and rebuilds the index from the repositories") from None
-        return _set_aside(layout, "damaged"), "damaged"
+        return index_store.set_aside(layout, "damaged"), "damaged"
     if count and not force:
-        raise ConflictError(f"the index {layout.index} still lists {count} machines",
+        raise ConflictError(f"the index {index_store.where(layout)} still lists {count} machines",
                             "reindex rebuilds a lost index; pass --force to replace this one (it is kept aside)")
-    return (_set_aside(layout, "replaced"), "replaced") if count else (None, "lost")
+    return (index_store.set_aside(layout, "replaced"), "replaced") if count else (None, "lost")
 
 
 def _machines_listed(layout: Layout) -> int:
     """Return how many machines the index lists; raise IndexDamagedError if it is damaged."""
-    index = Index(layout.index)
+    index = index_store.open_index(layout)
     try:
         index.check_integrity()
         return len(index.machine_ids())
@@ -110,14 +110,7 @@ def _machines_listed(layout: Layout) -> int:
         index.close()
 
 
-def _set_aside(layout: Layout, why: str) -> str:
-    """Move the index's files (with its -wal and -shm) to index.sqlite.<why>-<time>; return that name."""
-    name = f"{layout.index.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for suffix in ("", "-wal", "-shm"):
-        old = layout.index.with_name(layout.index.name + suffix)
-        if old.exists():
-            os.replace(old, old.with_name(name + suffix))
-    return name
+
 
 
 def _machine(services: Services, machine_id: str, actor: str, problems: list[str],

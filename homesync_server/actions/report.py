@@ -22,7 +22,8 @@ from homesync_server import audit
 from homesync_server import config as server_config
 from homesync_server.config import Layout, ServerConfig
 from homesync_server.identity import IdentityBackend, open_backend
-from homesync_server.index import Index
+from homesync_server import index_store
+from homesync_server.index_store import IndexStore, open_index
 from homesync_server.reports import activity, assurance, fleet, formats, growth
 from homesync_server.reports import policy as report_policy
 from homesync_server.reports.assurance import Assurance
@@ -45,7 +46,7 @@ class Sources:
     three, opened with everything else the server needs)."""
 
     config: ServerConfig
-    index: Index
+    index: IndexStore
     identity: IdentityBackend
 
     @classmethod
@@ -53,7 +54,7 @@ class Sources:
         """Open the data directory's configuration, index and directory backend; raise
         ConfigError if it is not a data directory."""
         config = server_config.load(layout)
-        return cls(config, Index(layout.index), open_backend(config.identity, layout.data))
+        return cls(config, open_index(layout, config=config), open_backend(config.identity, layout.data))
 
     def close(self) -> None:
         self.index.close()
@@ -94,7 +95,7 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
                   _fleet_policy(sources.index, now, user))
 
 
-def _activity(index: Index, start: float, end: float, user: str | None) -> activity.Activity:
+def _activity(index: IndexStore, start: float, end: float, user: str | None) -> activity.Activity:
     return activity.Activity(start, end, index.activity_counts(start, end, user, activity.SKIPPED),
                              activity.events(index.activity(start, end, user, activity.SKIPPED, activity.LIMIT)))
 
@@ -103,12 +104,12 @@ def _no_activity(start: float, end: float) -> activity.Activity:
     return activity.Activity(start, end, {}, [])
 
 
-def _assurance(index: Index, user: str | None) -> Assurance:
+def _assurance(index: IndexStore, user: str | None) -> Assurance:
     counts, not_passed = index.drill_outcomes(user, assurance.LISTED)
     return assurance.assurance(counts, not_passed, index.frozen_by_mass_change(user), index.frozen_by_history(user))
 
 
-def _fleet_policy(index: Index, now: float, user: str | None) -> report_policy.FleetPolicy:
+def _fleet_policy(index: IndexStore, now: float, user: str | None) -> report_policy.FleetPolicy:
     return report_policy.fleet_policy(index.policy_version(), index.policy_states(), now, user)
 
 
@@ -122,7 +123,7 @@ def directory(identity: IdentityBackend) -> Asked:
         return None, e.message
 
 
-def _growth(index: Index, summary: fleet.Summary, first_enrolled: float | None, now: float) -> growth.Growth:
+def _growth(index: IndexStore, summary: fleet.Summary, first_enrolled: float | None, now: float) -> growth.Growth:
     if first_enrolled is None:
         return growth.Growth(0, [], [])
     width = growth.bucket_width(first_enrolled, now)
@@ -153,16 +154,21 @@ def write_atomically(path: Path, text: str, durable: bool = True) -> None:
 
 def verify_audit(layout: Layout) -> audit.Verdict:
     """Walk the audit log's hash chain; return the verdict."""
-    if not layout.index.exists():
+    if index_store.missing(layout):
         raise ConfigError(f"no index in {layout.data}", "pass the server's data directory")
-    index = Index(layout.index)
+    index = open_index(layout)
     try:
-        return audit.verify(_audit_rows(index), index.audit_row_with_hash, index.audit_sequence())
+        return verify_chain(index)
     finally:
         index.close()
 
 
-def _audit_rows(index: Index) -> Iterator[dict]:
+def verify_chain(index: IndexStore) -> audit.Verdict:
+    """Walk an open index's audit hash chain; return the verdict."""
+    return audit.verify(_audit_rows(index), index.audit_row_with_hash, index.audit_sequence())
+
+
+def _audit_rows(index: IndexStore) -> Iterator[dict]:
     after = 0
     while page := index.audit_chain_page(after):
         yield from page

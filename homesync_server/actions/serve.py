@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from homesync.errors import ConfigError, IndexDamagedError
+from homesync.errors import ConfigError
 from homesync_server import config as server_config
 from homesync_server import index_damage, memory, reserve
 from homesync_server.actions import reindex, report
@@ -78,7 +78,7 @@ def _sweep_grants(services: Services, stop: threading.Event) -> None:
     while not stop.wait(GRANT_SWEEP_SECONDS):
         try:
             services.grants.sweep()
-        except IndexDamagedError as e:
+        except index_damage.UNUSABLE as e:
             index_damage.refused(e, "every session")
         except Exception:  # a busy or broken index: the next round tries again
             logger.exception("ending lapsed restore grants failed")
@@ -92,7 +92,7 @@ def _index_lost_machines(services: Services) -> None:
         return
     logger.error("the index %s did not list %d machines whose repositories are in %s (it was lost, emptied or "
                  "replaced): indexed %d machines from their repositories, with %d archives (audit event reindex)",
-                 services.layout.index, found["missing"], services.layout.repos,
+                 services.index.where, found["missing"], services.layout.repos,
                  len(found["machines"]), found["archives"])
     for problem in found["problems"]:
         logger.error("reindex: %s", problem)

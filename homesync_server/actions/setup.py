@@ -11,7 +11,8 @@ from homesync_server import config as server_config
 from homesync_server.config import Layout
 from homesync_server.escrow import EscrowKey
 from homesync_server.identity.local import LocalIdentity
-from homesync_server.index import Index, admin_actor
+from homesync_server.index import admin_actor
+from homesync_server.index_store import default_url, open_index, open_url
 
 
 def init(layout: Layout, listen: str) -> str:
@@ -28,7 +29,7 @@ def init(layout: Layout, listen: str) -> str:
     key = new_key()
     key.save(layout.host_key)
     EscrowKey.create(layout.escrow_key)
-    Index(layout.index).close()
+    open_url(default_url(layout)).close()
     layout.config_file.write_text(server_config.render_default(listen))
     return fingerprint(key.pkey)
 
@@ -49,7 +50,7 @@ def add_local_user(layout: Layout, name: str, password: str, admin: bool, full_n
     """Add a user to the local identity backend."""
     server_config.load(layout)  # refuse a directory that is not a server
     LocalIdentity(layout.data / "users.json").add(name, password, admin=admin, display_name=full_name.strip())
-    index = Index(layout.index)
+    index = open_index(layout)
     try:
         index.record_user(name, full_name.strip())
         index.audit("user_add", admin_actor(), user=name, admin=admin)

@@ -12,7 +12,7 @@ from homesync_server.actions import lifecycle
 from homesync_server.actions.setup import admin_actor
 from homesync_server.config import Layout
 from homesync_server.identity.local import LocalIdentity
-from homesync_server.index import Index
+from homesync_server.index_store import open_index
 
 
 def _local_users(layout: Layout) -> LocalIdentity:
@@ -36,7 +36,7 @@ def remove(layout: Layout, name: str, retire_machines: bool) -> dict[str, Any]:
     users = _local_users(layout)
     if users.lookup(name) is None:
         raise NotFoundError(f"no user {name!r}", "see `homesync-server user list`")
-    index = Index(layout.index, read_only=True)
+    index = open_index(layout, read_only=True)
     try:
         active = [m for m in index.machines(name) if m["state"] == "active"]
     finally:
@@ -53,7 +53,7 @@ def remove(layout: Layout, name: str, retire_machines: bool) -> dict[str, Any]:
 
 
 def _audit(layout: Layout, action: str, **detail: Any) -> None:
-    index = Index(layout.index)
+    index = open_index(layout)
     try:
         index.audit(action, admin_actor(), **detail)
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import e2e_index_url
 from tests.support.processes import VENV_BIN, chown_tree, free_port, private_dir, remove, run_as_user
 
 PASSWORDS = {"joe": "joe-secret-pw", "ann": "ann-secret-pw"}
@@ -25,6 +26,7 @@ class RunningServer:
     process: subprocess.Popen | None = None
     log: Path = field(default=None)
     env: dict[str, str] = field(default_factory=dict)  # more environment for `serve`
+    index_url: str | None = None  # [index] url (None: the SQLite file in the data directory)
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """Run `homesync-server ARGS --data DIR` as the server's user."""
@@ -70,6 +72,11 @@ class RunningServer:
         return self.process.wait(timeout=30)
 
     def index_rows(self, sql: str) -> list[tuple]:
+        """Read the index with plain SQL (on either engine), as a tamper test or a check would."""
+        if self.index_url:
+            import psycopg
+            with psycopg.connect(self.index_url) as db:
+                return [tuple(row) for row in db.execute(sql).fetchall()]
         import sqlite3
         db = sqlite3.connect(self.data / "index.sqlite")
         try:
@@ -93,10 +100,12 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
 
 
 def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings: str = "",
-                 full_names: dict[str, str] | None = None) -> RunningServer:
+                 full_names: dict[str, str] | None = None, index_url: str | None = None) -> RunningServer:
     """Create, populate and start a server; the caller stops it. identity: a TOML
     [identity] section replacing the local backend (e.g. for LDAP); settings: lines
-    added to the [server] section; full_names: the local users' full names."""
+    added to the [server] section; full_names: the local users' full names; index_url:
+    its [index] url (default: as $HOMESYNC_TEST_INDEX says, the SQLite file unless
+    it says postgresql)."""
     base = private_dir("hs-server-")
     data = base / "data"
     address = f"127.0.0.1:{free_port()}"
@@ -111,6 +120,10 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings
         config = data / "server.toml"
         text = config.read_text()
         config.write_text(text[:text.index("[identity]")] + identity)
+    server.index_url = index_url or e2e_index_url()
+    if server.index_url:
+        config = data / "server.toml"
+        config.write_text(config.read_text() + f'\n[index]\nurl = "{server.index_url}"\n')
     for name, password in users.items():
         full_name = ("--full-name", full_names[name]) if full_names and name in full_names else ()
         added = server.cli("user", "add", name, *full_name, "--password-stdin", input=password + "\n")

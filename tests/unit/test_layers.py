@@ -44,3 +44,10 @@ def test_services_below_the_actions_import_no_action():
 
 def test_the_index_imports_no_report():
     assert _offenders([ROOT / "homesync_server/index.py"], "homesync_server.reports") == {}
+
+
+def test_only_the_index_engines_name_a_database():
+    engines = {"homesync_server/index.py", "homesync_server/index_postgres.py"}
+    files = [p for p in ROOT.glob("homesync*/**/*.py") if str(p.relative_to(ROOT)) not in engines]
+    for driver in ("sqlite3", "psycopg", "psycopg_pool"):
+        assert _offenders(files, driver) == {}, f"only the index engines import {driver}"
