@@ -50,8 +50,11 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) demo/demo.py
 
+# Every test on the embedded index (SQLite), then the backbone (enroll, back up, restore
+# onto new hardware) and isolation again with the server's index on PostgreSQL.
 test: setup
 	HOMESYNC_REQUIRE_SLAPD=1 HOMESYNC_REQUIRE_PACKAGING=1 $(PY) -m pytest -q tests
+	HOMESYNC_TEST_INDEX=postgresql $(PY) -m pytest -q tests/end_to_end/test_backbone.py tests/end_to_end/test_isolation.py
 
 # The Debian packages homesync and homesync-server, and the wheel, in dist/
 # (packaging/build-deb.sh; installing them is the admin guide's first section).
