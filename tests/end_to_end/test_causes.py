@@ -8,6 +8,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 
+from tests.end_to_end.test_history import checked, wait_for
 from tests.support.processes import UNPRIVILEGED, chown_tree
 
 
@@ -55,7 +56,8 @@ def test_repository_files_the_server_cannot_read_are_named(fresh_server, compute
     (laptop.home / "small.txt").write_text("small")
     laptop.enroll_and_back_up(fresh_server, "joe", "Root-owned")
     repo = fresh_server.data / "repos" / laptop.machine_id()
-    time.sleep(2)  # the post-session check is done with the repository
+    # the post-session check is done with the repository (no check of it pending)
+    assert wait_for(lambda: checked(fresh_server, laptop.machine_id()), 30), "the post-session check never ran"
     # as after an admin ran borg as root in the repository: files that are root's alone
     changed = [p for p in repo.iterdir() if p.name.startswith(("index.", "hints.", "integrity."))]
     for path in changed:

@@ -4,6 +4,7 @@ unprivileged user, stopped with SIGTERM (which must end it cleanly)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -16,6 +17,12 @@ from tests.support.postgres import e2e_index_url
 from tests.support.processes import VENV_BIN, chown_tree, free_port, private_dir, remove, run_as_user
 
 PASSWORDS = {"joe": "joe-secret-pw", "ann": "ann-secret-pw"}
+# Several `homesync-server` commands in one process (an interpreter start is most of
+# each command's cost): each argv of the JSON list in argv[1] through the CLI's own
+# main() in turn, passwords read from stdin as --password-stdin reads them; the first
+# that fails ends the run with its exit code.
+SET_UP = ("import json, sys\nfrom homesync_server.cli import main\n"
+          "sys.exit(next((rc for rc in map(main, json.loads(sys.argv[1])) if rc), 0))")
 
 
 @dataclass
@@ -110,9 +117,18 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings
     data = base / "data"
     address = f"127.0.0.1:{free_port()}"
     server = RunningServer(data, address, "")
-    init = run_as_user([str(VENV_BIN / "homesync-server"), "init", "--data", str(data), "--listen", address], base)
-    assert init.returncode == 0, init.stderr
-    server.fingerprint = init.stdout.strip()
+    # init and every `user add` in one process (SET_UP); the users are added before the
+    # configuration is edited below, which `user add` reads only to check that the
+    # directory is a server's.
+    commands = [["init", "--data", str(data), "--listen", address]]
+    for name in users:
+        full_name = ["--full-name", full_names[name]] if full_names and name in full_names else []
+        commands.append(["user", "add", name, *full_name, "--password-stdin", "--data", str(data)])
+    done = run_as_user([str(VENV_BIN / "python"), "-c", SET_UP, json.dumps(commands)], base,
+                       input="".join(password + "\n" for password in users.values()))
+    assert done.returncode == 0, done.stderr
+    server.fingerprint = done.stdout.splitlines()[0].strip()
+    assert done.stdout.count("added user ") == len(users), done.stdout
     if settings:
         config = data / "server.toml"
         config.write_text(config.read_text().replace("[server]\n", "[server]\n" + settings.strip() + "\n", 1))
@@ -124,10 +140,6 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings
     if server.index_url:
         config = data / "server.toml"
         config.write_text(config.read_text() + f'\n[index]\nurl = "{server.index_url}"\n')
-    for name, password in users.items():
-        full_name = ("--full-name", full_names[name]) if full_names and name in full_names else ()
-        added = server.cli("user", "add", name, *full_name, "--password-stdin", input=password + "\n")
-        assert added.returncode == 0, added.stderr
     server.start()
     return server
 

@@ -20,14 +20,20 @@ from tests.support.processes import chown_tree
 
 
 @pytest.fixture
-def laptop(fresh_server, computer_factory, system_bus, session_bus) -> Laptop:  # noqa: F811
+def laptop_server(fresh_server):  # noqa: F811
+    """The server the laptop enrolls with: the test's own, unless its module shares one."""
+    return fresh_server
+
+
+@pytest.fixture
+def laptop(laptop_server, computer_factory, system_bus, session_bus) -> Laptop:  # noqa: F811
     """An enrolled computer with a small home, configured for fast agent timings; its
     agent is started by the test and stopped (SIGTERM, then SIGKILL) afterwards."""
     computer = computer_factory()
     (computer.home / "Documents").mkdir()
     (computer.home / "Documents/report.txt").write_text("quarterly numbers\n")
     chown_tree(computer.home)
-    laptop = enrolled_laptop(fresh_server, computer, {"DBUS_SYSTEM_BUS_ADDRESS": system_bus.address,
+    laptop = enrolled_laptop(laptop_server, computer, {"DBUS_SYSTEM_BUS_ADDRESS": system_bus.address,
                                                       "DBUS_SESSION_BUS_ADDRESS": session_bus.address})
     yield laptop
     print(f"--- agent log ---\n{stop_and_clean(laptop)[-6000:]}")

@@ -143,12 +143,12 @@ class Laptop:
 
 def enrolled_laptop(server: RunningServer, computer: Computer, bus_env: dict[str, str]) -> Laptop:
     """Enroll computer (joe's) and return its Laptop, configured for fast timings."""
-    assert computer.enroll(server, "joe", f"Laptop {computer.home.name}").returncode == 0
+    name = f"Laptop {computer.home.name}"
+    assert computer.enroll(server, "joe", name).returncode == 0
     runtime_dir = private_dir("hs-run-")
     os.chmod(runtime_dir, 0o700)
     laptop = Laptop(computer, server, dict(bus_env, XDG_RUNTIME_DIR=str(runtime_dir)), runtime_dir)
-    laptop.machine_id = server.index_rows(
-        "SELECT id FROM machines ORDER BY enrolled DESC LIMIT 1")[0][0]
+    laptop.machine_id = computer.machine_id()  # the server may hold other tests' machines too
     laptop.configure()
     return laptop
 

@@ -10,7 +10,8 @@ from tests.end_to_end.agent.harness import wait_for
 
 
 def test_a_retired_machine_stops_the_agent_retrying(laptop, fake_nm, fake_notifications):
-    laptop.configure(agent={"recovery_point_target": "1s"})
+    # retries 1-2 s apart (FAST's are 2-10 s): each quiet window below spans a whole retry
+    laptop.configure(agent={"recovery_point_target": "1s", "retry_min": "1s", "retry_max": "2s"})
     fake_nm.connection_up("Office", domains=["corp.example.com"])
     laptop.start()
     wait_for(laptop.successes, 30, "a first backup")
@@ -20,9 +21,9 @@ def test_a_retired_machine_stops_the_agent_retrying(laptop, fake_nm, fake_notifi
     status = laptop.wait_status(lambda s: s["reason"] and s["reason"]["code"] == "revoked", 60, "the revoked state")
     assert status["state"] == "stopped" and "was retired by an admin on" in status["reason"]["text"], status
     attempt = status["last_attempt"]
-    for i in range(3):  # changes and the retry interval (2-10 s) no longer bring attempts
+    for i in range(3):  # changes and the retry interval (1-2 s) no longer bring attempts
         (laptop.home / f"Documents/more-{i}.txt").write_text("more\n")
-        time.sleep(4)
+        time.sleep(2.5)
     status = laptop.ask()
     assert status["last_attempt"] == attempt and status["reason"]["code"] == "revoked", status
     text = laptop.status().stdout

@@ -13,6 +13,13 @@ BACKUP_BOUND = 15.0  # seconds from link-up to the archive in the server's index
 QUIET = 2.0          # how long "no backup" is watched for
 
 
+@pytest.fixture(scope="module")
+def laptop_server(homesync_server):
+    """One server for the module: each test's laptop is a machine of its own, and every
+    check here reads that machine's rows only."""
+    return homesync_server
+
+
 def _off_network(status: dict) -> bool:
     return status["reason"] is not None and status["reason"]["code"] == "off_network"
 
