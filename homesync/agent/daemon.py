@@ -35,7 +35,7 @@ from homesync.site import Site
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT = 2.0
+PROBE_TIMEOUT = fleet.PROBE_TIMEOUT
 LOCK_NAME = "agent.lock"
 
 
@@ -203,17 +203,12 @@ class Agent:
     async def _probe(self) -> reachability.Reachability:
         """Probe the server; with several addresses (the fleet policy's), the first that
         answers is the one the next backup and policy contact use."""
-        policy_now = self.follower.current.policy
-        addresses = list((policy_now.values if policy_now else {}).get("server.addresses") or [self.config.server])
-        for address in addresses:
-            host, port = transport.parse_address(address)
-            result = await reachability.probe_server(host, port, timeout=PROBE_TIMEOUT, banner=b"SSH-")
-            if result.ok or address == addresses[-1]:
-                if result.ok and address != self.config.server:
-                    log.info("using the backup server at %s", address)
-                    self.config = dataclasses.replace(self.config, server=address)
-                return result
-        raise AssertionError("unreachable")
+        addresses = self.follower.current.addresses()
+        address, result = await reachability.first_answering(addresses, timeout=PROBE_TIMEOUT)
+        if result.ok and address != self.config.server:
+            log.info("using the backup server at %s", address)
+            self.config = dataclasses.replace(self.config, server=address)
+        return result
 
     def _answer(self, request: dict) -> dict:
         """Answer a status-socket request."""

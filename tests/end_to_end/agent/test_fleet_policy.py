@@ -223,3 +223,29 @@ def test_notifications_and_the_scan_interval_change_while_the_agent_runs(fresh_s
                        "notifications switched off by policy version 3")
     assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
     assert "desktop notifications on" in laptop.log_text() and "desktop notifications off" in laptop.log_text()
+
+
+def test_a_manual_backup_fails_over_to_the_next_address_quickly(fresh_server, fake_nm, laptops):
+    """`homesync backup` tries the policy's addresses as the agent does (one failover,
+    reachability.first_answering): one that accepts but never greets costs the probe's
+    2 s, a closed port nothing; the backup goes through the address that answers."""
+    import socket
+    from tests.support.processes import free_port
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never says SSH-
+    try:
+        addresses = [f"127.0.0.1:{silent.getsockname()[1]}", f"127.0.0.1:{free_port()}", fresh_server.address]
+        _policy(fresh_server, "[server]\naddresses = [" + ", ".join(f'"{a}"' for a in addresses) + "]\n")
+        laptop = laptops()
+        laptop.start()
+        laptop.wait_status(lambda s: s["policy"]["version"] == 1, 30, "policy version 1")
+        assert laptop.stop() == 0  # the policy is cached; config.toml still names the first address
+        started = time.monotonic()
+        done = laptop.computer.run("backup", "--json")
+        elapsed = time.monotonic() - started
+        assert done.returncode == 0, done.stderr
+        print(f"manual backup with two dead addresses first: {elapsed:.2f} s")
+        assert json.loads(done.stdout)["indexed"] is True
+        assert len(laptop.successes()) == 1
+        assert elapsed < 20
+    finally:
+        silent.close()
