@@ -152,3 +152,7 @@ def test_the_report_flags_machines_not_following_the_newest_version(homesync_ser
     table = homesync_server.cli("report").stdout
     assert f"not applied within a day of reaching the server: {machine_id} runs version 0" in table
     assert f"<td>{machine_id}</td>" in homesync_server.cli("report", "--format", "html").stdout
+    import csv
+    import io
+    [row] = list(csv.DictReader(io.StringIO(homesync_server.cli("report", "--format", "csv").stdout)))
+    assert (row["machine_id"], row["policy_version"], row["policy_lagging"]) == (machine_id, "0", "True")
