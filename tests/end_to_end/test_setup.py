@@ -243,3 +243,67 @@ def test_the_listing_setup_needs_is_for_password_logins_only(fleet, computer_fac
         with pytest.raises(PermissionDeniedError):
             session.rpc().call("templates.list")
         assert "display_name" not in session.rpc().call("whoami")
+
+
+def test_a_first_backup_that_fails_during_setup_leaves_a_set_up_computer_the_agent_backs_up(computer_factory):
+    """`setup --new` whose first backup fails (the server's storage quota is hit mid-backup):
+    one clear line, a non-zero exit, the computer enrolled all the same, and, once the
+    server has room again, the agent backs it up by itself: nothing half-done needs a human."""
+    import os
+    from tests.end_to_end.agent.harness import FAST, Laptop, stop_and_clean, wait_for
+    server = start_server(settings='storage_quota = "10M"')
+    base = private_dir("hs-quota-")
+    laptop = None
+    try:
+        site_dir = base / "etc-homesync"
+        site_dir.mkdir()
+        (site_dir / "agent.toml").write_text(f'[server]\naddresses = ["{server.address}"]\n'
+                                             f'fingerprint = "{server.fingerprint}"\n')
+        chown_tree(base)
+        env = {"HOMESYNC_SYSTEM_CONFIG_DIR": str(site_dir), "XDG_CONFIG_DIRS": str(base / "no-xdg"),
+               "USER": "joe", "LOGNAME": "joe"}
+        new = computer_factory()
+        make_home(new.home, seed=31, files=40, total_bytes=14 << 20)  # incompressible: over the 10 MB quota (borg's least)
+        chown_tree(new.home)
+        done = run_as_user([str(VENV_BIN / "homesync"), "setup", "--new", "--machine", "Joe's Full Box",
+                            "--password-stdin"], new.home, input=PASSWORDS["joe"] + "\n", timeout=300, **env)
+        print(done.stderr)
+        assert done.returncode == 25  # DiskFullError: the quota is the server's room for this computer
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("homesync: error: this computer is set up as \"Joe's Full Box\", but its first "
+                               "backup failed: "), line
+        assert "storage quota on the backup server is used up" in line
+        assert "nothing to redo: the agent tries again by itself, or run `homesync backup`" in line
+        assert _enrolled_as(new) == "Joe's Full Box"
+        [(machine_id, state)] = server.index_rows("SELECT id, state FROM machines WHERE name = 'Joe''s Full Box'")
+        assert state == "active"
+        assert not [a for a in server.index_rows(f"SELECT result FROM archives WHERE machine_id = '{machine_id}'")
+                    if a[0] in ("success", "warning")]
+        again = run_as_user([str(VENV_BIN / "homesync"), "setup", "--new", "--password-stdin"], new.home,
+                            input=PASSWORDS["joe"] + "\n", timeout=300, **env)
+        assert again.returncode == 4 and "already set up as \"Joe's Full Box\"" in again.stderr
+
+        assert server.stop() == 0  # the admin makes room: no step on the computer
+        config = server.data / "server.toml"
+        config.write_text(config.read_text().replace('storage_quota = "10M"', 'storage_quota = "1G"'))
+        server.start()
+        path = new.home / ".config/homesync/config.toml"  # fast timings for the test, as the agent tests use
+        written = tomllib.loads(path.read_text())
+        written["agent"] = dict(written.get("agent", {}), **FAST)
+        path.write_text("".join(f"[{section}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in t.items())
+                                + "\n" for section, t in written.items()))
+        chown_tree(path.parent)
+        runtime = private_dir("hs-run-")
+        os.chmod(runtime, 0o700)
+        laptop = Laptop(new, server, {"XDG_RUNTIME_DIR": str(runtime),
+                                      "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={base}/no-system-bus",
+                                      "DBUS_SESSION_BUS_ADDRESS": f"unix:path={base}/no-session-bus"},
+                        runtime, machine_id)
+        laptop.start()
+        wait_for(laptop.successes, 90, "the agent's backup once the server has room")
+    finally:
+        if laptop is not None:
+            print(stop_and_clean(laptop)[-4000:])
+        server.stop()
+        remove(server.data.parent)
+        remove(base)
