@@ -104,6 +104,15 @@ def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_fact
             assert ann["groups"] == ["homesync-admins"] and ann["sources"]["agent.max_age"] == "group homesync-admins"
             assert bob["groups"] == ["homesync-admins-posix"] and bob["values"]["agent.max_age"] == "3h"
             assert server.cli_json("policy", "show", "--user", "joe")["groups"] == []
+            # precedence with the directory's groups: site < group < user
+            assert server.cli("policy", "set", "-", input='[agent]\nmax_age = "1h"\n').returncode == 0
+            joe = server.cli_json("policy", "show", "--user", "joe")
+            assert (joe["values"]["agent.max_age"], joe["sources"]["agent.max_age"]) == ("1h", "site")
+            assert server.cli_json("policy", "show", "--user", "ann")["sources"]["agent.max_age"] == \
+                "group homesync-admins"
+            assert server.cli("policy", "set", "-", "--user", "ann", input='[agent]\nmax_age = "4h"\n').returncode == 0
+            ann = server.cli_json("policy", "show", "--user", "ann")
+            assert (ann["values"]["agent.max_age"], ann["sources"]["agent.max_age"]) == ("4h", "user ann")
         # the directory is down: the groups last read still apply
         assert server.cli_json("policy", "show", "--user", "ann")["groups"] == ["homesync-admins"]
     finally:

@@ -105,7 +105,9 @@ def test_a_change_reaches_a_running_agent_at_its_next_contact(fresh_server, fake
           f"(policy_interval {CONTACT})")
     assert delay <= 60
     assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
-    sources = laptop.status_json()["policy"]["sources"]
+    shown = laptop.status_json()["policy"]  # `homesync status --json`: the new version and each value's source
+    sources = shown["sources"]
+    assert shown["version"] == 3 and shown["state"] == "current"
     assert sources["agent.scan_interval"] == "group staff"
     assert sources["agent.server_timeout"] == "user joe"
     assert sources["network.corporate_domains"] == "user joe"
