@@ -84,7 +84,14 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float 
                     _write_all(stdout_fd, data)
                 if stdin_open:
                     sel.unregister(stdin_fd)
-                return channel.recv_exit_status()
+                status = channel.recv_exit_status()
+                if status == -1:  # closed with no exit status: the server went away (stopped, restarted)
+                    _fail(ConnectionFailedError(f"the backup server at {address} closed the connection "
+                                                "(it stopped or restarted)",
+                                                "nothing was lost; the next backup continues from where "
+                                                "this one stopped"))
+                    return 255  # as ssh says a lost connection
+                return status
 
 
 class Causes:
