@@ -367,7 +367,9 @@ def test_a_first_backup_cut_off_by_the_server_stopping_leaves_a_set_up_computer(
         print(stderr)
         assert setup.returncode == 14  # ConnectionFailedError
         [line] = stderr.strip().splitlines()
-        assert "closed the connection (it stopped or restarted)" in line
+        # the shim's word when the channel closes with no exit status, borg's lost connection otherwise
+        assert "closed the connection (it stopped or restarted)" in line or \
+            "the connection to the backup server broke during borg create (it stopped or restarted" in line
         assert line.startswith("homesync: error: this computer is set up as \"Joe's Cut Box\", but its first "
                                "backup failed: "), line
         assert "nothing to redo: the agent tries again by itself, or run `homesync backup`" in line
