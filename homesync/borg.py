@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from homesync import execute
-from homesync.errors import BorgCacheError, BorgError, Cancelled, HomesyncError, RepositoryLockedError, from_wire
+from homesync.errors import (BorgCacheError, BorgError, Cancelled, ConnectionFailedError, HomesyncError,
+                             RepositoryLockedError, from_wire)
 
 logger = logging.getLogger(__name__)
 ENCRYPTION = "repokey"  # AES-CTR + HMAC-SHA256: 18% faster than -blake2 on SHA-NI CPUs (docs/architecture.md)
@@ -28,6 +29,7 @@ LOCK_WAIT = 30
 CHECKPOINT_SECONDS = 300
 _LOCK_CODES = {70, 71, 72, 73}
 _WRONG_PASSPHRASE = 52
+_CONNECTION_LOST = {80, 81, 87}  # borg's ConnectionClosed(WithHint), ConnectionBrokenWithHint
 
 
 def borg_executable() -> str:
@@ -242,6 +244,11 @@ def run_borg(
             return _interpret(argv, done, messages, stdout_lines)
         except BorgError:
             _raise_shim_error(shim_error)  # the shim knows why the connection failed: say that
+            if done.returncode in _CONNECTION_LOST:
+                raise ConnectionFailedError(
+                    f"the connection to the backup server broke during borg {_command_name(argv)} "
+                    "(it stopped or restarted, or the network went away)",
+                    "nothing was lost; the next backup continues from where this one stopped") from None
             raise
 
 

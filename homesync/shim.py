@@ -84,7 +84,19 @@ def pump(channel, stdin_fd: int, stdout_fd: int, stderr_fd: int, silence: float 
                     _write_all(stdout_fd, data)
                 if stdin_open:
                     sel.unregister(stdin_fd)
-                return channel.recv_exit_status()
+                status = channel.recv_exit_status()
+                if status == -1:  # closed with no exit status: the server went away (stopped, restarted)
+                    _fail(_closed(address))
+                    return LOST
+                return status
+
+
+LOST = 255  # the exit status ssh gives a lost connection
+
+
+def _closed(address: str) -> ConnectionFailedError:
+    return ConnectionFailedError(f"the backup server at {address} closed the connection (it stopped or restarted)",
+                                 "nothing was lost; the next backup continues from where this one stopped")
 
 
 class Causes:
@@ -153,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         silence = float(os.environ.get(ENV_SILENCE) or DEFAULT_SILENCE)
         with transport.Session.connect(address, pinned, user, key=key) as session:
             channel = session.exec(command)
-            return pump(channel, sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno(), silence, address)
+            try:
+                return pump(channel, sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno(), silence, address)
+            except (EOFError, OSError):  # the connection went while borg's data was on its way
+                _fail(_closed(address))
+                return LOST
     except KeyError as e:
         print(f"homesync shim: {e.args[0]} is not set", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ _FULL = ("No space left on device", "Insufficient free space", "Disk quota excee
 _DENIED = ("Permission denied", "Operation not permitted")
 _FULL_CLASSES = {"InsufficientFreeSpaceError"}
 _DENIED_CLASSES = {"PermissionError"}
+_QUOTA_CLASSES = {"StorageQuotaExceeded"}  # [server] storage_quota, borg serve --storage-quota
 
 
 def cause_of(reply: dict) -> HomesyncError | None:
@@ -22,6 +23,11 @@ def cause_of(reply: dict) -> HomesyncError | None:
     args = reply.get(b"exception_args") or []
     number = args[0] if args and isinstance(args[0], int) else None
     text = " ".join(_text(a) for a in [*args, *(reply.get(b"exception_short") or [])])
+    if name in _QUOTA_CLASSES:
+        quota, used = (_text(a) for a in (list(args) + ["?", "?"])[:2])
+        return DiskFullError(f"this computer's storage quota on the backup server is used up ({used} of {quota})",
+                             "nothing was lost; tell your admin to raise [server] storage_quota or prune, "
+                             "and the next backup goes through")
     if name in _FULL_CLASSES or number in (errno.ENOSPC, errno.EDQUOT) or any(t in text for t in _FULL):
         return server_disk_full("its repository for this computer")
     if name in _DENIED_CLASSES or number in (errno.EACCES, errno.EPERM) or any(t in text for t in _DENIED):

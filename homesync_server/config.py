@@ -164,6 +164,7 @@ def load(layout: Layout) -> ServerConfig:
     server = _section(raw, "server", {"listen": str, "storage_quota": str, "keepalive_seconds": int, **limit_types},
                       problems)
     limits = Limits(**{k: server.pop(k) for k in limit_types if k in server})
+    problems += _quota_problems(server.get("storage_quota", ""))
     problems += [f"[server] {f.name} must be positive" for f in fields(Limits) if getattr(limits, f.name) <= 0]
     identity_types = {f.name: (tuple if f.name == "urls" else type(f.default)) for f in fields(IdentityConfig)}
     identity = _section(raw, "identity", identity_types, problems)
@@ -191,6 +192,25 @@ def _index_problems(index: IndexConfig) -> list[str]:
     if index.statement_timeout <= 0:
         problems.append("[index] statement_timeout must be positive (seconds)")
     return problems
+
+
+QUOTA_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+QUOTA_LEAST = 10 * 10**6  # borg serve refuses a smaller --storage-quota, and then every backup fails
+
+
+def _quota_problems(quota: str) -> list[str]:
+    """Return what is wrong with [server] storage_quota ('' is none): borg's sizes
+    (500G, 1.5T; decimal units), at least 10M."""
+    if not quota:
+        return []
+    number, unit = (quota[:-1], quota[-1]) if quota[-1].isalpha() else (quota, "")  # borg: upper case only
+    try:
+        size = float(number) * QUOTA_UNITS[unit]
+    except (ValueError, KeyError):
+        return [f"[server] storage_quota must be a size such as \"500G\" (got {quota!r})"]
+    if size < QUOTA_LEAST:
+        return [f"[server] storage_quota must be at least 10M: borg serve refuses less (got {quota!r})"]
+    return []
 
 
 def _drill_config(layout: Layout, section: dict, problems: list[str]) -> DrillConfig:

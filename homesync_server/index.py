@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from homesync.errors import IndexDamagedError
 from homesync_server import audit as audit_chain
@@ -21,9 +21,10 @@ from homesync_server.borgcauses import server_disk_full
 from homesync_server.index_sql import FLEET_COLUMNS, FLEET_FIELDS, PRUNING, SqlIndex, admin_actor, event
 
 __all__ = ["FLEET_COLUMNS", "FLEET_FIELDS", "MIGRATIONS", "PRUNING", "Index", "SqliteIndex", "admin_actor",
-           "event", "replaced_keys_in"]
+           "event", "read_index_file"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Numbered schema migrations, each a plain SQL script run once, in order, in one
 # transaction (PRAGMA user_version records the last one applied). Numbers may have
@@ -459,7 +460,7 @@ def set_aside(path: Path, why: str) -> str:
 
 
 # The engine's entries for index_store's table: open_url(url, read_only), missing,
-# set_aside_url, replaced_keys_in_url and check, given a sqlite:///PATH URL.
+# set_aside_url, read_set_aside_url and check, given a sqlite:///PATH URL.
 
 def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> SqliteIndex:
     """Open the SQLite index a URL names (its lock wait, not statement_timeout, bounds a write)."""
@@ -474,8 +475,8 @@ def set_aside_url(url: str, why: str) -> str:
     return set_aside(_path(url), why)
 
 
-def replaced_keys_in_url(url: str, name: str) -> dict[str, list[dict[str, Any]]] | None:
-    return replaced_keys_in(_path(url).with_name(name))
+def read_set_aside_url(url: str, name: str, read: Callable[[SqliteIndex], T]) -> T | None:
+    return read_index_file(_path(url).with_name(name), read)
 
 
 def check(url: str) -> str:
@@ -507,15 +508,16 @@ def _path(url: str) -> Path:
     return Path(url.removeprefix("sqlite://"))
 
 
-def replaced_keys_in(path: Path) -> dict[str, list[dict[str, Any]]] | None:
-    """Return the replaced keys (as Index.replaced_keys) of an index set aside, opened
-    read-only; None if it cannot be read (damaged, or older than migration 7)."""
+def read_index_file(path: Path, read: Callable[[SqliteIndex], T]) -> T | None:
+    """Return what read takes from an index file (one set aside), opened read-only; None
+    if SQLite cannot read it (damaged, or older than the migration that made what read
+    asks for)."""
     try:
         index = Index(path, read_only=True)
     except (IndexDamagedError, sqlite3.Error):
         return None
     try:
-        return index.replaced_keys()
+        return read(index)
     except (IndexDamagedError, sqlite3.Error):
         return None
     finally:

@@ -487,8 +487,8 @@ def set_aside_url(url: str, why: str) -> str:
                         "create an empty database (or rename this one) and point [index] url at it, then reindex")
 
 
-def replaced_keys_in_url(url: str, name: str) -> None:
-    return None
+def read_set_aside_url(url: str, name: str, read) -> None:
+    return None  # a PostgreSQL index is never set aside (set_aside_url refuses)
 
 
 def check(url: str) -> str:

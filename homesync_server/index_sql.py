@@ -222,6 +222,18 @@ class SqlIndex:
             self._insert_audit(db, audit)
         return number
 
+    def import_policy(self, versions: list[dict[str, Any]], group_members: list[dict[str, Any]]) -> None:
+        """Insert policy versions (as policy_versions returns them: numbers, times and
+        actors kept) and group members in one transaction (reindex)."""
+        with self._transaction() as db:
+            self._serialise(db, "policy_versions")
+            db.executemany("INSERT INTO policy_versions (version, at, actor, scope, target, layers, changed) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(int(v["version"]), float(v["at"]), str(v["actor"]), str(v["scope"]), str(v["target"]),
+                             json.dumps(v["layers"], sort_keys=True), json.dumps(v["changed"])) for v in versions])
+            db.executemany("INSERT INTO group_members VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           [(str(m["group_name"]), str(m["user"])) for m in group_members])
+
     def set_group_member(self, group: str, user: str, member: bool, audit: dict[str, Any]) -> bool:
         """Put user in group (or take them out); return False if nothing changed."""
         with self._transaction() as db:

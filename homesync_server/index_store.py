@@ -13,12 +13,14 @@ serialised); migrations run once, also when several servers start at once.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from homesync.errors import ConfigError
 from homesync_server.config import Layout, ServerConfig
 from homesync_server.logins import Record
 
+
+T = TypeVar("T")
 
 class Users(Protocol):
     def record_user(self, name: str, display_name: str = "") -> None: ...
@@ -129,6 +131,7 @@ class Policies(Protocol):
     def policy_versions(self) -> list[dict[str, Any]]: ...
     def add_policy_version(self, scope: str, target: str, layers: dict, changed: list[str], actor: str,
                            audit: dict[str, Any]) -> int: ...
+    def import_policy(self, versions: list[dict[str, Any]], group_members: list[dict[str, Any]]) -> None: ...
     def set_group_member(self, group: str, user: str, member: bool, audit: dict[str, Any]) -> bool: ...
     def group_members(self, user: str | None = None) -> list[dict[str, Any]]: ...
     def remember_groups(self, user: str, groups: list[str], at: float) -> None: ...
@@ -165,7 +168,7 @@ class IndexStore(Users, Machines, Archives, History, AuditLog, DrillsAndHolds, G
 
 # Engines by URL scheme: the module that implements each (imported only when used, so
 # that a SQLite site needs no PostgreSQL driver). Each module has open_url(url, read_only),
-# missing(url), set_aside_url(url, why), replaced_keys_in_url(url, set_aside_name) and check(url).
+# missing(url), set_aside_url(url, why), read_set_aside_url(url, set_aside_name, read) and check(url).
 ENGINES = {"sqlite": "homesync_server.index", "postgresql": "homesync_server.index_postgres"}
 
 
@@ -224,10 +227,11 @@ def set_aside(layout: Layout, why: str) -> str:
     return engine(url).set_aside_url(url, why)
 
 
-def replaced_keys_in(layout: Layout, set_aside_name: str) -> dict[str, list[dict[str, Any]]] | None:
-    """Return the replaced keys of an index set aside under that name (None: unreadable)."""
+def read_set_aside(layout: Layout, set_aside_name: str, read: Callable[[IndexStore], T]) -> T | None:
+    """Return what read takes from the index set aside under that name, opened read-only
+    (None: it cannot be read)."""
     url = url_of(layout)
-    return engine(url).replaced_keys_in_url(url, set_aside_name)
+    return engine(url).read_set_aside_url(url, set_aside_name, read)
 
 
 def check(layout: Layout) -> str:

@@ -143,7 +143,7 @@ def _first_backup(paths: Paths, name: str, backup_events) -> dict:
         return backup.backup(config, paths, on_event=backup_events(config))
     except HomesyncError as e:
         e.message = f"this computer is set up as {name!r}, but its first backup failed: {e.message}"
-        e.hint = "run `homesync backup` to try again, or let the agent do it"
+        e.hint = "nothing to redo: the agent tries again by itself, or run `homesync backup`"
         raise
 
 

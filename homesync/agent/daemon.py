@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from homesync import __version__, config as agent_config, site, state_files, transport
+from homesync import __version__, config as agent_config, site, state_files
 from homesync.actions import backup
 from homesync.agent import control, fleet, policy, reachability, record as agent_record
 from homesync.agent.dirty import DirtySet
@@ -35,7 +35,7 @@ from homesync.site import Site
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT = 2.0
+PROBE_TIMEOUT = fleet.PROBE_TIMEOUT
 LOCK_NAME = "agent.lock"
 
 
@@ -95,6 +95,9 @@ class Agent:
         self.network: NetworkMonitor = NullMonitor("not started yet")
         self.power: PowerMonitor | None = None
         self.notifier: Notifier = NullNotifier("not started yet")
+        self._notifications: bool | None = None  # what the notifier was opened for (None: not yet)
+        self._notifier_lock = asyncio.Lock()
+        self._switching: set[asyncio.Task] = set()
         self.watcher: Watcher | None = None
         self.scheduler = Scheduler(
             policy_settings(config), self.dirty, self.record, run_backup=self._run_backup, probe=self._probe,
@@ -136,16 +139,27 @@ class Agent:
         self.scheduler.network_changed(self.network.view)
         self.power = await open_power_monitor(self.scheduler.power_changed)
         self.scheduler.power_changed(self.power.state)
-        if self.config.agent.notifications:
-            self.notifier = await open_notifier()
-        else:
-            self.notifier = NullNotifier("disabled in [agent]")
-        self.scheduler.notifier = self.notifier
+        await self._switch_notifier()
         exclusions = Exclusions(self.paths.own(), source=self.config.source,
                                 patterns=self.config.exclusion_patterns(self.paths), markers=agent_config.MARKERS)
         self.watcher = Watcher(self.config.source, self.dirty, exclusions,
                                scan_interval=self.config.agent.scan_interval)
         await asyncio.to_thread(self.watcher.start)  # walks the tree: seconds on a large home
+
+    async def _switch_notifier(self) -> None:
+        """Open the desktop notifier, or close it, as [agent] notifications now says (at
+        start, and when a new fleet policy switches it while running)."""
+        async with self._notifier_lock:
+            wanted = self.config.agent.notifications
+            if wanted == self._notifications:
+                return
+            old, switching, self._notifications = self.notifier, self._notifications is not None, wanted
+            self.notifier = await open_notifier() if wanted else NullNotifier("disabled in [agent]")
+            self.scheduler.notifier = self.notifier
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), 5)
+            if switching:
+                log.info("desktop notifications %s", "on" if wanted else "off")
 
     def _network_changed(self, view: policy.NetworkView) -> None:
         """Tell the scheduler; a corporate link-up is also a time to ask for the fleet policy."""
@@ -164,6 +178,12 @@ class Agent:
         if set_rules is not None:
             set_rules(effective.config.network)
         self.scheduler.reconfigure(policy_settings(effective.config), effective.config.agent.recovery_point_target)
+        if self.watcher is not None:
+            self.watcher.set_scan_interval(effective.config.agent.scan_interval)
+        if self._notifications is not None and self._notifications != effective.config.agent.notifications:
+            task = asyncio.get_running_loop().create_task(self._switch_notifier())
+            self._switching.add(task)
+            task.add_done_callback(self._switching.discard)
 
     async def _close_parts(self) -> None:
         if self.watcher is not None:
@@ -183,17 +203,12 @@ class Agent:
     async def _probe(self) -> reachability.Reachability:
         """Probe the server; with several addresses (the fleet policy's), the first that
         answers is the one the next backup and policy contact use."""
-        policy_now = self.follower.current.policy
-        addresses = list((policy_now.values if policy_now else {}).get("server.addresses") or [self.config.server])
-        for address in addresses:
-            host, port = transport.parse_address(address)
-            result = await reachability.probe_server(host, port, timeout=PROBE_TIMEOUT, banner=b"SSH-")
-            if result.ok or address == addresses[-1]:
-                if result.ok and address != self.config.server:
-                    log.info("using the backup server at %s", address)
-                    self.config = dataclasses.replace(self.config, server=address)
-                return result
-        raise AssertionError("unreachable")
+        addresses = self.follower.current.addresses()
+        address, result = await reachability.first_answering(addresses, timeout=PROBE_TIMEOUT)
+        if result.ok and address != self.config.server:
+            log.info("using the backup server at %s", address)
+            self.config = dataclasses.replace(self.config, server=address)
+        return result
 
     def _answer(self, request: dict) -> dict:
         """Answer a status-socket request."""
@@ -207,6 +222,7 @@ class Agent:
         status = self.scheduler.status()
         network_monitor = "none" if isinstance(self.network, NullMonitor) else "NetworkManager"
         watcher = {"mode": self.watcher.mode if self.watcher else "starting",
+                   "scan_interval": self.watcher.scan_interval if self.watcher else self.config.agent.scan_interval,
                    "warnings": list(self.watcher.warnings) if self.watcher else []}
         warnings = list(watcher["warnings"]) + state_files.notes()  # until the next backup says them
         if not status["network"]["known"]:

@@ -5,6 +5,8 @@ configuration the agent runs with: config.toml laid over the policy where users 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 
 CACHE_NAME = "policy.json"
 RPC_TIMEOUT = 10.0
+PROBE_TIMEOUT = 2.0  # per server address, before trying the next
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class Effective:
     def ignored(self) -> list[str]:
         """Return the settings whose local value is ignored (users may not override them)."""
         return sorted(k for k, v in self.sources.items() if "ignored" in v)
+
+    def addresses(self) -> list[str]:
+        """Return the server addresses to try, in order: the policy's, else config.toml's one."""
+        return list((self.policy.values if self.policy else {}).get("server.addresses") or [self.config.server])
 
     def no_rules(self) -> bool:
         """Return True if no corporate-network rule is set anywhere."""
@@ -86,6 +93,20 @@ def effective(paths: Paths, policy: Policy | None) -> Effective:
 def load(paths: Paths) -> Effective:
     """Return what the agent runs with, from config.toml and the cached policy."""
     return effective(paths, read_cache(paths))
+
+
+def answering(effective: Effective, timeout: float = PROBE_TIMEOUT) -> AgentConfig:
+    """Return the configuration with the first server address that answers (as the agent
+    fails over: reachability.first_answering), for a manual backup outside the agent; with
+    none answering, the last address (the backup then says it cannot reach it)."""
+    from homesync.agent import reachability  # asyncio: only when there is an address to choose
+    addresses = effective.addresses()
+    if len(addresses) < 2:
+        return effective.config
+    address, result = asyncio.run(reachability.first_answering(addresses, timeout=timeout))
+    if address != effective.config.server:
+        log.info("using the backup server at %s (%s)", address, result.detail)
+    return dataclasses.replace(effective.config, server=address)
 
 
 def _without_empty_rules(local: dict) -> dict:

@@ -1,6 +1,8 @@
 """Whether the backup server answers: one TCP connection attempt with a timeout. The
 agent's only network test on hosts without NetworkManager, and its check after a
-link-up or a resume that the server is really there before a backup starts.
+link-up or a resume that the server is really there before a backup starts. With
+several server addresses (the fleet policy's), first_answering() is the one failover
+the agent and a manual `homesync backup` both use.
 """
 
 from __future__ import annotations
@@ -8,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from homesync import transport
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,17 @@ async def probe_server(host: str, port: int, *, timeout: float = 2.0, banner: by
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), timeout)
+
+
+async def first_answering(addresses: Sequence[str], *, timeout: float = 2.0,
+                          banner: bytes | None = b"SSH-") -> tuple[str, Reachability]:
+    """Probe the addresses in order; return the first that answers and its result, or
+    (none answers) the last address and its failure. A dead address costs at most timeout."""
+    if not addresses:
+        raise ValueError("no server address to probe")
+    for address in addresses:
+        host, port = transport.parse_address(address)
+        result = await probe_server(host, port, timeout=timeout, banner=banner)
+        if result.ok:
+            return address, result
+    return addresses[-1], result

@@ -63,6 +63,7 @@ class Watcher:
         self._observer: Observer | None = None
         self._overflow = _OverflowSignal(dirty)
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # stop() or a new scan interval
         self._switch_lock = threading.Lock()
         self._scan_thread: threading.Thread | None = None
         self._baseline: Digest = {}
@@ -94,6 +95,7 @@ class Watcher:
     def stop(self) -> None:
         """Stop watching and scanning; safe to call more than once."""
         self._stopping.set()
+        self._wake.set()
         self._stop_observer()
         if self._scan_thread is not None and self._scan_thread is not threading.current_thread():
             self._scan_thread.join()
@@ -137,12 +139,34 @@ class Watcher:
         self._scan_thread = threading.Thread(target=self._scan_loop, name="homesync-scan", daemon=True)
         self._scan_thread.start()
 
+    @property
+    def scan_interval(self) -> float:
+        return self._scan_interval
+
+    def set_scan_interval(self, seconds: float) -> None:
+        """Scan every seconds from now on (a new fleet policy, while running): the next scan
+        comes that long after the last one, not after the old interval runs out."""
+        old, self._scan_interval = self._scan_interval, seconds
+        if old == seconds:
+            return
+        self.warnings = [w.replace(f"scanning every {old:g} s", f"scanning every {seconds:g} s") for w in self.warnings]
+        log.info("scan interval %g s (was %g s)", seconds, old)
+        self._wake.set()
+
     def _scan_loop(self) -> None:
-        while not self._stopping.wait(self._scan_interval):
+        last = time.monotonic()
+        while True:
+            self._wake.wait(max(last + self._scan_interval - time.monotonic(), 0.0))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() < last + self._scan_interval:
+                continue  # woken by a new interval: wait for what is left of it
             try:
                 self.scan_once()
             except Exception:
                 log.exception("scan of %s failed", self.root)
+            last = time.monotonic()
 
     def on_event(self, event: FileSystemEvent) -> None:
         """Record one watchdog event unless every path it names is excluded (watchdog's thread)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from homesync import fleet_policy, names, settings
 from homesync.errors import InvalidPolicyError, PolicyChangedError, UsageError
-from homesync_server import policies
+from homesync_server import policies, policy_copy
 from homesync_server.config import Layout
 from homesync_server.index import admin_actor, event
 from homesync_server.services import Services
@@ -56,6 +56,7 @@ def set_layer(layout: Layout, text: str, name: str, scope: str, target: str = ""
             scope, target, layers.with_layer(scope, target, values).as_json(), changed, actor,
             event("policy_set", actor, target if scope == fleet_policy.MACHINE else None, "",
                   scope=scope, target=target, changed=changed))
+        policy_copy.save(layout.data, services.index)  # what a rebuilt index gets the policy back from
         log.info("fleet policy version %d: %s %s: %s", version, scope, target, ", ".join(changed))
         return {"version": version, "changed": changed}
 
@@ -91,6 +92,8 @@ def set_group(layout: Layout, group: str, user: str, member: bool) -> dict[str, 
         actor = admin_actor()
         changed = services.index.set_group_member(group, user, member, event(
             "policy_group_add" if member else "policy_group_remove", actor, None, "", group=group, user=user))
+        if changed:
+            policy_copy.save(layout.data, services.index)
         return {"group": group, "user": user, "member": member, "changed": changed}
 
 

@@ -6,7 +6,9 @@ Approximated: an archive's deduplicated size is what only it references now (bor
 info), not what it added when it was made; failed and interrupted backups, agent
 states, drill history and the audit log before the loss are not in any repository.
 The keys an adopt replaced come from the metadata file and, for adopts made before it
-kept them, from the index set aside by `--force` when that one can still be read.
+kept them, from the index set aside by `--force` when that one can still be read. The
+fleet policy's versions and local groups (in no repository) come from that index set
+aside, else from the copy the server keeps beside the index (policy_copy, policy.json).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from homesync import borg, names
 from homesync.errors import ConflictError, HomesyncError, IdentityUnavailableError, IndexDamagedError
 from homesync_server import config as server_config
-from homesync_server import escrowed, observed
+from homesync_server import escrowed, observed, policy_copy
 from homesync_server.config import Layout
 from homesync_server import index_store
 from homesync_server.index import admin_actor, event
@@ -38,11 +40,13 @@ def reindex(layout: Layout, force: bool = False) -> dict[str, Any]:
     it is damaged (unless force: it is then set aside first). Stop the server first."""
     refuse_while_serving(layout)
     set_aside, reason = _make_room(layout, force)
-    earlier = index_store.replaced_keys_in(layout, set_aside) if set_aside else None
+    earlier = index_store.read_set_aside(layout, set_aside, lambda index: index.replaced_keys()) if set_aside else None
+    earlier_policy = index_store.read_set_aside(layout, set_aside, policy_copy.of_index) if set_aside else None
     with Services.open(layout) as services:
+        policy = policy_copy.restore(layout.data, services.index, earlier_policy)
         found = index_repositories(services, services.repos.machine_ids(), admin_actor(), earlier or {},
-                                   set_aside=set_aside, reason=reason)
-        return dict(found, set_aside=set_aside, approximated=APPROXIMATED)
+                                   set_aside=set_aside, reason=reason, policy=policy)
+        return dict(found, set_aside=set_aside, policy=policy, approximated=APPROXIMATED)
 
 
 def index_missing(services: Services, actor: str) -> dict[str, Any] | None:
@@ -53,8 +57,9 @@ def index_missing(services: Services, actor: str) -> dict[str, Any] | None:
     missing = [mid for mid in services.repos.machine_ids() if mid not in known]
     if not missing:
         return None
-    return dict(index_repositories(services, missing, actor, automatic=True, listed_before=len(known)),
-                missing=len(missing), approximated=APPROXIMATED)
+    policy = policy_copy.restore(services.layout.data, services.index, None) if not known else None
+    return dict(index_repositories(services, missing, actor, automatic=True, listed_before=len(known), policy=policy),
+                missing=len(missing), policy=policy, approximated=APPROXIMATED)
 
 
 def index_repositories(services: Services, machine_ids: list[str], actor: str,

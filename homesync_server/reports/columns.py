@@ -37,6 +37,12 @@ FIELDS = (
     Field("alarming", "flag", bool, in_csv=False),
 )
 
+# The CSV's last columns, from the report's fleet-policy part (reports.policy), not the
+# machine's row: the policy version the machine applied (empty: retired or no policy yet
+# on the server) and whether it lags (has not applied the newest within a day of reaching
+# the server). The table, JSON and HTML show the same part as their own section.
+POLICY_FIELDS = (Field("policy_version", "count", "int | None"), Field("policy_lagging", "flag", "bool | None"))
+
 
 @dataclass(frozen=True)
 class Column:

@@ -12,18 +12,28 @@ from functools import lru_cache
 from itertools import repeat
 from typing import Callable, Iterable, Sequence
 
-from homesync_server.reports.columns import FIELDS
+from homesync_server.reports.columns import FIELDS, POLICY_FIELDS
 from homesync_server.reports.fleet import Fleet
 from homesync_server.reports.model import Report
 
 NEEDS: frozenset[str] = frozenset()
-COLUMNS = tuple(field.name for field in FIELDS if field.in_csv)
+COLUMNS = tuple(field.name for field in FIELDS if field.in_csv) + tuple(field.name for field in POLICY_FIELDS)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render(report: Report) -> str:
-    """Return the fleet rows of the report as CSV text with a header line."""
-    return _lines([COLUMNS]) + _lines(_cells(report.machines))
+    """Return the fleet rows of the report as CSV text with a header line; each row ends
+    with the machine's part of the fleet policy (POLICY_FIELDS)."""
+    rows = _cells(report.machines)
+    policy = report.fleet_policy
+    if policy.newest:
+        lagging = {m["id"] for m in policy.lagging}
+        applied = [policy.applied.get(m) for m in report.machines["machine_id"]]
+        rows = (row + (version, None if version is None else machine in lagging)
+                for row, version, machine in zip(rows, applied, report.machines["machine_id"]))
+    else:
+        rows = (row + (None, None) for row in rows)
+    return _lines([COLUMNS]) + _lines(rows)
 
 
 def _lines(cells: Iterable[Sequence]) -> str:

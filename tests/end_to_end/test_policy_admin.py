@@ -104,6 +104,15 @@ def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_fact
             assert ann["groups"] == ["homesync-admins"] and ann["sources"]["agent.max_age"] == "group homesync-admins"
             assert bob["groups"] == ["homesync-admins-posix"] and bob["values"]["agent.max_age"] == "3h"
             assert server.cli_json("policy", "show", "--user", "joe")["groups"] == []
+            # precedence with the directory's groups: site < group < user
+            assert server.cli("policy", "set", "-", input='[agent]\nmax_age = "1h"\n').returncode == 0
+            joe = server.cli_json("policy", "show", "--user", "joe")
+            assert (joe["values"]["agent.max_age"], joe["sources"]["agent.max_age"]) == ("1h", "site")
+            assert server.cli_json("policy", "show", "--user", "ann")["sources"]["agent.max_age"] == \
+                "group homesync-admins"
+            assert server.cli("policy", "set", "-", "--user", "ann", input='[agent]\nmax_age = "4h"\n').returncode == 0
+            ann = server.cli_json("policy", "show", "--user", "ann")
+            assert (ann["values"]["agent.max_age"], ann["sources"]["agent.max_age"]) == ("4h", "user ann")
         # the directory is down: the groups last read still apply
         assert server.cli_json("policy", "show", "--user", "ann")["groups"] == ["homesync-admins"]
     finally:
@@ -152,3 +161,7 @@ def test_the_report_flags_machines_not_following_the_newest_version(homesync_ser
     table = homesync_server.cli("report").stdout
     assert f"not applied within a day of reaching the server: {machine_id} runs version 0" in table
     assert f"<td>{machine_id}</td>" in homesync_server.cli("report", "--format", "html").stdout
+    import csv
+    import io
+    [row] = list(csv.DictReader(io.StringIO(homesync_server.cli("report", "--format", "csv").stdout)))
+    assert (row["machine_id"], row["policy_version"], row["policy_lagging"]) == (machine_id, "0", "True")

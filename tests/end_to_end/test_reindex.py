@@ -91,3 +91,64 @@ def test_reindex_keeps_telling_the_old_computer_of_an_adopted_machine_by_whom_an
     assert done.returncode == 18, done.stderr
     assert f"replaced by the computer {hostname!r}" in done.stderr, done.stderr
     assert new.json("backup")["indexed"] is True  # the adopting computer's key is the machine's
+
+
+def _policy_state(server) -> tuple:
+    """Return what the server says of its policy: history, the layers of every version,
+    the groups, and the effective policy of a user in a group."""
+    history = [{k: v for k, v in h.items()} for h in server.cli_json("policy", "history")]
+    layers = server.index_rows("SELECT version, at, actor, scope, target, layers, changed FROM policy_versions "
+                               "ORDER BY version")
+    return history, layers, server.cli_json("policy", "group", "list"), \
+        server.cli_json("policy", "show", "--user", "joe")
+
+
+def test_policy_versions_history_and_groups_survive_a_forced_reindex_and_a_lost_index(fresh_server,
+                                                                                     computer_factory):
+    """Policies and local groups are in no repository (issue 19): the server keeps every
+    version and the groups in <data>/policy.json too (written atomically at each change),
+    and reindex brings them back from the index it sets aside (--force, when SQLite can
+    still read it) or from that file (a lost or damaged index)."""
+    server = fresh_server
+    joe_id, joe, _ = enrolled_with_backups(server, computer_factory, "joe", "Joe's Policied", 43)
+    for text, layer in (('[network]\ncorporate_domains = ["corp.example.com"]\n', ()),
+                        ('[agent]\nmax_age = "9h"\n', ("--group", "editors")),
+                        ('[agent]\nmin_interval = "20m"\n', ("--machine", joe_id))):
+        assert server.cli("policy", "set", "-", *layer, input=text).returncode == 0
+    assert server.cli("policy", "group", "add", "editors", "joe").returncode == 0
+    assert server.cli("policy", "group", "add", "staff", "ann").returncode == 0
+    assert server.cli("policy", "group", "remove", "staff", "ann").returncode == 0
+    assert server.cli("policy", "group", "add", "staff", "joe").returncode == 0
+    before = _policy_state(server)
+    assert [h["version"] for h in before[0]] == [1, 2, 3]
+    assert before[3]["values"]["agent.max_age"] == "9h" and before[3]["sources"]["agent.max_age"] == "group editors"
+    saved = json.loads((server.data / "policy.json").read_text())
+    assert [v["version"] for v in saved["versions"]] == [1, 2, 3]
+    assert (server.data / "policy.json").stat().st_mode & 0o777 == 0o600
+
+    assert server.stop() == 0
+    forced = server.cli_json("reindex", "--force")
+    assert forced["problems"] == [] and forced["set_aside"]
+    assert forced["policy"] == {"versions": 3, "group_members": 2, "from": "the index set aside"}
+    assert _policy_state(server) == before
+
+    for suffix in ("", "-wal", "-shm"):  # lost: only the file is left
+        (server.data / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    lost = server.cli_json("reindex")
+    assert lost["policy"] == {"versions": 3, "group_members": 2, "from": "policy.json"}
+    assert _policy_state(server) == before
+
+    (server.data / "index.sqlite").write_bytes(b"not a database at all" * 100)  # damaged: SQLite cannot read it
+    for suffix in ("-wal", "-shm"):
+        (server.data / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    damaged = server.cli_json("reindex", "--force")
+    assert damaged["policy"]["from"] == "policy.json" and _policy_state(server) == before
+
+    for suffix in ("", "-wal", "-shm"):  # lost behind the server's back: serve indexes what it lacks at start
+        (server.data / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    server.start()
+    assert _policy_state(server) == before
+    # the next change numbers on, and the machine-scope layer still names the machine
+    assert server.cli("policy", "set", "-", input='[agent]\nmax_age = "7h"\n').returncode == 0
+    assert [h["version"] for h in server.cli_json("policy", "history")] == [1, 2, 3, 4]
+    assert server.cli_json("policy", "show", "--machine", joe_id)["sources"]["agent.min_interval"] == f"machine {joe_id}"

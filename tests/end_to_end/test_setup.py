@@ -243,3 +243,141 @@ def test_the_listing_setup_needs_is_for_password_logins_only(fleet, computer_fac
         with pytest.raises(PermissionDeniedError):
             session.rpc().call("templates.list")
         assert "display_name" not in session.rpc().call("whoami")
+
+
+def _site_env(server, base) -> dict[str, str]:
+    """Write the image's site file for server under base; return the environment that finds it."""
+    site_dir = base / "etc-homesync"
+    site_dir.mkdir()
+    (site_dir / "agent.toml").write_text(f'[server]\naddresses = ["{server.address}"]\n'
+                                         f'fingerprint = "{server.fingerprint}"\n')
+    chown_tree(base)
+    return {"HOMESYNC_SYSTEM_CONFIG_DIR": str(site_dir), "XDG_CONFIG_DIRS": str(base / "no-xdg"),
+            "USER": "joe", "LOGNAME": "joe"}
+
+
+def _setup_new_argv(name: str) -> list[str]:
+    return [str(VENV_BIN / "homesync"), "setup", "--new", "--machine", name, "--password-stdin"]
+
+
+def _set_up_all_the_same(new: Computer, server, name: str, env: dict[str, str]) -> str:
+    """Check the computer is enrolled as name (here and on the server), with no complete
+    backup, and that setup refuses to run again; return its machine id."""
+    assert _enrolled_as(new) == name
+    [(machine_id, state)] = server.index_rows(f"SELECT id, state FROM machines WHERE name = '{name.replace(chr(39), chr(39) * 2)}'")
+    assert state == "active"
+    assert not [a for a in server.index_rows(f"SELECT result FROM archives WHERE machine_id = '{machine_id}'")
+                if a[0] in ("success", "warning")]
+    again = run_as_user([str(VENV_BIN / "homesync"), "setup", "--new", "--password-stdin"], new.home,
+                        input=PASSWORDS["joe"] + "\n", timeout=300, **env)
+    assert again.returncode == 4 and f"already set up as \"{name}\"" in again.stderr
+    return machine_id
+
+
+def _the_agent_backs_it_up(new: Computer, server, base, machine_id: str) -> None:
+    """Start the user's agent (no NetworkManager: the server answering is the link) with the
+    agent tests' fast timings; wait for its backup."""
+    import os
+    from tests.end_to_end.agent.harness import FAST, Laptop, stop_and_clean, wait_for
+    path = new.home / ".config/homesync/config.toml"
+    written = tomllib.loads(path.read_text())
+    written["agent"] = dict(written.get("agent", {}), **FAST)
+    path.write_text("".join(f"[{section}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in t.items())
+                            + "\n" for section, t in written.items()))
+    chown_tree(path.parent)
+    runtime = private_dir("hs-run-")
+    os.chmod(runtime, 0o700)
+    laptop = Laptop(new, server, {"XDG_RUNTIME_DIR": str(runtime),
+                                  "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={base}/no-system-bus",
+                                  "DBUS_SESSION_BUS_ADDRESS": f"unix:path={base}/no-session-bus"},
+                    runtime, machine_id)
+    try:
+        laptop.start()
+        wait_for(laptop.successes, 90, "the agent's backup once the server can take it")
+    finally:
+        print(stop_and_clean(laptop)[-4000:])
+
+
+def test_a_first_backup_that_fails_during_setup_leaves_a_set_up_computer_the_agent_backs_up(computer_factory):
+    """`setup --new` whose first backup fails (the server's storage quota is hit mid-backup):
+    one clear line, a non-zero exit, the computer enrolled all the same, and, once the
+    server has room again, the agent backs it up by itself: nothing half-done needs a human."""
+    server = start_server(settings='storage_quota = "10M"')
+    base = private_dir("hs-quota-")
+    try:
+        env = _site_env(server, base)
+        new = computer_factory()
+        make_home(new.home, seed=31, files=40, total_bytes=14 << 20)  # incompressible: over the 10 MB quota (borg's least)
+        chown_tree(new.home)
+        done = run_as_user(_setup_new_argv("Joe's Full Box"), new.home, input=PASSWORDS["joe"] + "\n", timeout=300,
+                           **env)
+        print(done.stderr)
+        assert done.returncode == 25  # DiskFullError: the quota is the server's room for this computer
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("homesync: error: this computer is set up as \"Joe's Full Box\", but its first "
+                               "backup failed: "), line
+        assert "storage quota on the backup server is used up" in line
+        assert "nothing to redo: the agent tries again by itself, or run `homesync backup`" in line
+        machine_id = _set_up_all_the_same(new, server, "Joe's Full Box", env)
+
+        assert server.stop() == 0  # the admin makes room: no step on the computer
+        config = server.data / "server.toml"
+        config.write_text(config.read_text().replace('storage_quota = "10M"', 'storage_quota = "1G"'))
+        server.start()
+        _the_agent_backs_it_up(new, server, base, machine_id)
+    finally:
+        server.stop()
+        remove(server.data.parent)
+        remove(base)
+
+
+def test_a_first_backup_cut_off_by_the_server_stopping_leaves_a_set_up_computer(computer_factory):
+    """The server stops while setup's first backup runs: one line, non-zero, the computer
+    set up (the repository not left locked), and the agent backs it up once the server is back."""
+    import os
+    import subprocess
+    import time
+    from tests.support.processes import UNPRIVILEGED, user_env
+    server = start_server()
+    base = private_dir("hs-cutoff-")
+    try:
+        env = _site_env(server, base)
+        new = computer_factory()
+        big = new.home / "Videos"
+        big.mkdir()
+        for i in range(6):  # random: seconds of borg's work, cut off after 0.5 s
+            (big / f"clip-{i}.raw").write_bytes(os.urandom(16 << 20))
+        chown_tree(new.home)
+        setup = subprocess.Popen(_setup_new_argv("Joe's Cut Box"), env=user_env(new.home, **env), cwd=new.home,
+                                 user=UNPRIVILEGED, group=UNPRIVILEGED, extra_groups=[], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        setup.stdin.write(PASSWORDS["joe"] + "\n")
+        setup.stdin.close()
+        deadline = time.monotonic() + 60
+        locks = []
+        enrolled = new.home / ".config/homesync/config.toml"  # written once enrollment is done, before the backup
+        while not locks and time.monotonic() < deadline and setup.poll() is None:
+            locks = list((server.data / "repos").glob("*/lock.exclusive")) if enrolled.exists() else []
+            time.sleep(0.05)
+        assert locks, "the first backup never started"
+        time.sleep(0.5)  # some data on its way
+        assert server.stop() == 0
+        stderr = setup.stderr.read()
+        setup.wait(120)
+        print(stderr)
+        assert setup.returncode == 14  # ConnectionFailedError
+        [line] = stderr.strip().splitlines()
+        # the shim's word when the channel closes with no exit status, borg's lost connection otherwise
+        assert "closed the connection (it stopped or restarted)" in line or \
+            "the connection to the backup server broke during borg create (it stopped or restarted" in line
+        assert line.startswith("homesync: error: this computer is set up as \"Joe's Cut Box\", but its first "
+                               "backup failed: "), line
+        assert "nothing to redo: the agent tries again by itself, or run `homesync backup`" in line
+        server.start()
+        machine_id = _set_up_all_the_same(new, server, "Joe's Cut Box", env)
+        _the_agent_backs_it_up(new, server, base, machine_id)
+        assert not (server.data / "repos" / machine_id / "lock.exclusive").exists()
+    finally:
+        server.stop()
+        remove(server.data.parent)
+        remove(base)

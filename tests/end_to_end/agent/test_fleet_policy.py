@@ -105,7 +105,9 @@ def test_a_change_reaches_a_running_agent_at_its_next_contact(fresh_server, fake
           f"(policy_interval {CONTACT})")
     assert delay <= 60
     assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
-    sources = laptop.status_json()["policy"]["sources"]
+    shown = laptop.status_json()["policy"]  # `homesync status --json`: the new version and each value's source
+    sources = shown["sources"]
+    assert shown["version"] == 3 and shown["state"] == "current"
     assert sources["agent.scan_interval"] == "group staff"
     assert sources["agent.server_timeout"] == "user joe"
     assert sources["network.corporate_domains"] == "user joe"
@@ -189,3 +191,63 @@ def test_the_first_server_address_that_answers_is_used(fresh_server, fake_nm, la
     wait_for(laptop.successes, 30, "a backup through the second address")
     status = laptop.wait_status(lambda s: s["policy"]["state"] == "current", 15, "the policy checked again")
     assert status["server"]["address"] == fresh_server.address
+
+
+def test_notifications_and_the_scan_interval_change_while_the_agent_runs(fresh_server, fake_nm, laptops,
+                                                                         fake_notifications):
+    """Issue 19: [agent] notifications and scan_interval from the policy apply to a running
+    agent (the notifier opened or closed, the watcher's interval changed), no restart."""
+    rules = '[network]\ncorporate_domains = ["corp.example.com"]\n'
+    _policy(fresh_server, rules + '[agent]\nnotifications = false\nscan_interval = "10m"\n')
+    laptop = laptops(recovery_point_target="2s")
+    fake_nm.connection_up("Home", type="802-11-wireless", ssid="HomeNet")
+    laptop.start()
+    pid = laptop.process.pid
+    status = laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    assert status["notifications"] is False and status["watcher"]["scan_interval"] == 600
+    assert status["policy"]["sources"]["agent.notifications"] == "site"
+    time.sleep(4)  # past the recovery-point target, off the corporate network: at risk, but notices are off
+    assert fake_notifications.calls == []
+
+    changed = time.monotonic()
+    _policy(fresh_server, rules + '[agent]\nnotifications = true\nscan_interval = "7m"\n')
+    status = laptop.wait_status(lambda s: s["policy"]["version"] == 2 and s["notifications"] is True, 60,
+                                "notifications switched on by policy version 2")
+    print(f"policy change -> notifications on in the running agent: {time.monotonic() - changed:.2f} s")
+    assert status["watcher"]["scan_interval"] == 420
+    fake_nm.connection_up("Office", domains=["corp.example.com"])
+    wait_for(laptop.successes, 20, "a backup in the office")
+    [protected] = fake_notifications.wait_for_calls(1, timeout=10)  # through the notifier opened while running
+    assert protected["summary"] == "Your files are backed up again"
+
+    _policy(fresh_server, rules + '[agent]\nnotifications = false\nscan_interval = "7m"\n')
+    laptop.wait_status(lambda s: s["policy"]["version"] == 3 and s["notifications"] is False, 60,
+                       "notifications switched off by policy version 3")
+    assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
+    assert "desktop notifications on" in laptop.log_text() and "desktop notifications off" in laptop.log_text()
+
+
+def test_a_manual_backup_fails_over_to_the_next_address_quickly(fresh_server, fake_nm, laptops):
+    """`homesync backup` tries the policy's addresses as the agent does (one failover,
+    reachability.first_answering): one that accepts but never greets costs the probe's
+    2 s, a closed port nothing; the backup goes through the address that answers."""
+    import socket
+    from tests.support.processes import free_port
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never says SSH-
+    try:
+        addresses = [f"127.0.0.1:{silent.getsockname()[1]}", f"127.0.0.1:{free_port()}", fresh_server.address]
+        _policy(fresh_server, "[server]\naddresses = [" + ", ".join(f'"{a}"' for a in addresses) + "]\n")
+        laptop = laptops()
+        laptop.start()
+        laptop.wait_status(lambda s: s["policy"]["version"] == 1, 30, "policy version 1")
+        assert laptop.stop() == 0  # the policy is cached; config.toml still names the first address
+        started = time.monotonic()
+        done = laptop.computer.run("backup", "--json")
+        elapsed = time.monotonic() - started
+        assert done.returncode == 0, done.stderr
+        print(f"manual backup with two dead addresses first: {elapsed:.2f} s")
+        assert json.loads(done.stdout)["indexed"] is True
+        assert len(laptop.successes()) == 1
+        assert elapsed < 20
+    finally:
+        silent.close()

@@ -171,6 +171,25 @@ def test_tree_larger_than_the_watch_limit_falls_back_to_scans(home):
     assert watcher.mode == "stopped"
 
 
+def test_a_new_scan_interval_applies_while_scanning(home):
+    """A fleet policy's scan_interval reaches a running watcher (issue 19): from an hour to
+    a tenth of a second, the next scan comes at once, and status's warning says the new one."""
+    dirty = DirtySet()
+    watcher = Watcher(home, dirty, _exclusions(home), max_user_watches=5, scan_interval=3600)
+    watcher.start()
+    try:
+        assert watcher.mode == "scan" and watcher.warnings[0].endswith("scanning every 3600 s instead")
+        (home / "Documents/report.txt").write_text("changed while scanning hourly")
+        time.sleep(0.5)
+        assert dirty.state().count == 0  # an hour to go
+        watcher.set_scan_interval(0.1)
+        eventually_sync(lambda: dirty.state().count > 0, timeout=5, what="a scan at the new interval")
+        assert watcher.scan_interval == 0.1 and watcher.warnings[0].endswith("scanning every 0.1 s instead")
+    finally:
+        watcher.stop()
+    assert watcher.mode == "stopped"
+
+
 class _ExhaustedObserver:
     """An observer whose watches fail as inotify_add_watch does when the limit is reached."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from homesync_server import logins
 from homesync_server.logins import ACCOUNT
 
@@ -80,6 +82,21 @@ def test_policy_versions_are_numbered_and_audited(index):
     assert index.policy_version()["layers"] == {"users": {"joe": {}}}
     assert [v["changed"] for v in index.policy_versions()] == [["a"], []]
     assert [e["detail"]["version"] for e in index.audit_events(action="policy")] == [1, 2]
+
+
+def test_imported_policy_versions_keep_their_numbers_and_the_next_follows(index):
+    versions = [{"version": 4, "at": 1.5, "actor": "ann", "scope": "site", "target": "", "layers": {"site": {"a": 1}},
+                 "changed": ["a"]},
+                {"version": 7, "at": 2.5, "actor": "bob", "scope": "group", "target": "staff",
+                 "layers": {"groups": {"staff": {}}}, "changed": []}]
+    members = [{"group_name": "staff", "user": "joe"}]
+    index.import_policy(versions, members)
+    assert index.policy_versions() == versions and index.group_members() == members
+    with pytest.raises(Exception):  # numbers are kept, so the same versions again collide
+        index.import_policy(versions[1:], [{"group_name": "staff", "user": "ann"}])
+    assert index.policy_versions() == versions and index.group_members() == members, "a failed import wrote something"
+    index.import_policy([], members)  # members already there stay as they are
+    assert index.add_policy_version("site", "", {}, [], "admin", event("policy", "admin")) == 8
 
 
 def test_group_members_and_remembered_groups(index):

@@ -104,6 +104,23 @@ def test_csv_parses_and_defuses_formulas(fleet_layout):
     assert rows[0]["last_backup"].endswith("Z") and "T" in rows[0]["last_backup"]
     never = next(r for r in rows if r["machine_id"] == "d" * 16)
     assert never["last_backup"] == "" and never["age_seconds"] == ""
+    assert {r["policy_version"] for r in rows} == {""} and {r["policy_lagging"] for r in rows} == {""}  # no policy
+
+
+def test_csv_ends_each_row_with_the_machines_fleet_policy(fleet_layout):
+    """The CSV has the report's fleet-policy part too (issue 19): the version each machine
+    applied and whether it lags, as the table, JSON and HTML say it."""
+    import dataclasses
+    from homesync_server.reports.policy import FleetPolicy
+    report = _make(fleet_layout)
+    ids = sorted(report.machines["machine_id"])
+    part = FleetPolicy(3, 1000.0, {ids[0]: 3, ids[1]: 2}, [{"id": ids[1], "applied": 2, "last_seen": 2000.0}])
+    rows = {r["machine_id"]: r for r in csv.DictReader(io.StringIO(csv_format.render(
+        dataclasses.replace(report, fleet_policy=part))))}
+    assert (rows[ids[0]]["policy_version"], rows[ids[0]]["policy_lagging"]) == ("3", "False")
+    assert (rows[ids[1]]["policy_version"], rows[ids[1]]["policy_lagging"]) == ("2", "True")
+    assert all((rows[i]["policy_version"], rows[i]["policy_lagging"]) == ("", "") for i in ids[2:])
+    assert list(rows[ids[0]])[-2:] == ["policy_version", "policy_lagging"]
 
 
 class _Page(HTMLParser):
