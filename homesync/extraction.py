@@ -112,7 +112,9 @@ class Extractions:
         return Staged(part, staging, warnings, extracted - started, time.monotonic() - extracted, expected)
 
     def _run_borg(self, number: int, part: Phase, staging: Path) -> list[str]:
+        # --progress costs borg a pass over the archive's items to size it: only for a bar
         argv = borg.make_extract_command(self.archive.location, self.archive.name, part.paths,
+                                         progress=self._progress.progress is not None,
                                          excludes=[f"pp:{name}" for name in part.excludes], patterns=part.patterns)
 
         def started(process: execute.Running) -> None:

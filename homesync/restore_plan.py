@@ -28,6 +28,7 @@ class Phase:
     excludes: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     selection: bool = False
+    merges: tuple["Phase", ...] = ()  # phases one extraction restores, merged one after the other
 
     def holds(self, path: str) -> bool:
         """Return whether an archive path is restored by this phase."""
@@ -98,6 +99,18 @@ def plan_phases(items: list[dict]) -> list[Phase]:
     phases = [p for p in phases if p.paths]
     done = tuple(n for p in phases for n in p.paths)
     return phases + [Phase(REST, excludes=done)]
+
+
+def joined(phases: list[Phase]) -> list[Phase]:
+    """Given the phases still to restore, return what to extract: settings and documents
+    in one extraction, merged one after the other (a borg run costs more than the
+    settings themselves: docs/architecture.md), then the rest."""
+    early = [p for p in phases if p.name in (SETTINGS, DOCUMENTS)]
+    if len(early) < 2:
+        return phases
+    joint = Phase(", ".join(p.name for p in early), paths=tuple(n for p in early for n in p.paths),
+                  merges=tuple(early))
+    return [joint] + [p for p in phases if p not in early]
 
 
 def expected_tally(items: list[dict]) -> dict:
@@ -199,7 +212,7 @@ def split(phase: Phase, items: list[dict], parts: int) -> list[Phase]:
     top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). Names
     joined by hard links stay in one part. A phase working by exclusion keeps one part
     that does, last: it restores "." and the names borg cannot list in UTF-8."""
-    if phase.selection or parts <= 1:
+    if phase.selection or phase.merges or parts <= 1:
         return [phase]
     units = _link_groups(phase, items)
     total = sum(weight for _, weight in units)

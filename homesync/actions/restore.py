@@ -296,8 +296,9 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
         shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals["resumed"] = sorted(done)
-    parts = [part for phase in phases if phase.name not in done for part in restore_plan.split(phase, items, jobs)]
-    left = Counter(part.name for part in parts)
+    todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
+    parts = [part for phase in todo for part in restore_plan.split(phase, items, jobs)]
+    left = Counter(piece.name for part in parts for piece in part.merges or [part])
     totals["jobs"] = jobs = min(jobs, len(parts)) or 1
     _note_usable(totals, left, include, started)
     reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)
@@ -305,19 +306,21 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
         for number, part in enumerate(parts):
             waiting = time.monotonic()
             staged = extractions.take(number)
-            merging = time.monotonic()
-            merged = _merge_part(paths, source, items, target, kept_dir, staged, whole=number == len(parts) - 1
-                                 and not include, beside=include if beside else [])
+            totals["warnings"] += staged.warnings
+            for piece, staging in _pieces(staged, target):
+                merging = time.monotonic()
+                merged = _merge_part(paths, source, items, target, kept_dir, piece, staging,
+                                     whole=number == len(parts) - 1 and not include, beside=include if beside else [])
+                _add_up(totals, merged, staged, piece, waited=merging - waiting, merged_in=time.monotonic() - merging)
+                left[piece.name] -= 1
+                if left[piece.name] == 0:
+                    totals["phases"].append(piece.name)
+                    done.add(piece.name)
+                    agent_config.write_private(progress_file, json.dumps(
+                        {"machine_id": source.machine["id"], "archive": archive, "target": str(target),
+                         "done": sorted(done)}).encode())
+                    _note_usable(totals, left, include, started)
             extractions.merged(staged)
-            _add_up(totals, merged, staged, waited=merging - waiting, merged_in=time.monotonic() - merging)
-            left[part.name] -= 1
-            if left[part.name] == 0:
-                totals["phases"].append(part.name)
-                done.add(part.name)
-                agent_config.write_private(progress_file, json.dumps(
-                    {"machine_id": source.machine["id"], "archive": archive, "target": str(target),
-                     "done": sorted(done)}).encode())
-                _note_usable(totals, left, include, started)
     root = next((i for i in items if i["path"] == "."), None)
     if root and not include:
         # borg 1.4 does not keep "."'s mtime on extract; take it from the listing (µs).
@@ -335,15 +338,32 @@ def _note_usable(totals: dict, left: Counter, include: list[str], started: float
         totals["usable_seconds"] = round(time.monotonic() - started, 3)
 
 
-def _add_up(totals: dict, merged: merge.MergeResult, staged: Staged, waited: float, merged_in: float) -> None:
+def _pieces(staged: Staged, target: Path) -> Iterator[tuple[Phase, Path]]:
+    """Yield the phases of one extracted part with the staging directory holding each,
+    in merge order: a part that extracted several phases gives each but the last a
+    staging directory of its own, its top-level names renamed into it."""
+    *firsts, last = staged.part.merges or (staged.part,)
+    for piece in firsts:
+        own = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+        try:
+            for name in piece.paths:
+                if os.path.lexists(staged.staging / name):
+                    os.rename(staged.staging / name, own / name)
+            yield piece, own
+        finally:
+            shutil.rmtree(own, ignore_errors=True)  # emptied and removed by the merge, unless it failed
+    yield last, staged.staging
+
+
+def _add_up(totals: dict, merged: merge.MergeResult, staged: Staged, piece: Phase, waited: float,
+            merged_in: float) -> None:
     totals["restored"] += merged.restored
     totals["bytes"] += merged.bytes_restored
     totals["skipped_identical"] += merged.skipped_identical
     totals["kept_aside"] += [os.fsdecode(p) for p in merged.kept_aside]
     totals["protected_skipped"] += [os.fsdecode(p) for p in merged.protected_skipped]
-    totals["warnings"] += staged.warnings
     totals["timings"]["parts"].append({
-        "phase": staged.part.name, "bytes": staged.expected.get("bytes"),
+        "phase": piece.name, "extracted_with": staged.part.name, "bytes": staged.expected.get("bytes"),
         "extract": round(staged.extract_seconds, 3), "verify": round(staged.verify_seconds, 3),
         "waited": round(waited, 3), "merge": round(merged_in, 3)})
 
@@ -362,16 +382,16 @@ def _is_progress(raw: object) -> bool:
             and isinstance(raw.get("done"), list) and all(isinstance(p, str) for p in raw["done"]))
 
 
-def _merge_part(paths: Paths, source: Source, items: list[dict], target: Path, kept_dir: Path, staged: Staged,
-                whole: bool, beside: list[str] = ()) -> merge.MergeResult:
+def _merge_part(paths: Paths, source: Source, items: list[dict], target: Path, kept_dir: Path, part: Phase,
+                staging: Path, whole: bool, beside: list[str] = ()) -> merge.MergeResult:
     """Merge one verified part from its staging directory (the `beside` paths under a
     new name next to the current ones); whole: the last part, which also restores the
     target's own mode and times."""
     for path in beside:
-        _rename_beside(staged.staging, target, path, items)
-    return merge.merge_tree(staged.staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole,
+        _rename_beside(staging, target, path, items)
+    return merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole,
                             loosen_root=source.published is None,  # a template never opens a home
-                            keep_local_folders=sorted(restore_plan.parents_of(_selected(staged.part))))
+                            keep_local_folders=sorted(restore_plan.parents_of(_selected(part))))
 
 
 def _selected(phase: Phase) -> list[str]:

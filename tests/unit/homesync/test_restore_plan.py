@@ -107,7 +107,7 @@ def big_listings(draw):
 
 @given(big_listings(), st.integers(1, 4))
 def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs):
-    phases = restore_plan.plan_phases(items)
+    phases = restore_plan.joined(restore_plan.plan_phases(items))
     parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs)]
     assert all(part.name == phase.name for phase, part in parts)
     for phase in phases:
@@ -119,6 +119,8 @@ def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items,
         holders = [i for i, (phase, part) in enumerate(parts) if part.holds(item["path"])]
         assert len(holders) == 1, (item, [p for _, p in parts])
         assert parts[holders[0]][0].holds(item["path"]), "a part restores only what its phase restores"
+        merges = parts[holders[0]][1].merges
+        assert not merges or sum(m.holds(item["path"]) for m in merges) == 1, "merged once from a joint part"
         part_of[item["path"]] = holders[0]
     for item in items:
         if item.get("source"):
@@ -142,3 +144,12 @@ def test_a_small_phase_is_not_split():
         {"path": f"n{i}/x", "type": "-", "size": 1 << 20, "source": ""} for i in range(8)]
     rest = restore_plan.plan_phases(items)[-1]
     assert restore_plan.split(rest, items, 4) == [rest]
+
+
+def test_settings_and_documents_are_extracted_together_and_merged_in_that_order():
+    items = [{"path": p, "type": "d", "size": 0} for p in (".", ".config", "Documents", "Videos")]
+    joint, rest = restore_plan.joined(restore_plan.plan_phases(items))
+    assert [m.name for m in joint.merges] == [SETTINGS, DOCUMENTS] and joint.paths == (".config", "Documents")
+    assert rest.name == REST and restore_plan.split(joint, items, 4) == [joint]
+    only_rest = restore_plan.plan_phases(items)[2:]
+    assert restore_plan.joined(only_rest) == only_rest, "a resumed restore with one early phase done"
