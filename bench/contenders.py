@@ -57,6 +57,7 @@ class Homesync:
         self.server = server
         self.clients = clients
         self.timeout = timeout
+        self.restore_args: tuple[str, ...] = ()
 
     @property
     def server_pids(self) -> list[int]:
@@ -82,7 +83,11 @@ class Homesync:
         return m
 
     def restore(self, dest: Destination, into: Path) -> Measurement:
-        return self._run(dest, "restore", "--machine", dest.location, "--target", str(into), "--json")
+        m = self._run(dest, "restore", "--machine", dest.location, "--target", str(into), "--json", *self.restore_args)
+        result = json.loads(m.output)
+        m.usable = result.get("usable_seconds")
+        m.details = {"seconds": result.get("seconds"), "jobs": result.get("jobs"), "timings": result.get("timings")}
+        return m
 
     def _run(self, dest: Destination, *args: str) -> Measurement:
         return measure.run_timed([str(VENV_BIN / "homesync"), *args], env=user_env(dest.client_dir),

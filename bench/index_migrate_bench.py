@@ -24,7 +24,6 @@ sys.path.insert(0, str(REPO))
 from homesync_server import index_store  # noqa: E402
 from homesync_server.actions import setup  # noqa: E402
 from homesync_server.config import Layout  # noqa: E402
-from homesync_server.index import event  # noqa: E402
 from tests.support.postgres import Cluster  # noqa: E402
 
 HOMESYNC_SERVER = Path(sys.executable).parent / "homesync-server"

@@ -30,6 +30,9 @@ class Measurement:
     background_cpu: float = 0.0  # CPU seconds used by processes that are not ours
     output: str = ""
     items: int | None = None  # files the tool says it backed up, when it says so
+    load: float = 0.0  # the 1-minute load average when the command started
+    usable: float | None = None  # a restore: seconds until settings and documents were merged
+    details: dict = field(default_factory=dict)  # what the tool said of its own steps (homesync's timings)
 
 
 class CommandFailed(RuntimeError):
@@ -185,6 +188,7 @@ def run_timed(argv: Sequence[str], *, env: dict[str, str], cwd: Path, server_pid
     before_busy = system_busy_ticks()
     before_self = resource.getrusage(resource.RUSAGE_SELF)
     demote = {"user": user, "group": user, "extra_groups": []} if user is not None and os.geteuid() == 0 else {}
+    load = os.getloadavg()[0]
     with ProcessSampler(server_pids) as sampler:
         started = time.monotonic()
         done = subprocess.run(list(argv), env=env, cwd=str(cwd), capture_output=True, text=True,
@@ -203,7 +207,7 @@ def run_timed(argv: Sequence[str], *, env: dict[str, str], cwd: Path, server_pid
                   + after_children.ru_stime - before_children.ru_stime)
     return Measurement(wall=wall, client_cpu=client_cpu, server_cpu=server_cpu,
                        breakdown=sampler.breakdown(), background_cpu=max(0.0, busy - client_cpu - server_cpu - own_cpu),
-                       output=done.stdout)
+                       output=done.stdout, load=load)
 
 
 def median(values: Sequence[float]) -> float:
@@ -221,8 +225,11 @@ def summarize(runs: Sequence[Measurement]) -> dict:
         "background_cpu": median([m.background_cpu for m in runs]),
         "cpu_breakdown": {k: median([m.breakdown.get(k, 0.0) for m in runs]) for k in labels},
         "files_reported": runs[-1].items if runs else None,
+        "load": median([m.load for m in runs]),
+        "usable": median([m.usable for m in runs]) if runs and all(m.usable is not None for m in runs) else None,
         "runs": [{"wall": round(m.wall, 3), "client_cpu": round(m.client_cpu, 3), "server_cpu": round(m.server_cpu, 3),
-                  "background_cpu": round(m.background_cpu, 2),
+                  "background_cpu": round(m.background_cpu, 2), "load": round(m.load, 2), "usable": m.usable,
+                  "details": m.details,
                   "cpu_breakdown": {k: round(v, 2) for k, v in m.breakdown.items()}} for m in runs],
     }
 

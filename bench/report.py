@@ -20,7 +20,11 @@ SCENARIOS = {
     "restore": "restore (latest)",
     "small_files_full": "small: first (1 run)",
     "small_files_nochange": "small: no-change",
+    "small_files_restore": "small: restore",
+    "large_full": "large: first (1 run)",
+    "large_restore": "large: restore",
 }
+RESTORES = {"restore": "default home", "small_files_restore": "small files", "large_restore": "large home"}
 METRICS = (("wall", "wall s"), ("client_cpu", "client CPU s"), ("server_cpu", "server CPU s"))
 
 
@@ -128,7 +132,7 @@ def table(results: dict) -> str:
         rows = [(m, label) for m, label in METRICS] + [("stored", "stored MB")]
         for i, (metric, label) in enumerate(rows):
             if metric == "stored":
-                if key == "restore":
+                if key in RESTORES:
                     continue
                 values = {c: _stored_mb(scenario[c]) if c in scenario else None for c in (HOMESYNC, *BASELINES)}
                 ratio_key = "stored_bytes"
@@ -139,11 +143,12 @@ def table(results: dict) -> str:
             lines.append(f"{title if i == 0 else '':24}{label:15}"
                          + "".join(f"{_cell(values[c]):>15}" for c in (HOMESYNC, *BASELINES))
                          + "".join(f"{_cell(r, 'ratio'):>10}" for r in ratios))
-            if metric == "wall" and opts["runs"] > 1 and key != "small_files_full":
+            if metric == "wall" and opts["runs"] > 1 and key not in ("small_files_full", "large_full"):
                 spans = {c: scenario[c]["wall_range"] if c in scenario else None for c in (HOMESYNC, *BASELINES)}
                 lines.append(f"{'':24}{'  min–max':15}" + "".join(
                     f"{(f'{s[0]:.2f}–{s[1]:.2f}' if s else '–'):>15}" for s in spans.values()))
         lines.append("")
+    lines += _restores(results)
     lines += _breakdown(results)
     lines += _probes(results)
     lines.append(f"total benchmark time {results.get('seconds', 0):.0f} s; "
@@ -152,6 +157,24 @@ def table(results: dict) -> str:
     if results.get("error"):
         lines.append(f"STOPPED EARLY: {results['error']}")
     return "\n".join(lines)
+
+
+def _restores(results: dict) -> list[str]:
+    """Return the restore figures the issue asks for: homesync ÷ borg extract over
+    OpenSSH per data set, when the home was usable, and the load beside each."""
+    lines = [f"restore ÷ borg extract over OpenSSH (medians of {results['options']['runs']}; "
+             f"{results['machine']['nproc']} CPUs; restore jobs {results['options'].get('restore_jobs', 'auto')}):"]
+    for key, title in RESTORES.items():
+        scenario = results["scenarios"].get(key)
+        if not scenario or HOMESYNC not in scenario or "borg_ssh" not in scenario:
+            continue
+        mine, borg = scenario[HOMESYNC], scenario["borg_ssh"]
+        ratio = scenario.get("ratios", {}).get("homesync/borg_ssh", {}).get("wall")
+        usable = f"usable after {mine['usable']:.2f} s, " if mine.get("usable") is not None else ""
+        lines.append(f"  {title:14} {_cell(ratio, 'ratio'):>5}  homesync {mine['wall']:.2f} s ({usable}"
+                     f"total) vs borg {borg['wall']:.2f} s; load average {mine.get('load', 0):.2f} / "
+                     f"{borg.get('load', 0):.2f}")
+    return lines + [""] if len(lines) > 1 else []
 
 
 def _breakdown(results: dict) -> list[str]:

@@ -88,7 +88,8 @@ def day_of_work(source: Path, seed: int):
     return change
 
 
-def restore(contenders: Sequence[Contender], dests: dict[str, Destination], runs: int, into: Path) -> dict:
+def restore(contenders: Sequence[Contender], dests: dict[str, Destination], runs: int, into: Path,
+            label: str = "restore") -> dict:
     """Restore each contender's latest backup into a new, empty directory `runs` times;
     check that every contender brought back the same number of files and bytes."""
     measured: dict[str, list[Measurement]] = {c.name: [] for c in contenders}
@@ -99,7 +100,7 @@ def restore(contenders: Sequence[Contender], dests: dict[str, Destination], runs
             target.mkdir(parents=True)
             os.chown(target, measure.NOBODY, measure.NOBODY)
             m = contender.restore(dests[contender.name], target)
-            _log("restore", run, contender, m)
+            _log(label, run, contender, m)
             measured[contender.name].append(m)
             files, apparent, _ = measure.tree_bytes(target)
             restored[contender.name] = {"files": files, "bytes": apparent}

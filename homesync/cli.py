@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--adopt", action="store_true", help="this computer becomes the restored machine")
     r.add_argument("--as-new", metavar="NAME", help="then enroll this computer as a new machine NAME (a clone)")
     r.add_argument("--dry-run", action="store_true", help="show what would be written and kept aside; write nothing")
+    r.add_argument("--jobs", type=int, metavar="N", help="extractions at once (default: one per core, at most 4)")
     remote(r)
     _add_setup_command(command)
     command("agent", "run the background agent (the systemd user unit starts it)", json=False)
@@ -150,7 +151,8 @@ def dispatch(args: argparse.Namespace) -> int:
         request = restore.Request(machine=args.machine, archive=args.archive,
                                   target=Path(args.target) if args.target else Path.home(),
                                   paths=tuple(args.path), adopt=args.adopt, as_new=args.as_new,
-                                  dry_run=args.dry_run, template=args.template, beside=args.beside)
+                                  dry_run=args.dry_run, template=args.template, beside=args.beside,
+                                  jobs=args.jobs)
         if args.machine is None and args.template is None:
             request = _chosen(request, paths, login)
         result = restore.restore(paths, request, login=login, progress=console.progress_printer(args.json))

@@ -28,6 +28,7 @@ class Phase:
     excludes: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     selection: bool = False
+    merges: tuple["Phase", ...] = ()  # phases one extraction restores, merged one after the other
 
     def holds(self, path: str) -> bool:
         """Return whether an archive path is restored by this phase."""
@@ -98,6 +99,18 @@ def plan_phases(items: list[dict]) -> list[Phase]:
     phases = [p for p in phases if p.paths]
     done = tuple(n for p in phases for n in p.paths)
     return phases + [Phase(REST, excludes=done)]
+
+
+def joined(phases: list[Phase]) -> list[Phase]:
+    """Given the phases still to restore, return what to extract: settings and documents
+    in one extraction, merged one after the other (a borg run costs more than the
+    settings themselves: docs/architecture.md), then the rest."""
+    early = [p for p in phases if p.name in (SETTINGS, DOCUMENTS)]
+    if len(early) < 2:
+        return phases
+    joint = Phase(", ".join(p.name for p in early), paths=tuple(n for p in early for n in p.paths),
+                  merges=tuple(early))
+    return [joint] + [p for p in phases if p not in early]
 
 
 def expected_tally(items: list[dict]) -> dict:
@@ -186,3 +199,67 @@ def _same(item: dict, local: os.stat_result) -> bool:
     if kind != "-":
         return True
     return local.st_size == item["size"] and abs(local.st_mtime_ns - borg.listed_mtime_ns(item)) < 1000
+
+
+# Splitting a phase into parts that several `borg extract` runs restore at once.
+ENTRY_WEIGHT = 16 << 10  # what extracting one entry costs beyond its bytes, in bytes (docs/architecture.md)
+MIN_PART_WEIGHT = 64 << 20  # below this, another borg's start-up costs more than it saves
+
+
+def split(phase: Phase, items: list[dict], parts: int) -> list[Phase]:
+    """Given a phase, the listing and how many extractions may run at once, return the
+    phase as up to `parts` phases of the same name restoring disjoint sets of its
+    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). Names
+    joined by hard links stay in one part. A phase working by exclusion keeps one part
+    that does, last: it restores "." and the names borg cannot list in UTF-8."""
+    if phase.selection or phase.merges or parts <= 1:
+        return [phase]
+    units = _link_groups(phase, items)
+    total = sum(weight for _, weight in units)
+    count = min(parts, len(units), max(1, total // MIN_PART_WEIGHT))
+    if count <= 1:
+        return [phase]
+    bins: list[tuple[int, list[str]]] = [(0, []) for _ in range(count)]
+    for names, weight in sorted(units, key=lambda u: (-u[1], u[0])):
+        lightest = min(range(count), key=lambda b: bins[b][0])
+        bins[lightest] = (bins[lightest][0] + weight, bins[lightest][1] + names)
+    groups = [sorted(names) for _, names in bins]
+    if not phase.paths:
+        # the part by exclusion takes what only it can restore: names listed with "?"
+        last = next((i for i, g in enumerate(groups) if any("?" in n for n in g)), len(groups) - 1)
+        others = [g for i, g in enumerate(groups) if i != last]
+        excluded = tuple(sorted({*phase.excludes, *(n for g in others for n in g)}))
+        return [Phase(phase.name, paths=tuple(g)) for g in others] + [Phase(phase.name, excludes=excluded)]
+    return [Phase(phase.name, paths=tuple(g)) for g in groups]
+
+
+def _link_groups(phase: Phase, items: list[dict]) -> list[tuple[list[str], int]]:
+    """Return the phase's top-level names joined into groups by hard links, each
+    group with its weight; names borg lists with "?" form one group (only the part by
+    exclusion can restore them)."""
+    weight: dict[str, int] = {}
+    for item in items:
+        if item["path"] != "." and phase.holds(item["path"]):
+            top = top_level(item["path"])
+            size = item.get("size", 0) if item["type"] == "-" and not item.get("source") else 0
+            weight[top] = weight.get(top, 0) + size + ENTRY_WEIGHT
+    for name in phase.paths:
+        weight.setdefault(name, ENTRY_WEIGHT)
+    leader = {name: name for name in weight}
+
+    def find(name: str) -> str:
+        while leader[name] != name:
+            leader[name] = leader[leader[name]]
+            name = leader[name]
+        return name
+
+    unlisted = [n for n in weight if "?" in n]
+    pairs = [(top_level(i["path"]), top_level(i["source"])) for i in items if i["type"] == "-" and i.get("source")]
+    pairs += list(zip(unlisted, unlisted[1:]))
+    for a, b in pairs:
+        if a in leader and b in leader:
+            leader[find(a)] = find(b)
+    groups: dict[str, list[str]] = {}
+    for name in weight:
+        groups.setdefault(find(name), []).append(name)
+    return [(sorted(names), sum(weight[n] for n in names)) for names in groups.values()]

@@ -1,9 +1,9 @@
 """`homesync restore`: bring a computer's home back from its backups, on this computer
 or on replacement hardware, or start from a template home an admin published. Settings
 come back first, then documents, then the rest; each part is extracted into a staging
-directory inside the target, verified against the archive's listing, and merged
-without losing anything local. An interrupted restore resumes with the first part not
-yet merged.
+directory inside the target (several at once where that pays), verified against the
+archive's listing, and merged in that order without losing anything local. An
+interrupted restore resumes with the first phase not yet merged.
 """
 
 from __future__ import annotations
@@ -14,23 +14,25 @@ import shutil
 import socket
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-from homesync import borg, link, merge, names, restore_plan, state_files, transport
+from homesync import borg, extraction, link, merge, names, restore_plan, state_files, transport
 from homesync import config as agent_config
 from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.config import Paths
-from homesync.errors import (BorgError, Cancelled, ConflictError, ConnectionFailedError, DiskFullError, HomesyncError,
-                             NotFoundError, RestoreError, UsageError)
+from homesync.errors import (Cancelled, ConflictError, ConnectionFailedError, HomesyncError, NotFoundError, RestoreError,
+                             UsageError)
+from homesync.extraction import STAGING_PREFIX, Staged
 from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
 ASSUMED_THROUGHPUT = 40e6  # bytes/s when nothing was measured yet: a cautious figure (bench/)
-STAGING_PREFIX = ".homesync-restore-"
+MAX_JOBS = 4  # extractions at once: well below the server's sessions per login (8), beside the RPC session
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Request:
     dry_run: bool = False
     template: str | None = None
     beside: bool = False
+    jobs: int | None = None  # extractions at once; None: one per core, at most MAX_JOBS
 
 
 @dataclass
@@ -66,6 +69,7 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
     it); return what was done. Raise HomesyncError with one clear line if anything is
     wrong; nothing local is lost."""
     _check_template_request(request)
+    jobs = extraction_jobs(request.jobs)
     target = _check_target(request.target, create=not request.dry_run)
     include = [inside_archive(p) for p in request.paths]
     if request.beside and not include:
@@ -75,9 +79,11 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
     opened = (_open_template(paths, request.template, login) if request.template
               else _open_source(paths, config, request.machine, login))
     with opened as source:
+        started = time.monotonic()
         if request.as_new:
             _check_name_free(source, request.as_new)
         archive = _pick_archive(source, request.archive)
+        picked = time.monotonic()
         items = _list_items(source, archive, include)
         _check_selected(include, items, archive)
         if request.dry_run:
@@ -87,11 +93,11 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
             if request.as_new:
                 preview["would_enroll_as"] = request.as_new
             return preview
-        started = time.monotonic()
         totals = _new_totals()
+        totals["timings"].update(archives=round(picked - started, 3), listing=round(time.monotonic() - picked, 3))
         try:
             result = _restore_phases(paths, source, archive, items, target, include, progress, totals,
-                                     beside=request.beside)
+                                     beside=request.beside, jobs=jobs, started=started)
             result["warnings"][:0] = state_files.take_notes()  # a damaged progress file, set aside
         except (HomesyncError, OSError, KeyboardInterrupt) as e:
             _report_failure(source, archive, totals, time.monotonic() - started, e)
@@ -105,6 +111,16 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
         if request.as_new:
             result["enrolled_as"] = _enroll_as_new(paths, source, request.as_new)
         return result
+
+
+def extraction_jobs(wanted: int | None) -> int:
+    """Return how many extractions may run at once: as asked, else one per core, at
+    most MAX_JOBS (several pay only where borg, not the disk, is the limit)."""
+    if wanted is not None:
+        if not 1 <= wanted <= MAX_JOBS:
+            raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}")
+        return wanted
+    return max(1, min(MAX_JOBS, len(os.sched_getaffinity(0))))
 
 
 def _check_template_request(request: Request) -> None:
@@ -260,11 +276,14 @@ def _preview(paths: Paths, source: Source, archive: str, items: list[dict], targ
 def _new_totals() -> dict:
     """Return the running totals of a restore (kept by the caller: a failed restore reports them)."""
     return {"restored": 0, "bytes": 0, "skipped_identical": 0, "kept_aside": [], "protected_skipped": [],
-            "warnings": [], "phases": [], "resumed": []}
+            "warnings": [], "phases": [], "resumed": [], "usable_seconds": None, "jobs": 1,
+            "timings": {"parts": []}}
 
 
 def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict], target: Path,
-                    include: list[str], progress: Progress | None, totals: dict, beside: bool = False) -> dict:
+                    include: list[str], progress: Progress | None, totals: dict, beside: bool = False,
+                    jobs: int = 1, started: float | None = None) -> dict:
+    started = time.monotonic() if started is None else started
     phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
     progress_file = paths.state_dir / "restore-progress.json"
     # homesync's own directories exist before anything is merged, so that writing progress
@@ -277,24 +296,31 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
         shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals["resumed"] = sorted(done)
-    for number, phase in enumerate(phases, start=1):
-        if phase.name in done:
-            continue
-        last = number == len(phases)
-        merged, warnings = _restore_phase(paths, source, archive, items, target, kept_dir, phase,
-                                          whole=last and not include, progress=progress,
-                                          beside=include if beside else [])
-        totals["restored"] += merged.restored
-        totals["bytes"] += merged.bytes_restored
-        totals["skipped_identical"] += merged.skipped_identical
-        totals["kept_aside"] += [os.fsdecode(p) for p in merged.kept_aside]
-        totals["protected_skipped"] += [os.fsdecode(p) for p in merged.protected_skipped]
-        totals["warnings"] += warnings
-        totals["phases"].append(phase.name)
-        done.add(phase.name)
-        agent_config.write_private(progress_file, json.dumps(
-            {"machine_id": source.machine["id"], "archive": archive, "target": str(target),
-             "done": sorted(done)}).encode())
+    todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
+    parts = [part for phase in todo for part in restore_plan.split(phase, items, jobs)]
+    left = Counter(piece.name for part in parts for piece in part.merges or [part])
+    totals["jobs"] = jobs = min(jobs, len(parts)) or 1
+    _note_usable(totals, left, include, started)
+    reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)
+    with extraction.Extractions(reading, items, target, parts, jobs, progress) as extractions:
+        for number, part in enumerate(parts):
+            waiting = time.monotonic()
+            staged = extractions.take(number)
+            totals["warnings"] += staged.warnings
+            for piece, staging in _pieces(staged, target):
+                merging = time.monotonic()
+                merged = _merge_part(paths, source, items, target, kept_dir, piece, staging,
+                                     whole=number == len(parts) - 1 and not include, beside=include if beside else [])
+                _add_up(totals, merged, staged, piece, waited=merging - waiting, merged_in=time.monotonic() - merging)
+                left[piece.name] -= 1
+                if left[piece.name] == 0:
+                    totals["phases"].append(piece.name)
+                    done.add(piece.name)
+                    agent_config.write_private(progress_file, json.dumps(
+                        {"machine_id": source.machine["id"], "archive": archive, "target": str(target),
+                         "done": sorted(done)}).encode())
+                    _note_usable(totals, left, include, started)
+            extractions.merged(staged)
     root = next((i for i in items if i["path"] == "."), None)
     if root and not include:
         # borg 1.4 does not keep "."'s mtime on extract; take it from the listing (µs).
@@ -302,6 +328,44 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
     progress_file.unlink(missing_ok=True)
     return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
             "target": str(target), **totals, "kept_dir": str(kept_dir) if totals["kept_aside"] else None}
+
+
+def _note_usable(totals: dict, left: Counter, include: list[str], started: float) -> None:
+    """Record when the home became usable: every phase before the rest merged (for a
+    --path, everything)."""
+    waiting_for = [name for name, n in left.items() if n and (include or name != restore_plan.REST)]
+    if totals["usable_seconds"] is None and not waiting_for:
+        totals["usable_seconds"] = round(time.monotonic() - started, 3)
+
+
+def _pieces(staged: Staged, target: Path) -> Iterator[tuple[Phase, Path]]:
+    """Yield the phases of one extracted part with the staging directory holding each,
+    in merge order: a part that extracted several phases gives each but the last a
+    staging directory of its own, its top-level names renamed into it."""
+    *firsts, last = staged.part.merges or (staged.part,)
+    for piece in firsts:
+        own = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+        try:
+            for name in piece.paths:
+                if os.path.lexists(staged.staging / name):
+                    os.rename(staged.staging / name, own / name)
+            yield piece, own
+        finally:
+            shutil.rmtree(own, ignore_errors=True)  # emptied and removed by the merge, unless it failed
+    yield last, staged.staging
+
+
+def _add_up(totals: dict, merged: merge.MergeResult, staged: Staged, piece: Phase, waited: float,
+            merged_in: float) -> None:
+    totals["restored"] += merged.restored
+    totals["bytes"] += merged.bytes_restored
+    totals["skipped_identical"] += merged.skipped_identical
+    totals["kept_aside"] += [os.fsdecode(p) for p in merged.kept_aside]
+    totals["protected_skipped"] += [os.fsdecode(p) for p in merged.protected_skipped]
+    totals["timings"]["parts"].append({
+        "phase": piece.name, "extracted_with": staged.part.name, "bytes": staged.expected.get("bytes"),
+        "extract": round(staged.extract_seconds, 3), "verify": round(staged.verify_seconds, 3),
+        "waited": round(waited, 3), "merge": round(merged_in, 3)})
 
 
 def _resumable(progress_file: Path, machine_id: str, archive: str, target: Path) -> set[str]:
@@ -318,42 +382,16 @@ def _is_progress(raw: object) -> bool:
             and isinstance(raw.get("done"), list) and all(isinstance(p, str) for p in raw["done"]))
 
 
-def _restore_phase(paths: Paths, source: Source, archive: str, items: list[dict], target: Path, kept_dir: Path,
-                   phase: Phase, whole: bool, progress: Progress | None, beside: list[str] = ()):
-    """Extract one phase into a fresh staging directory, verify it, merge it (the
-    `beside` paths under a new name next to the current ones). Raise DiskFullError,
-    before extracting or when borg met it, if the target's disk is full."""
-    expected = restore_plan.expected_tally([i for i in items if i["path"] == "." or phase.holds(i["path"])])
-    _check_room(target, expected["bytes"] or 0, archive, phase)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
-    try:
-        argv = borg.make_extract_command(source.access.location, archive, phase.paths,
-                                         excludes=[f"pp:{name}" for name in phase.excludes],
-                                         patterns=phase.patterns)
-        try:
-            extracted = borg.run_borg(argv, source.access.environment(), source.passphrase, cwd=str(staging),
-                                      on_event=_progress_events(progress, phase.name))
-        except BorgError as e:
-            if _no_space([e.message]):
-                raise _target_full(target, archive, phase, "") from None
-            raise
-        if _no_space(extracted.warnings):
-            raise _target_full(target, archive, phase, "")
-        found = restore_plan.staged_tally(staging)
-        if expected["bytes"] is None:
-            found["bytes"] = None
-        if expected != found:
-            raise RestoreError(
-                f"the restored files do not match archive {archive} ({phase.name}): expected {expected}, "
-                f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
-        for path in beside:
-            _rename_beside(staging, target, path, items)
-        merged = merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole,
-                                  loosen_root=source.published is None,  # a template never opens a home
-                                  keep_local_folders=sorted(restore_plan.parents_of(_selected(phase))))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return merged, extracted.warnings
+def _merge_part(paths: Paths, source: Source, items: list[dict], target: Path, kept_dir: Path, part: Phase,
+                staging: Path, whole: bool, beside: list[str] = ()) -> merge.MergeResult:
+    """Merge one verified part from its staging directory (the `beside` paths under a
+    new name next to the current ones); whole: the last part, which also restores the
+    target's own mode and times."""
+    for path in beside:
+        _rename_beside(staging, target, path, items)
+    return merge.merge_tree(staging, target, kept_dir, protected=paths.own(), restore_root_metadata=whole,
+                            loosen_root=source.published is None,  # a template never opens a home
+                            keep_local_folders=sorted(restore_plan.parents_of(_selected(part))))
 
 
 def _selected(phase: Phase) -> list[str]:
@@ -377,45 +415,6 @@ def _rename_beside(staging: Path, target: Path, path: str, items: list[dict]) ->
     else:
         raise RestoreError(f"no free name beside {path!r}", "restore it into an empty folder with --target")
     os.rename(os.path.join(os.fsencode(staging), parent, name), os.path.join(os.fsencode(staging), parent, new))
-
-
-_NO_SPACE = ("No space left on device", "Disk quota exceeded")
-
-
-def _no_space(messages: list[str]) -> bool:
-    """Return whether borg's messages say the disk it wrote to is full."""
-    return any(text in m for m in messages for text in _NO_SPACE)
-
-
-def _check_room(target: Path, needed: int, archive: str, phase: Phase) -> None:
-    """Raise DiskFullError if the target's file system has less room than the phase's files."""
-    free = shutil.disk_usage(target).free
-    if needed > free:
-        raise _target_full(target, archive, phase, f": it needs {_size(needed)}, {_size(free)} are free")
-
-
-def _target_full(target: Path, archive: str, phase: Phase, detail: str) -> DiskFullError:
-    return DiskFullError(
-        f"this computer's disk is full: the restore of archive {archive} into {target} stopped before "
-        f"merging its part {phase.name!r}{detail}",
-        f"nothing local was changed; free space on the file system of {target}, then run the same restore "
-        "again: it continues with that part")
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
-def _progress_events(progress: Progress | None, phase: str) -> Callable[[dict], None] | None:
-    if progress is None:
-        return None
-
-    def on_event(event: dict) -> None:
-        if event.get("type") == "progress_percent" and event.get("total"):
-            progress(event.get("current", 0) / event["total"], phase)
-        elif event.get("type") == "progress_percent" and event.get("finished"):
-            progress(1.0, phase)
-    return on_event
 
 
 def _throughput(paths: Paths) -> tuple[float, bool]:

@@ -93,3 +93,63 @@ def test_any_selection_names_each_path_literally_and_every_folder_above_it(parts
     assert restore_plan.missing(paths, listed) == []
     assert restore_plan.missing(paths, listed[1:]) == [p for p in paths if restore_plan.as_listed(p)
                                                        not in {i["path"] for i in listed[1:]}]
+
+
+@st.composite
+def big_listings(draw):
+    """Listings whose names weigh enough (up to 400 MB each) for a phase to be split."""
+    items = draw(listings())
+    for item in items:
+        if item["type"] == "-" and not item.get("source"):
+            item["size"] = draw(st.integers(0, 400 << 20))
+    return items
+
+
+@given(big_listings(), st.integers(1, 4))
+def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs):
+    phases = restore_plan.joined(restore_plan.plan_phases(items))
+    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs)]
+    assert all(part.name == phase.name for phase, part in parts)
+    for phase in phases:
+        mine = [part for p, part in parts if p is phase]
+        assert len(mine) <= max(1, jobs)
+        assert [bool(p.paths) for p in mine[:-1]] == [True] * (len(mine) - 1)  # by exclusion: only the last
+    part_of = {}
+    for item in items[1:]:
+        holders = [i for i, (phase, part) in enumerate(parts) if part.holds(item["path"])]
+        assert len(holders) == 1, (item, [p for _, p in parts])
+        assert parts[holders[0]][0].holds(item["path"]), "a part restores only what its phase restores"
+        merges = parts[holders[0]][1].merges
+        assert not merges or sum(m.holds(item["path"]) for m in merges) == 1, "merged once from a joint part"
+        part_of[item["path"]] = holders[0]
+    for item in items:
+        if item.get("source"):
+            assert part_of[item["path"]] == part_of[item["source"]], item
+
+
+def test_a_heavy_rest_is_split_and_its_unlistable_names_stay_in_the_part_by_exclusion():
+    items = [{"path": ".", "type": "d", "size": 0}]
+    for name, size in (("Pictures", 300 << 20), ("Videos", 200 << 20), ("Music", 100 << 20), ("a?b", 1)):
+        items.append({"path": f"{name}/x", "type": "-", "size": size, "source": ""})
+    items.append({"path": "Music/y", "type": "-", "size": 0, "source": "Videos/x"})
+    rest = restore_plan.plan_phases(items)[-1]
+    first, last = restore_plan.split(rest, items, 2)
+    assert first.paths == ("Music", "Videos") and last.excludes == ("Music", "Videos"), "linked: one part"
+    assert last.holds("a?b/x") and last.holds("Pictures/x") and not last.holds("Music/y")
+    assert restore_plan.split(rest, items[:2], 2) == [rest], "300 MB in one name: nothing to balance"
+
+
+def test_a_small_phase_is_not_split():
+    items = [{"path": ".", "type": "d", "size": 0}] + [
+        {"path": f"n{i}/x", "type": "-", "size": 1 << 20, "source": ""} for i in range(8)]
+    rest = restore_plan.plan_phases(items)[-1]
+    assert restore_plan.split(rest, items, 4) == [rest]
+
+
+def test_settings_and_documents_are_extracted_together_and_merged_in_that_order():
+    items = [{"path": p, "type": "d", "size": 0} for p in (".", ".config", "Documents", "Videos")]
+    joint, rest = restore_plan.joined(restore_plan.plan_phases(items))
+    assert [m.name for m in joint.merges] == [SETTINGS, DOCUMENTS] and joint.paths == (".config", "Documents")
+    assert rest.name == REST and restore_plan.split(joint, items, 4) == [joint]
+    only_rest = restore_plan.plan_phases(items)[2:]
+    assert restore_plan.joined(only_rest) == only_rest, "a resumed restore with one early phase done"
