@@ -4,6 +4,7 @@ through the real server and real borg; bad input gives one line and writes nothi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -11,6 +12,8 @@ import time
 
 import pytest
 
+from homesync import catalog
+from homesync.catalog import Catalog
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree
 from tests.support.trees import snapshot
@@ -140,6 +143,62 @@ def test_since_leaves_older_backups_out(laptop):
     computer, _ = laptop
     assert computer.run("find", "report", "--machine", "Find laptop", "--since", "2999-01-01").returncode == 10
     assert len(computer.json("find", "report", "--machine", "Find laptop", "--since", "1d")) == 5
+
+
+def _kept(computer, server, archives: int, timeout: float = 240) -> tuple[Catalog, Catalog]:
+    """Wait until the background keeping after the backups is done: this computer's
+    catalog and the sealed copy the server keeps both hold `archives` archives; return
+    them (local, server's)."""
+    machine_id = computer.machine_id()
+    folder = computer.home / ".cache/homesync/files"
+    kept = server.data / "repos" / machine_id / "homesync-files.catalog"
+    passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(folder / f"{machine_id}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as keep_current and find take it: free once a refresh is done
+            local = Catalog.load(folder / f"{machine_id}.catalog")
+            shared = catalog.unseal(kept.read_bytes(), passphrase, machine_id) if kept.exists() else None
+        if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
+            return local, shared
+        assert time.monotonic() < deadline, ((folder / "keep.log").read_text(), len(local.archives), shared)
+        time.sleep(0.5)
+
+
+def test_the_backups_keep_the_file_lists_current_here_and_sealed_on_the_server(laptop, homesync_server):
+    computer, _ = laptop
+    local, shared = _kept(computer, homesync_server, 5)
+    assert local == shared and any(v[catalog.PATH] == DEEP for v in local.versions)
+    kept = (homesync_server.data / "repos" / computer.machine_id() / "homesync-files.catalog").read_bytes()
+    assert b"report.odt" not in kept and b"Documents" not in kept  # sealed: the server cannot read the names
+
+
+def test_find_on_another_computer_reads_the_servers_copy_and_ends_its_one_off_key(laptop, homesync_server,
+                                                                                  computer_factory):
+    computer, _ = laptop
+    _kept(computer, homesync_server, 5)
+    machine_id = computer.machine_id()
+    opened = f"SELECT count(*) FROM audit WHERE action = 'repository_open' AND machine_id = '{machine_id}'"
+    before = homesync_server.index_rows(opened)[0][0]
+    other = computer_factory()  # a computer that is not enrolled: no catalog of its own
+    found = other.json("find", "EPORT.o", "--machine", "Find laptop", *other.remote_args(homesync_server, "joe"),
+                       input=PASSWORDS["joe"] + "\n")
+    assert len([r for r in found if r["path"] == DEEP]) == 5
+    assert homesync_server.index_rows(opened)[0][0] == before  # no borg session: no archive was listed
+    assert homesync_server.index_rows(
+        f"SELECT count(*) FROM restore_grants WHERE repository_id = '{machine_id}'") == [(0,)]  # its key ended
+
+
+def test_versions_of_a_folder_are_the_states_it_was_backed_up_in(laptop):
+    computer, _ = laptop
+    states = computer.json("versions", "Documents")
+    # DEEP and SAME changed before every backup (and every ctime, by chown_tree): five states of two files
+    assert [s["number"] for s in states] == [1, 2, 3, 4, 5] and all(s["type"] == "d" for s in states)
+    assert [s["files"] for s in states] == [2] * 5
+    assert all(s["changed"] >= 2 for s in states[1:]) and states[0]["changed"] == 0
+    assert [len(s["archives"]) for s in states] == [1] * 5
+    text = computer.ok("versions", "Documents/projects").stdout
+    assert "FILES" in text and "--path Documents/projects --beside" in text
 
 
 def _one_line(done, code: int, fragment: str) -> None:
