@@ -6,6 +6,7 @@ so that the index can be rebuilt from them alone: the machines' under <data>/rep
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from homesync import borg
-from homesync.errors import NotFoundError, UsageError
+from homesync.errors import DiskFullError, NotFoundError, UsageError
 from homesync.files import write_private
 from homesync.names import is_machine_id
 from homesync_server.config import Layout
@@ -122,10 +123,16 @@ class RepositoryStore(SealedRepositories):
         if offset + len(data) > MAX_CATALOG:
             part.unlink(missing_ok=True)
             raise UsageError(f"a file catalog may hold at most {MAX_CATALOG} bytes")
-        with open(part, "r+b" if offset else "wb", opener=lambda p, f: os.open(p, f, 0o600)) as out:
-            out.seek(offset)
-            out.write(data)
-            out.truncate()
+        try:
+            with open(part, "r+b" if offset else "wb", opener=lambda p, f: os.open(p, f, 0o600)) as out:
+                out.seek(offset)
+                out.write(data)
+                out.truncate()
+        except OSError as e:
+            part.unlink(missing_ok=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError("the backup server's disk is full: the file list was not kept") from None
+            raise
         if final:
             os.replace(part, self.path(machine_id) / CATALOG)
         return {"size": offset + len(data)}

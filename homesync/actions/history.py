@@ -13,10 +13,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
-from pathlib import Path
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable, Iterator
 
 from homesync import borg, catalog, link, restore_plan
@@ -24,12 +25,16 @@ from homesync.actions.listing import Login, enrolled_config, find_machine, is_th
 from homesync.actions.restore import Source, inside_archive, one_off_key
 from homesync.catalog import FIRST, LAST, MTIME, PATH, SIZE, TYPE, Catalog
 from homesync.config import Paths
-from homesync.errors import HomesyncError, NotFoundError, UsageError
+from homesync.errors import HomesyncError, NotFoundError, RepositoryLockedError, UsageError
 from homesync.files import write_private
 
 logger = logging.getLogger(__name__)
 UPLOAD_PART = 512 << 10  # bytes of the sealed catalog per catalog.put (RPC frames are at most 1 MiB)
 NICE = 10  # keep_current runs below the user's own work
+MAX_LOG = 256 << 10  # bytes of keep.log kept before it starts again
+KEEP_RETRY = 3600  # seconds keep_current goes on trying while backups lock the repository
+KEEP_PAUSE = 20  # seconds between those tries
+LOCK_WAIT = 300  # seconds a search waits for a refresh of the same catalog (a first one lists every archive)
 _RELATIVE = re.compile(r"^(\d+)\s*([hdwm])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1), "m": timedelta(days=30)}
 
@@ -162,13 +167,19 @@ def _refreshed(paths: Paths, source: Source) -> tuple[Catalog, set[str]]:
                if r["result"] in ("success", "warning")}
     folder = paths.cache_dir / "files"
     file = folder / f"{source.machine['id']}.catalog"
+    cat = Catalog.load(file)  # written atomically: read without the lock, which only a refresh needs
+    if not cat.lacks(indexed):
+        return cat, indexed
     with _locked(folder / f"{source.machine['id']}.lock"):
-        cat = Catalog.load(file)
+        cat = Catalog.load(file)  # another refresh may have done it meanwhile
         if cat.lacks(indexed):
-            kept = _fetch(source)
-            if kept is not None and _missing(kept, indexed) < _missing(cat, indexed):
-                cat = kept
-                _remember_shared(folder, source.machine["id"], cat)
+            # this computer's own copy on the server is worth fetching only when it is not
+            # known what it holds (the cache was cleaned, or this is adopted new hardware)
+            if source.login is not None or not (folder / f"{source.machine['id']}.shared").exists():
+                kept = _fetch(source)
+                if kept is not None and _missing(kept, indexed) < _missing(cat, indexed):
+                    cat = kept
+                    _remember_shared(folder, source.machine["id"], cat)
             if cat.lacks(indexed):
                 cat = _listed(source, cat, indexed)
             cat.save(file)
@@ -227,11 +238,24 @@ def _summary(cat: Catalog) -> str:
 
 
 @contextmanager
-def _locked(lock: Path) -> Iterator[None]:
+def _locked(lock: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold the lock of one computer's catalog; after `wait` seconds (LOCK_WAIT) go on
+    without it: a refresh that hangs must not hang every search (the catalog is written
+    atomically, so two refreshes at once only do the same work twice)."""
     lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    logger.warning("the file catalog %s is still locked after %d s; going on without the lock",
+                                   lock.name, LOCK_WAIT if wait is None else wait)
+                    break
+                time.sleep(0.1)
         yield
     finally:
         os.close(fd)
@@ -240,7 +264,20 @@ def _locked(lock: Path) -> Iterator[None]:
 def keep_current(paths: Paths) -> bool:
     """Bring this computer's catalog up to date with its archives (after a backup), and
     give the server a sealed copy when its copy lacks some of them; return whether one
-    was sent. The agent and `homesync backup` run it in the background (start_keeping)."""
+    was sent. While a backup locks the repository it tries again, up to KEEP_RETRY. The
+    agent and `homesync backup` run it in the background (start_keeping)."""
+    deadline = time.monotonic() + KEEP_RETRY
+    while True:
+        try:
+            return _keep_current(paths)
+        except RepositoryLockedError:  # the next backup is running: list once it is done
+            if time.monotonic() > deadline:
+                raise
+            logger.info("the repository is locked (a backup?): trying again in %d s", KEEP_PAUSE)
+            time.sleep(KEEP_PAUSE)
+
+
+def _keep_current(paths: Paths) -> bool:
     config = enrolled_config(paths)
     if config is None:
         return False
@@ -273,10 +310,12 @@ def start_keeping(paths: Paths) -> None:
     folder = paths.cache_dir / "files"
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(folder / "keep.log", "ab", opener=lambda p, f: os.open(p, f, 0o600)) as log:
+        log_file = folder / "keep.log"
+        mode = "wb" if log_file.exists() and log_file.stat().st_size > MAX_LOG else "ab"  # the last runs only
+        with open(log_file, mode, opener=lambda p, f: os.open(p, f, 0o600)) as log:
             subprocess.Popen([sys.executable, "-m", "homesync.actions.history", "keep-current"],
                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/")
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - nothing here may fail the backup that was made
         logger.info("could not start keeping the file catalog current: %s", e)
 
 

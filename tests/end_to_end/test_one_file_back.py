@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -145,6 +146,20 @@ def test_since_leaves_older_backups_out(laptop):
     assert len(computer.json("find", "report", "--machine", "Find laptop", "--since", "1d")) == 5
 
 
+@contextmanager
+def _lock(file):
+    """Hold the lock keep_current and find take (free once a refresh is done), once the
+    computer's user made it (opened read-only: a file root created would lock them out)."""
+    while not file.exists():
+        time.sleep(0.2)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _kept(computer, server, archives: int, timeout: float = 240) -> tuple[Catalog, Catalog]:
     """Wait until the background keeping after the backups is done: this computer's
     catalog and the sealed copy the server keeps both hold `archives` archives; return
@@ -155,8 +170,7 @@ def _kept(computer, server, archives: int, timeout: float = 240) -> tuple[Catalo
     passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
     deadline = time.monotonic() + timeout
     while True:
-        with open(folder / f"{machine_id}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # as keep_current and find take it: free once a refresh is done
+        with _lock(folder / f"{machine_id}.lock"):
             local = Catalog.load(folder / f"{machine_id}.catalog")
             shared = catalog.unseal(kept.read_bytes(), passphrase, machine_id) if kept.exists() else None
         if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
@@ -224,3 +238,20 @@ def test_bad_input_is_one_line_and_writes_nothing(laptop, args, code, fragment):
     done = computer.run(*args, input=PASSWORDS["joe"] + "\n")
     _one_line(done, code, fragment)
     assert _outside_own(computer.home) == before
+
+
+def test_a_file_list_that_cannot_be_kept_never_fails_the_backup(laptop, homesync_server):
+    computer, _ = laptop  # last: it adds a sixth backup
+    folder = computer.home / ".cache/homesync/files"
+    aside = folder.with_name("files.aside")
+    folder.rename(aside)
+    folder.write_bytes(b"not a folder")  # nothing can be kept there, not even the keeper's log
+    try:
+        _write(computer.home, "notes.txt", b"changed once more\n")
+        chown_tree(computer.home)
+        assert computer.json("backup")["result"] == "success"
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+    # and find catches up by itself: the sixth backup is searched
+    assert len(computer.json("find", "notes.txt", "--machine", "Find laptop")) == 2

@@ -4,6 +4,7 @@ the newest one known rebuilds it, and patterns match substrings and globs, any c
 from __future__ import annotations
 
 import os
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,3 +89,14 @@ def test_a_folders_versions_are_the_runs_of_archives_in_which_nothing_below_it_c
     assert [(s["number"], s["archives"], s["files"], s["size"], s["changed"]) for s in states] == [
         (1, ["archive-2", "archive-1"][::-1], 2, 6, 0), (2, ["archive-3"], 3, 8, 2)]
     assert states[-1]["restore_from"] == "archive-3" and states[0]["type"] == "d"
+
+
+def test_a_refresh_waits_for_another_then_goes_on_without_the_lock(tmp_path):
+    lock = tmp_path / "files" / "m.lock"
+    with history._locked(lock):
+        start = time.monotonic()
+        with history._locked(lock, wait=0.3):  # another refresh holds it: wait, then go on
+            assert time.monotonic() - start >= 0.3
+    start = time.monotonic()
+    with history._locked(lock, wait=5):  # free again: at once
+        assert time.monotonic() - start < 1
