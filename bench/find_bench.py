@@ -1,6 +1,9 @@
 """`homesync find` against the naive way (one `borg list` of every archive), in one run,
 on the same repository: a generated home of many small files backed up N times through
-the real server, a few files changed before each backup. Not part of `make bench` (the
+the real server, a few files changed before each backup (each backup keeping the
+computer's file catalog current, and its sealed copy on the server, in the background).
+Shown: the naive way, the first find on the computer itself and on the user's other
+computer (a password login), later finds, and finds after one new backup. Not part of `make bench` (the
 30 backups of 100,000 files take minutes); run it on its own, as root:
 
     .venv/bin/python bench/find_bench.py                      # 100,000 files, 30 archives
@@ -10,6 +13,7 @@ the real server, a few files changed before each backup. Not part of `make bench
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
@@ -17,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,6 +82,38 @@ def timed(computer: Computer, *args: str, input: str | None = None) -> tuple[flo
     return seconds, json.loads(done.stdout) if "--json" in args else None
 
 
+@contextmanager
+def _lock(file: Path):
+    """Hold the lock keep_current and find take, once the computer's user made it."""
+    while not file.exists():
+        time.sleep(0.2)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def kept(computer: Computer, server, archives: int, timeout: float = 3600) -> float:
+    """Wait until the background keeping after the backups is done (the computer's
+    catalog and the server's sealed copy hold `archives` archives); return the seconds waited."""
+    from homesync import catalog
+    machine_id = computer.machine_id()
+    folder = computer.home / ".cache/homesync/files"
+    copy = server.data / "repos" / machine_id / "homesync-files.catalog"
+    passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        with _lock(folder / f"{machine_id}.lock"):
+            local = catalog.Catalog.load(folder / f"{machine_id}.catalog")
+            shared = catalog.unseal(copy.read_bytes(), passphrase, machine_id) if copy.exists() else None
+        if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise SystemExit(f"the file catalog was not kept current: {(folder / 'keep.log').read_text()[-2000:]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--files", type=int, default=100_000)
@@ -89,50 +126,86 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="homesync-find-bench-", dir="/var/tmp"))
     os.chown(work, UNPRIVILEGED, UNPRIVILEGED)
     server = start_server({"joe": PASSWORDS["joe"]})
-    results: dict = {"files": args.files, "archives": args.archives, "pattern": args.pattern}
+    results: dict = {"files": args.files, "archives": args.archives, "pattern": args.pattern,
+                     "load_average_at_start": os.getloadavg()}
     try:
         computer = Computer(work / "home")
         computer.home.mkdir()
+        other = Computer(work / "other")  # the user's other computer: a password login, no catalog of its own
+        other.home.mkdir()
+        chown_tree(other.home)
         print(f"writing {args.files} files", flush=True)
         files = make_home(computer.home, args.files, args.seed)
         chown_tree(computer.home)
         done = computer.enroll(server, "joe", "find bench")
         assert done.returncode == 0, done.stderr
         rng = random.Random(args.seed)
-        backups = []
+        backups, keeping = [], []
         for n in range(args.archives):
             if n:
                 change(files, rng, n)
             seconds, _ = timed(computer, "backup", "--json")
             backups.append(seconds)
-            print(f"backup {n + 1}/{args.archives}: {seconds:.1f} s", flush=True)
+            # spaced as the agent spaces backups: the next one starts once this one's keeping is done
+            keeping.append(kept(computer, server, n + 1))
+            print(f"backup {n + 1}/{args.archives}: {seconds:.1f} s, kept {keeping[-1]:.1f} s later", flush=True)
         results["backup_seconds_median"] = statistics.median(backups)
-
-        naive = run_as_user([str(VENV_BIN / "python"), "-c", _NAIVE, args.pattern], computer.home, timeout=7200)
-        assert naive.returncode == 0, naive.stderr
-        results["naive_borg_list_every_archive"] = json.loads(naive.stdout)
-        print(f"naive: {results['naive_borg_list_every_archive']}", flush=True)
+        results["keeping_seconds_after_each_backup"] = {"median": statistics.median(keeping), "max": max(keeping)}
+        results["keeping_done_after_last_backup"] = keeping[-1]
+        copy = server.data / "repos" / computer.machine_id() / "homesync-files.catalog"
+        results["catalog_bytes"] = (computer.home / f".cache/homesync/files/{computer.machine_id()}.catalog"
+                                    ).stat().st_size
+        results["sealed_copy_on_server_bytes"] = copy.stat().st_size
+        print(f"catalog kept current {results['keeping_done_after_last_backup']:.1f} s after the last backup",
+              flush=True)
 
         find = ("find", args.pattern, "--machine", "find bench", "--json")
+        remote = (*other.remote_args(server, "joe"),)
+        password = PASSWORDS["joe"] + "\n"
         first, rows = timed(computer, *find)
-        results["find_first"] = {"seconds": first, "rows": len(rows)}
-        print(f"first find (catalog built): {first:.1f} s, {len(rows)} rows", flush=True)
+        results["find_first_here"] = {"seconds": first, "rows": len(rows)}
+        print(f"first find on the computer itself (catalog kept current): {first:.2f} s, {len(rows)} rows",
+              flush=True)
+        first_other, other_rows = timed(other, *find, *remote, input=password)
+        assert len(other_rows) == len(rows), (len(other_rows), len(rows))
+        results["find_first_other_computer"] = {"seconds": first_other, "rows": len(other_rows)}
+        print(f"first find on another computer (the server's sealed copy): {first_other:.2f} s", flush=True)
         warm = [timed(computer, *find)[0] for _ in range(args.runs)]
-        results["find_warm"] = {"median": statistics.median(warm), "runs": warm}
-        print(f"find: {warm}", flush=True)
+        results["find_later_here"] = {"median": statistics.median(warm), "runs": warm}
+        warm_other = [timed(other, *find, *remote, input=password)[0] for _ in range(args.runs)]
+        results["find_later_other_computer"] = {"median": statistics.median(warm_other), "runs": warm_other}
+        print(f"later finds: here {warm}, other computer {warm_other}", flush=True)
+
         change(files, rng, args.archives)
         timed(computer, "backup", "--json")
-        after, _ = timed(computer, *find)
-        results["find_after_one_new_backup"] = after
-        print(f"find after one more backup (one archive listed): {after:.1f} s", flush=True)
+        right_after, _ = timed(computer, *find)  # waits for the keeper's listing of the new archive, or does it
+        results["find_right_after_one_new_backup_here"] = right_after
+        results["keeping_done_after_that_backup"] = kept(computer, server, args.archives + 1)
+        after_other, _ = timed(other, *find, *remote, input=password)
+        results["find_after_one_new_backup_other_computer"] = after_other
+        change(files, rng, args.archives + 1)
+        timed(computer, "backup", "--json")
+        kept(computer, server, args.archives + 2)
+        settled, _ = timed(computer, *find)
+        results["find_after_one_new_backup_kept_here"] = settled
+        print(f"after one more backup: find right after it {right_after:.2f} s (waits for the keeping), "
+              f"once kept {settled:.2f} s; on the other computer {after_other:.2f} s", flush=True)
         glob = [timed(computer, "find", f"*-{args.pattern[6:-1]}??.txt", "--machine", "find bench", "--json")[0]
                 for _ in range(args.runs)]
         results["find_glob_warm_median"] = statistics.median(glob)
         versions = [timed(computer, "versions", str(files[0].relative_to(computer.home)), "--json")[0]
                     for _ in range(args.runs)]
         results["versions_warm_median"] = statistics.median(versions)
-        catalog = next((computer.home / ".cache/homesync/files").iterdir())
-        results["catalog_bytes"] = catalog.stat().st_size
+        folder = [timed(computer, "versions", str(files[0].parent.relative_to(computer.home)), "--json")[0]
+                  for _ in range(args.runs)]
+        results["versions_of_a_folder_warm_median"] = statistics.median(folder)
+        print(json.dumps(results), flush=True)  # what was measured so far, should the naive way take too long
+        # last, on the same repository (then holding two archives more, each listed too)
+        naive = run_as_user([str(VENV_BIN / "python"), "-c", _NAIVE, args.pattern], computer.home, timeout=7200)
+        assert naive.returncode == 0, naive.stderr
+        results["naive_borg_list_every_archive"] = json.loads(naive.stdout)
+        print(f"naive: {results['naive_borg_list_every_archive']}", flush=True)
+        results["load_average_at_end"] = os.getloadavg()
         print(json.dumps(results, indent=2))
     finally:
         server.stop()

@@ -7,11 +7,18 @@ file back"). Pure but for load and save; borg's listings come in from the caller
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import hmac
 import marshal
+import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+import msgpack
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from homesync.files import write_private
 
@@ -88,6 +95,47 @@ class Catalog:
     def matching(self, accept: Callable[[str], bool]) -> Iterator[list]:
         """Yield the versions whose path accept says yes to."""
         return (v for v in self.versions if accept(v[PATH]))
+
+
+SEALED = b"homesync-catalog-1\n"  # the format of a sealed catalog (what the server keeps)
+
+
+def seal(cat: Catalog, passphrase: bytes, machine_id: str) -> bytes:
+    """Return the catalog compressed and sealed (AES-256-GCM) with a key only the
+    repository's passphrase gives, bound to its machine: what the server keeps, so
+    that the user's other computers need not list every archive again. msgpack, not
+    marshal: the other computer is given it by the server."""
+    body = zlib.compress(msgpack.packb([FORMAT, cat.archives, cat.versions, cat.absent], use_bin_type=True,
+                                       unicode_errors="surrogateescape"), 6)
+    salt, nonce = os.urandom(16), os.urandom(12)
+    return SEALED + salt + nonce + AESGCM(_sealing_key(passphrase, salt)).encrypt(
+        nonce, body, SEALED + machine_id.encode())
+
+
+def unseal(blob: bytes, passphrase: bytes, machine_id: str) -> Catalog | None:
+    """Return the catalog sealed in blob, or None if it is not one sealed for this
+    machine with this passphrase (damaged, another format, or forged)."""
+    if not blob.startswith(SEALED):
+        return None
+    salt, nonce, sealed = blob[len(SEALED):][:16], blob[len(SEALED) + 16:][:12], blob[len(SEALED) + 28:]
+    try:
+        body = AESGCM(_sealing_key(passphrase, salt)).decrypt(nonce, sealed, SEALED + machine_id.encode())
+        form, archives, versions, absent = msgpack.unpackb(zlib.decompress(body), raw=False, use_list=True,
+                                                            unicode_errors="surrogateescape")
+        if form != FORMAT:
+            return None
+        cat = Catalog([tuple(a) for a in archives], versions, list(absent))
+        if not all(len(a) == 3 for a in cat.archives) or not all(
+                len(v) == 7 and 0 <= v[FIRST] <= v[LAST] < len(cat.archives) for v in versions):
+            return None
+        return cat
+    except Exception:  # noqa: BLE001 - whatever is wrong with it, it is not a catalog to use
+        return None
+
+
+def _sealing_key(passphrase: bytes, salt: bytes) -> bytes:
+    # the passphrase is 48 random bytes (enroll), so one HMAC is a sound key derivation
+    return hmac.new(passphrase, b"homesync file catalog\0" + salt, hashlib.sha256).digest()
 
 
 def _key(version: list) -> tuple:

@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--since", help="only backups made since: 7d, 12h, 2w, or a date such as 2026-11-20")
     f.add_argument("--case-sensitive", action="store_true", help="do not ignore case")
     remote(f)
-    v = command("versions", "every version of one backed-up file, by content")
-    v.add_argument("path", help="the file, relative to the home (or absolute, inside it)")
+    v = command("versions", "every version of one backed-up file, by content (of a folder: each state it was in)")
+    v.add_argument("path", help="the file or folder, relative to the home (or absolute, inside it)")
     v.add_argument("--machine", help="the computer (default: this one)")
     remote(v)
     return parser
@@ -255,6 +255,15 @@ def _print_found(rows: list[dict], as_json: bool) -> None:
 def _print_versions(rows: list[dict], as_json: bool) -> None:
     if as_json:
         console.print_json(rows)
+        return
+    if rows and rows[0].get("type") == "d":
+        console.print_table(["#", "NEWEST CHANGE", "FILES", "SIZE", "CHANGED", "FIRST SEEN", "LAST SEEN",
+                             "RESTORE FROM ARCHIVE"],
+                            [[r["number"], _listed_time(r["mtime"]), r["files"], console.human_size(r["size"]),
+                              r["changed"] if r["number"] > 1 else "", _listed_time(r["first_seen"]),
+                              _listed_time(r["last_seen"]), r["restore_from"]] for r in rows])
+        print(f"to get the folder back as it was, beside the current one: homesync restore --machine "
+              f"{shlex.quote(rows[0]['machine'])} --archive ARCHIVE --path {shlex.quote(rows[0]['path'])} --beside")
         return
     console.print_table(["#", "MODIFIED", "SIZE", "FIRST SEEN", "LAST SEEN", "RESTORE FROM ARCHIVE"],
                         [[r["number"], _listed_time(r["mtime"]), console.human_size(r["size"]),

@@ -36,6 +36,11 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     # the fleet policy of this machine; applied: the version the agent runs with now
     "policy.get": {"applied": (int, False)},
     "restore.grant": {"machine_id": (str, True), "public_key": (str, True)},
+    # a restore (or find) is over: the one-off key it was granted is refused from now on
+    "restore.end": {"machine_id": (str, True), "public_key": (str, True)},
+    # a machine's file catalog, sealed by the client with its repository passphrase, in parts
+    "catalog.put": {"offset": (int, True), "data": (bytes, True), "final": (bool, True)},
+    "catalog.get": {"machine_id": (str, True), "offset": (int, True)},
     "machine.adopt": {"machine_id": (str, True), "public_key": (str, True), "hostname": (str, True)},
     "restore.report": {
         "machine_id": (str, True), "archive": (str, True), "hostname": (str, True),

@@ -208,6 +208,30 @@ def restore_grant(services: Services, principal: Principal, args: dict, source: 
         next(r for r in services.index.machines(principal.user) if r["id"] == machine["id"]))}
 
 
+def restore_end(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """End one restore grant of the owner's before it lapses (a find or versions is
+    done with it); say whether there was one to end."""
+    _require(principal, USER)
+    machine = _owned_machine(services, principal, args["machine_id"])
+    ended = services.grants.end(machine["id"], principal.user, public_key=args["public_key"])
+    return {"ended": ended}
+
+
+def catalog_put(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Store a part of this machine's file catalog (homesync find on the user's other
+    computers reads it). It is sealed by the client with the repository passphrase: the
+    server only keeps the bytes, beside the repository, at most MAX_CATALOG of them."""
+    _require(principal, MACHINE)
+    return services.repos.put_catalog(principal.machine_id, args["offset"], args["data"], args["final"])
+
+
+def catalog_get(services: Services, principal: Principal, args: dict, source: str) -> dict:
+    """Return a part of a machine's stored file catalog, to its owner or to itself."""
+    _require(principal, USER, MACHINE)
+    machine = _owned_machine(services, principal, args["machine_id"])
+    return services.repos.get_catalog(machine["id"], args["offset"])
+
+
 def adopt(services: Services, principal: Principal, args: dict, source: str) -> dict:
     """Move a machine's identity to the computer that just restored it: its key is
     replaced (the old one is refused from now on) and the backup chain continues."""
@@ -325,6 +349,9 @@ HANDLERS: dict[str, Handler] = {
     "policy.get": policy_get,
     "restore.grant": restore_grant,
     "restore.report": restore_report,
+    "restore.end": restore_end,
+    "catalog.put": catalog_put,
+    "catalog.get": catalog_get,
     "machine.adopt": adopt,
     "template.grant": template_grant,
     "templates.list": templates_list,

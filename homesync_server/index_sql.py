@@ -562,11 +562,14 @@ class SqlIndex:
         with self._transaction() as db:
             db.execute("UPDATE restore_grants SET last_used = ? WHERE public_key = ?", (now, public_key))
 
-    def revoke_grants(self, repository_id: str, user: str | None = None) -> int:
-        """End the grants for a repository (only user's, if given); return how many."""
-        sql, params = "DELETE FROM restore_grants WHERE repository_id = ?", (repository_id,)
+    def revoke_grants(self, repository_id: str, user: str | None = None, public_key: str | None = None) -> int:
+        """End the grants for a repository (only user's, and public_key's, if given);
+        return how many."""
+        sql, params = "DELETE FROM restore_grants WHERE repository_id = ?", [repository_id]
         if user is not None:
-            sql, params = sql + ' AND "user" = ?', (repository_id, user)
+            sql, params = sql + ' AND "user" = ?', params + [user]
+        if public_key is not None:
+            sql, params = sql + " AND public_key = ?", params + [public_key]
         with self._transaction() as db:
             return db.execute(sql, params).rowcount
 

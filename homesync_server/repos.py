@@ -6,12 +6,15 @@ so that the index can be rebuilt from them alone: the machines' under <data>/rep
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from homesync import borg
+from homesync.errors import DiskFullError, NotFoundError, UsageError
 from homesync.files import write_private
 from homesync.names import is_machine_id
 from homesync_server.config import Layout
@@ -19,6 +22,9 @@ from homesync_server.escrow import EscrowKey
 
 METADATA = "homesync-machine.json"
 SEALED_PASSPHRASE = "homesync-passphrase.sealed"
+CATALOG = "homesync-files.catalog"  # the machine's file catalog, sealed by the client (catalog.put)
+MAX_CATALOG = 64 << 20  # bytes; a 100,000-file home with 30 archives seals to about 1.5 MB
+CATALOG_PART = 512 << 10  # bytes a catalog.get answers at most (RPC frames are at most 1 MiB)
 
 
 class SealedRepositories:
@@ -105,6 +111,44 @@ class RepositoryStore(SealedRepositories):
         metadata = {k: v for k, v in metadata.items() if v is not None}
         self.write_metadata(metadata)
         return metadata
+
+    def put_catalog(self, machine_id: str, offset: int, data: bytes, final: bool) -> dict[str, Any]:
+        """Append a part of a machine's sealed file catalog at offset (0 starts anew);
+        final: it is whole, and replaces the one kept. Parts out of order, or more than
+        MAX_CATALOG bytes in all, are refused (UsageError); the kept one stays."""
+        part = self.path(machine_id) / (CATALOG + ".part")
+        size = part.stat().st_size if offset and part.exists() else 0
+        if offset != size:
+            raise UsageError(f"catalog part at {offset} out of order (the server holds {size} bytes)")
+        if offset + len(data) > MAX_CATALOG:
+            part.unlink(missing_ok=True)
+            raise UsageError(f"a file catalog may hold at most {MAX_CATALOG} bytes")
+        try:
+            with open(part, "r+b" if offset else "wb", opener=lambda p, f: os.open(p, f, 0o600)) as out:
+                out.seek(offset)
+                out.write(data)
+                out.truncate()
+        except OSError as e:
+            part.unlink(missing_ok=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError("the backup server's disk is full: the file list was not kept") from None
+            raise
+        if final:
+            os.replace(part, self.path(machine_id) / CATALOG)
+        return {"size": offset + len(data)}
+
+    def get_catalog(self, machine_id: str, offset: int) -> dict[str, Any]:
+        """Return up to CATALOG_PART bytes of a machine's sealed file catalog from offset,
+        with its size and a stamp that changes when a new one replaces it; NotFoundError
+        if there is none."""
+        try:
+            with open(self.path(machine_id) / CATALOG, "rb") as f:
+                stat = os.fstat(f.fileno())
+                f.seek(max(offset, 0))
+                data = f.read(CATALOG_PART)
+        except FileNotFoundError:
+            raise NotFoundError("no file catalog is kept for this machine") from None
+        return {"size": stat.st_size, "stamp": f"{stat.st_ino}:{stat.st_mtime_ns}", "data": data}
 
     def machine_ids(self) -> list[str]:
         """Return the ids of every machine repository that carries homesync's metadata file."""

@@ -75,9 +75,10 @@ class RestoreGrants:
                            kind, grant["repository_id"], grant["user"],
                            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(grant["last_used"])))
 
-    def end(self, repository_id: str, user: str | None = None) -> int:
-        """End the grants for a repository (only user's, if given); return how many."""
-        return self.index.revoke_grants(repository_id, user)
+    def end(self, repository_id: str, user: str | None = None, public_key: str | None = None) -> int:
+        """End the grants for a repository (only user's, and only public_key's, if
+        given); return how many."""
+        return self.index.revoke_grants(repository_id, user, public_key)
 
     def _owned(self, row: dict) -> bool:
         if row["template"]:

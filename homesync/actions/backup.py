@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from homesync import borg, config as agent_config, link, names, protocol, state_files
+from homesync.actions import history
 from homesync.config import AgentConfig, Paths
 from homesync.errors import (BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError,
                              MachineRevokedError, ProtocolError, UsageError)
@@ -61,6 +62,7 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     if result.warnings:
         report["error"] = "; ".join(result.warnings)[:1000]
     reported = _report(config, paths, report)
+    history.start_keeping(paths)  # the new archive into the file catalog, in the background
     return dict(report, duration=report["end"] - started, warnings=result.warnings, indexed=reported)
 
 

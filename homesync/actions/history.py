@@ -5,20 +5,36 @@ the archives of one or all of the user's computers. Each computer's file catalog
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import logging
+import os
 import re
-from collections import Counter
+import subprocess
+import sys
 import tempfile
+import time
+from collections import Counter
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable, Iterator
 
 from homesync import borg, catalog, link, restore_plan
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.actions.restore import Source, inside_archive, one_off_key
-from homesync.catalog import MTIME, PATH, SIZE, TYPE, Catalog
+from homesync.catalog import FIRST, LAST, MTIME, PATH, SIZE, TYPE, Catalog
 from homesync.config import Paths
-from homesync.errors import NotFoundError, UsageError
+from homesync.errors import HomesyncError, NotFoundError, RepositoryLockedError, UsageError
+from homesync.files import write_private
 
+logger = logging.getLogger(__name__)
+UPLOAD_PART = 512 << 10  # bytes of the sealed catalog per catalog.put (RPC frames are at most 1 MiB)
+NICE = 10  # keep_current runs below the user's own work
+MAX_LOG = 256 << 10  # bytes of keep.log kept before it starts again
+KEEP_RETRY = 3600  # seconds keep_current goes on trying while backups lock the repository
+KEEP_PAUSE = 20  # seconds between those tries
+LOCK_WAIT = 300  # seconds a search waits for a refresh of the same catalog (a first one lists every archive)
 _RELATIVE = re.compile(r"^(\d+)\s*([hdwm])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1), "m": timedelta(days=30)}
 
@@ -52,7 +68,8 @@ def find(paths: Paths, pattern: str, machine: str | None, login: Callable[[], Lo
 
 def versions(paths: Paths, path: str, machine: str | None, login: Callable[[], Login]) -> list[dict]:
     """Return the distinct versions (by content) of one file of one computer, oldest
-    first, each with when it was first and last seen and the archive to restore it from."""
+    first, each with when it was first and last seen and the archive to restore it from;
+    of a folder, the states it was backed up in (_folder_states)."""
     wanted = restore_plan.as_listed(inside_archive(path))
     config = enrolled_config(paths)
     if machine is None and config is None:
@@ -66,9 +83,39 @@ def versions(paths: Paths, path: str, machine: str | None, login: Callable[[], L
             raise NotFoundError(f"{source.machine['name']!r} has no backup of {path!r}",
                                 "see `homesync find PATTERN`")
         if any(v[TYPE] == "d" for v, _ in found):
-            raise UsageError(f"{path!r} is a folder", "versions lists one file's versions; restore a folder "
-                                                      "with `homesync restore --path`")
+            return _folder_states(source, inside_archive(path), wanted, cat, live)
         return _by_content(source, inside_archive(path), found)
+
+
+def _folder_states(source: Source, path: str, wanted: str, cat: Catalog, live: set[str]) -> list[dict]:
+    """Return the versions of a folder, oldest first: each a run of archives in which
+    nothing in it changed (no entry below it added, removed or changed in size, times or
+    type), with how many files it held, their size, and how many entries changed since
+    the version before."""
+    prefix = wanted + "/"
+    under = [v for v in cat.versions if v[PATH] == wanted or v[PATH].startswith(prefix)]
+    states: list[dict] = []
+    before: frozenset[int] = frozenset()
+    for index, archive in enumerate(cat.archives):
+        if archive[1] not in live:
+            continue
+        present = frozenset(n for n, v in enumerate(under) if v[FIRST] <= index <= v[LAST])
+        if not present:
+            continue
+        if states and present == before:
+            states[-1]["_held"].append(archive)
+            continue
+        files = [under[n] for n in present if under[n][TYPE] != "d"]
+        changed = {under[n][PATH] for n in present ^ before} if states else set()
+        states.append({"type": "d", "files": len(files), "size": sum(v[SIZE] for v in files),
+                       "mtime": max(under[n][MTIME] for n in present), "changed": len(changed), "sha256": None,
+                       "_held": [archive]})
+        before = present
+    for number, state in enumerate(states, start=1):
+        held = state.pop("_held")
+        state.update(number=number, machine=source.machine["name"], path=path, first_seen=held[0][2],
+                     last_seen=held[-1][2], archives=[a[1] for a in held], restore_from=held[-1][1])
+    return states
 
 
 def _by_content(source: Source, path: str, found: list) -> list[dict]:
@@ -112,27 +159,177 @@ def _add_row(rows: dict[tuple, dict], source: Source, version: list, held: list)
 
 def _refreshed(paths: Paths, source: Source) -> tuple[Catalog, set[str]]:
     """Return the computer's catalog with every archive the server's index lists in it,
-    and those archives' names. borg is asked only when the index names an archive the
-    catalog lacks: its listing of archives, then one listing of each new archive."""
+    and those archives' names. When the index names an archive the catalog kept here
+    lacks, the one the server keeps (sealed; see keep_current) is fetched first, and
+    borg is asked only for what both lack: its listing of archives, then one listing of
+    each new archive. One refresh of a computer's catalog at a time (a lock beside it)."""
     indexed = {r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
                if r["result"] in ("success", "warning")}
-    file = paths.cache_dir / "files" / f"{source.machine['id']}.catalog"
-    cat = Catalog.load(file)
-    if cat.lacks(indexed):
-        listing = borg.run_borg(borg.make_list_archives_command(source.access.location),
-                                source.access.environment(), source.passphrase).json
-        live = [(a["id"], a["name"], a["start"]) for a in sorted(listing["archives"], key=lambda a: a["start"])
-                if not a["name"].endswith(".checkpoint")]
-        new, rebuild = cat.to_add(live)
-        if rebuild:
-            cat = Catalog()
-        for archive in new:
-            argv = borg.make_list_files_command(source.access.location, archive[1], format=catalog.LIST_FORMAT)
-            items = borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json
-            cat.add(archive, items["lines"])
-        cat.absent = sorted(indexed - {a[1] for a in live})
-        cat.save(file)
+    folder = paths.cache_dir / "files"
+    file = folder / f"{source.machine['id']}.catalog"
+    cat = Catalog.load(file)  # written atomically: read without the lock, which only a refresh needs
+    if not cat.lacks(indexed):
+        return cat, indexed
+    with _locked(folder / f"{source.machine['id']}.lock"):
+        cat = Catalog.load(file)  # another refresh may have done it meanwhile
+        if cat.lacks(indexed):
+            # this computer's own copy on the server is worth fetching only when it is not
+            # known what it holds (the cache was cleaned, or this is adopted new hardware)
+            if source.login is not None or not (folder / f"{source.machine['id']}.shared").exists():
+                kept = _fetch(source)
+                if kept is not None and _missing(kept, indexed) < _missing(cat, indexed):
+                    cat = kept
+                    _remember_shared(folder, source.machine["id"], cat)
+            if cat.lacks(indexed):
+                cat = _listed(source, cat, indexed)
+            cat.save(file)
     return cat, indexed
+
+
+def _missing(cat: Catalog, indexed: set[str]) -> int:
+    return len(indexed - {a[1] for a in cat.archives} - set(cat.absent))
+
+
+def _listed(source: Source, cat: Catalog, indexed: set[str]) -> Catalog:
+    """Add to cat, from borg, every archive of the repository it lacks."""
+    listing = borg.run_borg(borg.make_list_archives_command(source.access.location),
+                            source.access.environment(), source.passphrase).json
+    live = [(a["id"], a["name"], a["start"]) for a in sorted(listing["archives"], key=lambda a: a["start"])
+            if not a["name"].endswith(".checkpoint")]
+    new, rebuild = cat.to_add(live)
+    if rebuild:
+        cat = Catalog()
+    for archive in new:
+        argv = borg.make_list_files_command(source.access.location, archive[1], format=catalog.LIST_FORMAT)
+        items = borg.run_borg(argv, source.access.environment(), source.passphrase, stdout_lines=True).json
+        cat.add(archive, items["lines"])
+    cat.absent = sorted(indexed - {a[1] for a in live})
+    return cat
+
+
+def _fetch(source: Source) -> Catalog | None:
+    """Return the catalog the server keeps for the source's computer, unsealed with its
+    passphrase; None if it keeps none, or none that opens (it is only a cache)."""
+    parts, offset, stamp = [], 0, None
+    try:
+        while True:
+            part = source.rpc.call("catalog.get", machine_id=source.machine["id"], offset=offset)
+            if stamp is not None and part["stamp"] != stamp:  # replaced while being read: start again
+                parts, offset = [], 0
+            stamp = part["stamp"]
+            parts.append(part["data"])
+            offset += len(part["data"])
+            if offset >= part["size"] or not part["data"]:
+                break
+    except HomesyncError as e:
+        logger.debug("no file catalog from the server for %s: %s", source.machine["id"], e.message)
+        return None
+    return catalog.unseal(b"".join(parts), source.passphrase, source.machine["id"])
+
+
+def _remember_shared(folder: Path, machine_id: str, cat: Catalog) -> None:
+    """Note which archives the server's copy of this catalog holds (keep_current then
+    uploads it only when that changes)."""
+    write_private(folder / f"{machine_id}.shared", _summary(cat).encode())
+
+
+def _summary(cat: Catalog) -> str:
+    return hashlib.sha256(repr((cat.archives, cat.absent)).encode()).hexdigest()
+
+
+@contextmanager
+def _locked(lock: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold the lock of one computer's catalog; after `wait` seconds (LOCK_WAIT) go on
+    without it: a refresh that hangs must not hang every search (the catalog is written
+    atomically, so two refreshes at once only do the same work twice)."""
+    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    logger.warning("the file catalog %s is still locked after %d s; going on without the lock",
+                                   lock.name, LOCK_WAIT if wait is None else wait)
+                    break
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def keep_current(paths: Paths) -> bool:
+    """Bring this computer's catalog up to date with its archives (after a backup), and
+    give the server a sealed copy when its copy lacks some of them; return whether one
+    was sent. While a backup locks the repository it tries again, up to KEEP_RETRY. The
+    agent and `homesync backup` run it in the background (start_keeping)."""
+    deadline = time.monotonic() + KEEP_RETRY
+    while True:
+        try:
+            return _keep_current(paths)
+        except RepositoryLockedError:  # the next backup is running: list once it is done
+            if time.monotonic() > deadline:
+                raise
+            logger.info("the repository is locked (a backup?): trying again in %d s", KEEP_PAUSE)
+            time.sleep(KEEP_PAUSE)
+
+
+def _keep_current(paths: Paths) -> bool:
+    config = enrolled_config(paths)
+    if config is None:
+        return False
+    machine = {"id": config.machine_id, "name": config.machine_name}
+    folder = paths.cache_dir / "files"
+    with link.machine_session(config, paths) as session:
+        passphrase = paths.passphrase_file.read_bytes()
+        source = Source(link.machine_repository(config, paths), passphrase, machine, session.rpc())
+        cat, _ = _refreshed(paths, source)
+        with _locked(folder / f"{machine['id']}.lock"):
+            try:
+                shared = (folder / f"{machine['id']}.shared").read_text()
+            except OSError:
+                shared = ""
+            if shared == _summary(cat):
+                return False
+            blob = catalog.seal(cat, passphrase, machine["id"])
+            for offset in range(0, max(len(blob), 1), UPLOAD_PART):
+                source.rpc.call("catalog.put", offset=offset, data=blob[offset:offset + UPLOAD_PART],
+                                final=offset + UPLOAD_PART >= len(blob))
+            _remember_shared(folder, machine["id"], cat)
+    logger.info("file catalog of %d archives (%d bytes sealed) sent to the server", len(cat.archives), len(blob))
+    return True
+
+
+def start_keeping(paths: Paths) -> None:
+    """Start keep_current in the background, niced, on its own: the backup (and the
+    next one, and the agent's status) does not wait for it, and nothing it meets fails
+    the backup (a find catches up by itself). Its log: ~/.cache/homesync/files/keep.log."""
+    folder = paths.cache_dir / "files"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_file = folder / "keep.log"
+        mode = "wb" if log_file.exists() and log_file.stat().st_size > MAX_LOG else "ab"  # the last runs only
+        with open(log_file, mode, opener=lambda p, f: os.open(p, f, 0o600)) as log:
+            subprocess.Popen([sys.executable, "-m", "homesync.actions.history", "keep-current"],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/")
+    except Exception as e:  # noqa: BLE001 - nothing here may fail the backup that was made
+        logger.info("could not start keeping the file catalog current: %s", e)
+
+
+def _keep_main() -> int:
+    """`python -m homesync.actions.history keep-current` (start_keeping's process)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s homesync keep-current: %(message)s")
+    os.nice(NICE)  # and the borg it runs
+    try:
+        keep_current(Paths.from_environment())
+    except (HomesyncError, OSError) as e:
+        logger.warning("the file catalog was not brought up to date (find will catch up): %s",
+                       getattr(e, "message", e))
+        return 1
+    return 0
 
 
 @contextmanager
@@ -155,14 +352,29 @@ def _sources(paths: Paths, wanted: str | None, login: Callable[[], Login]) -> It
         machines = rpc.call("machines.list")
         # a computer without backups has nothing to search: no passphrase is released for it
         chosen = [find_machine(machines, wanted)] if wanted is not None else [m for m in machines if m["archives"]]
-        sources = []
-        for machine in chosen:
-            key_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="homesync-find-key-"))
-            key_file, public_key = one_off_key(key_dir)
-            grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
-            access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
-            sources.append(Source(access, grant["passphrase"], machine, rpc, credentials))
-        yield sources
+        sources, granted = [], []
+        try:
+            for machine in chosen:
+                key_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="homesync-find-key-"))
+                key_file, public_key = one_off_key(key_dir)
+                grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
+                granted.append((machine["id"], public_key))
+                access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file,
+                                               paths)
+                sources.append(Source(access, grant["passphrase"], machine, rpc, credentials))
+            yield sources
+        finally:
+            _end_grants(rpc, granted)
+
+
+def _end_grants(rpc, granted: list[tuple[str, str]]) -> None:
+    """End the one-off keys a search was granted (else they would lapse by themselves,
+    after their idle time); a failure here only leaves them to lapse."""
+    for machine_id, public_key in granted:
+        try:
+            rpc.call("restore.end", machine_id=machine_id, public_key=public_key)
+        except HomesyncError as e:
+            logger.info("the one-off key for %s was not ended (it lapses by itself): %s", machine_id, e.message)
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:
@@ -180,3 +392,7 @@ def parse_since(text: str, now: datetime | None = None) -> str:
             raise UsageError(f"--since {text!r} is not a time", "e.g. --since 7d, 12h, 2w or 2026-11-20") from None
         moment = moment.astimezone(timezone.utc) if moment.tzinfo is None else moment
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["keep-current"]:
+    sys.exit(_keep_main())

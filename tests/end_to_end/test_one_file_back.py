@@ -4,13 +4,17 @@ through the real server and real borg; bad input gives one line and writes nothi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 
 import pytest
 
+from homesync import catalog
+from homesync.catalog import Catalog
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree
 from tests.support.trees import snapshot
@@ -142,6 +146,75 @@ def test_since_leaves_older_backups_out(laptop):
     assert len(computer.json("find", "report", "--machine", "Find laptop", "--since", "1d")) == 5
 
 
+@contextmanager
+def _lock(file):
+    """Hold the lock keep_current and find take (free once a refresh is done), once the
+    computer's user made it (opened read-only: a file root created would lock them out)."""
+    while not file.exists():
+        time.sleep(0.2)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _kept(computer, server, archives: int, timeout: float = 240) -> tuple[Catalog, Catalog]:
+    """Wait until the background keeping after the backups is done: this computer's
+    catalog and the sealed copy the server keeps both hold `archives` archives; return
+    them (local, server's)."""
+    machine_id = computer.machine_id()
+    folder = computer.home / ".cache/homesync/files"
+    kept = server.data / "repos" / machine_id / "homesync-files.catalog"
+    passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
+    deadline = time.monotonic() + timeout
+    while True:
+        with _lock(folder / f"{machine_id}.lock"):
+            local = Catalog.load(folder / f"{machine_id}.catalog")
+            shared = catalog.unseal(kept.read_bytes(), passphrase, machine_id) if kept.exists() else None
+        if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
+            return local, shared
+        assert time.monotonic() < deadline, ((folder / "keep.log").read_text(), len(local.archives), shared)
+        time.sleep(0.5)
+
+
+def test_the_backups_keep_the_file_lists_current_here_and_sealed_on_the_server(laptop, homesync_server):
+    computer, _ = laptop
+    local, shared = _kept(computer, homesync_server, 5)
+    assert local == shared and any(v[catalog.PATH] == DEEP for v in local.versions)
+    kept = (homesync_server.data / "repos" / computer.machine_id() / "homesync-files.catalog").read_bytes()
+    assert b"report.odt" not in kept and b"Documents" not in kept  # sealed: the server cannot read the names
+
+
+def test_find_on_another_computer_reads_the_servers_copy_and_ends_its_one_off_key(laptop, homesync_server,
+                                                                                  computer_factory):
+    computer, _ = laptop
+    _kept(computer, homesync_server, 5)
+    machine_id = computer.machine_id()
+    opened = f"SELECT count(*) FROM audit WHERE action = 'repository_open' AND machine_id = '{machine_id}'"
+    before = homesync_server.index_rows(opened)[0][0]
+    other = computer_factory()  # a computer that is not enrolled: no catalog of its own
+    found = other.json("find", "EPORT.o", "--machine", "Find laptop", *other.remote_args(homesync_server, "joe"),
+                       input=PASSWORDS["joe"] + "\n")
+    assert len([r for r in found if r["path"] == DEEP]) == 5
+    assert homesync_server.index_rows(opened)[0][0] == before  # no borg session: no archive was listed
+    assert homesync_server.index_rows(
+        f"SELECT count(*) FROM restore_grants WHERE repository_id = '{machine_id}'") == [(0,)]  # its key ended
+
+
+def test_versions_of_a_folder_are_the_states_it_was_backed_up_in(laptop):
+    computer, _ = laptop
+    states = computer.json("versions", "Documents")
+    # DEEP and SAME changed before every backup (and every ctime, by chown_tree): five states of two files
+    assert [s["number"] for s in states] == [1, 2, 3, 4, 5] and all(s["type"] == "d" for s in states)
+    assert [s["files"] for s in states] == [2] * 5
+    assert all(s["changed"] >= 2 for s in states[1:]) and states[0]["changed"] == 0
+    assert [len(s["archives"]) for s in states] == [1] * 5
+    text = computer.ok("versions", "Documents/projects").stdout
+    assert "FILES" in text and "--path Documents/projects --beside" in text
+
+
 def _one_line(done, code: int, fragment: str) -> None:
     assert done.returncode == code, (done.returncode, done.stderr)
     lines = done.stderr.strip().splitlines()
@@ -165,3 +238,20 @@ def test_bad_input_is_one_line_and_writes_nothing(laptop, args, code, fragment):
     done = computer.run(*args, input=PASSWORDS["joe"] + "\n")
     _one_line(done, code, fragment)
     assert _outside_own(computer.home) == before
+
+
+def test_a_file_list_that_cannot_be_kept_never_fails_the_backup(laptop, homesync_server):
+    computer, _ = laptop  # last: it adds a sixth backup
+    folder = computer.home / ".cache/homesync/files"
+    aside = folder.with_name("files.aside")
+    folder.rename(aside)
+    folder.write_bytes(b"not a folder")  # nothing can be kept there, not even the keeper's log
+    try:
+        _write(computer.home, "notes.txt", b"changed once more\n")
+        chown_tree(computer.home)
+        assert computer.json("backup")["result"] == "success"
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+    # and find catches up by itself: the sixth backup is searched
+    assert len(computer.json("find", "notes.txt", "--machine", "Find laptop")) == 2

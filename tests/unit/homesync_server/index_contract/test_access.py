@@ -42,6 +42,14 @@ def test_a_grant_is_replaced_for_the_same_key_and_revoked_per_user(index):
     assert index.revoke_grants(MACHINE) == 1 and index.revoke_grants(MACHINE) == 0
 
 
+def test_one_key_of_a_users_grants_is_revoked_alone(index):
+    index.add_grant(_grant("ssh-ed25519 ONE"))
+    index.add_grant(_grant("ssh-ed25519 TWO"))
+    assert index.revoke_grants(MACHINE, "ann", "ssh-ed25519 ONE") == 0  # another user's key: nothing
+    assert index.revoke_grants(MACHINE, "joe", "ssh-ed25519 ONE") == 1
+    assert index.grant("ssh-ed25519 ONE", MACHINE) is None and index.grant("ssh-ed25519 TWO", MACHINE) is not None
+
+
 def _attempt(index, name: str, address: str, now: float | None = None):
     return index.throttle(logins.keys(name, address),
                           lambda r, t: (v := logins.reserve(*r, t, name, "x"), v.events),
