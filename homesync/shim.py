@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             channel = session.exec(command)
             try:
                 return pump(channel, sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno(), silence, address)
+            except BrokenPipeError:  # borg itself went first (it stopped at an error the server sent it)
+                return LOST
             except (EOFError, OSError):  # the connection went while borg's data was on its way
                 _fail(_closed(address))
                 return LOST
