@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from homesync import borg, catalog, link, restore_plan
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
-from homesync.actions.restore import Source, inside_archive, one_off_key
+from homesync.actions.restore import Source, granted_machine, inside_archive, this_machine
 from homesync.catalog import FIRST, LAST, MTIME, PATH, SIZE, TYPE, Catalog
 from homesync.config import Paths
 from homesync.errors import HomesyncError, NotFoundError, RepositoryLockedError, UsageError
@@ -307,11 +307,10 @@ def _keep_current(paths: Paths) -> bool:
     config = enrolled_config(paths)
     if config is None:
         return False
-    machine = {"id": config.machine_id, "name": config.machine_name}
     folder = paths.cache_dir / "files"
     with link.machine_session(config, paths) as session:
-        passphrase = paths.passphrase_file.read_bytes()
-        source = Source(link.machine_repository(config, paths), passphrase, machine, session.rpc())
+        source = this_machine(config, paths, session.rpc())
+        machine, passphrase = source.machine, source.passphrase
         cat, _ = _refreshed(paths, source)
         with _locked(folder / f"{machine['id']}.lock"):
             try:
@@ -366,9 +365,7 @@ def _sources(paths: Paths, wanted: str | None, login: Callable[[], Login]) -> It
     config = enrolled_config(paths)
     if wanted is not None and is_this_machine(config, wanted):
         with link.machine_session(config, paths) as session:
-            machine = {"id": config.machine_id, "name": config.machine_name}
-            yield [Source(link.machine_repository(config, paths), paths.passphrase_file.read_bytes(), machine,
-                          session.rpc())]
+            yield [this_machine(config, paths, session.rpc())]
         return
     credentials = login()
     with ExitStack() as stack:
@@ -382,12 +379,9 @@ def _sources(paths: Paths, wanted: str | None, login: Callable[[], Login]) -> It
         try:
             for machine in chosen:
                 key_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="homesync-find-key-"))
-                key_file, public_key = one_off_key(key_dir)
-                grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
+                source, public_key = granted_machine(paths, credentials, rpc, key_dir, machine)
                 granted.append((machine["id"], public_key))
-                access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file,
-                                               paths)
-                sources.append(Source(access, grant["passphrase"], machine, rpc, credentials))
+                sources.append(source)
             yield sources
         finally:
             _end_grants(rpc, granted)
