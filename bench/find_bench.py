@@ -13,7 +13,6 @@ computer (a password login), later finds, and finds after one new backup. Not pa
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import random
@@ -21,12 +20,11 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.homesync_client import Computer  # noqa: E402
+from tests.support.homesync_client import Computer, catalogs_kept  # noqa: E402
 from tests.support.homesync_server import PASSWORDS, start_server  # noqa: E402
 from tests.support.processes import UNPRIVILEGED, VENV_BIN, chown_tree, remove, run_as_user  # noqa: E402
 
@@ -82,36 +80,11 @@ def timed(computer: Computer, *args: str, input: str | None = None) -> tuple[flo
     return seconds, json.loads(done.stdout) if "--json" in args else None
 
 
-@contextmanager
-def _lock(file: Path):
-    """Hold the lock keep_current and find take, once the computer's user made it."""
-    while not file.exists():
-        time.sleep(0.2)
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def kept(computer: Computer, server, archives: int, timeout: float = 3600) -> float:
-    """Wait until the background keeping after the backups is done (the computer's
-    catalog and the server's sealed copy hold `archives` archives); return the seconds waited."""
-    from homesync import catalog
-    machine_id = computer.machine_id()
-    folder = computer.home / ".cache/homesync/files"
-    copy = server.data / "repos" / machine_id / "homesync-files.catalog"
-    passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
+def kept(computer: Computer, server, archives: int) -> float:
+    """Wait until the background keeping after the backups is done; return the seconds waited."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        with _lock(folder / f"{machine_id}.lock"):
-            local = catalog.Catalog.load(folder / f"{machine_id}.catalog")
-            shared = catalog.unseal(copy.read_bytes(), passphrase, machine_id) if copy.exists() else None
-        if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
-            return time.monotonic() - start
-        time.sleep(0.2)
-    raise SystemExit(f"the file catalog was not kept current: {(folder / 'keep.log').read_text()[-2000:]}")
+    catalogs_kept(computer, server, archives, timeout=3600)
+    return time.monotonic() - start
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from homesync import borg
+from homesync import borg, tally
 
 DOCUMENT_DIRS = ("Documents", "Desktop")
 SETTINGS, DOCUMENTS, REST = "settings", "documents", "everything else"
@@ -133,21 +133,10 @@ def expected_tally(items: list[dict]) -> dict:
     return tally
 
 
-_KINDS = {stat.S_IFDIR: "d", stat.S_IFREG: "-", stat.S_IFLNK: "l"}
-
-
 def staged_tally(root: Path) -> dict:
-    """Return the same tally for a directory tree on disk (hard links counted once)."""
-    tally, inodes = {"d": 0, "-": 0, "l": 0, "other": 0, "bytes": 0}, set()
-    for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
-        for name in dirnames + filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
-            tally[kind] += 1
-            if kind == "-" and (st.st_dev, st.st_ino) not in inodes:
-                inodes.add((st.st_dev, st.st_ino))
-                tally["bytes"] += st.st_size
-    return tally
+    """Return the same tally for a directory tree on disk (hard links' bytes counted once)."""
+    found = tally.walk(root)
+    return {**{kind: found.kinds[kind] for kind in ("d", "-", "l", "other")}, "bytes": found.bytes}
 
 
 @dataclass
@@ -193,7 +182,7 @@ def preview(items: list[dict], target: Path, protected: list[str]) -> Preview:
 
 
 def _same(item: dict, local: os.stat_result) -> bool:
-    kind = _KINDS.get(stat.S_IFMT(local.st_mode), "other")
+    kind = tally.KINDS.get(stat.S_IFMT(local.st_mode), "other")
     if kind != item["type"]:
         return False
     if kind != "-":

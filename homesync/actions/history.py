@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from homesync import borg, catalog, link, restore_plan
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
-from homesync.actions.restore import Source, inside_archive, one_off_key
+from homesync.actions.restore import Source, granted_machine, inside_archive, this_machine
 from homesync.catalog import FIRST, LAST, MTIME, PATH, SIZE, TYPE, Catalog
 from homesync.config import Paths
 from homesync.errors import HomesyncError, NotFoundError, RepositoryLockedError, UsageError
@@ -48,11 +48,12 @@ def find(paths: Paths, pattern: str, machine: str | None, login: Callable[[], Lo
     after = parse_since(since, now) if since else ""
     accept = catalog.matcher(pattern, case_sensitive)
     found: dict[tuple, dict] = {}
-    searched = 0
+    searched, pending = 0, 0
     with _sources(paths, machine, login) as sources:
         for source in sources:
-            cat, live = _refreshed(paths, source)
+            cat, live = _refreshed(paths, source, search=True)
             searched += len(live)
+            pending += _missing(cat, live)
             for version in cat.matching(accept):
                 held = cat.held(version, live, after)
                 if held:
@@ -60,8 +61,9 @@ def find(paths: Paths, pattern: str, machine: str | None, login: Callable[[], Lo
     rows = list(found.values())
     if not rows:
         where = f"{searched} archives" + (f" since {since}" if since else "")
-        raise NotFoundError(f"no backed-up file matches {pattern!r} ({where} searched)",
-                            "try a shorter part of the name, or *.ext")
+        hint = ("the newest backups are still being added to the file lists: try again in a minute" if pending
+                else "try a shorter part of the name, or *.ext")
+        raise NotFoundError(f"no backed-up file matches {pattern!r} ({where} searched)", hint)
     rows.sort(key=lambda r: (r["last_seen"], r["mtime"], r["path"]), reverse=True)
     return rows
 
@@ -76,7 +78,7 @@ def versions(paths: Paths, path: str, machine: str | None, login: Callable[[], L
         raise UsageError("which computer? pass --machine NAME")
     with _sources(paths, machine or config.machine_id, login) as sources:
         source = next(iter(sources))
-        cat, live = _refreshed(paths, source)
+        cat, live = _refreshed(paths, source, search=True)
         found = [(v, cat.held(v, live)) for v in cat.matching(lambda p: p == wanted)]
         found = sorted(((v, held) for v, held in found if held), key=lambda f: f[1][0][2])
         if not found:
@@ -157,12 +159,15 @@ def _add_row(rows: dict[tuple, dict], source: Source, version: list, held: list)
     row["archives"] = sorted(set(row["archives"]) | {a[1] for a in held}, reverse=True)
 
 
-def _refreshed(paths: Paths, source: Source) -> tuple[Catalog, set[str]]:
+def _refreshed(paths: Paths, source: Source, search: bool = False) -> tuple[Catalog, set[str]]:
     """Return the computer's catalog with every archive the server's index lists in it,
     and those archives' names. When the index names an archive the catalog kept here
     lacks, the one the server keeps (sealed; see keep_current) is fetched first, and
     borg is asked only for what both lack: its listing of archives, then one listing of
-    each new archive. One refresh of a computer's catalog at a time (a lock beside it)."""
+    each new archive. One refresh of a computer's catalog at a time (a lock beside it).
+    A search (search=True) does not wait for a refresh under way, such as the one after
+    each backup, when the catalog holds archives already: it reads the catalog as it
+    is, says which backups are not in it yet, and their versions are left out."""
     indexed = {r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
                if r["result"] in ("success", "warning")}
     folder = paths.cache_dir / "files"
@@ -170,7 +175,13 @@ def _refreshed(paths: Paths, source: Source) -> tuple[Catalog, set[str]]:
     cat = Catalog.load(file)  # written atomically: read without the lock, which only a refresh needs
     if not cat.lacks(indexed):
         return cat, indexed
-    with _locked(folder / f"{source.machine['id']}.lock"):
+    lock = folder / f"{source.machine['id']}.lock"
+    if search and cat.archives and _busy(lock):
+        logger.warning("%d of the newest backups of %s are still being added to its file list (after each "
+                       "backup, in the background): they are not searched yet; search again in a minute",
+                       _missing(cat, indexed), source.machine["name"])
+        return cat, indexed
+    with _locked(lock):
         cat = Catalog.load(file)  # another refresh may have done it meanwhile
         if cat.lacks(indexed):
             # this computer's own copy on the server is worth fetching only when it is not
@@ -184,6 +195,21 @@ def _refreshed(paths: Paths, source: Source) -> tuple[Catalog, set[str]]:
                 cat = _listed(source, cat, indexed)
             cat.save(file)
     return cat, indexed
+
+
+def _busy(lock: Path) -> bool:
+    """Return whether another process holds the catalog's lock (a refresh under way)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _missing(cat: Catalog, indexed: set[str]) -> int:
@@ -281,11 +307,10 @@ def _keep_current(paths: Paths) -> bool:
     config = enrolled_config(paths)
     if config is None:
         return False
-    machine = {"id": config.machine_id, "name": config.machine_name}
     folder = paths.cache_dir / "files"
     with link.machine_session(config, paths) as session:
-        passphrase = paths.passphrase_file.read_bytes()
-        source = Source(link.machine_repository(config, paths), passphrase, machine, session.rpc())
+        source = this_machine(config, paths, session.rpc())
+        machine, passphrase = source.machine, source.passphrase
         cat, _ = _refreshed(paths, source)
         with _locked(folder / f"{machine['id']}.lock"):
             try:
@@ -340,9 +365,7 @@ def _sources(paths: Paths, wanted: str | None, login: Callable[[], Login]) -> It
     config = enrolled_config(paths)
     if wanted is not None and is_this_machine(config, wanted):
         with link.machine_session(config, paths) as session:
-            machine = {"id": config.machine_id, "name": config.machine_name}
-            yield [Source(link.machine_repository(config, paths), paths.passphrase_file.read_bytes(), machine,
-                          session.rpc())]
+            yield [this_machine(config, paths, session.rpc())]
         return
     credentials = login()
     with ExitStack() as stack:
@@ -356,12 +379,9 @@ def _sources(paths: Paths, wanted: str | None, login: Callable[[], Login]) -> It
         try:
             for machine in chosen:
                 key_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="homesync-find-key-"))
-                key_file, public_key = one_off_key(key_dir)
-                grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
+                source, public_key = granted_machine(paths, credentials, rpc, key_dir, machine)
                 granted.append((machine["id"], public_key))
-                access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file,
-                                               paths)
-                sources.append(Source(access, grant["passphrase"], machine, rpc, credentials))
+                sources.append(source)
             yield sources
         finally:
             _end_grants(rpc, granted)

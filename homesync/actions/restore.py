@@ -189,20 +189,30 @@ def inside_archive(path: str) -> str:
 def _open_source(paths: Paths, config, wanted: str, login: Callable[[], Login]) -> Iterator[Source]:
     if is_this_machine(config, wanted):
         with link.machine_session(config, paths) as session:
-            machine = {"id": config.machine_id, "name": config.machine_name}
-            yield Source(link.machine_repository(config, paths), paths.passphrase_file.read_bytes(),
-                         machine, session.rpc())
+            yield this_machine(config, paths, session.rpc())
         return
     credentials = login()
     with link.user_session(credentials.server, credentials.fingerprint, credentials.user,
                            credentials.password) as session, \
             tempfile.TemporaryDirectory(prefix="homesync-restore-key-") as key_dir:
         rpc = session.rpc()
-        machine = find_machine(rpc.call("machines.list"), wanted)
-        key_file, public_key = one_off_key(key_dir)
-        grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
-        access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
-        yield Source(access, grant["passphrase"], machine, rpc, credentials)
+        yield granted_machine(paths, credentials, rpc, key_dir, find_machine(rpc.call("machines.list"), wanted))[0]
+
+
+def this_machine(config, paths: Paths, rpc: transport.RpcClient) -> Source:
+    """Return the Source of this computer's own repository, reached with its machine key."""
+    return Source(link.machine_repository(config, paths), paths.passphrase_file.read_bytes(),
+                  {"id": config.machine_id, "name": config.machine_name}, rpc)
+
+
+def granted_machine(paths: Paths, credentials: Login, rpc: transport.RpcClient, key_dir: str,
+                    machine: dict) -> tuple[Source, str]:
+    """Have the server grant a one-off key (made in key_dir) to one of the logged-in
+    user's machines; return its Source and the key's public line (restore.end ends it)."""
+    key_file, public_key = one_off_key(key_dir)
+    grant = rpc.call("restore.grant", machine_id=machine["id"], public_key=public_key)
+    access = link.RepositoryAccess(credentials.server, credentials.fingerprint, machine["id"], key_file, paths)
+    return Source(access, grant["passphrase"], machine, rpc, credentials), public_key
 
 
 @contextmanager

@@ -6,43 +6,17 @@ and a sample of restored files hashed against the SHA-256 borg lists for them.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import stat
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from homesync.tally import Tally, walk
 
 SAMPLE_FILES = 20
 
 
-@dataclass
-class Tally:
-    """A restored tree's regular files: how many (inodes), their bytes, and the relative
-    paths (one name per inode, only names that are valid UTF-8) a sample is drawn from."""
-
-    files: int = 0
-    bytes: int = 0
-    paths: list[str] = field(default_factory=list)
-
-
 def scratch_tally(root: Path) -> Tally:
     """Given a directory an archive was extracted into, return its tally."""
-    tally, seen = Tally(), set()
-    top = os.fsencode(root)
-    for dirpath, _, filenames in os.walk(top):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            tally.files += 1
-            tally.bytes += st.st_size
-            try:
-                tally.paths.append(os.path.relpath(path, top).decode("utf-8"))
-            except UnicodeDecodeError:
-                pass  # borg's JSON cannot name it exactly; it still counts
-    return tally
+    return walk(root)
 
 
 def compare_tally(tally: Tally, expected: dict, where: str) -> list[str]:

@@ -4,17 +4,14 @@ through the real server and real borg; bad input gives one line and writes nothi
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
 import shutil
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from homesync import catalog
-from homesync.catalog import Catalog
+from tests.support.homesync_client import catalog_lock, catalogs_kept
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree
 from tests.support.trees import snapshot
@@ -146,42 +143,9 @@ def test_since_leaves_older_backups_out(laptop):
     assert len(computer.json("find", "report", "--machine", "Find laptop", "--since", "1d")) == 5
 
 
-@contextmanager
-def _lock(file):
-    """Hold the lock keep_current and find take (free once a refresh is done), once the
-    computer's user made it (opened read-only: a file root created would lock them out)."""
-    while not file.exists():
-        time.sleep(0.2)
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _kept(computer, server, archives: int, timeout: float = 240) -> tuple[Catalog, Catalog]:
-    """Wait until the background keeping after the backups is done: this computer's
-    catalog and the sealed copy the server keeps both hold `archives` archives; return
-    them (local, server's)."""
-    machine_id = computer.machine_id()
-    folder = computer.home / ".cache/homesync/files"
-    kept = server.data / "repos" / machine_id / "homesync-files.catalog"
-    passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
-    deadline = time.monotonic() + timeout
-    while True:
-        with _lock(folder / f"{machine_id}.lock"):
-            local = Catalog.load(folder / f"{machine_id}.catalog")
-            shared = catalog.unseal(kept.read_bytes(), passphrase, machine_id) if kept.exists() else None
-        if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
-            return local, shared
-        assert time.monotonic() < deadline, ((folder / "keep.log").read_text(), len(local.archives), shared)
-        time.sleep(0.5)
-
-
 def test_the_backups_keep_the_file_lists_current_here_and_sealed_on_the_server(laptop, homesync_server):
     computer, _ = laptop
-    local, shared = _kept(computer, homesync_server, 5)
+    local, shared = catalogs_kept(computer, homesync_server, 5)
     assert local == shared and any(v[catalog.PATH] == DEEP for v in local.versions)
     kept = (homesync_server.data / "repos" / computer.machine_id() / "homesync-files.catalog").read_bytes()
     assert b"report.odt" not in kept and b"Documents" not in kept  # sealed: the server cannot read the names
@@ -190,7 +154,7 @@ def test_the_backups_keep_the_file_lists_current_here_and_sealed_on_the_server(l
 def test_find_on_another_computer_reads_the_servers_copy_and_ends_its_one_off_key(laptop, homesync_server,
                                                                                   computer_factory):
     computer, _ = laptop
-    _kept(computer, homesync_server, 5)
+    catalogs_kept(computer, homesync_server, 5)
     machine_id = computer.machine_id()
     opened = f"SELECT count(*) FROM audit WHERE action = 'repository_open' AND machine_id = '{machine_id}'"
     before = homesync_server.index_rows(opened)[0][0]
@@ -255,3 +219,29 @@ def test_a_file_list_that_cannot_be_kept_never_fails_the_backup(laptop, homesync
         aside.rename(folder)
     # and find catches up by itself: the sixth backup is searched
     assert len(computer.json("find", "notes.txt", "--machine", "Find laptop")) == 2
+
+
+def test_a_search_during_the_keeping_after_a_backup_does_not_wait_for_it_and_says_so(homesync_server,
+                                                                                     computer_factory):
+    computer = computer_factory()
+    _write(computer.home, "Documents/plan.txt", b"the first backup\n")
+    chown_tree(computer.home)
+    assert computer.enroll(homesync_server, "joe", "Busy laptop").returncode == 0
+    assert computer.json("backup")["result"] == "success"
+    catalogs_kept(computer, homesync_server, 1)
+    time.sleep(1.1)  # archive names carry seconds
+    _write(computer.home, "Documents/fresh notes.txt", b"written after the first backup\n")
+    chown_tree(computer.home)
+    with catalog_lock(computer):  # the keeping after the next backup cannot start its listing
+        assert computer.json("backup")["result"] == "success"
+        started = time.monotonic()
+        found = computer.run("find", "PLAN.", "--machine", "Busy laptop", "--json")
+        took = time.monotonic() - started
+        assert found.returncode == 0, found.stderr
+        assert "still being added to its file list" in found.stderr and "search again in a minute" in found.stderr
+        assert took < 60, f"find waited {took:.0f} s for the keeping (it waits up to 300 s for the lock)"
+        fresh = computer.run("find", "fresh notes", "--machine", "Busy laptop")
+        assert fresh.returncode == 10 and "still being added to the file lists" in fresh.stderr, fresh.stderr
+    catalogs_kept(computer, homesync_server, 2)
+    found = computer.json("find", "fresh notes", "--machine", "Busy laptop")
+    assert [r["path"] for r in found] == ["Documents/fresh notes.txt"]

@@ -3,8 +3,11 @@ unprivileged user, and a way to run `homesync` commands there."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +98,41 @@ def backed_up_machine(server: RunningServer, name: str) -> Iterator[tuple]:
         yield server, computer.machine_id(), transport.load_key(computer.home / ".local/share/homesync/machine_key")
     finally:
         remove(computer.home)
+
+
+@contextmanager
+def catalog_lock(computer: Computer) -> Iterator[None]:
+    """Hold the lock of the computer's file catalog that the keeping after a backup and
+    find take (free once a refresh is done), once the computer's user made it (opened
+    read-only: a file root created would lock them out)."""
+    file = computer.home / ".cache/homesync/files" / f"{computer.machine_id()}.lock"
+    while not file.exists():
+        time.sleep(0.2)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def catalogs_kept(computer: Computer, server: RunningServer, archives: int, timeout: float = 240) -> tuple:
+    """Wait until the background keeping after the backups is done: the computer's file
+    catalog and the sealed copy the server keeps both hold `archives` archives; return
+    them (local, server's). Raise AssertionError, with the keeper's log, after timeout."""
+    from homesync import catalog
+    machine_id = computer.machine_id()
+    folder = computer.home / ".cache/homesync/files"
+    copy = server.data / "repos" / machine_id / "homesync-files.catalog"
+    passphrase = (computer.home / ".local/share/homesync/passphrase").read_bytes()
+    deadline = time.monotonic() + timeout
+    while True:
+        with catalog_lock(computer):
+            local = catalog.Catalog.load(folder / f"{machine_id}.catalog")
+            shared = catalog.unseal(copy.read_bytes(), passphrase, machine_id) if copy.exists() else None
+        if len(local.archives) == archives and shared is not None and len(shared.archives) == archives:
+            return local, shared
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the file catalog was not kept current ({len(local.archives)} archives here): "
+                                 f"{(folder / 'keep.log').read_text()[-2000:]}")
+        time.sleep(0.2)
