@@ -136,3 +136,31 @@ def catalogs_kept(computer: Computer, server: RunningServer, archives: int, time
             raise AssertionError(f"the file catalog was not kept current ({len(local.archives)} archives here): "
                                  f"{(folder / 'keep.log').read_text()[-2000:]}")
         time.sleep(0.2)
+
+
+def background_done(computer: Computer, server: RunningServer, timeout: float = 240) -> None:
+    """Wait until what a backup leaves running is done: the keeping of the computer's
+    file catalog (a process of its user's) and the server's post-session check of its
+    sessions, so that a test changing the repository behind the product's back changes
+    it after them. Raise AssertionError after timeout."""
+    marker = f"HOME={computer.home}".encode()
+    deadline = time.monotonic() + timeout
+
+    def keeping() -> bool:
+        for entry in os.scandir("/proc"):
+            try:
+                argv = open(f"{entry.path}/cmdline", "rb").read().split(b"\0")
+                environ = open(f"{entry.path}/environ", "rb").read().split(b"\0")
+            except (OSError, NotADirectoryError):
+                continue
+            if b"keep-current" in argv and marker in environ:
+                return True
+        return False
+
+    def checking() -> bool:
+        rows = server.index_rows(f"SELECT pending_since FROM history WHERE machine_id = '{computer.machine_id()}'")
+        return bool(rows) and rows[0][0] is not None
+
+    while keeping() or checking():
+        assert time.monotonic() < deadline, "the keeping after a backup, or the server's check, did not end"
+        time.sleep(0.2)

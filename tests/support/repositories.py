@@ -11,7 +11,7 @@ from pathlib import Path
 from homesync import borg
 from homesync_server.escrow import EscrowKey
 from homesync_server.repos import METADATA, SEALED_PASSPHRASE
-from tests.support.homesync_client import Computer
+from tests.support.homesync_client import Computer, background_done
 from tests.support.homesync_server import RunningServer
 from tests.support.processes import VENV_BIN, chown_tree, run_as_user
 from tests.support.trees import make_home
@@ -28,6 +28,7 @@ def enrolled_with_backups(server: RunningServer, computer_factory, user: str, ma
     assert enrolled.returncode == 0, enrolled.stderr
     reports = [laptop.json("backup") for _ in range(backups)]
     machine_id = next(m["id"] for m in server.cli_json("machines", "--user", user) if m["name"] == machine)
+    background_done(laptop, server)  # the tests change the repository next: after the product is done with it
     return machine_id, laptop, reports
 
 
