@@ -113,7 +113,9 @@ class Extractions:
 
     def _run_borg(self, number: int, part: Phase, staging: Path) -> list[str]:
         # --progress costs borg a pass over the archive's items to size it: only for a bar
-        argv = borg.make_extract_command(self.archive.location, self.archive.name, part.paths,
+        # names are literal (`pp:`): a top-level name such as "re:x" or "sh:*" is no pattern
+        paths = part.paths if part.selection else [f"pp:{name}" for name in part.paths]
+        argv = borg.make_extract_command(self.archive.location, self.archive.name, paths,
                                          progress=self._progress.progress is not None,
                                          excludes=[f"pp:{name}" for name in part.excludes], patterns=part.patterns)
 

@@ -1,5 +1,5 @@
 """Real borg, several extractions at once: a home split into parts (hard links across
-two names, a name borg cannot list in UTF-8) comes back bit for bit when the parts are
+two names, a name borg cannot list in UTF-8, names that look like borg patterns) comes back bit for bit when the parts are
 extracted in parallel and merged in plan order; closing early leaves no staging."""
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def archive(tmp_path_factory) -> tuple[extraction.Archive, Path, list[dict]]:
     (source / ".config/app/settings.conf").write_text("[general]\n")
     os.link(source / "Music/f1.bin", source / "Videos/same-as-music.bin")
     os.symlink("../Music/f2.bin", source / "Projects/link")
+    for name in ("re:.", "sh:*", "ab:notes"):  # top-level names borg would read as patterns unless told `pp:`
+        (source / name).mkdir()
+        (source / name / "inside.txt").write_text(name)
     (source / os.fsdecode(b"caf\xe9")).mkdir()
     (source / os.fsdecode(b"caf\xe9") / "menu.txt").write_text("soup")
     repo = str(base / "repo")
