@@ -246,11 +246,24 @@ def where(layout: Layout) -> str:
     return redacted(url_of(layout)).removeprefix("sqlite://")
 
 
+_SECRET_PARAMETERS = ("password", "sslpassword")  # libpq takes these in a URL's query too
+
+
 def redacted(url: str) -> str:
-    """Return url without a password (for messages and logs)."""
+    """Return url without a password (for messages and logs): one in its user part, and
+    a password or sslpassword parameter in its query."""
     scheme, sep, rest = url.partition("://")
+    rest, mark, query = rest.partition("?")
+    if mark:
+        query = "&".join(f"{name}=***" if name.lower() in _SECRET_PARAMETERS else f"{name}{eq}{value}"
+                         for name, eq, value in (part.partition("=") for part in query.split("&")))
     userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{host}"
+    return f"{scheme}{sep}{rest}{mark}{query}"
+
+
+def has_password(url: str) -> bool:
+    """Return whether a URL carries a password (in its user part or its query)."""
+    return redacted(url) != url
 

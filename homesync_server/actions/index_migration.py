@@ -21,6 +21,9 @@ def migrate(layout: Layout, to_url: str) -> dict[str, Any]:
     table, the seconds it took and the copy's audit verdict. Raise ConflictError if
     the server runs or the target is not empty, UsageError if to_url's engine cannot
     take a copy, IndexUnavailableError if it does not answer."""
+    if index_store.has_password(to_url):  # a command line is visible to every user of the host (ps)
+        raise UsageError("--to may not carry a password (anyone on this host could read it in the process list)",
+                         "give it in ~/.pgpass (or PGPASSFILE) of the server's user, and --to without it")
     refuse_while_serving(layout)
     source_url = index_store.url_of(layout)
     if index_store.engine(to_url) is index_store.engine(source_url):
@@ -43,5 +46,5 @@ def migrate(layout: Layout, to_url: str) -> dict[str, Any]:
     return {"from": index_store.redacted(source_url), "to": index_store.redacted(to_url), "tables": copied,
             "counts_equal": counts == expected == copied, "audit": verdict.as_dict(),
             "seconds": round(time.monotonic() - started, 2),
-            "next": f'set url = "{index_store.redacted(to_url)}" under [index] in {layout.config_file}, '
-                    "then start the server"}
+            "next": f'set url = "{to_url}" under [index] in {layout.config_file} (its password, if any, in '
+                    "the server user's ~/.pgpass), then start the server"}

@@ -20,6 +20,23 @@ def test_every_sqlite_migration_has_its_postgresql_counterpart():
 def test_a_url_is_shown_without_its_password():
     assert redacted("postgresql://homesync:s3cret@db:5432/homesync") == "postgresql://homesync:***@db:5432/homesync"
     assert redacted("postgresql://homesync@db/homesync") == "postgresql://homesync@db/homesync"
+    assert redacted("postgresql://homesync@db/hs?sslmode=require&password=s3cret&sslpassword=k3y") == \
+        "postgresql://homesync@db/hs?sslmode=require&password=***&sslpassword=***"
+    assert redacted("postgresql://u:p@db/hs?PASSWORD=x") == "postgresql://u:***@db/hs?PASSWORD=***"
+
+
+def test_index_migrate_refuses_a_password_on_its_command_line(tmp_path):
+    import pytest
+
+    from homesync.errors import UsageError
+    from homesync_server.actions.index_migration import migrate
+    from homesync_server.config import Layout
+
+    for url in ("postgresql://homesync:s3cret@db/hs", "postgresql://homesync@db/hs?password=s3cret"):
+        with pytest.raises(UsageError, match="may not carry a password") as refused:
+            migrate(Layout(tmp_path), url)
+        assert "s3cret" not in refused.value.line()
+    assert not list(tmp_path.iterdir()), "nothing was written"
 
 
 def test_index_url_in_server_toml_picks_the_engine(tmp_path):
