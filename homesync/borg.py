@@ -30,6 +30,10 @@ CHECKPOINT_SECONDS = 300
 _LOCK_CODES = {70, 71, 72, 73}
 _WRONG_PASSPHRASE = 52
 _CONNECTION_LOST = {80, 81, 87}  # borg's ConnectionClosed(WithHint), ConnectionBrokenWithHint
+_AFTER_LOST = {"create": "nothing was lost; the next backup continues from where this one stopped",
+               "extract": "nothing half-restored was merged; run the same restore again once the server answers: "
+                          "it goes on from the phase it stopped in",
+               "": "nothing was changed; try again once the server answers"}
 
 
 def borg_executable() -> str:
@@ -245,10 +249,11 @@ def run_borg(
         except BorgError:
             _raise_shim_error(shim_error)  # the shim knows why the connection failed: say that
             if done.returncode in _CONNECTION_LOST:
+                command = _command_name(argv)
                 raise ConnectionFailedError(
-                    f"the connection to the backup server broke during borg {_command_name(argv)} "
-                    "(it stopped or restarted, or the network went away)",
-                    "nothing was lost; the next backup continues from where this one stopped") from None
+                    f"the connection to the backup server broke during borg {command} "
+                    "(it stopped or restarted, or the network went away)", _AFTER_LOST.get(command, _AFTER_LOST[""])
+                ) from None
             raise
 
 

@@ -96,7 +96,8 @@ LOST = 255  # the exit status ssh gives a lost connection
 
 def _closed(address: str) -> ConnectionFailedError:
     return ConnectionFailedError(f"the backup server at {address} closed the connection (it stopped or restarted)",
-                                 "nothing was lost; the next backup continues from where this one stopped")
+                                 "nothing was lost; try again once it answers (a backup continues from where "
+                                 "this one stopped, a restore from the phase it stopped in)")
 
 
 class Causes:

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from homesync import borg, catalog, link, restore_plan
+from homesync import borg, catalog, link, names, restore_plan
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.actions.restore import Source, granted_machine, inside_archive, this_machine
 from homesync.catalog import FIRST, LAST, MTIME, PATH, SIZE, TYPE, Catalog
 from homesync.config import Paths
-from homesync.errors import HomesyncError, NotFoundError, RepositoryLockedError, UsageError
+from homesync.errors import HomesyncError, NotFoundError, ProtocolError, RepositoryLockedError, UsageError
 from homesync.files import write_private
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,8 @@ def _refreshed(paths: Paths, source: Source, search: bool = False) -> tuple[Cata
     A search (search=True) does not wait for a refresh under way, such as the one after
     each backup, when the catalog holds archives already: it reads the catalog as it
     is, says which backups are not in it yet, and their versions are left out."""
+    if not names.is_machine_id(source.machine["id"]):  # it names files here: never a path from the server
+        raise ProtocolError(f"the server named a computer {source.machine['id']!r}, which is no machine id")
     indexed = {r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
                if r["result"] in ("success", "warning")}
     folder = paths.cache_dir / "files"
