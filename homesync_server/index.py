@@ -360,7 +360,7 @@ class SqliteIndex(SqlIndex):
             return
         self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _wal(self._db)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
@@ -461,6 +461,20 @@ def set_aside(path: Path, why: str) -> str:
 
 # The engine's entries for index_store's table: open_url(url, read_only), missing,
 # set_aside_url, read_set_aside_url and check, given a sqlite:///PATH URL.
+
+def _wal(db: sqlite3.Connection, wait: float = 10.0) -> None:
+    """Put the index in WAL mode. Switching a new file's journal takes a lock SQLite's
+    busy wait does not cover: servers starting at once wait for each other here."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
 
 def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> SqliteIndex:
     """Open the SQLite index a URL names (its lock wait, not statement_timeout, bounds a write)."""
