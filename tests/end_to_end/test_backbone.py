@@ -4,7 +4,6 @@ laptop, restore onto a computer that was never enrolled: bit for bit."""
 
 from __future__ import annotations
 
-import shutil
 
 from tests.support.processes import chown_tree
 from tests.support.trees import assert_same_tree, make_home, mutate_home, snapshot
@@ -30,8 +29,7 @@ def test_backup_change_backup_then_restore_on_new_hardware(homesync_server, comp
     archives = laptop.json("archives")
     assert [a["name"] for a in archives] == [first["name"], second["name"]]
 
-    shutil.rmtree(laptop.home / ".config")  # out of the window: its home and its homesync state
-    shutil.rmtree(laptop.home)
+    laptop.throw_away()  # out of the window: its home and its homesync state
 
     new = computer_factory()
     restored = new.json("restore", "--machine", "joe's \"thinkpad\"", *new.remote_args(homesync_server, "joe"),

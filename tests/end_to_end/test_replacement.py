@@ -29,7 +29,7 @@ def test_adopt_moves_the_identity_and_the_chain_continues(fresh_server, computer
     machine_id = old.machine_id()
     old_key = transport.load_key(old.home / ".local/share/homesync/machine_key")
     expected = snapshot(old.home, exclude=NOT_BACKED_UP)
-    shutil.rmtree(old.home)
+    old.throw_away()
 
     new = computer_factory()
     result = new.json("restore", "--machine", "Joe's Thinkpad", "--adopt", *new.remote_args(fresh_server, "joe"),
@@ -92,7 +92,7 @@ def test_an_interrupted_restore_resumes_and_ends_bit_identical(fresh_server, com
     make_home(old.home, seed=21, files=300, total_bytes=160 << 20)
     old.enroll_and_back_up(fresh_server, "joe", "Resume Me")
     expected = snapshot(old.home, exclude=NOT_BACKED_UP)
-    shutil.rmtree(old.home)
+    old.throw_away()
 
     new = computer_factory()
     progress = new.home / ".local/state/homesync/restore-progress.json"

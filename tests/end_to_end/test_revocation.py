@@ -4,7 +4,6 @@ kept in the index so a restart neither forgets nor revives it."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -50,7 +49,7 @@ def test_adopt_closes_the_old_keys_open_session(fresh_server, computer_factory):
     stolen = _connect(fresh_server, machine_id, old_key)
     rpc = stolen.rpc()
     assert rpc.call("whoami")["kind"] == "machine"
-    shutil.rmtree(old.home)
+    old.throw_away()
     new = computer_factory()
     new.json("restore", "--machine", "Old One", "--adopt", *new.remote_args(fresh_server, "joe"),
              input=PASSWORDS["joe"] + "\n")

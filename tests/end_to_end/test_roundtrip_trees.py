@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from tests.support.homesync_client import Computer
-from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree, private_dir, remove
-from tests.support.trees import (DirNode, FileNode, assert_same_tree, build_tree, kitchen_sink, snapshot,
+from tests.support.trees import (FileNode, assert_same_tree, build_tree, kitchen_sink, snapshot,
                                  tree_specs)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -47,6 +48,12 @@ class Computer:
         done = self.enroll(server, user, machine)
         assert done.returncode == 0, f"homesync enroll failed ({done.returncode}): {done.stderr}"
         return self.json("backup")
+
+    def throw_away(self) -> None:
+        """Remove the computer's home once the keeping of its file catalog that its last
+        backup started is done (it writes into the home until then)."""
+        wait_for_keeping(self)
+        shutil.rmtree(self.home)
 
     def machine_id(self) -> str:
         """Return the id this computer is enrolled with."""
@@ -139,29 +146,40 @@ def catalogs_kept(computer: Computer, server: RunningServer, archives: int, time
         time.sleep(0.2)
 
 
+def _keeping(computer: Computer) -> bool:
+    """Whether the keeping of the computer's file catalog (a process of its user's) runs."""
+    marker = f"HOME={computer.home}".encode()
+    for entry in os.scandir("/proc"):
+        try:
+            argv = open(f"{entry.path}/cmdline", "rb").read().split(b"\0")
+            environ = open(f"{entry.path}/environ", "rb").read().split(b"\0")
+        except (OSError, NotADirectoryError):
+            continue
+        if b"keep-current" in argv and marker in environ:
+            return True
+    return False
+
+
+def wait_for_keeping(computer: Computer, timeout: float = 240) -> None:
+    """Wait until the keeping of the computer's file catalog after a backup is done.
+    Raise AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    while _keeping(computer):
+        assert time.monotonic() < deadline, "the keeping after a backup did not end"
+        time.sleep(0.2)
+
+
 def background_done(computer: Computer, server: RunningServer, timeout: float = 240) -> None:
     """Wait until what a backup leaves running is done: the keeping of the computer's
-    file catalog (a process of its user's) and the server's post-session check of its
-    sessions, so that a test changing the repository behind the product's back changes
-    it after them. Raise AssertionError after timeout."""
-    marker = f"HOME={computer.home}".encode()
+    file catalog and the server's post-session check of its sessions, so that a test
+    changing the repository behind the product's back changes it after them. Raise
+    AssertionError after timeout."""
     deadline = time.monotonic() + timeout
-
-    def keeping() -> bool:
-        for entry in os.scandir("/proc"):
-            try:
-                argv = open(f"{entry.path}/cmdline", "rb").read().split(b"\0")
-                environ = open(f"{entry.path}/environ", "rb").read().split(b"\0")
-            except (OSError, NotADirectoryError):
-                continue
-            if b"keep-current" in argv and marker in environ:
-                return True
-        return False
 
     def checking() -> bool:
         rows = server.index_rows(f"SELECT pending_since FROM history WHERE machine_id = '{computer.machine_id()}'")
         return bool(rows) and rows[0][0] is not None
 
-    while keeping() or checking():
+    while _keeping(computer) or checking():
         assert time.monotonic() < deadline, "the keeping after a backup, or the server's check, did not end"
         time.sleep(0.2)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import e2e_index_url
-from tests.support.processes import VENV_BIN, chown_tree, free_port, private_dir, remove, run_as_user
+from tests.support.processes import VENV_BIN, free_port, private_dir, remove, run_as_user
 
 PASSWORDS = {"joe": "joe-secret-pw", "ann": "ann-secret-pw"}
 # Several `homesync-server` commands in one process (an interpreter start is most of
