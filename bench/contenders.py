@@ -47,7 +47,29 @@ class Destination:
     archives: list[str] = field(default_factory=list)
 
 
-class Homesync:
+class Contender:
+    """What the three have in common: a destination is discarded with the client's
+    state and what the server side stores."""
+
+    def discard(self, dest: Destination) -> None:
+        if dest.client_dir is not None:
+            remove(dest.client_dir)
+        shutil.rmtree(dest.server_path, ignore_errors=True)
+
+
+class BehindSshd(Contender):
+    """A contender whose server side is the throwaway sshd."""
+
+    def __init__(self, sshd: OpenSshServer, timeout: float) -> None:
+        self.sshd = sshd
+        self.timeout = timeout
+
+    @property
+    def server_pids(self) -> list[int]:
+        return [self.sshd.pid]
+
+
+class Homesync(Contender):
     """`homesync backup` / `homesync restore` as an enrolled computer."""
 
     name = "homesync"
@@ -93,10 +115,6 @@ class Homesync:
         return measure.run_timed([str(VENV_BIN / "homesync"), *args], env=user_env(dest.client_dir),
                                  cwd=dest.client_dir, server_pids=self.server_pids, timeout=self.timeout)
 
-    def discard(self, dest: Destination) -> None:
-        remove(dest.client_dir)
-        shutil.rmtree(dest.server_path, ignore_errors=True)
-
 
 def _with_source(config: str, source: Path) -> str:
     """Given the config.toml enrollment wrote, return it with [backup] source = source."""
@@ -110,7 +128,7 @@ def _with_source(config: str, source: Path) -> str:
     return config
 
 
-class BorgOverSsh:
+class BorgOverSsh(BehindSshd):
     """`borg create` / `borg extract` to a repository served by the throwaway sshd, with
     homesync's encryption mode, compression and exclusions."""
 
@@ -118,15 +136,10 @@ class BorgOverSsh:
     title = "borg+OpenSSH"
 
     def __init__(self, sshd: OpenSshServer, repos: Path, clients: Path, timeout: float) -> None:
-        self.sshd = sshd
+        super().__init__(sshd, timeout)
         self.repos = repos
         self.clients = clients
-        self.timeout = timeout
         self.passphrase = secrets.token_hex(32)
-
-    @property
-    def server_pids(self) -> list[int]:
-        return [self.sshd.pid]
 
     def fresh(self, source: Path, label: str) -> Destination:
         """Initialise a new repository (and a new client cache)."""
@@ -162,12 +175,8 @@ class BorgOverSsh:
         return user_env(dest.client_dir, BORG_BASE_DIR=str(dest.client_dir), BORG_PASSPHRASE=self.passphrase,
                         BORG_RSH=self.sshd.ssh_command(with_port=False), TZ="UTC")
 
-    def discard(self, dest: Destination) -> None:
-        remove(dest.client_dir)
-        shutil.rmtree(dest.server_path, ignore_errors=True)
 
-
-class RsyncOverSsh:
+class RsyncOverSsh(BehindSshd):
     """`rsync -a --delete` of the source to a directory behind the throwaway sshd, and
     back; the same exclusions by path (rsync knows no CACHEDIR.TAG)."""
 
@@ -175,14 +184,9 @@ class RsyncOverSsh:
     title = "rsync+OpenSSH"
 
     def __init__(self, sshd: OpenSshServer, mirrors: Path, client_home: Path, timeout: float) -> None:
-        self.sshd = sshd
+        super().__init__(sshd, timeout)
         self.mirrors = mirrors
         self.client_home = client_home
-        self.timeout = timeout
-
-    @property
-    def server_pids(self) -> list[int]:
-        return [self.sshd.pid]
 
     def fresh(self, source: Path, label: str) -> Destination:
         path = self.mirrors / label
@@ -202,6 +206,3 @@ class RsyncOverSsh:
         return measure.run_timed(["rsync", "-e", self.sshd.ssh_command(with_port=True), *args],
                                  env=user_env(self.client_home), cwd=cwd, server_pids=self.server_pids,
                                  timeout=self.timeout)
-
-    def discard(self, dest: Destination) -> None:
-        shutil.rmtree(dest.server_path, ignore_errors=True)

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, TypeVar
 from homesync.errors import IndexDamagedError
 from homesync_server import audit as audit_chain
 from homesync_server.borgcauses import server_disk_full
-from homesync_server.index_sql import FLEET_COLUMNS, FLEET_FIELDS, PRUNING, SqlIndex, admin_actor, event
+from homesync_server.index_sql import (ARCHIVE_FIGURES_13, FLEET_COLUMNS, FLEET_FIELDS, PRUNING, SqlIndex, admin_actor,
+                                       event)
 
 __all__ = ["FLEET_COLUMNS", "FLEET_FIELDS", "MIGRATIONS", "PRUNING", "Index", "SqliteIndex", "admin_actor",
            "event", "read_index_file"]
@@ -284,18 +285,7 @@ MIGRATIONS: dict[int, str] = {
     13: """
     DROP TRIGGER archive_totals_insert;
     DROP VIEW archive_figures;
-    CREATE VIEW archive_figures AS
-    SELECT a.machine_id,
-           SUM(CASE WHEN a.result IN ('success', 'warning') AND a.flag = '' THEN 1 ELSE 0 END) AS archives,
-           MAX(CASE WHEN a.result IN ('success', 'warning') AND a.flag = ''
-                    THEN CASE WHEN a.observed < a."end" THEN a.observed ELSE a."end" END END) AS last_backup,
-           (SELECT b.original_size FROM archives b
-            WHERE b.machine_id = a.machine_id AND b.flag = '' AND b.result IN ('success', 'warning')
-            ORDER BY CASE WHEN b.observed < b."end" THEN b.observed ELSE b."end" END DESC LIMIT 1)
-               AS last_original_size,
-           SUM(a.deduplicated_size) AS deduplicated_size,
-           SUM(CASE WHEN a.result = 'failed' THEN 1 ELSE 0 END) AS failed
-    FROM archives a GROUP BY a.machine_id;
+    """ + ARCHIVE_FIGURES_13 + """
     CREATE TRIGGER archive_totals_insert AFTER INSERT ON archives BEGIN
         DELETE FROM archive_totals WHERE machine_id = NEW.machine_id;
         INSERT INTO archive_totals SELECT * FROM archive_figures WHERE machine_id = NEW.machine_id;

@@ -19,7 +19,7 @@ from psycopg.adapt import Loader
 
 from homesync.errors import ConflictError, IndexUnavailableError
 from homesync_server import index_store
-from homesync_server.index_sql import TABLES, SqlIndex
+from homesync_server.index_sql import ARCHIVE_FIGURES_13, TABLES, SqlIndex
 
 logger = logging.getLogger(__name__)
 
@@ -200,18 +200,7 @@ CREATE TABLE user_groups (
     groups TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL
 );
-CREATE VIEW archive_figures AS
-SELECT a.machine_id,
-       SUM(CASE WHEN a.result IN ('success', 'warning') AND a.flag = '' THEN 1 ELSE 0 END) AS archives,
-       MAX(CASE WHEN a.result IN ('success', 'warning') AND a.flag = ''
-                THEN CASE WHEN a.observed < a."end" THEN a.observed ELSE a."end" END END) AS last_backup,
-       (SELECT b.original_size FROM archives b
-        WHERE b.machine_id = a.machine_id AND b.flag = '' AND b.result IN ('success', 'warning')
-        ORDER BY CASE WHEN b.observed < b."end" THEN b.observed ELSE b."end" END DESC LIMIT 1)
-           AS last_original_size,
-       SUM(a.deduplicated_size) AS deduplicated_size,
-       SUM(CASE WHEN a.result = 'failed' THEN 1 ELSE 0 END) AS failed
-FROM archives a GROUP BY a.machine_id;
+""" + ARCHIVE_FIGURES_13 + """
 CREATE TABLE archive_totals (
     machine_id TEXT PRIMARY KEY,
     archives BIGINT NOT NULL,

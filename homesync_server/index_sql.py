@@ -19,6 +19,22 @@ from homesync_server.logins import Record
 
 # archives.archive_id of an archive the server's own prune is deleting.
 PRUNING = "-"
+
+# The view of migration 13 (both engines), the report's per-machine figures of its
+# archives; frozen as that migration's text: a later change is a new migration.
+ARCHIVE_FIGURES_13 = """CREATE VIEW archive_figures AS
+SELECT a.machine_id,
+       SUM(CASE WHEN a.result IN ('success', 'warning') AND a.flag = '' THEN 1 ELSE 0 END) AS archives,
+       MAX(CASE WHEN a.result IN ('success', 'warning') AND a.flag = ''
+                THEN CASE WHEN a.observed < a."end" THEN a.observed ELSE a."end" END END) AS last_backup,
+       (SELECT b.original_size FROM archives b
+        WHERE b.machine_id = a.machine_id AND b.flag = '' AND b.result IN ('success', 'warning')
+        ORDER BY CASE WHEN b.observed < b."end" THEN b.observed ELSE b."end" END DESC LIMIT 1)
+           AS last_original_size,
+       SUM(a.deduplicated_size) AS deduplicated_size,
+       SUM(CASE WHEN a.result = 'failed' THEN 1 ELSE 0 END) AS failed
+FROM archives a GROUP BY a.machine_id;"""
+
 # What a post-session check takes from borg for a row the agent reported as interrupted or failed.
 _FIGURES = ("start", "end", "files", "original_size", "compressed_size", "deduplicated_size", "result", "error")
 # What Index.fleet_records returns for each machine, in this order (the report's
