@@ -94,19 +94,28 @@ def _number(screen: str, name: str) -> str:
     return re.search(rf"(\d)\) {re.escape(name)}  \(last", screen).group(1)
 
 
+def _set_up(fleet: Fleet, computer: Computer, choice: str, *steps) -> tuple[str, list[str]]:
+    """Run `homesync setup` in a terminal: log in, type choice, then for each (prompt,
+    answer) step wait for the prompt and type the answer (a callable is given the login
+    screen); return the last screen and the screens each prompt appeared on."""
+    terminal = fleet.terminal(computer, "setup")
+    asked = []
+    try:
+        login = _log_in(terminal)
+        terminal.type(choice)
+        for prompt, answer in steps:
+            asked.append(terminal.wait_for(prompt))
+            terminal.type(answer(login) if callable(answer) else answer)
+        return _finish(terminal), asked
+    finally:
+        terminal.close()
+
+
 def test_setup_as_a_new_computer_suggests_a_name_and_backs_up_with_a_bar(fleet, computer_factory):
     new = computer_factory()
     (new.home / "first.txt").write_text("hello\n")
     chown_tree(new.home)
-    terminal = fleet.terminal(new, "setup")
-    try:
-        _log_in(terminal)
-        terminal.type("n")
-        terminal.wait_for(r"Name for this computer \[Joe's laptop\]")
-        terminal.type("")  # take the suggestion
-        screen = _finish(terminal)
-    finally:
-        terminal.close()
+    screen, _ = _set_up(fleet, new, "n", (r"Name for this computer \[Joe's laptop\]", ""))  # take the suggestion
     assert "this computer is set up as \"Joe's laptop\"" in screen, screen
     assert re.search(r"\[#{30}\] 100\.0%", screen), "the first backup draws a progress bar"
     assert re.search(r"archive \S+: \d+ files", screen)
@@ -118,15 +127,8 @@ def test_setup_as_a_new_computer_suggests_a_name_and_backs_up_with_a_bar(fleet, 
 
 def test_setup_as_the_replacement_of_a_computer(fleet, computer_factory):
     new = computer_factory()
-    terminal = fleet.terminal(new, "setup")
-    try:
-        screen = _log_in(terminal)
-        terminal.type("r")
-        terminal.wait_for(r"Replace which computer\? \[1-\d\]")
-        terminal.type(_number(screen, "Joe's Thinkpad"))
-        screen = _finish(terminal)
-    finally:
-        terminal.close()
+    screen, _ = _set_up(fleet, new, "r",
+                        (r"Replace which computer\? \[1-\d\]", lambda login: _number(login, "Joe's Thinkpad")))
     assert "this computer is now \"Joe's Thinkpad\"" in screen, screen
     assert re.search(r"\[#{30}\] 100\.0%", screen), "the restore draws its bar"
     assert _enrolled_as(new) == "Joe's Thinkpad"
@@ -135,17 +137,9 @@ def test_setup_as_the_replacement_of_a_computer(fleet, computer_factory):
 
 def test_setup_identical_to_a_computer(fleet, computer_factory):
     new = computer_factory()
-    terminal = fleet.terminal(new, "setup")
-    try:
-        screen = _log_in(terminal)
-        terminal.type("i")
-        terminal.wait_for(r"Identical to which computer\? \[1-\d\]")
-        terminal.type(_number(screen, "Joe's Workstation"))
-        terminal.wait_for(r"Name for this computer \[Joe's laptop( \d)?\]")
-        terminal.type("Lab 7")
-        screen = _finish(terminal)
-    finally:
-        terminal.close()
+    screen, _ = _set_up(fleet, new, "i",
+                        (r"Identical to which computer\? \[1-\d\]", lambda login: _number(login, "Joe's Workstation")),
+                        (r"Name for this computer \[Joe's laptop( \d)?\]", "Lab 7"))
     assert "enrolled as a new machine, 'Lab 7'" in screen, screen
     assert _enrolled_as(new) == "Lab 7"
     assert_same_tree(fleet.homes["Joe's Workstation"], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
@@ -153,18 +147,9 @@ def test_setup_identical_to_a_computer(fleet, computer_factory):
 
 def test_setup_from_a_template(fleet, computer_factory):
     new = computer_factory()
-    terminal = fleet.terminal(new, "setup")
-    try:
-        _log_in(terminal)
-        terminal.type("t")
-        terminal.wait_for(r"Start from which template\? \[1-1\]")
-        terminal.type("1")
-        screen = terminal.wait_for(r"Name for this computer \[(Joe's laptop( \d)?)\]")
-        suggested = re.search(r"Name for this computer \[(Joe's laptop( \d)?)\]", screen).group(1)
-        terminal.type("")
-        screen = _finish(terminal)
-    finally:
-        terminal.close()
+    name_prompt = r"Name for this computer \[(Joe's laptop( \d)?)\]"
+    screen, asked = _set_up(fleet, new, "t", (r"Start from which template\? \[1-1\]", "1"), (name_prompt, ""))
+    suggested = re.search(name_prompt, asked[1]).group(1)
     assert "template 'Standard Laptop'" in screen, screen
     assert _enrolled_as(new) == suggested
     assert_same_tree(fleet.template, snapshot(new.home, exclude=TEMPLATE_LEFT_OUT), ignore_root=True)

@@ -409,25 +409,21 @@ def bus_services():
     services.stop()
 
 
-@pytest.fixture
-def fake_nm(system_bus, bus_services):
-    nm = FakeNetworkManager(bus_services, system_bus.address).start()
-    yield nm
-    nm.stop()
+def _service_fixture(name: str, service: type, bus: str):
+    """A fixture `name`: service started on the bus of fixture `bus`, stopped after the test."""
+
+    def fixture(request, bus_services):
+        started = service(bus_services, request.getfixturevalue(bus).address).start()
+        yield started
+        started.stop()
+
+    fixture.__name__ = name
+    return pytest.fixture(name=name)(fixture)
 
 
-@pytest.fixture
-def fake_upower(system_bus, bus_services):
-    upower = FakeUPower(bus_services, system_bus.address).start()
-    yield upower
-    upower.stop()
-
-
-@pytest.fixture
-def fake_notifications(session_bus, bus_services):
-    notifications = FakeNotifications(bus_services, session_bus.address).start()
-    yield notifications
-    notifications.stop()
+fake_nm = _service_fixture("fake_nm", FakeNetworkManager, "system_bus")
+fake_upower = _service_fixture("fake_upower", FakeUPower, "system_bus")
+fake_notifications = _service_fixture("fake_notifications", FakeNotifications, "session_bus")
 
 
 @pytest.fixture
