@@ -58,10 +58,13 @@ class Contender:
 
 
 class BehindSshd(Contender):
-    """A contender whose server side is the throwaway sshd."""
+    """A contender whose server side is the throwaway sshd: it keeps what it stores under
+    `store` and its clients' own state under `clients`."""
 
-    def __init__(self, sshd: OpenSshServer, timeout: float) -> None:
+    def __init__(self, sshd: OpenSshServer, store: Path, clients: Path, timeout: float) -> None:
         self.sshd = sshd
+        self.store = store
+        self.clients = clients
         self.timeout = timeout
 
     @property
@@ -135,15 +138,13 @@ class BorgOverSsh(BehindSshd):
     name = "borg_ssh"
     title = "borg+OpenSSH"
 
-    def __init__(self, sshd: OpenSshServer, repos: Path, clients: Path, timeout: float) -> None:
-        super().__init__(sshd, timeout)
-        self.repos = repos
-        self.clients = clients
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.passphrase = secrets.token_hex(32)
 
     def fresh(self, source: Path, label: str) -> Destination:
         """Initialise a new repository (and a new client cache)."""
-        path = self.repos / label
+        path = self.store / label
         client = client_dir(self.clients, "borg-")
         dest = Destination(self.name, source, label, f"ssh://root@127.0.0.1:{self.sshd.port}{path}", path,
                            client_dir=client)
@@ -183,13 +184,8 @@ class RsyncOverSsh(BehindSshd):
     name = "rsync_ssh"
     title = "rsync+OpenSSH"
 
-    def __init__(self, sshd: OpenSshServer, mirrors: Path, client_home: Path, timeout: float) -> None:
-        super().__init__(sshd, timeout)
-        self.mirrors = mirrors
-        self.client_home = client_home
-
     def fresh(self, source: Path, label: str) -> Destination:
-        path = self.mirrors / label
+        path = self.store / label
         path.mkdir(parents=True)
         return Destination(self.name, source, label, f"root@127.0.0.1:{path}/", path)
 
@@ -204,5 +200,5 @@ class RsyncOverSsh(BehindSshd):
 
     def _rsync(self, *args: str, cwd: Path) -> Measurement:
         return measure.run_timed(["rsync", "-e", self.sshd.ssh_command(with_port=True), *args],
-                                 env=user_env(self.client_home), cwd=cwd, server_pids=self.server_pids,
+                                 env=user_env(self.clients), cwd=cwd, server_pids=self.server_pids,
                                  timeout=self.timeout)

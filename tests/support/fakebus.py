@@ -383,22 +383,22 @@ class FakeNotifications(FakeService):
             return list(self.calls)
 
 
-@pytest.fixture
-def system_bus(monkeypatch):
-    """A private system bus; DBUS_SYSTEM_BUS_ADDRESS points at it for the code under test."""
-    bus = PrivateBus("system").start()
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
-    yield bus
-    bus.stop()
+def _bus_fixture(kind: str):
+    """A fixture `<kind>_bus`: a private bus of that kind, which DBUS_<KIND>_BUS_ADDRESS
+    points at for the code under test."""
+
+    def fixture(monkeypatch):
+        bus = PrivateBus(kind).start()
+        monkeypatch.setenv(f"DBUS_{kind.upper()}_BUS_ADDRESS", bus.address)
+        yield bus
+        bus.stop()
+
+    fixture.__name__ = f"{kind}_bus"
+    return pytest.fixture(name=fixture.__name__)(fixture)
 
 
-@pytest.fixture
-def session_bus(monkeypatch):
-    """A private session bus; DBUS_SESSION_BUS_ADDRESS points at it for the code under test."""
-    bus = PrivateBus("session").start()
-    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
-    yield bus
-    bus.stop()
+system_bus = _bus_fixture("system")
+session_bus = _bus_fixture("session")
 
 
 @pytest.fixture
