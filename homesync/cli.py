@@ -17,6 +17,7 @@ from homesync import chooser, console
 from homesync.actions import backup, enroll, listing, restore, setup, status
 from homesync.config import Paths
 from homesync.errors import SetupChoiceError, UsageError
+from homesync.results import BackupResult
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,15 +214,15 @@ def _login(args: argparse.Namespace, paths: Paths) -> listing.Login:
     return listing.Login(server, fingerprint, user, password)
 
 
-def _print_backup(result: dict, as_json: bool) -> None:
+def _print_backup(result: BackupResult, as_json: bool) -> None:
     if as_json:
-        console.print_json(result)
+        console.print_json(result.as_json())
         return
-    print(f"archive {result['name']}: {result['files']} files, {console.human_size(result['original_size'])}"
-          f" ({console.human_size(result['deduplicated_size'])} new) in {result['duration']:.1f} s")
-    for warning in result["warnings"]:
+    print(f"archive {result.name}: {result.files} files, {console.human_size(result.original_size)}"
+          f" ({console.human_size(result.deduplicated_size)} new) in {result.duration:.1f} s")
+    for warning in result.warnings:
         print(f"warning: {warning}")
-    if not result["indexed"]:
+    if not result.indexed:
         print("note: the server has not recorded it yet; it will be told with the next backup")
 
 

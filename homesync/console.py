@@ -76,8 +76,14 @@ def json_text(data: Any) -> str:
     """Return data as indented JSON. A name that is not UTF-8 (decoded by Python with
     surrogateescape: byte 0xNN is U+DCNN) keeps each such byte as the escape \\udcNN, so
     the text is valid UTF-8 and `os.fsencode(json.loads(text)[...])` gives the bytes back."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable)
     return _UNDECODABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _jsonable(value: Any) -> Any:
+    """A result object (homesync.results) as its JSON form; anything else as its text."""
+    as_json = getattr(value, "as_json", None)
+    return as_json() if callable(as_json) else str(value)
 
 
 def printable(text: str) -> str:

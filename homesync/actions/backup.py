@@ -17,13 +17,14 @@ from homesync.config import AgentConfig, Paths
 from homesync.errors import (BorgCacheError, Cancelled, ConfigError, ConnectionFailedError, HomesyncError,
                              MachineRevokedError, ProtocolError, UsageError)
 from homesync.execute import Running
+from homesync.results import BackupResult
 
 logger = logging.getLogger(__name__)
 LIST_TIMEOUT = 60  # asking the repository what a stopped backup left must not hold up a stop for long
 
 
 def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None] | None = None,
-           on_start: Callable[[Running], None] | None = None, stopped: Callable[[], bool] | None = None) -> dict:
+           on_start: Callable[[Running], None] | None = None, stopped: Callable[[], bool] | None = None) -> BackupResult:
     """Back up the source now; return the archive's summary. Raise HomesyncError if borg
     failed (the failure is still reported to the server when it can be), Cancelled if it
     was stopped (or failed after stopped() became true: borg exits with an error once it
@@ -55,15 +56,14 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     result.warnings[:0] = state_files.take_notes()  # state files set aside: said with this backup
     archive = result.json["archive"]
     stats = archive["stats"]
-    report = {"name": name, "start": started, "end": time.time(), "files": stats["nfiles"],
-              "original_size": stats["original_size"], "compressed_size": stats["compressed_size"],
-              "deduplicated_size": stats["deduplicated_size"],
-              "result": "warning" if result.returncode else "success"}
-    if result.warnings:
-        report["error"] = "; ".join(result.warnings)[:1000]
-    reported = _report(config, paths, report)
+    done = BackupResult(name=name, start=started, end=time.time(), files=stats["nfiles"],
+                        original_size=stats["original_size"], compressed_size=stats["compressed_size"],
+                        deduplicated_size=stats["deduplicated_size"],
+                        result="warning" if result.returncode else "success",
+                        error="; ".join(result.warnings)[:1000], warnings=result.warnings)
+    done.indexed = _report(config, paths, done.report())
     history.start_keeping(paths)  # the new archive into the file catalog, in the background
-    return dict(report, duration=report["end"] - started, warnings=result.warnings, indexed=reported)
+    return done
 
 
 def _interrupted(config: AgentConfig, paths: Paths, access: link.RepositoryAccess, name: str, started: float,

@@ -31,6 +31,7 @@ from homesync.agent.scheduler import Job, Scheduler
 from homesync.agent.watcher import Watcher
 from homesync.config import AgentConfig, Paths
 from homesync.errors import ConfigError, ConflictError, NotEnrolledError
+from homesync.results import BackupResult
 from homesync.site import Site
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class Agent:
         self.reporter.submit("stopped", "the agent was stopped (logout, shutdown or by hand)")
         await asyncio.to_thread(self.reporter.close, 3.0)
 
-    def _run_backup(self, job: Job) -> dict:
+    def _run_backup(self, job: Job) -> BackupResult:
         """Run one backup (in a worker thread)."""
         return backup.backup(self.config, self.paths, on_event=job.on_event, on_start=job.attach,
                              stopped=lambda: job.stopped)

@@ -22,6 +22,7 @@ from homesync.agent.record import SUCCESSFUL, Record
 from homesync.agent.reporting import ServerReporter
 from homesync.errors import Cancelled, HomesyncError, MachineRevokedError
 from homesync.execute import Running
+from homesync.results import BackupResult
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ KILL_GRACE = 15.0
 _COUNTDOWNS = (policy.Why.BACKOFF, policy.Why.SETTLING, policy.Why.MIN_INTERVAL,  # their text says "in N s"
                policy.Why.SERVER_UNREACHABLE)
 
-RunBackup = Callable[["Job"], dict]
+RunBackup = Callable[["Job"], BackupResult]
 ProbeServer = Callable[[], Awaitable[Reachability]]
 
 
@@ -303,10 +304,10 @@ class Scheduler:
         self._job_task = asyncio.get_running_loop().create_task(self._run_job(self.job))
 
     async def _run_job(self, job: Job) -> None:
-        summary: dict = {}
+        summary: BackupResult | None = None
         try:
             summary = await asyncio.to_thread(self._run_backup, job)
-            result, error = summary.get("result", "success"), "; ".join(summary.get("warnings", []))
+            result, error = summary.result, "; ".join(summary.warnings)
         except Cancelled as exc:
             result, error = "interrupted", job.stop_reason or exc.message
         except MachineRevokedError as exc:  # for good: the policy stops trying
@@ -320,17 +321,17 @@ class Scheduler:
             result, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         self._finish(job, result, error or "", summary)
 
-    def _finish(self, job: Job, result: str, error: str, summary: dict) -> None:
+    def _finish(self, job: Job, result: str, error: str, summary: BackupResult | None) -> None:
         """Record the outcome; clear what the backup covered; wake the loop."""
         ended, record = self._clock(), self.record
         record.last_attempt = ended
         if result in SUCCESSFUL:
             record.last_success, record.consecutive_failures = ended, 0
-            record.last_size = summary.get("original_size", record.last_size)
+            record.last_size = summary.original_size if summary is not None else record.last_size
             self.dirty.clear_up_to(job.started)
         elif result == "failed":
             record.consecutive_failures += 1
-        record.last_result = {"result": result, "archive": summary.get("name"), "started": job.started,
+        record.last_result = {"result": result, "archive": summary.name if summary is not None else None, "started": job.started,
                               "ended": ended, "error": error[:500]}
         self._save(record)
         log_level = logging.WARNING if result == "failed" else logging.INFO

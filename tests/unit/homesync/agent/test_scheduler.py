@@ -16,6 +16,7 @@ from homesync.agent.reachability import Reachability
 from homesync.agent.record import Record
 from homesync.agent.scheduler import Scheduler
 from homesync.errors import BorgError
+from homesync.results import BackupResult
 
 ON = NetworkView(on_corporate=True, via="Office", known=True, since=1.0, reason="on the corporate network via Office")
 OFF = NetworkView(on_corporate=False, known=True, reason="no active connection matches")
@@ -43,7 +44,7 @@ class FakeBackup:
         self.outcome: Exception | None = None
         self.calls = 0
 
-    def __call__(self, job) -> dict:
+    def __call__(self, job) -> BackupResult:
         self.calls += 1
         job.attach(self.running)
         job.on_event({"type": "archive_progress", "original_size": 5000, "nfiles": 3, "finished": False})
@@ -51,7 +52,8 @@ class FakeBackup:
         assert self.release.wait(5)
         if self.outcome is not None:
             raise self.outcome
-        return {"name": "2026-01-01T00:00:00.000Z", "result": "success", "original_size": 10_000, "warnings": []}
+        return BackupResult(name="2026-01-01T00:00:00.000Z", start=0.0, end=1.0, files=3, original_size=10_000,
+                            compressed_size=9_000, deduplicated_size=8_000, result="success")
 
 
 class Reports:
