@@ -7,6 +7,7 @@ with borg's own hashes, measure RTO and RPO, always clean up, and record the res
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -309,7 +310,7 @@ def _extract(repo: escrowed.Repository, archive: str, work: Path, vetting: Vetti
                                   bypass_lock=True), [str(target), str(home)], max_file_size=budget)
     watch = ScratchWatch(work, budget)
     try:
-        extracted = repo.run(argv, cwd=str(target), environment=borg.BorgEnvironment(base_dir=home),
+        extracted = repo.run(argv, cwd=str(target), environment=dataclasses.replace(repo.services.repos.environment(), base_dir=home),
                              on_start=watch.start)
     except HomesyncError:
         if not watch.tripped:
