@@ -128,12 +128,14 @@ class NodeConfig:
     """The [node] section (issue 14, several `serve` nodes): this node's id (empty: the
     host's name; $HOMESYNC_NODE_ID wins over both), how often it writes its heartbeat
     (seconds), after how many missed heartbeats the others count it dead, and how long
-    a SIGTERM lets running sessions finish (seconds)."""
+    a SIGTERM lets running sessions finish (seconds); lease_seconds: how long a job's
+    lease lasts unless its holder renews it (a dead holder's is taken over after that)."""
 
     id: str = ""
     heartbeat_seconds: float = 5.0
     dead_after: int = 3
     drain_seconds: float = 60.0
+    lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,8 @@ def load(layout: Layout) -> ServerConfig:
     drill = _drill_config(layout, _section(raw, "drill", {"scratch": str, "max_bytes": int}, problems), problems)
     index = _section(raw, "index", {"url": str, "statement_timeout": float}, problems)
     problems += _index_problems(IndexConfig(**index))
-    node = _section(raw, "node", {"id": str, "heartbeat_seconds": float, "dead_after": int, "drain_seconds": float},
+    node = _section(raw, "node", {"id": str, "heartbeat_seconds": float, "dead_after": int, "drain_seconds": float,
+                                    "lease_seconds": float},
                     problems)
     problems += _node_problems(NodeConfig(**node))
     if problems:
@@ -241,8 +244,8 @@ def _node_problems(node: NodeConfig) -> list[str]:
     if node.id and not valid_node_id(node.id):
         problems.append("[node] id must be letters, digits, '.', '_' or '-' (at most 64), starting with a "
                         "letter or digit")
-    if node.heartbeat_seconds <= 0 or node.drain_seconds < 0:
-        problems.append("[node] heartbeat_seconds must be positive and drain_seconds 0 or more")
+    if node.heartbeat_seconds <= 0 or node.lease_seconds <= 0 or node.drain_seconds < 0:
+        problems.append("[node] heartbeat_seconds and lease_seconds must be positive, drain_seconds 0 or more")
     if node.dead_after < 2:
         problems.append("[node] dead_after must be at least 2 (missed heartbeats)")
     return problems
@@ -359,6 +362,7 @@ mass_change_factor = 4.0      # ... and this many times the machine's usual shar
 # heartbeat_seconds = 5       # how often this node says it is alive
 # dead_after = 3              # missed heartbeats after which the other nodes count it dead
 # drain_seconds = 60          # on SIGTERM: how long running sessions may go on
+# lease_seconds = 60          # a job's lease (prune of a repository, drills) lasts this long unrenewed
 
 # [drill]                     # `homesync-server drill`; see the admin guide's security model
 # scratch = "/var/tmp/homesync-drill"   # where archives are extracted; outside the data directory

@@ -10,9 +10,11 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from homesync import __version__
+from homesync.errors import JobRunningError
 from homesync_server import index_damage
 from homesync_server.index_store import IndexStore
 
@@ -138,3 +140,18 @@ class Lease:
                     return
             except Exception as e:  # the index away for a moment: try again before it expires
                 logger.warning("could not renew the lease %s: %s", self.name, getattr(e, "message", e))
+
+
+@contextmanager
+def job_lease(services, job: str, what: str) -> Iterator[Lease]:
+    """Hold the lease of a job that runs once at a time on the whole service (job: its
+    name in the index; what: the job in the user's words); raise JobRunningError
+    naming the node that runs it."""
+    try:
+        with Lease(services.index, job, services.node_id, services.config.node.lease_seconds) as lease:
+            yield lease
+    except LeaseHeld as e:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.lease["taken"]))
+        raise JobRunningError(f"{what} already running on node {e.lease['node']} (since {since})",
+                              "wait for it to end; if that node died, its lease expires within "
+                              f"{services.config.node.lease_seconds:g} s") from None

@@ -29,6 +29,7 @@ from homesync_server.actions.drill_checks import compare_hashes, compare_tally, 
 from homesync_server.actions.drill_safety import Vetting, summary, vet_listing
 from homesync_server.config import Layout
 from homesync_server.index import admin_actor, event
+from homesync_server.nodes import job_lease
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -104,9 +105,10 @@ class Selection:
 
 def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT) -> list[DrillRecord]:
     """Drill the selected machines one at a time; return one record each (result
-    'passed' or 'failed', with what failed and where). Raise NotFoundError if the
-    selection names nothing."""
-    with Services.open(layout) as services:
+    'passed' or 'failed', with what failed and where), one run at a time on the whole
+    service (a lease in the index). Raise NotFoundError if the selection names nothing,
+    JobRunningError if another node drills now."""
+    with Services.open(layout) as services, job_lease(services, "drill", "drills are"):
         machines = choose(services, selection)
         _prepare_scratch(scratch_dir(services))
         _clean_scratch(scratch_dir(services))

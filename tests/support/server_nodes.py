@@ -111,17 +111,21 @@ def _descendants(pid: int) -> list[int]:
     return found[::-1]
 
 
-def node_section(heartbeat: float = HEARTBEAT, dead_after: int = DEAD_AFTER, drain_seconds: float = 60.0) -> str:
+LEASE = 2.0     # seconds a job's lease lasts unrenewed (the default is 60)
+
+
+def node_section(heartbeat: float = HEARTBEAT, dead_after: int = DEAD_AFTER, drain_seconds: float = 60.0,
+                 lease_seconds: float = LEASE) -> str:
     return (f"[node]\nheartbeat_seconds = {heartbeat}\ndead_after = {dead_after}\n"
-            f"drain_seconds = {drain_seconds}\n")
+            f"drain_seconds = {drain_seconds}\nlease_seconds = {lease_seconds}\n")
 
 
-def start_nodes(index_url: str, count: int = 3, users: dict[str, str] = PASSWORDS,
-                drain_seconds: float = 60.0) -> ServerNodes:
+def start_nodes(index_url: str, count: int = 3, users: dict[str, str] = PASSWORDS, drain_seconds: float = 60.0,
+                more: str = "") -> ServerNodes:
     """Start count nodes (node-a, node-b, …) sharing one data directory and the index at
-    index_url; the caller closes them."""
+    index_url; more: TOML tables for their server.toml. The caller closes them."""
     names = [f"node-{chr(ord('a') + n)}" for n in range(count)]
-    first = start_server(users, index_url=index_url, sections=node_section(drain_seconds=drain_seconds),
+    first = start_server(users, index_url=index_url, sections=node_section(drain_seconds=drain_seconds) + more,
                          env={"HOMESYNC_NODE_ID": names[0]}, name=names[0])
     nodes = [first]
     try:
