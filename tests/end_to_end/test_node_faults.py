@@ -25,9 +25,10 @@ from tests.support.server_nodes import DEAD_AFTER, HEARTBEAT, LEASE, server_node
 FETCH_POLICY = ("from homesync.agent import fleet\nfrom homesync.config import Paths\n"
                 "paths = Paths.from_environment()\n"
                 "fleet.write_cache(paths, fleet.fetch(fleet.load(paths).config, paths, None))\n")
-PRUNE_POLICY = "[retention]\nkeep_hourly = 0\nkeep_daily = 2\nkeep_weekly = 0\nkeep_monthly = 2\n"
-OLDER = {"jan-10": "2026-01-10T12:00:00", "jan-20": "2026-01-20T12:00:00", "feb-05": "2026-02-05T12:00:00",
-         "feb-25": "2026-02-25T12:00:00"}
+# the retention prune applies: server.toml's defaults changed to these
+PRUNE_POLICY = {"keep_hourly = 24": "keep_hourly = 0", "keep_daily = 14": "keep_daily = 2",
+                "keep_weekly = 8": "keep_weekly = 0", "keep_monthly = 12": "keep_monthly = 2"}
+OLDER = {"jan-10": "2026-01-10T12:00:00", "jan-20": "2026-01-20T12:00:00", "feb-25": "2026-02-25T12:00:00"}
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -167,6 +168,15 @@ def test_sigterm_drains_a_node_its_running_backup_finishes_and_new_sessions_go_e
         nodes.close()
 
 
+def _set_retention(nodes) -> None:
+    config = nodes[0].data / "server.toml"
+    text = config.read_text()
+    for default, wanted in PRUNE_POLICY.items():
+        assert default in text
+        text = text.replace(default, wanted)
+    config.write_text(text)
+
+
 def _machine_with_old_archives(nodes, computer_factory, name: str, seed: int) -> str:
     from tests.support.trees import make_home
     laptop = computer_factory()
@@ -196,9 +206,13 @@ def _prune(nodes, node: int, *args: str) -> subprocess.Popen:
 
 
 def test_two_nodes_pruning_at_once_never_work_on_one_repository_at_the_same_time(postgres_url, computer_factory):
-    nodes = start_nodes(postgres_url, count=3, more=PRUNE_POLICY)
+    nodes = start_nodes(postgres_url, count=3)
     try:
-        machines = [_machine_with_old_archives(nodes, computer_factory, f"Pruned {n}", 70 + n) for n in range(3)]
+        _set_retention(nodes)
+        began = time.monotonic()
+        machines = [_machine_with_old_archives(nodes, computer_factory, f"Pruned {n}", 70 + n) for n in range(2)]
+        print(f"set-up {time.monotonic() - began:.1f} s")
+        began = time.monotonic()
         runs = [_prune(nodes, 1), _prune(nodes, 2)]
         results = []
         for run in runs:
@@ -213,8 +227,10 @@ def test_two_nodes_pruning_at_once_never_work_on_one_repository_at_the_same_time
                 assert first_end <= second_start, f"two nodes pruned {machine_id} at once: {worked}"
             skipped = [r for r in results if r["machine_id"] == machine_id and r["result"] == "skipped"]
             assert all("is pruning it" in r["reason"] for r in skipped)
-            assert archive_names(nodes[0], machine_id) & set(OLDER) == {"jan-20", "feb-25"}
-        print("prune results:", sorted((r["node"], r["machine_id"][:6], r["result"]) for r in results))
+            [pruned] = [r for r in results if r["machine_id"] == machine_id and r["result"] == "pruned"]
+            assert pruned["deleted"] and archive_names(nodes[0], machine_id) == set(pruned["kept"])
+        print(f"two prunes at once: {time.monotonic() - began:.1f} s;", sorted(
+            (r["node"], r["machine_id"][:6], r["result"], round(r["finished"] - r["started"], 1)) for r in results))
         assert {r["result"] for r in results} <= {"pruned", "nothing to prune", "skipped"}
         pruned = _audit(nodes, "prune")
         assert sorted(p["machine_id"] for p in pruned) == sorted(machines)  # each machine's archives deleted once
@@ -224,8 +240,9 @@ def test_two_nodes_pruning_at_once_never_work_on_one_repository_at_the_same_time
 
 
 def test_the_prune_lease_of_a_killed_node_is_taken_over(postgres_url, computer_factory):
-    nodes = start_nodes(postgres_url, count=2, more=PRUNE_POLICY)
+    nodes = start_nodes(postgres_url, count=2)
     try:
+        _set_retention(nodes)
         machine_id = _machine_with_old_archives(nodes, computer_factory, "Taken over", 81)
         run = _prune(nodes, 0, "--machine", machine_id)
         _wait(lambda: nodes[0].index_rows(f"SELECT node FROM leases WHERE name = 'prune:{machine_id}'"), 60,
@@ -241,7 +258,7 @@ def test_the_prune_lease_of_a_killed_node_is_taken_over(postgres_url, computer_f
         assert out.returncode == 0, out.stderr
         [result] = json.loads(out.stdout)
         assert result["node"] == "node-b" and result["result"] in ("pruned", "nothing to prune"), result
-        assert archive_names(nodes[1], machine_id) & set(OLDER) == {"jan-20", "feb-25"}
+        assert not set(result["deleted"]) & archive_names(nodes[1], machine_id)
         assert borg.lock_holders(_repo(nodes, machine_id)) == set()
         assert server_borg(nodes[1], machine_id, "check", "{repo}").returncode == 0
         assert nodes[1].index_rows("SELECT name FROM leases") == []
