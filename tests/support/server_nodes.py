@@ -146,3 +146,11 @@ def server_nodes(postgres_url):
     made = start_nodes(postgres_url)
     yield made
     made.close()
+
+
+@pytest.fixture(scope="module")
+def server_nodes_module(postgres_cluster):
+    """Three running nodes shared by a test module (its tests must not disturb each other)."""
+    made = start_nodes(postgres_cluster.new_database())
+    yield made
+    made.close()
