@@ -148,6 +148,43 @@ def make_compact_command(repo: str, lock_wait: int = LOCK_WAIT) -> tuple[str, ..
     return (borg_executable(), "compact", "--log-json", "--lock-wait", str(lock_wait), repo)
 
 
+def make_break_lock_command(repo: str) -> tuple[str, ...]:
+    """Return argv removing a repository's lock (and its cache's lock), whoever holds it:
+    for a lock whose holder is known to be dead (no passphrase needed)."""
+    return (borg_executable(), "break-lock", "--log-json", repo)
+
+
+def lock_holders(repository: Path) -> set[tuple[str, int, int]]:
+    """Return who holds a local repository's lock as borg's lock files name them: each
+    (host id, pid, thread) of lock.exclusive/HOST.PID-THREAD and of lock.roster's shared
+    and exclusive lists; an empty set when it is not locked. A name borg would not have
+    written counts as a holder of host "?" (never taken for a dead one's)."""
+    holders: set[tuple[str, int, int]] = set()
+    try:
+        names = os.listdir(repository / "lock.exclusive")
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    for name in names:
+        host_pid, _, thread = name.rpartition("-")
+        host, _, pid = host_pid.rpartition(".")
+        try:
+            holders.add((host, int(pid), int(thread, 16)))
+        except ValueError:
+            holders.add(("?", 0, 0))
+    try:
+        roster = json.loads((repository / "lock.roster").read_text())
+    except (FileNotFoundError, ValueError):
+        roster = {}
+    for entries in (roster.values() if isinstance(roster, dict) else ()):
+        for entry in entries if isinstance(entries, list) else ():
+            try:
+                host, pid, thread = entry
+                holders.add((str(host), int(pid), int(thread)))
+            except (TypeError, ValueError):
+                holders.add(("?", 0, 0))
+    return holders
+
+
 def _borg_datetime(text: str) -> datetime:
     """Given a time as borg prints it (naive, and UTC because homesync runs borg with
     TZ=UTC), return it as an aware datetime."""

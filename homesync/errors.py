@@ -133,6 +133,15 @@ class IndexUnavailableError(HomesyncError):
     exit_code = 33
 
 
+class JobRunningError(HomesyncError):
+    """A job that runs once at a time (the drills, a mass-change assessment) holds its
+    lease in the index on another node, or in another process (issue 14)."""
+
+    kind = "job_running"
+    exit_code = 34
+    shown_by = ("homesync-server",)
+
+
 class MachineRevokedError(AuthenticationError):
     """The server refused this computer's key for a reason it names (replaced by an
     adopt, or retired): permanent, so the agent stops retrying. Each has its own code."""

@@ -53,6 +53,8 @@ MEANINGS: dict[int, str] = {
         "the server's admin rebuilds it",
     33: "the backup server's index (its PostgreSQL database) is unavailable: nothing was written, try again "
         "later (the agent keeps its reports queued)",
+    34: "a job that runs once at a time (drills, a mass-change assessment) runs now on another node (the "
+        "line names it; its lease in the index expires if that node died)",
     WRONG_USER: "a command that writes was run by a user who is neither root nor the data directory's owner "
                 "(the line says `sudo -u OWNER …`)",
     DOCTOR_PROBLEMS: "`doctor` found problems in the data directory (each with its fix on stdout)",
@@ -63,7 +65,7 @@ MEANINGS: dict[int, str] = {
 # The client meets every error the server sends over the wire, so its table holds all
 # but the server's own outcomes and its local `--output` files.
 HOMESYNC = {c: m for c, m in MEANINGS.items() if c not in (REPORT_CRITICAL, AUDIT_BROKEN, 22, 28, WRONG_USER,
-                                                            DOCTOR_PROBLEMS)}
+                                                            DOCTOR_PROBLEMS, 34)}
 # The admin command line talks to no server and holds no machine key.
 HOMESYNC_SERVER = {c: m for c, m in MEANINGS.items()
                    if c not in (AGENT_NOT_RUNNING, 13, 14, 15, 17, 18, 24, 29, 30, 32)}

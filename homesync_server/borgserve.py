@@ -160,7 +160,7 @@ def serve(services: Services, repository: Path, channel: Channel, may_write: boo
     either side ends, letting through only the calls the session may make (may_write:
     an agent session, which may add); return the exit code sent to the client."""
     argv = borg.make_serve_command(repository, storage_quota)
-    env = borg.BorgEnvironment(base_dir=services.layout.borg_home).build()
+    env = services.repos.environment().build()
     # cwd = the repository's parent, so the client's "ssh://…/./<id>" resolves to it.
     process = execute.spawn(argv, env=env, cwd=str(repository.parent))
     session = FilteredSession(borgrpc.Policy(writer=may_write), process.stdin, on_refused)

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     machines = command("machines", "list machines and their newest backup")
     machines.add_argument("--user")
     machines.add_argument("--json", action="store_true")
+    listed_nodes = command("nodes", "the server nodes on this index: heartbeat, sessions, version, state, dead or alive")
+    listed_nodes.add_argument("--json", action="store_true")
     doctor = command("doctor", "check a data directory (owner, modes, keys, index, free space, borg); exit 27: problems")
     doctor.add_argument("--json", action="store_true")
     _add_report_commands(commands, command)
@@ -133,6 +135,8 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"added user {args.name}" + (" (admin)" if args.admin else ""))
     elif args.command == "machines":
         _print_machines(listing.machines(layout, args.user), args.json)
+    elif args.command == "nodes":
+        _print_nodes(listing.nodes(layout), args.json)
     elif args.command in cli_operations.COMMANDS:
         return cli_operations.run(layout, args)
     return 0
@@ -194,6 +198,16 @@ def _print_machines(rows: list[dict], as_json: bool) -> None:
         [[r["id"], r["owner"] + (" (gone)" if r["owner_gone"] else ""), r["name"], r["hostname"],
           console.human_age(r["last_backup"]), r["archives"], console.human_size(r["last_size"]),
           r["state"]] for r in rows])
+
+
+def _print_nodes(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table(
+        ["NODE", "ADDRESS", "STATE", "HEARTBEAT", "SESSIONS", "VERSION", "LEASES"],
+        [[r["id"], r["address"], "DEAD" if r["dead"] else r["state"], f"{r['age']:.0f} s ago", r["sessions"],
+          r["version"], ", ".join(r["leases"]) or "-"] for r in rows])
 
 
 def _print_users(rows: list[dict], as_json: bool) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -122,6 +124,21 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class NodeConfig:
+    """The [node] section (issue 14, several `serve` nodes): this node's id (empty: the
+    host's name; $HOMESYNC_NODE_ID wins over both), how often it writes its heartbeat
+    (seconds), after how many missed heartbeats the others count it dead, and how long
+    a SIGTERM lets running sessions finish (seconds); lease_seconds: how long a job's
+    lease lasts unless its holder renews it (a dead holder's is taken over after that)."""
+
+    id: str = ""
+    heartbeat_seconds: float = 5.0
+    dead_after: int = 3
+    drain_seconds: float = 60.0
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = DEFAULT_LISTEN
     storage_quota: str = ""
@@ -132,6 +149,20 @@ class ServerConfig:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     drill: DrillConfig = field(default_factory=DrillConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+
+
+NODE_VARIABLE = "HOMESYNC_NODE_ID"  # several nodes on one host (tests; a host serving two ports)
+
+
+def node_id(config: ServerConfig) -> str:
+    """Return this node's id: $HOMESYNC_NODE_ID, else [node] id, else the host's short
+    name; raise ConfigError for one that cannot name borg's lock files."""
+    found = os.environ.get(NODE_VARIABLE) or config.node.id or socket.gethostname().split(".")[0]
+    if not valid_node_id(found):
+        raise ConfigError(f"node id {found!r} is not usable (letters, digits, '.', '_', '-')",
+                          f"set [node] id in server.toml or ${NODE_VARIABLE}")
+    return found
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -176,12 +207,17 @@ def load(layout: Layout) -> ServerConfig:
     drill = _drill_config(layout, _section(raw, "drill", {"scratch": str, "max_bytes": int}, problems), problems)
     index = _section(raw, "index", {"url": str, "statement_timeout": float}, problems)
     problems += _index_problems(IndexConfig(**index))
+    node = _section(raw, "node", {"id": str, "heartbeat_seconds": float, "dead_after": int, "drain_seconds": float,
+                                    "lease_seconds": float},
+                    problems)
+    problems += _node_problems(NodeConfig(**node))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     if "listen" in server:
         parse_listen(server["listen"])
     return ServerConfig(**server, limits=limits, identity=IdentityConfig(**identity),
-                        report=ReportConfig(**report), retention=retention, drill=drill, index=IndexConfig(**index))
+                        report=ReportConfig(**report), retention=retention, drill=drill, index=IndexConfig(**index),
+                        node=NodeConfig(**node))
 
 
 def _index_problems(index: IndexConfig) -> list[str]:
@@ -191,6 +227,27 @@ def _index_problems(index: IndexConfig) -> list[str]:
         problems.append("[index] url must start with sqlite:/// or postgresql://")
     if index.statement_timeout <= 0:
         problems.append("[index] statement_timeout must be positive (seconds)")
+    return problems
+
+
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def valid_node_id(text: str) -> bool:
+    """Return whether text may be a node's id: it names borg's lock files (BORG_HOST_ID)."""
+    return bool(_NODE_ID.fullmatch(text))
+
+
+def _node_problems(node: NodeConfig) -> list[str]:
+    """Return what is wrong with the [node] section."""
+    problems = []
+    if node.id and not valid_node_id(node.id):
+        problems.append("[node] id must be letters, digits, '.', '_' or '-' (at most 64), starting with a "
+                        "letter or digit")
+    if node.heartbeat_seconds <= 0 or node.lease_seconds <= 0 or node.drain_seconds < 0:
+        problems.append("[node] heartbeat_seconds and lease_seconds must be positive, drain_seconds 0 or more")
+    if node.dead_after < 2:
+        problems.append("[node] dead_after must be at least 2 (missed heartbeats)")
     return problems
 
 
@@ -299,6 +356,13 @@ mass_change_factor = 4.0      # ... and this many times the machine's usual shar
 # [index]                     # where the index is; see the admin guide's PostgreSQL section
 # url = "postgresql://homesync@db.example.org/homesync"   # default: sqlite:///<data>/index.sqlite
 # statement_timeout = 30      # seconds one statement may take (PostgreSQL)
+
+# [node]                      # several `serve` nodes on one index; see the admin guide's nodes section
+# id = ""                     # default: this host's name ($HOMESYNC_NODE_ID wins)
+# heartbeat_seconds = 5       # how often this node says it is alive
+# dead_after = 3              # missed heartbeats after which the other nodes count it dead
+# drain_seconds = 60          # on SIGTERM: how long running sessions may go on
+# lease_seconds = 60          # a job's lease (prune of a repository, drills) lasts this long unrenewed
 
 # [drill]                     # `homesync-server drill`; see the admin guide's security model
 # scratch = "/var/tmp/homesync-drill"   # where archives are extracted; outside the data directory

@@ -181,6 +181,7 @@ class Endpoint:
                                          reuse_port=False, backlog=64)
         self.address = self.sock.getsockname()[:2]
         self._stopping = threading.Event()
+        self._draining = threading.Event()
         self._transports: set[paramiko.Transport] = set()
         self._lock = threading.Lock()
         self.slots = SessionSlots(services.config.limits)
@@ -189,11 +190,11 @@ class Endpoint:
     def serve_forever(self) -> None:
         """Accept connections until stop() is called."""
         threading.Thread(target=self._close_overdue, daemon=True, name="login-deadlines").start()
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._draining.is_set():
             try:
                 conn, peer = self.sock.accept()
             except OSError:
-                if self._stopping.is_set():
+                if self._stopping.is_set() or self._draining.is_set():
                     break
                 raise
             threading.Thread(target=self._connection, args=(conn, peer[0]), daemon=True).start()
@@ -260,14 +261,25 @@ class Endpoint:
                     logger.info("closing a connection that did not log in in time")
                     transport.close()
 
-    def stop(self) -> None:
-        """Stop accepting, close every connection (their borg serve processes end)."""
-        self._stopping.set()
+    def drain(self) -> None:
+        """Stop accepting connections and sessions (a client's next attempt goes to
+        another node); the running sessions go on. serve_forever returns."""
+        self._draining.set()
+        self.slots.close()
+        self._close_listener()
+
+    def _close_listener(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
+
+    def stop(self) -> None:
+        """Stop accepting, close every connection (their borg serve processes end)."""
+        self._stopping.set()
+        self.slots.close()
+        self._close_listener()
         with self._lock:
             transports = list(self._transports)
         for transport in transports:

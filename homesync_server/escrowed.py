@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from homesync import borg, execute
 from homesync.errors import HomesyncError
-from homesync_server import observed
+from homesync_server import observed, stale_locks
 from homesync_server.retention import Archive, is_checkpoint
 from homesync_server.services import Services
 
@@ -96,6 +96,7 @@ def open_repository(services: Services, machine_id: str, purpose: str, actor: st
 def unsealed(services: Services, machine_id: str, lock_wait: int = borg.LOCK_WAIT) -> Repository:
     """Unseal a machine's escrowed passphrase for a job that audits its use itself (the
     post-session check: one `repository_check` event each). Raise HomesyncError if it cannot be."""
+    stale_locks.break_if_dead(services, services.layout.repo(machine_id), machine_id)
     try:
         passphrase = services.repos.passphrase(machine_id)
     except OSError as e:

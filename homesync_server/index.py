@@ -294,6 +294,31 @@ MIGRATIONS: dict[int, str] = {
         (machine_id, archives, last_backup, last_original_size, deduplicated_size, failed);
     CREATE INDEX machines_owner_name ON machines (owner, name)
     """,
+    # Issue 14: several server nodes. Each `serve` writes its heartbeat into nodes (a
+    # node whose heartbeat is older than a few of its own intervals is dead: its borg
+    # locks may be broken, and its leases have expired by then); leases hold the jobs
+    # that must run once at a time (a prune of one repository, the drills), each with
+    # an expiry its holder keeps pushing back.
+    14: """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL DEFAULT '',
+        version TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        sessions INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER NOT NULL DEFAULT 0,
+        started REAL NOT NULL,
+        heartbeat REAL NOT NULL,
+        heartbeat_seconds REAL NOT NULL
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        node TEXT NOT NULL,
+        taken REAL NOT NULL,
+        expires REAL NOT NULL
+    )
+    """,
 }
 
 

@@ -231,7 +231,30 @@ CREATE TRIGGER archive_totals AFTER INSERT OR UPDATE OR DELETE ON archives
     FOR EACH ROW EXECUTE FUNCTION archive_totals_refresh();
 """.replace("TEXT", 'TEXT COLLATE "C"').replace("LOCKS_KEY", str(LOCKS))
 
-PG_MIGRATIONS: dict[int, str] = {13: _SCHEMA}
+# Issue 14: the server nodes' heartbeats and the leases of jobs run once at a time
+# (SQLite's migration 14, with PostgreSQL's types).
+_NODES = """
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    sessions BIGINT NOT NULL DEFAULT 0,
+    pid BIGINT NOT NULL DEFAULT 0,
+    started DOUBLE PRECISION NOT NULL,
+    heartbeat DOUBLE PRECISION NOT NULL,
+    heartbeat_seconds DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    node TEXT NOT NULL,
+    taken DOUBLE PRECISION NOT NULL,
+    expires DOUBLE PRECISION NOT NULL
+);
+""".replace("TEXT", 'TEXT COLLATE "C"')
+
+PG_MIGRATIONS: dict[int, str] = {13: _SCHEMA, 14: _NODES}
 # The SQLite migrations each PostgreSQL one stands for (itself, unless listed).
 COVERS: dict[int, set[int]] = {13: {1, 2, 3, 4, 5, 6, 7, 8, 13}}
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
 from homesync_server import audit as audit_chain
+from homesync_server.index_nodes import NodesAndLeases
 from homesync_server.logins import Record
 
 # archives.archive_id of an archive the server's own prune is deleting.
@@ -48,7 +49,8 @@ FLEET_FIELDS = {
     "deduplicated_size": "COALESCE(t.deduplicated_size, 0)", "failed": "COALESCE(t.failed, 0)",
 }
 FLEET_COLUMNS = tuple(FLEET_FIELDS)
-# Every table the index keeps, parents first (archive_totals is derived from archives).
+# Every table the index keeps, parents first (archive_totals is derived from archives); not the
+# nodes' heartbeats and leases (issue 14), which say what runs now and mean nothing in another index.
 TABLES = ("users", "machines", "archives", "audit", "drills", "holds", "mass_change", "login_throttle",
           "restore_grants", "history", "replaced_keys", "policy_versions", "group_members", "user_groups")
 _END = 'a."end"'
@@ -62,7 +64,7 @@ _MACHINE_COLUMNS = ("id, owner, name, hostname, public_key, enrolled, last_seen,
 _POINT = "CASE WHEN {a}.observed < {a}.\"end\" THEN {a}.observed ELSE {a}.\"end\" END"
 
 
-class SqlIndex:
+class SqlIndex(NodesAndLeases):
     """Users, machines, archives and audit events: every query of the index. Statements
     use qmark (?) or named (:name) parameters; an engine's connection takes both. Every
     write is one transaction (all of it or nothing); a method that also records an audit

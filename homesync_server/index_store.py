@@ -149,6 +149,18 @@ class Reports(Protocol):
     def storage_growth(self, bucket_seconds: int, owners: list[str]) -> list[dict[str, Any]]: ...
 
 
+class Nodes(Protocol):
+    """The server nodes' heartbeats, and the leases of jobs that run once at a time (issue 14)."""
+
+    def node_heartbeat(self, node: dict[str, Any]) -> None: ...
+    def nodes(self) -> list[dict[str, Any]]: ...
+    def forget_node(self, node_id: str) -> bool: ...
+    def take_lease(self, name: str, holder: str, node: str, seconds: float, now: float) -> dict[str, Any]: ...
+    def renew_lease(self, name: str, holder: str, seconds: float, now: float) -> bool: ...
+    def release_lease(self, name: str, holder: str) -> bool: ...
+    def leases(self) -> list[dict[str, Any]]: ...
+
+
 class Lifecycle(Protocol):
     """Opening, checking and closing; where the index is (for messages)."""
 
@@ -162,7 +174,7 @@ class Lifecycle(Protocol):
 
 
 class IndexStore(Users, Machines, Archives, History, AuditLog, DrillsAndHolds, Grants, LoginThrottle, Policies,
-                 Reports, Lifecycle, Protocol):
+                 Reports, Nodes, Lifecycle, Protocol):
     """Everything the index holds: what services hand to the rest of the server."""
 
 

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 # Commands that only read, and so may run as anyone the modes let read (a monitoring
 # user in the owner's group, say); every other command writes.
-READ_ONLY_COMMANDS = frozenset({"report", "metrics", "audit", "fingerprint", "machines", "doctor"})
+READ_ONLY_COMMANDS = frozenset({"report", "metrics", "audit", "fingerprint", "machines", "doctor", "nodes"})
 
 
 def owner_name(uid: int) -> str:

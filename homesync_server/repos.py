@@ -34,9 +34,10 @@ class SealedRepositories:
 
     metadata_name = METADATA
 
-    def __init__(self, layout: Layout, escrow: EscrowKey) -> None:
+    def __init__(self, layout: Layout, escrow: EscrowKey, node_id: str = "") -> None:
         self.layout = layout
         self.escrow = escrow
+        self.node_id = node_id  # BORG_HOST_ID of every borg the server runs (issue 14)
 
     def root(self) -> Path:
         raise NotImplementedError
@@ -48,8 +49,11 @@ class SealedRepositories:
         return repository_id
 
     def environment(self) -> borg.BorgEnvironment:
-        """Return the environment for the server's own borg calls."""
-        return borg.BorgEnvironment(base_dir=self.layout.borg_home)
+        """Return the environment of every borg the server runs (borg serve for a session,
+        and its own: checks, drills, prune), the one place that builds it: borg's lock
+        files name this node (BORG_HOST_ID), so that another node can tell whose they are."""
+        return borg.BorgEnvironment(base_dir=self.layout.borg_home,
+                                    extra={"BORG_HOST_ID": self.node_id} if self.node_id else {})
 
     def _create(self, metadata: dict[str, Any], passphrase: bytes) -> Path:
         """Initialise the repository with its passphrase, then write its sealed

@@ -116,9 +116,15 @@ class Services:
     def open(cls, layout: Layout) -> "Services":
         """Open everything the data directory holds; raise ConfigError if it is not one."""
         config = server_config.load(layout)
+        node_id = server_config.node_id(config)
         escrow = EscrowKey.load(layout.escrow_key)
         return cls(layout, config, open_index(layout, config=config), open_backend(config.identity, layout.data),
-                   RepositoryStore(layout, escrow), TemplateStore(layout, escrow))
+                   RepositoryStore(layout, escrow, node_id), TemplateStore(layout, escrow, node_id))
+
+    @property
+    def node_id(self) -> str:
+        """This node's id (issue 14): what its borg locks and leases are attributed to."""
+        return self.repos.node_id
 
     def close(self) -> None:
         self.index.close()

@@ -15,7 +15,7 @@ from typing import Protocol
 from homesync import names, protocol
 from homesync.errors import HomesyncError, ProtocolError
 from homesync.transport import exact_reader
-from homesync_server import borgrpc, borgserve, dispatch, handlers, index_damage, revocation
+from homesync_server import borgrpc, borgserve, dispatch, handlers, index_damage, revocation, stale_locks
 from homesync_server.dispatch import MACHINE, REFUSED, RESTORE, TEMPLATE, Principal
 from homesync_server.services import Services
 
@@ -135,6 +135,7 @@ def _run_borg(services: Services, principal: Principal, source: str, channel: Ch
             services.index.audit("repository_open", principal.user, action.machine_id, source, purpose="restore")
         repository, quota, may_write = (services.layout.repo(action.machine_id), services.config.storage_quota,
                                         action.may_write)
+    stale_locks.break_if_dead(services, repository, getattr(action, "machine_id", None))
     started = time.time()
     # Sessions that may write are checked against the index afterwards; recorded before they write.
     watch = services.session_checks if may_write else None

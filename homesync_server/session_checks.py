@@ -25,6 +25,7 @@ class SessionChecks:
         self._queue: list[str] = []
         self._changed = threading.Condition()
         self._stopping = False
+        self._busy = False
         self._thread = threading.Thread(target=self._run, name="session-checks", daemon=True)
 
     def start(self) -> None:
@@ -55,6 +56,11 @@ class SessionChecks:
                 self._queue.append(machine_id)
                 self._changed.notify()
 
+    def idle(self) -> bool:
+        """Return whether no check is queued or running."""
+        with self._changed:
+            return not self._queue and not self._busy
+
     def stop(self, timeout: float = 30.0) -> None:
         """Let the running check finish (up to timeout seconds); drop the queued ones (they stay pending)."""
         with self._changed:
@@ -71,6 +77,7 @@ class SessionChecks:
                 if self._stopping:
                     return
                 machine_id = self._queue.pop(0)
+                self._busy = True
             started = time.monotonic()
             try:
                 outcome = repository_check.check_machine(self.services, machine_id)
@@ -79,6 +86,8 @@ class SessionChecks:
             except Exception as e:  # the check failing must never end serve; it stays pending
                 logger.error("post-session check of %s failed (it stays pending): %s", machine_id,
                              getattr(e, "message", None) or repr(e), exc_info=not hasattr(e, "message"))
+            with self._changed:
+                self._busy = False
             self._release_when_quiet()
 
     def _release_when_quiet(self) -> None:

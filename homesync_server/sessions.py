@@ -21,10 +21,15 @@ class SessionSlots:
         self.limits = limits
         self._running: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._closed = False
 
     def take(self, login: str) -> None:
-        """Take a place for one session of login; raise ServerBusyError if there is none."""
+        """Take a place for one session of login; raise ServerBusyError if there is none
+        (or the node is draining: the client goes to another node)."""
         with self._lock:
+            if self._closed:
+                raise ServerBusyError("this server node is stopping and takes no new session",
+                                      "try again: another node (or this one, restarted) takes it")
             if self._running[login] >= self.limits.max_sessions_per_login:
                 raise ServerBusyError(
                     f"too many sessions for this login ({self.limits.max_sessions_per_login} at once)",
@@ -32,6 +37,16 @@ class SessionSlots:
             if sum(self._running.values()) >= self.limits.max_sessions:
                 raise ServerBusyError("too many sessions on this server right now", "try again in a minute")
             self._running[login] += 1
+
+    def close(self) -> None:
+        """Take no new session from now on (SIGTERM: the node drains)."""
+        with self._lock:
+            self._closed = True
+
+    def running(self) -> int:
+        """Return how many sessions run now."""
+        with self._lock:
+            return sum(self._running.values())
 
     def give_back(self, login: str) -> None:
         """Free the place one session of login held."""

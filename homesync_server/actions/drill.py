@@ -7,6 +7,7 @@ with borg's own hashes, measure RTO and RPO, always clean up, and record the res
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -28,6 +29,7 @@ from homesync_server.actions.drill_checks import compare_hashes, compare_tally, 
 from homesync_server.actions.drill_safety import Vetting, summary, vet_listing
 from homesync_server.config import Layout
 from homesync_server.index import admin_actor, event
+from homesync_server.nodes import job_lease
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -103,9 +105,10 @@ class Selection:
 
 def drill(layout: Layout, selection: Selection, lock_wait: int = DRILL_LOCK_WAIT) -> list[DrillRecord]:
     """Drill the selected machines one at a time; return one record each (result
-    'passed' or 'failed', with what failed and where). Raise NotFoundError if the
-    selection names nothing."""
-    with Services.open(layout) as services:
+    'passed' or 'failed', with what failed and where), one run at a time on the whole
+    service (a lease in the index). Raise NotFoundError if the selection names nothing,
+    JobRunningError if another node drills now."""
+    with Services.open(layout) as services, job_lease(services, "drill", "drills are"):
         machines = choose(services, selection)
         _prepare_scratch(scratch_dir(services))
         _clean_scratch(scratch_dir(services))
@@ -309,7 +312,7 @@ def _extract(repo: escrowed.Repository, archive: str, work: Path, vetting: Vetti
                                   bypass_lock=True), [str(target), str(home)], max_file_size=budget)
     watch = ScratchWatch(work, budget)
     try:
-        extracted = repo.run(argv, cwd=str(target), environment=borg.BorgEnvironment(base_dir=home),
+        extracted = repo.run(argv, cwd=str(target), environment=dataclasses.replace(repo.services.repos.environment(), base_dir=home),
                              on_start=watch.start)
     except HomesyncError:
         if not watch.tripped:

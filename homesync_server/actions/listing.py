@@ -20,6 +20,28 @@ def machines(layout: Layout, user: str | None) -> list[dict]:
         return rows
 
 
+def nodes(layout: Layout) -> list[dict]:
+    """Return every server node the index knows (issue 14): its last heartbeat and its
+    age, sessions, version, state, whether it is dead, and the leases it holds now."""
+    import time
+
+    from homesync_server import config as server_config, nodes as server_nodes
+    from homesync_server.index_store import open_index
+
+    config = server_config.load(layout)
+    index = open_index(layout, config=config)
+    try:
+        now = time.time()
+        held: dict[str, list[str]] = {}
+        for lease in index.leases():
+            if lease["expires"] > now:
+                held.setdefault(lease["node"], []).append(lease["name"])
+        return [dict(n, leases=held.get(n["id"], []))
+                for n in server_nodes.described(index.nodes(), now, config.node.dead_after)]
+    finally:
+        index.close()
+
+
 def _still_known(services: Services, name: str) -> bool:
     try:
         return services.identity.lookup(name) is not None

@@ -10,12 +10,13 @@ from homesync.errors import NotFoundError
 from homesync_server import mass_change
 from homesync_server.config import Layout
 from homesync_server.index import admin_actor, event
+from homesync_server.nodes import job_lease
 from homesync_server.services import Services
 
 
 def assess_all(layout: Layout) -> list[dict[str, Any]]:
     """Assess every machine now; return the active flags (for a report that wants them fresh)."""
-    with Services.open(layout) as services:
+    with Services.open(layout) as services, job_lease(services, "mass-change", "mass-change assessments are"):
         actor = admin_actor()
         for machine in services.index.machines():
             mass_change.assess(services, machine, actor)

@@ -18,6 +18,7 @@ from homesync_server import retention
 from homesync_server import escrowed, mass_change
 from homesync_server.config import Layout
 from homesync_server.index import admin_actor, event
+from homesync_server.nodes import Lease, LeaseHeld
 from homesync_server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ CHECK_WAIT = 120  # seconds to wait for a pending post-session check
 def prune(layout: Layout, machine_id: str | None = None, dry_run: bool = False,
           lock_wait: int = borg.LOCK_WAIT) -> list[dict[str, Any]]:
     """Prune one machine or all; return one result each ('pruned', 'nothing to prune',
-    'dry run', 'frozen', 'held' or 'failed' with the error). Raise NotFoundError for
-    an unknown machine."""
+    'dry run', 'frozen', 'held', 'skipped' (another node prunes it now) or 'failed'
+    with the error). Raise NotFoundError for an unknown machine."""
     with Services.open(layout) as services:
         if machine_id and services.index.machine(machine_id) is None:
             raise NotFoundError(f"no machine {machine_id}", "see `homesync-server machines`")
@@ -40,16 +41,24 @@ def prune(layout: Layout, machine_id: str | None = None, dry_run: bool = False,
 
 def prune_machine(services: Services, machine: dict[str, Any], dry_run: bool, lock_wait: int,
                   actor: str) -> dict[str, Any]:
-    """Prune one machine; return what was (or, dry, would be) kept and deleted. A borg
-    failure is returned as result 'failed', so the other machines are still pruned."""
+    """Prune one machine under its lease in the index; return what was (or, dry, would
+    be) kept and deleted, by which node, when. A borg failure is returned as result
+    'failed', so the other machines are still pruned; a machine another node is
+    pruning now as 'skipped'."""
     result = {"machine_id": machine["id"], "name": machine["name"], "owner": machine["owner"],
-              "result": "", "reason": "", "kept": {}, "deleted": [], "flagged": []}
+              "result": "", "reason": "", "kept": {}, "deleted": [], "flagged": [], "node": services.node_id,
+              "started": time.time(), "finished": None}
     try:
-        _prune(services, machine, dry_run, lock_wait, actor, result)
+        # one prune of a repository at a time, whichever node runs it (issue 14)
+        with Lease(services.index, f"prune:{machine['id']}", services.node_id, services.config.node.lease_seconds):
+            _prune(services, machine, dry_run, lock_wait, actor, result)
+    except LeaseHeld as e:
+        result.update(result="skipped", reason=f"node {e.lease['node']} is pruning it")
     except (HomesyncError, OSError) as e:
         reason = e.line() if isinstance(e, HomesyncError) else f"{e.filename}: {e.strerror}"
         result.update(result="failed", reason=reason)
         logger.error("prune of %s failed: %s", machine["id"], reason)
+    result["finished"] = time.time()
     return result
 
 

@@ -21,6 +21,7 @@ from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
 from homesync_server.endpoint import Endpoint
 from homesync_server.metrics_http import Cached, MetricsEndpoint
+from homesync_server.nodes import DRAINING, Heartbeat
 from homesync_server.services import Services
 from homesync_server.session_checks import SessionChecks
 
@@ -32,7 +33,10 @@ SERVER_ACTOR = "server"
 
 
 def serve(layout: Layout, listen: str | None, ready=None) -> None:
-    """Serve until a stop signal; close every session cleanly on the way out."""
+    """Serve until a stop signal. The first SIGTERM (or SIGINT) drains: no new
+    connection nor session, the running sessions finish within [node] drain_seconds,
+    the node says so in the index; a second one stops at once. Every session is closed
+    cleanly on the way out (borg rolls back to its last commit or checkpoint)."""
     memory.fewer_arenas()
     memory.install_trace()
     services = Services.open(layout)
@@ -45,31 +49,63 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
         raise
     host, port = server_config.parse_listen(listen or services.config.listen)
     endpoint = Endpoint(services, host_key(layout), host, port)
+    heartbeat = Heartbeat(services.index, services.node_id, "%s:%d" % endpoint.address,
+                          services.config.node.heartbeat_seconds, endpoint.slots.running)
+    try:
+        heartbeat.start()
+    except BaseException:
+        endpoint.stop()
+        services.close()
+        raise
     checks = SessionChecks(services)
     services.session_checks = checks
     checks.start()
-    stop = threading.Event()
+    stop, drain = threading.Event(), threading.Event()
     threading.Thread(target=_sweep_grants, args=(services, stop), daemon=True, name="grant-sweep").start()
 
     def on_signal(signum, frame):
-        logger.info("received signal %d, stopping", signum)
-        stop.set()
-        endpoint.stop()
+        if drain.is_set():
+            logger.info("received signal %d again, stopping now", signum)
+            stop.set()
+            endpoint.stop()
+            return
+        logger.info("received signal %d, draining: no new session, the running ones may finish", signum)
+        drain.set()
+        endpoint.drain()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     bound = endpoint.address
-    logger.info("listening on %s:%d", *bound)
+    logger.info("node %s listening on %s:%d", services.node_id, *bound)
     if ready:
         ready(bound)
     try:
         endpoint.serve_forever()
+        if drain.is_set() and not stop.is_set():
+            _drain(services, endpoint, checks, heartbeat, stop)
     finally:
         stop.set()
         endpoint.stop()
         checks.stop()
+        heartbeat.stop()
         services.close()
         logger.info("stopped")
+
+
+def _drain(services: Services, endpoint: Endpoint, checks: SessionChecks, heartbeat: Heartbeat,
+           stop: threading.Event) -> None:
+    """Say in the index that this node drains, then wait until its sessions and the
+    checks they queued are done, [node] drain_seconds at most (or a second signal)."""
+    heartbeat.set_state(DRAINING)
+    deadline = time.monotonic() + services.config.node.drain_seconds
+    while time.monotonic() < deadline and not stop.is_set():
+        running = endpoint.slots.running()
+        if running == 0 and checks.idle():
+            logger.info("drained: no session runs")
+            return
+        stop.wait(0.2)
+    logger.warning("drain bound reached with %d session(s) running: closing them (borg keeps its last "
+                   "checkpoint; the agents try again)", endpoint.slots.running())
 
 
 def _sweep_grants(services: Services, stop: threading.Event) -> None:

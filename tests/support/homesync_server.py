@@ -34,6 +34,7 @@ class RunningServer:
     log: Path = field(default=None)
     env: dict[str, str] = field(default_factory=dict)  # more environment for `serve`
     index_url: str | None = None  # [index] url (None: the SQLite file in the data directory)
+    name: str = "serve"  # its log is <base>/<name>.log (nodes sharing one data directory: one each)
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """Run `homesync-server ARGS --data DIR` as the server's user."""
@@ -63,7 +64,7 @@ class RunningServer:
                 config.write_text(config.read_text().replace(old, self.address))
 
     def _start(self) -> None:
-        self.log = self.data.parent / "serve.log"
+        self.log = self.data.parent / f"{self.name}.log"
         from tests.support.processes import UNPRIVILEGED, user_env
         import os
         demote = {"user": UNPRIVILEGED, "group": UNPRIVILEGED, "extra_groups": []} if os.geteuid() == 0 else {}
@@ -107,16 +108,18 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
 
 
 def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings: str = "",
-                 full_names: dict[str, str] | None = None, index_url: str | None = None) -> RunningServer:
+                 full_names: dict[str, str] | None = None, index_url: str | None = None,
+                 sections: str = "", env: dict[str, str] | None = None, name: str = "serve") -> RunningServer:
     """Create, populate and start a server; the caller stops it. identity: a TOML
     [identity] section replacing the local backend (e.g. for LDAP); settings: lines
     added to the [server] section; full_names: the local users' full names; index_url:
     its [index] url (default: as $HOMESYNC_TEST_INDEX says, the SQLite file unless
-    it says postgresql)."""
+    it says postgresql); sections: more TOML tables for server.toml (e.g. [node]);
+    env, name: more environment for `serve`, and the name of its log."""
     base = private_dir("hs-server-")
     data = base / "data"
     address = f"127.0.0.1:{free_port()}"
-    server = RunningServer(data, address, "")
+    server = RunningServer(data, address, "", env=dict(env or {}), name=name)
     # init and every `user add` in one process (SET_UP); the users are added before the
     # configuration is edited below, which `user add` reads only to check that the
     # directory is a server's.
@@ -140,6 +143,9 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings
     if server.index_url:
         config = data / "server.toml"
         config.write_text(config.read_text() + f'\n[index]\nurl = "{server.index_url}"\n')
+    if sections:
+        config = data / "server.toml"
+        config.write_text(config.read_text() + "\n" + sections.strip() + "\n")
     server.start()
     return server
 

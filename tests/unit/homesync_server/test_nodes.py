@@ -1,0 +1,76 @@
+"""Several server nodes (issue 14), the pure parts: the [node] section and a node's id,
+when a node counts as dead, and who holds a repository's lock as borg's files say."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from homesync import borg
+from homesync.errors import ConfigError
+from homesync_server import config as server_config, nodes
+
+DEFAULT = server_config.render_default("127.0.0.1:2222")
+
+
+def _load(tmp_path, text: str):
+    layout = server_config.Layout(tmp_path)
+    layout.config_file.write_text(text)
+    return server_config.load(layout)
+
+
+def test_the_node_section_defaults_and_its_id(tmp_path, monkeypatch):
+    monkeypatch.delenv(server_config.NODE_VARIABLE, raising=False)
+    config = _load(tmp_path, DEFAULT)
+    assert config.node == server_config.NodeConfig() and config.node.drain_seconds == 60
+    assert server_config.node_id(config) == os.uname().nodename.split(".")[0]
+    config = _load(tmp_path, DEFAULT + '\n[node]\nid = "node-7"\nheartbeat_seconds = 0.5\nlease_seconds = 2\n')
+    assert server_config.node_id(config) == "node-7" and config.node.heartbeat_seconds == 0.5
+    monkeypatch.setenv(server_config.NODE_VARIABLE, "node-8")
+    assert server_config.node_id(config) == "node-8"
+    monkeypatch.setenv(server_config.NODE_VARIABLE, "a/b")
+    with pytest.raises(ConfigError, match="node id 'a/b' is not usable"):
+        server_config.node_id(config)
+
+
+@pytest.mark.parametrize("section, complaint", [
+    ('id = "../x"', "[node] id must be letters"),
+    ("dead_after = 1", "[node] dead_after must be at least 2"),
+    ("heartbeat_seconds = 0", "[node] heartbeat_seconds and lease_seconds must be positive"),
+    ("drain_seconds = -1", "[node] drain_seconds must be a number (0 or more)"),
+    ("speed = 3", "[node] unknown key 'speed'"),
+])
+def test_a_bad_node_section_is_refused(tmp_path, section, complaint):
+    with pytest.raises(ConfigError, match=re.escape(complaint)):
+        _load(tmp_path, DEFAULT + f"\n[node]\n{section}\n")
+
+
+def _row(heartbeat: float, state: str = "serving") -> dict:
+    return {"id": "n", "state": state, "heartbeat": heartbeat, "heartbeat_seconds": 5.0}
+
+
+def test_a_node_is_dead_after_its_missed_heartbeats_unless_it_stopped():
+    assert not nodes.is_dead(_row(100.0), now=115.0, dead_after=3)
+    assert nodes.is_dead(_row(100.0), now=115.1, dead_after=3)
+    assert not nodes.is_dead(_row(100.0, "stopped"), now=10_000.0, dead_after=3)
+    assert nodes.is_dead(_row(100.0, "draining"), now=200.0, dead_after=3)
+    [shown] = nodes.described([_row(100.0)], now=112.0, dead_after=3)
+    assert shown["age"] == 12.0 and shown["dead"] is False
+
+
+def test_lock_holders_are_read_from_borgs_lock_files(tmp_path):
+    assert borg.lock_holders(tmp_path) == set()
+    (tmp_path / "lock.exclusive").mkdir()
+    (tmp_path / "lock.exclusive" / "node-a.example.org.4242-0").touch()
+    (tmp_path / "lock.roster").write_text(json.dumps({"exclusive": [["node-a.example.org", 4242, 0]],
+                                                      "shared": [["node-b", 7, 0]]}))
+    assert borg.lock_holders(tmp_path) == {("node-a.example.org", 4242, 0), ("node-b", 7, 0)}
+    (tmp_path / "lock.exclusive" / "garbage").touch()
+    assert ("?", 0, 0) in borg.lock_holders(tmp_path)  # never taken for a dead node's
+
+
+def test_the_break_lock_command():
+    assert borg.make_break_lock_command("/r")[1:] == ("break-lock", "--log-json", "/r")
