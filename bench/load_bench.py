@@ -28,6 +28,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
 import time
@@ -138,7 +139,7 @@ def backup_round(label: str, computers: list[Computer], through: list[RunningSer
             "load_average_after": os.getloadavg()[0]}
 
 
-def load_bench(count: int, files: int, which: list[str]) -> dict:
+def load_bench(count: int, files: int, which: list[str], log_to: Path | None = None) -> dict:
     """Run the rounds (first: the first backups through node A; one: node A; two: nodes A
     and B) on a PostgreSQL index; return their figures."""
     server = start_server(settings=LIMITS, index_url=shared_cluster().new_database())
@@ -163,6 +164,9 @@ def load_bench(count: int, files: int, which: list[str]) -> dict:
         for computer in computers:
             wait_for_keeping(computer)
             remove(computer.home)
+        if log_to is not None and server.log is not None and server.log.exists():
+            log_to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(server.log, log_to)  # both nodes' log: why a backup failed
         remove(server.data.parent)
 
 
@@ -306,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                      "options": vars(args)}
     ok = True
     if "load" not in skip:
-        results["load"] = load_bench(args.computers, args.files, [r for r in args.rounds.split(",") if r])
+        log_to = Path(args.output) / f"load-{started.strftime('%Y%m%dT%H%M%S')}-serve.log" if args.output else None
+        results["load"] = load_bench(args.computers, args.files, [r for r in args.rounds.split(",") if r], log_to)
         ok = all(r["failed"] == 0 for r in results["load"]["rounds"])
     if "rpc" not in skip:
         results["rpc"] = [rpc_bench(engine, args.clients or args.computers, args.reports, args.sessions)
