@@ -1,6 +1,6 @@
 """bench/load_bench.py run very small (2 computers through 2 nodes, 1 RPC client on
 both engines), so that the bench cannot rot: every backup and report succeeds and the
-figures it prints are there. 74 s on the shared 2-core VM at a load average of 12 (a
+figures it prints are there. 64–74 s on the shared 2-core VM at a load average of 12 (a
 PostgreSQL cluster, five server starts, three enrollments, two backups and their checks)."""
 
 from __future__ import annotations
