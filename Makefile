@@ -21,7 +21,7 @@ TEST_PACKAGES := slapd ldap-utils dbus-daemon openssh-client openssh-server rsyn
 	util-linux procps chromium debootstrap systemd postgresql libpq5
 APT_PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: setup system-packages build-packages install-apt demo test test-fast bench deb wheel clean
+.PHONY: setup system-packages build-packages install-apt demo test test-fast bench bench-load deb wheel clean
 
 setup: system-packages $(STAMP)
 
@@ -67,6 +67,11 @@ wheel: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# Load on one and two server nodes, and RPC throughput on both index engines (issues 13, 14):
+# bench/load_bench.py, about 10 minutes on 2 cores; `--computers 3` runs it small.
+bench-load: setup
+	$(PY) bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -140,7 +140,7 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"enrolled this computer as {answer['name']!r} (machine {answer['machine_id']})")
     elif args.command == "backup":
         from homesync.agent import fleet  # config.toml over the fleet policy the agent last received
-        config = fleet.answering(fleet.load(paths))  # fails over to the next address as the agent does
+        config = fleet.answering(fleet.load(paths), paths)  # fails over to the next address as the agent does
         result = backup.backup(config, paths, on_event=_backup_bar(config, paths, args.json))
         _print_backup(result, args.json)
     elif args.command == "machines":

@@ -120,6 +120,7 @@ class AgentConfig:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     upload_ratelimit: float = 0.0           # KiB/s for borg's --upload-ratelimit; 0: unlimited
+    addresses: tuple[str, ...] = ()         # [server] addresses (the fleet policy's, else config.toml's): tried in turn
 
     def exclusion_patterns(self, paths: Paths) -> list[str]:
         """Return borg patterns (relative to the source) for everything not backed up."""
@@ -128,7 +129,7 @@ class AgentConfig:
         return patterns + list(self.exclude)
 
 
-_IDENTITY_SCHEMA = {"server": {"address": "text", "fingerprint": "text", "user": "text"},
+_IDENTITY_SCHEMA = {"server": {"address": "text", "addresses": "addresses", "fingerprint": "text", "user": "text"},
                     "machine": {"id": "text", "name": "text"}}
 _LOCAL_ONLY = {"backup": frozenset({"source"})}  # settings a fleet policy cannot set
 _SETTING_TABLES = ("backup", "network", "agent")  # checked by the shared schema (homesync.settings)
@@ -175,8 +176,9 @@ def from_raw(raw: dict, path: Path) -> AgentConfig:
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     backup, network = tables["backup"], tables["network"]
+    addresses = tuple(raw["server"].get("addresses") or ())
     return AgentConfig(
-        server=raw["server"]["address"], fingerprint=raw["server"]["fingerprint"], user=raw["server"]["user"],
+        server=raw["server"].get("address") or addresses[0], addresses=addresses, fingerprint=raw["server"]["fingerprint"], user=raw["server"]["user"],
         machine_id=raw["machine"]["id"], machine_name=raw["machine"]["name"],
         source=Path(os.path.expanduser(source)),
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
@@ -203,7 +205,8 @@ def _check(raw: dict) -> list[str]:
         problems += schema.check_table(section, raw.get(section, {}), kinds)[1]
     for section, key in (("server", "address"), ("server", "fingerprint"), ("server", "user"),
                          ("machine", "id"), ("machine", "name")):
-        if isinstance(raw.get(section, {}), dict) and key not in raw.get(section, {}):
+        table = raw.get(section, {})
+        if isinstance(table, dict) and key not in table and not (key == "address" and table.get("addresses")):
             problems.append(f"[{section}] {key} is missing")
     known = set(_IDENTITY_SCHEMA) | set(_SETTING_TABLES)
     problems += [f"unknown section [{s}]" for s in raw if s not in known]

@@ -13,6 +13,8 @@ from homesync import settings
 SITE, GROUP, USER, MACHINE = "site", "group", "user", "machine"
 LOCAL, IGNORED, DEFAULT = "local override", "local (ignored: not overridable)", "default"
 SCOPES = (SITE, GROUP, USER, MACHINE)
+# config.toml's value applies while the policy does not set the key (and never over it).
+LOCAL_UNLESS_SET = frozenset({"server.addresses"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def over_local(policy: dict[str, Any], sources: dict[str, str], local: dict) -> 
                   for k, v in local[t].items() if k in keys}  # the identity ([server] address, …) is not a setting
     for dotted in sorted(set(policy) | set(local_flat)):
         table, key = dotted.split(".", 1)
-        if dotted in local_flat and settings.may_override(dotted, allowed):
+        local_wins = dotted not in policy if dotted in LOCAL_UNLESS_SET else settings.may_override(dotted, allowed)
+        if dotted in local_flat and local_wins:
             origin[dotted] = LOCAL
             continue
         if dotted in local_flat:
@@ -90,7 +93,7 @@ def over_local(policy: dict[str, Any], sources: dict[str, str], local: dict) -> 
             origin[dotted] = IGNORED
         if dotted in policy:
             if dotted == "server.addresses":
-                merged.setdefault("server", {})["address"] = policy[dotted][0]
+                merged.setdefault("server", {}).update(address=policy[dotted][0], addresses=list(policy[dotted]))
             elif table in ("network", "agent", "backup"):
                 merged.setdefault(table, {})[key] = policy[dotted]
             origin[dotted] = sources.get(dotted, SITE) + (" (local value ignored)" if dotted in local_flat else "")

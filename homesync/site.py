@@ -97,6 +97,8 @@ def beneath(raw: dict, site: Site | None) -> dict:
     if site is None or not isinstance(raw.get("server", {}), dict):
         return raw
     server = dict(raw.get("server", {}))
+    if len(site.addresses) > 1 and "address" not in server and "addresses" not in server:
+        server["addresses"] = list(site.addresses)  # tried in turn, as a policy's
     server.setdefault("address", site.addresses[0])
     server.setdefault("fingerprint", site.fingerprint)
     return dict(raw, server=server)

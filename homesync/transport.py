@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 CONNECT_TIMEOUT = 10.0
+# A name with several addresses (A and AAAA records): each gets this long to accept the
+# TCP connection before the next is tried (a lost SYN is resent after 1 s; 3 s covers it).
+ADDRESS_TIMEOUT = 3.0
 RPC_TIMEOUT = 120.0
 WINDOW = 64 * 1024 * 1024
 MAX_PACKET = 256 * 1024
@@ -52,6 +55,54 @@ def parse_address(text: str, default_port: int = 2222) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"invalid server address {text!r}", "write it as HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def resolve(address: str) -> list[str]:
+    """Given "HOST:PORT", return every address HOST resolves to (its A and AAAA records,
+    in the resolver's order, each once) as "IP:PORT" or "[IP]:PORT"; [] if it does not
+    resolve. An IP address gives itself."""
+    host, port = parse_address(address)
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    found: list[str] = []
+    for family, _, _, _, sockaddr in infos:
+        text = f"[{sockaddr[0]}]:{port}" if family == socket.AF_INET6 else f"{sockaddr[0]}:{port}"
+        if text not in found:
+            found.append(text)
+    return found
+
+
+_answered: dict[str, str] = {}  # a name's address that accepted last, in this process: tried first next time
+
+
+def open_socket(address: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+    """Return a TCP connection to address. A name with several addresses is tried address
+    by address, ADDRESS_TIMEOUT each (the one that accepted last in this process first),
+    so that one dead address costs seconds, not the whole timeout. Raise
+    ConnectionFailedError naming what was tried."""
+    host, port = parse_address(address)
+    found = resolve(address)
+    if len(found) < 2:
+        try:
+            return socket.create_connection((host, port), timeout=timeout)
+        except OSError as e:
+            raise ConnectionFailedError(f"cannot reach the backup server at {address}: {e.strerror or e}",
+                                        "check the address and that homesync-server is running") from None
+    found.sort(key=lambda a: a != _answered.get(address))
+    failures = []
+    for candidate in found:
+        try:
+            sock = socket.create_connection(parse_address(candidate), timeout=min(timeout, ADDRESS_TIMEOUT))
+        except OSError as e:
+            failures.append(f"{candidate} {'did not answer' if isinstance(e, TimeoutError) else e.strerror or e}")
+            continue
+        sock.settimeout(timeout)
+        _answered[address] = candidate
+        return sock
+    raise ConnectionFailedError(f"cannot reach the backup server at {address}: {'; '.join(failures)}",
+                                "check the address and that homesync-server is running")
 
 
 @dataclass(frozen=True)
@@ -100,12 +151,7 @@ class Session:
         """Connect to address, verify the host key against the pinned fingerprint, and
         log in as user with the key or the password. Raise ConnectionFailedError,
         HostKeyMismatchError or AuthenticationError."""
-        host, port = parse_address(address)
-        try:
-            sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as e:
-            raise ConnectionFailedError(f"cannot reach the backup server at {address}: {e.strerror or e}",
-                                        "check the address and that homesync-server is running") from None
+        sock = open_socket(address, timeout)
         transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
         try:
             return cls._handshake(transport, address, pinned, user, key, password, timeout)

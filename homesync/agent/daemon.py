@@ -89,6 +89,7 @@ class Agent:
     def __init__(self, config: AgentConfig, paths: Paths, effective: fleet.Effective | None = None) -> None:
         self.config, self.paths = config, paths
         self.started = time.time()
+        self._answered_via = ""  # the configured address the one that answered last came from
         self.record = agent_record.load(paths)
         self.record.forget_revocation_unless(config.machine_id)
         self.dirty = DirtySet(possibly_dirty=True)  # what changed while the agent was not running is unknown
@@ -172,8 +173,9 @@ class Agent:
     def _apply_policy(self, effective: fleet.Effective) -> None:
         """Run with a new fleet policy from now on, without a restart: the schedule, the
         network rules, the server address, exclusions and the upload limit of the next backup."""
-        addresses = (effective.policy.values if effective.policy else {}).get("server.addresses") or ()
-        keep = self.config.server if self.config.server in addresses else effective.config.server
+        listed = effective.addresses()
+        keep = self.config.server if self.config.server in listed or self._answered_via in listed \
+            else effective.config.server
         self.config = dataclasses.replace(effective.config, server=keep)  # the address that answered, if still listed
         set_rules = getattr(self.network, "set_rules", None)
         if set_rules is not None:
@@ -202,13 +204,19 @@ class Agent:
                              stopped=lambda: job.stopped)
 
     async def _probe(self) -> reachability.Reachability:
-        """Probe the server; with several addresses (the fleet policy's), the first that
-        answers is the one the next backup and policy contact use."""
+        """Probe the server; with several addresses (the fleet policy's or config.toml's, or
+        a name's A/AAAA records), the first that answers (the one that answered last
+        first) is the one the next backup and policy contact use."""
         addresses = self.follower.current.addresses()
-        address, result = await reachability.first_answering(addresses, timeout=PROBE_TIMEOUT)
-        if result.ok and address != self.config.server:
-            log.info("using the backup server at %s", address)
-            self.config = dataclasses.replace(self.config, server=address)
+        address, result = await reachability.first_answering(addresses, timeout=PROBE_TIMEOUT,
+                                                             preferred=fleet.last_answered(self.paths))
+        if result.ok:
+            self._answered_via = result.via
+            await asyncio.to_thread(fleet.remember_answered, self.paths, address)
+            if address != self.config.server:
+                log.info("using the backup server at %s%s", address,
+                         f" (of {result.via})" if result.via != address else "")
+                self.config = dataclasses.replace(self.config, server=address)
         return result
 
     def _answer(self, request: dict) -> dict:

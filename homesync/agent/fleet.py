@@ -19,6 +19,7 @@ from homesync.config import AgentConfig, Paths
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "policy.json"
+ANSWERED_NAME = "server-answered"  # the server address that answered last: tried first next time
 RPC_TIMEOUT = 10.0
 PROBE_TIMEOUT = 2.0  # per server address, before trying the next
 
@@ -52,8 +53,9 @@ class Effective:
         return sorted(k for k, v in self.sources.items() if "ignored" in v)
 
     def addresses(self) -> list[str]:
-        """Return the server addresses to try, in order: the policy's, else config.toml's one."""
-        return list((self.policy.values if self.policy else {}).get("server.addresses") or [self.config.server])
+        """Return the server addresses to try, in order: the policy's, else config.toml's
+        (its `addresses`, else its one `address`)."""
+        return list(self.config.addresses or [self.config.server])
 
     def no_rules(self) -> bool:
         """Return True if no corporate-network rule is set anywhere."""
@@ -95,18 +97,48 @@ def load(paths: Paths) -> Effective:
     return effective(paths, read_cache(paths))
 
 
-def answering(effective: Effective, timeout: float = PROBE_TIMEOUT) -> AgentConfig:
+def answering(effective: Effective, paths: Paths | None = None, timeout: float = PROBE_TIMEOUT) -> AgentConfig:
     """Return the configuration with the first server address that answers (as the agent
-    fails over: reachability.first_answering), for a manual backup outside the agent; with
-    none answering, the last address (the backup then says it cannot reach it)."""
+    fails over: reachability.first_answering; the one that answered last, kept in paths'
+    state, first), for a manual backup outside the agent; with none answering, the last
+    address (the backup then says it cannot reach it). One address that resolves to one
+    IP address is not probed."""
     from homesync.agent import reachability  # asyncio: only when there is an address to choose
-    addresses = effective.addresses()
-    if len(addresses) < 2:
+
+    async def choose() -> tuple[str, reachability.Reachability] | None:
+        found = await reachability.candidates(effective.addresses())
+        if len(found) < 2:
+            return None
+        return await reachability.first_answering([c.address for c in found], timeout=timeout,
+                                                  preferred=last_answered(paths) if paths else None,
+                                                  resolve=lambda a: [a])
+    chosen = asyncio.run(choose())
+    if chosen is None:
         return effective.config
-    address, result = asyncio.run(reachability.first_answering(addresses, timeout=timeout))
+    address, result = chosen
+    if result.ok and paths is not None:
+        remember_answered(paths, address)
     if address != effective.config.server:
         log.info("using the backup server at %s (%s)", address, result.detail)
     return dataclasses.replace(effective.config, server=address)
+
+
+def last_answered(paths: Paths) -> str | None:
+    """Return the server address that answered last (the agent's or a manual backup's), or None."""
+    try:
+        return paths.state_dir.joinpath(ANSWERED_NAME).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def remember_answered(paths: Paths, address: str) -> None:
+    """Keep the address that answered, to be tried first next time (a failure to write it costs only time)."""
+    if last_answered(paths) == address:
+        return
+    try:
+        agent_config.write_private(paths.state_dir / ANSWERED_NAME, address.encode() + b"\n")
+    except OSError as e:
+        log.info("could not keep the server address that answered: %s", e)
 
 
 def _without_empty_rules(local: dict) -> dict:
