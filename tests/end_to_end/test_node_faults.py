@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from homesync import __version__, borg
 from tests.support.homesync_client import Computer, background_done, wait_for_keeping
