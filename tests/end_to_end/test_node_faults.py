@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 
-
 from homesync import __version__, borg
 from tests.support.homesync_client import Computer, background_done, wait_for_keeping
 from tests.support.processes import UNPRIVILEGED, VENV_BIN, chown_tree, run_as_user, user_env
