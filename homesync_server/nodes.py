@@ -15,7 +15,6 @@ from typing import Any, Callable, Iterator
 
 from homesync import __version__
 from homesync.errors import JobRunningError
-from homesync_server import index_damage
 from homesync_server.index_store import IndexStore
 
 logger = logging.getLogger(__name__)
@@ -83,13 +82,19 @@ class Heartbeat:
         self.set_state(STOPPED)
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
-            except index_damage.UNUSABLE as e:
-                index_damage.refused(e, "every session")
-            except Exception:
-                logger.exception("could not write node %s's heartbeat", self.node_id)
+            except Exception as e:  # the index away or damaged: sessions say so; one line until it heals
+                if not failing:
+                    logger.warning("could not write node %s's heartbeat (the other nodes may count it dead "
+                                   "until it can): %s", self.node_id, getattr(e, "message", None) or repr(e))
+                failing = True
+                continue
+            if failing:
+                logger.info("node %s's heartbeat is written again", self.node_id)
+            failing = False
 
 
 class LeaseHeld(Exception):

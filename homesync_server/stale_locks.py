@@ -1,7 +1,8 @@
 """A borg lock left in a repository by a node that died (issue 14): broken before the
 next session of that repository, or the next job of the server's own on it, only when
 every holder borg's lock files name (BORG_HOST_ID: a node's id) is a node the index
-shows dead; never while a holder lives, never for a holder that is not a node.
+shows dead; never while a holder lives, never for a holder that is not a node, never
+for this node's own (borg removes those itself once their process is gone: its host id).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def break_if_dead(services: Services, repository: Path, machine_id: str | None, 
     if not holders:
         return False
     hosts = sorted({host for host, _, _ in holders})
+    if services.node_id in hosts:  # this node's own (say a drill's while serve is down): borg checks the pid itself
+        return False
     try:
         dead = nodes.dead_nodes(services.index, services.config.node.dead_after)
         if not set(hosts) <= dead:

@@ -29,7 +29,7 @@ def nodes(layout: Layout) -> list[dict]:
     from homesync_server.index_store import open_index
 
     config = server_config.load(layout)
-    index = open_index(layout, config=config)
+    index = open_index(layout, read_only=True, config=config)
     try:
         now = time.time()
         held: dict[str, list[str]] = {}

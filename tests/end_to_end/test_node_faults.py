@@ -12,8 +12,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from homesync import __version__, borg
 from tests.support.homesync_client import Computer, background_done, wait_for_keeping
 from tests.support.processes import UNPRIVILEGED, VENV_BIN, chown_tree, run_as_user, user_env
@@ -28,7 +26,9 @@ FETCH_POLICY = ("from homesync.agent import fleet\nfrom homesync.config import P
 # the retention prune applies: server.toml's defaults changed to these
 PRUNE_POLICY = {"keep_hourly = 24": "keep_hourly = 0", "keep_daily = 14": "keep_daily = 2",
                 "keep_weekly = 8": "keep_weekly = 0", "keep_monthly = 12": "keep_monthly = 2"}
-OLDER = {"jan-10": "2026-01-10T12:00:00", "jan-20": "2026-01-20T12:00:00", "feb-25": "2026-02-25T12:00:00"}
+# Older archives (made server-side with --timestamp): the policy above deletes at least feb-05.
+OLDER = {"jan-10": "2026-01-10T12:00:00", "jan-20": "2026-01-20T12:00:00", "feb-05": "2026-02-05T12:00:00",
+         "feb-25": "2026-02-25T12:00:00"}
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.05):

@@ -17,6 +17,9 @@ from tests.support.postgres import e2e_index_url
 from tests.support.processes import VENV_BIN, free_port, private_dir, remove, run_as_user
 
 PASSWORDS = {"joe": "joe-secret-pw", "ann": "ann-secret-pw"}
+# SIGTERM drains (issue 14): what a test left running (the file catalog's keeping after a
+# backup) may finish, for 10 s at most in tests (the default is 60 s).
+DRAIN = "[node]\ndrain_seconds = 10\n"
 # Several `homesync-server` commands in one process (an interpreter start is most of
 # each command's cost): each argv of the JSON list in argv[1] through the CLI's own
 # main() in turn, passwords read from stdin as --password-stdin reads them; the first
@@ -143,9 +146,10 @@ def start_server(users: dict[str, str] = PASSWORDS, identity: str = "", settings
     if server.index_url:
         config = data / "server.toml"
         config.write_text(config.read_text() + f'\n[index]\nurl = "{server.index_url}"\n')
-    if sections:
-        config = data / "server.toml"
-        config.write_text(config.read_text() + "\n" + sections.strip() + "\n")
+    if "[node]" not in sections:  # stop() waits 30 s: a drain after the last test step stays within it
+        sections = DRAIN + sections
+    config = data / "server.toml"
+    config.write_text(config.read_text() + "\n" + sections.strip() + "\n")
     server.start()
     return server
 

@@ -74,3 +74,26 @@ def test_lock_holders_are_read_from_borgs_lock_files(tmp_path):
 
 def test_the_break_lock_command():
     assert borg.make_break_lock_command("/r")[1:] == ("break-lock", "--log-json", "/r")
+
+
+def test_a_job_lease_held_elsewhere_is_exit_34_naming_the_node(tmp_path):
+    from types import SimpleNamespace
+
+    from homesync.errors import JobRunningError
+    from homesync_server.index_store import open_url
+
+    index = open_url(f"sqlite://{tmp_path / 'index.sqlite'}")
+    try:
+        config = SimpleNamespace(node=server_config.NodeConfig(lease_seconds=30))
+        here, there = (SimpleNamespace(index=index, node_id=n, config=config) for n in ("node-a", "node-b"))
+        with nodes.job_lease(here, "drill", "drills are"):
+            with pytest.raises(JobRunningError, match="drills are already running on node node-a") as caught:
+                with nodes.job_lease(there, "drill", "drills are"):
+                    pass
+            assert caught.value.exit_code == 34
+            assert [lease["node"] for lease in index.leases()] == ["node-a"]
+        assert index.leases() == []  # released at the end
+        with nodes.job_lease(there, "drill", "drills are"):
+            assert [lease["node"] for lease in index.leases()] == ["node-b"]
+    finally:
+        index.close()
