@@ -54,13 +54,14 @@ def make_init_command(repo: str, encryption: str = ENCRYPTION) -> tuple[str, ...
 
 def make_create_command(
     repo: str, archive: str, excludes: Sequence[str], markers: Sequence[str] = (".nobackup",),
-    progress: bool = True, upload_ratelimit: int = 0,
+    progress: bool = True, upload_ratelimit: int = 0, checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> tuple[str, ...]:
     """Given a repository, an archive name and exclusion patterns, return argv that backs
     up the current directory; run it with cwd = the source, so archive paths are
-    relative to it. upload_ratelimit: KiB/s (0: unlimited)."""
+    relative to it. upload_ratelimit: KiB/s (0: unlimited); checkpoint_seconds: how often
+    borg commits what it sent so far (an interrupted backup's next run goes on from there)."""
     argv = [borg_executable(), "create", "--json", "--log-json", "--lock-wait", str(LOCK_WAIT),
-            "--compression", COMPRESSION, "--checkpoint-interval", str(CHECKPOINT_SECONDS),
+            "--compression", COMPRESSION, "--checkpoint-interval", str(max(1, round(checkpoint_seconds))),
             "--exclude-caches", "--one-file-system"]
     if progress:
         argv.append("--progress")

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from homesync import borg
 from homesync import settings as schema
 from homesync import site
 from homesync.errors import ConfigError, NotEnrolledError
@@ -120,6 +121,7 @@ class AgentConfig:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     upload_ratelimit: float = 0.0           # KiB/s for borg's --upload-ratelimit; 0: unlimited
+    checkpoint_interval: float = borg.CHECKPOINT_SECONDS  # borg's --checkpoint-interval: what an interrupted backup keeps
     addresses: tuple[str, ...] = ()         # [server] addresses (the fleet policy's, else config.toml's): tried in turn
 
     def exclusion_patterns(self, paths: Paths) -> list[str]:
@@ -183,7 +185,8 @@ def from_raw(raw: dict, path: Path) -> AgentConfig:
         source=Path(os.path.expanduser(source)),
         exclude=tuple(backup.get("exclude", ())), default_excludes=backup.get("default_excludes", True),
         network=NetworkSettings(**network), agent=AgentSettings(**tables["agent"]),
-        upload_ratelimit=backup.get("upload_ratelimit", 0.0))
+        upload_ratelimit=backup.get("upload_ratelimit", 0.0),
+        checkpoint_interval=backup.get("checkpoint_interval", borg.CHECKPOINT_SECONDS))
 
 
 def _not_enrolled_hint() -> str:

@@ -116,7 +116,8 @@ SETTINGS: dict[str, dict[str, str]] = {
               "min_battery_percent": "percent", "recovery_point_target": "duration",
               "scan_interval": "duration", "notifications": "switch", "server_timeout": "duration",
               "policy_interval": "duration"},
-    "backup": {"exclude": "strings", "default_excludes": "bool", "upload_ratelimit": "rate"},
+    "backup": {"exclude": "strings", "default_excludes": "bool", "upload_ratelimit": "rate",
+               "checkpoint_interval": "duration"},
     "server": {"addresses": "addresses"},
     "policy": {"user_may_override": "keys"},
 }

@@ -38,7 +38,8 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
     name = names.archive_name(datetime.fromtimestamp(started, timezone.utc))
     access = link.machine_repository(config, paths)
     argv = borg.make_create_command(access.location, name, config.exclusion_patterns(paths), agent_config.MARKERS,
-                                    upload_ratelimit=max(int(config.upload_ratelimit), 1 if config.upload_ratelimit else 0))
+                                    upload_ratelimit=max(int(config.upload_ratelimit), 1 if config.upload_ratelimit else 0),
+                                    checkpoint_seconds=config.checkpoint_interval)
     def create() -> borg.BorgResult:
         return borg.run_borg(argv, access.environment(), paths.passphrase_file.read_bytes(),
                              cwd=str(config.source), on_event=on_event, on_start=on_start)

@@ -100,13 +100,18 @@ def test_a_node_killed_mid_backup_the_next_attempt_goes_through_another_node(ser
     machine_id = laptop.machine_id()
     repo = _repo(server_nodes, machine_id)
     addresses = ", ".join(f'"{a}"' for a in server_nodes.addresses())
-    assert server_nodes.cli("policy", "set", "-", input=f"[server]\naddresses = [{addresses}]\n").returncode == 0
+    # a checkpoint every second, and a rate that makes the backup last several: the node dies after one
+    policy = (f"[server]\naddresses = [{addresses}]\n"
+              '[backup]\ncheckpoint_interval = "1s"\nupload_ratelimit = "16MiB/s"\n')
+    assert server_nodes.cli("policy", "set", "-", input=policy).returncode == 0
     fetched = run_as_user([str(VENV_BIN / "python"), "-c", FETCH_POLICY], laptop.home)
     assert fetched.returncode == 0, fetched.stderr
 
+    commits = {p.name for p in repo.glob("index.*")}
     backup = _start_backup(laptop)  # through node-a, the first address
     _wait(lambda: any(h[0] == "node-a" for h in borg.lock_holders(repo)), 60, "node-a's borg serve locked it")
-    time.sleep(0.5)  # data on its way
+    _wait(lambda: {p.name for p in repo.glob("index.*")} - commits, 60, "borg committed a checkpoint")
+    assert backup.poll() is None, "the backup ended before the node could be killed"
     server_nodes.kill(0)  # the node's machine dies: its borg serve too, leaving its lock
     _, stderr = backup.communicate(timeout=120)
     assert backup.returncode != 0 and stderr.strip().count("\n") == 0, stderr
@@ -117,6 +122,9 @@ def test_a_node_killed_mid_backup_the_next_attempt_goes_through_another_node(ser
     done = laptop.json("backup")  # fails over: node-a refuses connections, node-b answers
     print(f"the next attempt, through another node: {time.monotonic() - started:.2f} s")
     assert done["result"] == "success" and done["files"] == 5
+    # it went on from the checkpoint: what the dead node had committed was not sent again
+    print(f"after the checkpoint: {done['deduplicated_size'] >> 20} of {done['original_size'] >> 20} MiB sent again")
+    assert done["deduplicated_size"] < done["original_size"] - (4 << 20), done
     [broken] = _audit(server_nodes, "borg_lock_broken")
     assert broken["machine_id"] == machine_id and broken["by_node"] == "node-b"
     assert [h.split(".")[0] for h in broken["holders"]] == ["node-a"]

@@ -83,3 +83,22 @@ def test_config_toml_takes_the_upload_rate_and_the_policy_interval(tmp_path):
     paths.config_file.write_text(BASE + '[backup]\nupload_ratelimit = 512\n[agent]\npolicy_interval = "5s"\n')
     loaded = config.load(paths)
     assert loaded.upload_ratelimit == 512 and loaded.agent.policy_interval == 5
+
+
+def test_the_checkpoint_interval_reaches_borg_create(tmp_path):
+    from homesync import borg
+    paths = config.Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
+    paths.config_dir.mkdir()
+    paths.config_file.write_text(BASE)
+    assert config.load(paths).checkpoint_interval == borg.CHECKPOINT_SECONDS == 300
+    paths.config_file.write_text(BASE + '[backup]\ncheckpoint_interval = "2min"\n')
+    loaded = config.load(paths)
+    argv = borg.make_create_command("repo", "a", [], checkpoint_seconds=loaded.checkpoint_interval)
+    assert argv[argv.index("--checkpoint-interval") + 1] == "120"
+    paths.config_file.write_text(BASE + '[backup]\ncheckpoint_interval = "often"\n')
+    try:
+        config.load(paths)
+    except config.ConfigError as e:
+        assert "[backup] checkpoint_interval must be a duration" in e.message
+    else:
+        raise AssertionError("a checkpoint interval that is no duration was taken")
