@@ -336,8 +336,14 @@ class PostgresIndex(SqlIndex):
             options += " -c default_transaction_read_only=on"
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, timeout=connect_timeout, open=False,
+            reconnect_timeout=connect_timeout,
             kwargs={"autocommit": True, "options": options, "connect_timeout": max(1, int(connect_timeout))},
             configure=_configure, check=psycopg_pool.ConnectionPool.check_connection, name="homesync-index")
+        # reconnect_timeout: how long the pool retries a lost connection before giving it up.
+        # Its retries back off (1, 2, 4, 8 … s): with its default of five minutes, a server
+        # whose database was down for a minute waited up to a minute more once it was back,
+        # refusing every request meanwhile. Given up within a request's own wait, the next
+        # request opens a connection at once.
         with _available(self.where):
             self._pool.open(wait=False)
         try:
