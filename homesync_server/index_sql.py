@@ -46,6 +46,8 @@ FLEET_FIELDS = {
     "agent_reason": "m.agent_reason", "agent_version": "m.agent_version",
     "archives": "COALESCE(t.archives, 0)", "last_backup": "t.last_backup", "original_size": "t.last_original_size",
     "deduplicated_size": "COALESCE(t.deduplicated_size, 0)", "failed": "COALESCE(t.failed, 0)",
+    # the report's fleet-policy part (reports.policy) reads these in the same pass
+    "policy_version": "m.policy_version", "policy_contact": "m.policy_contact",
 }
 FLEET_COLUMNS = tuple(FLEET_FIELDS)
 # Every table the index keeps, parents first (archive_totals is derived from archives).
