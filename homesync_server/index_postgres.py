@@ -388,6 +388,21 @@ class PostgresIndex(SqlIndex):
     def _audit_appended(self, db: _Connection, row_id: int) -> None:
         db.execute("UPDATE audit_sequence SET seq = GREATEST(seq, ?)", (row_id,))
 
+    def _insert_rows(self, db: _Connection, table: str, columns: tuple[str, ...], rows) -> None:
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        with db._conn.cursor().copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    @contextmanager
+    def _summaries_after(self, db: _Connection) -> Iterator[None]:
+        db.execute("SET LOCAL statement_timeout = 0")  # millions of archives take longer than any one request may
+        db.execute("ALTER TABLE archives DISABLE TRIGGER archive_totals")
+        yield
+        db.execute("DELETE FROM archive_totals")
+        db.execute("INSERT INTO archive_totals SELECT * FROM archive_figures")
+        db.execute("ALTER TABLE archives ENABLE TRIGGER archive_totals")
+
     def audit_sequence(self) -> int:
         return self._query("SELECT seq FROM audit_sequence")[0]["seq"]
 
