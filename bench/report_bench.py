@@ -82,8 +82,8 @@ def _write_directory(path: Path, users: list[str]) -> None:
 
 
 def _machines(rng: random.Random, users: list[str], count: int, now: float):
-    """Machines as load_fleet takes them; 95% run the fleet policy's newest version, the
-    rest an older one, some of them lagging (they reached the server since)."""
+    """Machines as load_fleet takes them; 95% run the fleet policy's version 1 (the
+    newest), the rest none yet: those that reached the server since it was made lag."""
     reasons = ("", "", "", "not on the corporate network", "on battery", "metered connection",
                "borg failed: repository locked")
     for n in range(count):
@@ -92,7 +92,7 @@ def _machines(rng: random.Random, users: list[str], count: int, now: float):
         last_seen = now - rng.expovariate(1 / (6 * 3600))
         yield (f"{n:016x}", owner, f"Laptop {n}", f"laptop {n}", f"host-{n}", "ssh-ed25519 AAAA",
                now - 400 * DAY, last_seen, state, "idle", rng.choice(reasons), "0.1.0",
-               1 if rng.random() < 0.05 else 2, last_seen)
+               0 if rng.random() < 0.05 else 1, last_seen)
 
 
 def _archives(rng: random.Random, machine: tuple, count: int, now: float):
