@@ -5,12 +5,11 @@ archives each, then `homesync-server report` in every format, `metrics` and
     .venv/bin/python bench/report_bench.py [--machines 100000] [--archives 30] [--runs 5] [--keep DIR]
                                            [--engine sqlite|postgresql]
 
-With --engine postgresql the same index is moved into a throwaway PostgreSQL cluster
-(`homesync-server index migrate`, as root: the cluster runs as nobody) and the commands
-run against it ([index] url), so both engines are timed on the same data.
-
-The synthetic data is written with sqlite3 directly (test data, not product code);
-the schema comes from the product's own Index, so it is always the current one.
+With --engine postgresql the same synthetic fleet (the same seed) is loaded into a
+fresh database of a throwaway PostgreSQL cluster (as root: the cluster runs as nobody)
+and the commands run against it ([index] url). Either engine is filled through the
+index's own interface (index_store.open_index, then load_fleet: one transaction,
+each machine's summary computed once), never with SQL of the bench's own.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import json
 import os
 import random
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -33,9 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from homesync import exits  # noqa: E402
-from homesync_server import audit  # noqa: E402
+from homesync_server import index_store  # noqa: E402
 from homesync_server.actions import setup  # noqa: E402
 from homesync_server.config import Layout  # noqa: E402
+from homesync_server.index_sql import event  # noqa: E402
 
 HOMESYNC_SERVER = Path(sys.executable).parent / "homesync-server"
 TARGET_SECONDS = 2.0
@@ -45,48 +44,35 @@ GONE_SHARE = 0.02  # owners missing from the directory
 RESULTS = ("success",) * 27 + ("warning", "failed", "interrupted")
 
 
-def build(data: Path, machines: int, archives: int, seed: int = 5) -> dict[str, float]:
-    """Create a server data directory whose index holds the synthetic fleet; return
-    how long each part took."""
-    rng, now, took = random.Random(seed), time.time(), {}
+def build(data: Path, machines: int, archives: int, index_url: str | None = None, seed: int = 5) -> dict[str, float]:
+    """Create a server data directory whose index (the SQLite file, or index_url) holds
+    the synthetic fleet, loaded through the index's own interface (load_fleet), so that
+    both engines are filled the same way; return how long it took."""
+    rng, now = random.Random(seed), time.time()
     started = time.monotonic()
-    setup.init(Layout(data), "127.0.0.1:2222")
+    layout = Layout(data)
+    setup.init(layout, "127.0.0.1:2222")
+    if index_url:
+        layout.config_file.write_text(layout.config_file.read_text() + f'\n[index]\nurl = "{index_url}"\n')
     users = [f"user{n:06d}" for n in range(max(1, machines // MACHINES_PER_USER))]
     _write_directory(data / "users.json", [u for u in users if rng.random() > GONE_SHARE])
-    db = sqlite3.connect(data / "index.sqlite", isolation_level=None)
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("BEGIN")
-    db.executemany("INSERT INTO users (name, display_name, first_seen) VALUES (?, ?, ?)",
-                   ((u, f"User {u[4:]}", now - 400 * DAY) for u in users))
     fleet = list(_machines(rng, users, machines, now))
-    db.executemany("INSERT INTO machines (id, owner, name, name_key, hostname, public_key, enrolled, last_seen, "
-                   "state, agent_state, agent_reason, agent_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   fleet)
-    with _bulk_archives(db):
-        db.executemany("INSERT INTO archives (machine_id, name, start, end, files, original_size, compressed_size, "
-                       "deduplicated_size, result, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (a for m in fleet for a in _archives(rng, m, archives, now)))
-    took["archives"] = time.monotonic() - started
-    _drills_and_flags(db, rng, fleet, now)
-    _audit(db, rng, fleet, now)
-    db.execute("COMMIT")
-    db.execute("ANALYZE")
-    db.close()
-    took["total"] = time.monotonic() - started
-    return took
-
-
-@contextmanager
-def _bulk_archives(db: sqlite3.Connection):
-    """Load archives without the per-row trigger that keeps archive_totals, then fill
-    archive_totals in one statement and put the trigger back (as the schema has it)."""
-    trigger = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'archive_totals_insert'"
-                         ).fetchone()[0]
-    db.execute("DROP TRIGGER archive_totals_insert")
-    yield
-    db.execute("DELETE FROM archive_totals")
-    db.execute("INSERT INTO archive_totals SELECT * FROM archive_figures")
-    db.execute(trigger)
+    index = index_store.open_index(layout)
+    try:
+        index.load_fleet({
+            "users": [(u, f"User {u[4:]}", now - 400 * DAY) for u in users],
+            "machines": fleet,
+            "archives": (a for m in fleet for a in _archives(rng, m, archives, now)),
+            "drills": _drills(rng, fleet, now),
+            "mass_change": [(m[0], f"{m[0]}-0029", 0.9, 0.02, now - rng.random() * 3 * DAY)
+                            for m in rng.sample(fleet, 20)],
+        }, _audit(rng, fleet, now))
+        # the fleet policy's newest version, three days old (the report's policy part reads every machine)
+        index.add_policy_version("site", "", {"site": {"agent": {"max_age": "1d"}}}, ["agent.max_age"], "admin:bench",
+                                 dict(event("policy_set", "admin:bench", None, "", scope="site"), at=now - 3 * DAY))
+    finally:
+        index.close()
+    return {"total": time.monotonic() - started}
 
 
 def _write_directory(path: Path, users: list[str]) -> None:
@@ -96,14 +82,17 @@ def _write_directory(path: Path, users: list[str]) -> None:
 
 
 def _machines(rng: random.Random, users: list[str], count: int, now: float):
+    """Machines as load_fleet takes them; 95% run the fleet policy's version 1 (the
+    newest), the rest none yet: those that reached the server since it was made lag."""
     reasons = ("", "", "", "not on the corporate network", "on battery", "metered connection",
                "borg failed: repository locked")
     for n in range(count):
         owner = users[n % len(users)]
         state = "retired" if n % 97 == 0 else "replaced" if n % 89 == 0 else "active"
+        last_seen = now - rng.expovariate(1 / (6 * 3600))
         yield (f"{n:016x}", owner, f"Laptop {n}", f"laptop {n}", f"host-{n}", "ssh-ed25519 AAAA",
-               now - 400 * DAY, now - rng.expovariate(1 / (6 * 3600)), state, "idle", rng.choice(reasons),
-               "0.1.0")
+               now - 400 * DAY, last_seen, state, "idle", rng.choice(reasons), "0.1.0",
+               0 if rng.random() < 0.05 else 1, last_seen)
 
 
 def _archives(rng: random.Random, machine: tuple, count: int, now: float):
@@ -118,47 +107,32 @@ def _archives(rng: random.Random, machine: tuple, count: int, now: float):
                RESULTS[rng.randrange(len(RESULTS))] if i else "success", "")
 
 
-def _drills_and_flags(db: sqlite3.Connection, rng: random.Random, fleet: list[tuple], now: float) -> None:
-    """A month of drills on a sample of machines (2% of them failing) and a few
-    mass-change freezes, as `drill` and the backup reports write them."""
-    sample = rng.sample(fleet, min(len(fleet), 3000))
-    db.executemany(
-        "INSERT INTO drills (machine_id, started, finished, archive, result, failures, files, bytes, check_seconds, "
-        "extract_seconds, throughput, rpo_seconds, hashed_files) VALUES (?, ?, ?, ?, ?, ?, 200000, ?, 30, 600, ?, "
-        "3600, 20)",
-        ((m[0], at - 630, at, f"{m[0]}-0029", "failed" if failed else "passed",
-          json.dumps([{"stage": "extract", "message": "3 files differ from the archive"}] if failed else []),
-          5 << 30, (5 << 30) / 600)
-         for m in sample for at, failed in [(now - rng.random() * 30 * DAY, rng.random() < 0.02)]))
-    db.executemany("INSERT INTO mass_change (machine_id, archive, share, baseline, flagged_at) VALUES (?, ?, ?, ?, ?)",
-                   ((m[0], f"{m[0]}-0029", 0.9, 0.02, now - rng.random() * 3 * DAY) for m in rng.sample(fleet, 20)))
+def _drills(rng: random.Random, fleet: list[tuple], now: float) -> list[tuple]:
+    """A month of drills on a sample of machines (2% of them failing), as `drill` writes them."""
+    drills = []
+    for m in rng.sample(fleet, min(len(fleet), 3000)):
+        at, failed = now - rng.random() * 30 * DAY, rng.random() < 0.02
+        failures = [{"stage": "extract", "message": "3 files differ from the archive"}] if failed else []
+        drills.append((m[0], at - 630, at, f"{m[0]}-0029", "failed" if failed else "passed", json.dumps(failures),
+                       200000, 5 << 30, 30.0, 600.0, (5 << 30) / 600, 3600.0, 20))
+    return drills
 
 
-def _audit(db: sqlite3.Connection, rng: random.Random, fleet: list[tuple], now: float) -> None:
-    """Write enrollments for every machine and a month of restores, releases and
-    failed logins, hash-chained like the product writes them."""
-    rows = [{"id": 0, "at": now - 400 * DAY + n, "actor": m[1], "action": "enroll", "machine_id": m[0],
-             "source": "10.0.0.1:50000", "detail": json.dumps({"hostname": m[4], "name": m[2]}, sort_keys=True)}
-            for n, m in enumerate(fleet)]
+def _audit(rng: random.Random, fleet: list[tuple], now: float) -> list[dict]:
+    """Enrollments for every machine and a month of restores, releases and failed
+    logins, oldest first (load_fleet chains them as the product does)."""
+    events = [dict(event("enroll", m[1], m[0], "10.0.0.1:50000", hostname=m[4], name=m[2]),
+                   at=now - 400 * DAY + n) for n, m in enumerate(fleet)]
     for _ in range(2000):
         m = rng.choice(fleet)
         at = now - rng.random() * 30 * DAY
-        rows.append({"id": 0, "at": at, "actor": m[1], "action": "passphrase_release", "machine_id": m[0],
-                     "source": "10.0.0.2:50000", "detail": json.dumps({"to": "owner"})})
-        rows.append({"id": 0, "at": at + 60, "actor": m[1], "action": "restore", "machine_id": m[0],
-                     "source": "10.0.0.2:50000", "detail": json.dumps(
-                         {"archive": f"{m[0]}-0029", "bytes": 5 << 30, "files": 200_000, "hostname": "new-host",
-                          "result": "success", "seconds": 600.0}, sort_keys=True)})
-        rows.append({"id": 0, "at": at - 30, "actor": m[1], "action": "login_failed", "machine_id": None,
-                     "source": "10.0.0.3:50000", "detail": json.dumps({"reason": "wrong user name or password"})})
-    rows.sort(key=lambda r: r["at"])
-    for n, row in enumerate(rows, 1):
-        row["id"] = n
-    hashes = audit.chain(rows)
-    db.executemany("INSERT INTO audit (id, at, actor, action, machine_id, source, detail, prev_hash, hash) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   ((r["id"], r["at"], r["actor"], r["action"], r["machine_id"], r["source"], r["detail"],
-                     prev, digest) for r, (_, prev, digest) in zip(rows, hashes)))
+        events.append(dict(event("passphrase_release", m[1], m[0], "10.0.0.2:50000", to="owner"), at=at))
+        events.append(dict(event("restore", m[1], m[0], "10.0.0.2:50000", archive=f"{m[0]}-0029", bytes=5 << 30,
+                                 files=200_000, hostname="new-host", result="success", seconds=600.0), at=at + 60))
+        events.append(dict(event("login_failed", m[1], None, "10.0.0.3:50000",
+                                 reason="wrong user name or password"), at=at - 30))
+    events.sort(key=lambda e: e["at"])
+    return events
 
 
 def reference_seconds() -> float:
@@ -200,17 +174,19 @@ def main() -> int:
     parser.add_argument("--machines", type=int, default=100_000)
     parser.add_argument("--archives", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--keep", help="build the index in DIR (reused if it exists)")
+    parser.add_argument("--keep", help="build the index in DIR (reused if it exists: SQLite only)")
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hs-report-bench-"))
-    data = base / "data"
-    if not (data / "index.sqlite").exists():
-        took = build(data, args.machines, args.archives)
-        print(f"built {args.machines} machines x {args.archives} archives in {took['total']:.1f} s")
     out = base / "out"
-    out.mkdir(exist_ok=True)
-    with _engine(data, args.engine):
+    with _index_url(args.engine) as url:
+        data = base / ("data" if url is None else "data-postgresql")
+        if url is not None:
+            subprocess.run(["rm", "-rf", str(data)])
+        if not (data / "index.sqlite").exists():
+            took = build(data, args.machines, args.archives, url)
+            print(f"built {args.machines} machines x {args.archives} archives ({args.engine}) in {took['total']:.1f} s")
+        out.mkdir(exist_ok=True)
         _time_all(data, out, args)
     if not args.keep:
         subprocess.run(["rm", "-rf", str(base)])
@@ -218,28 +194,18 @@ def main() -> int:
 
 
 @contextmanager
-def _engine(data: Path, engine: str):
-    """Run the block with the data directory's index on engine (PostgreSQL: a copy in a
-    throwaway cluster, server.toml pointing at it; restored afterwards)."""
+def _index_url(engine: str):
+    """Give the [index] url to build on: None (the data directory's SQLite file), or a
+    fresh database in a throwaway PostgreSQL cluster (stopped afterwards)."""
     if engine == "sqlite":
-        yield
+        yield None
         return
     from tests.support.postgres import Cluster
 
-    cluster, config = Cluster(), data / "server.toml"
-    text = config.read_text()
+    cluster = Cluster()
     try:
-        url = cluster.new_database()
-        started = time.monotonic()
-        moved = subprocess.run([str(HOMESYNC_SERVER), "index", "migrate", "--to", url, "--data", str(data)],
-                               capture_output=True, text=True)
-        if moved.returncode != 0:
-            raise RuntimeError(f"index migrate failed: {moved.stderr}")
-        print(f"moved the index to PostgreSQL in {time.monotonic() - started:.1f} s")
-        config.write_text(text + f'\n[index]\nurl = "{url}"\n')
-        yield
+        yield cluster.new_database()
     finally:
-        config.write_text(text)
         cluster.close()
 
 

@@ -13,7 +13,7 @@ import time
 import paramiko
 
 from homesync import protocol
-from homesync.errors import HomesyncError
+from homesync.errors import HomesyncError, IndexUnavailableError
 from homesync_server import channels, dispatch, index_damage, session
 from homesync_server.dispatch import REFUSED, Principal
 from homesync_server.services import Services
@@ -27,6 +27,13 @@ HANDSHAKE_TIMEOUT = 20.0
 MAX_CHANNELS = 10
 RECHECK_SECONDS = 1.0  # how soon a revoked key's, grant's or machine's session is closed
 TOUCH_SECONDS = 60.0  # how often a live restore session marks its grant as in use
+# How long a live session outlasts an index database that stopped answering. No login can
+# be revoked in a database that does not answer (revoking writes to it), so the last
+# answer stands for a while: a backup running when PostgreSQL restarts or fails over
+# completes (its report waits in the agent's queue) instead of being cut within a
+# second. Bounded, because one node cut off from a database the others still reach
+# would not see a revocation made through them.
+UNAVAILABLE_GRACE = 300.0
 
 
 class Authenticator(paramiko.ServerInterface):
@@ -228,6 +235,7 @@ class Endpoint:
         # paramiko closes a Channel when its last reference goes: hold the open ones.
         held: list[paramiko.Channel] = []
         checked = touched = time.monotonic()
+        unanswered_since: float | None = None  # since when the index has not answered
         while transport.is_active() and not self._stopping.is_set():
             channel = transport.accept(timeout=RECHECK_SECONDS)
             if auth.logged_in():
@@ -241,6 +249,15 @@ class Endpoint:
             try:
                 allowed = session.still_allowed(self.services, auth.principal, auth.key,
                                                 touch=now - touched >= TOUCH_SECONDS)
+                unanswered_since = None
+            except IndexUnavailableError as e:
+                index_damage.refused(e, "new sessions")
+                unanswered_since = now if unanswered_since is None else unanswered_since
+                if now - unanswered_since < UNAVAILABLE_GRACE:
+                    continue  # the login's last answer stands (see UNAVAILABLE_GRACE)
+                logger.info("closing the session of %s from %s: the index has not answered for %.0f s",
+                            auth.principal.describe(), auth.source, now - unanswered_since)
+                return
             except index_damage.UNUSABLE as e:  # a revocation can no longer be seen: the session ends
                 index_damage.refused(e, "every session")
                 logger.info("closing the session of %s from %s: the index cannot say whether its login stands",

@@ -419,6 +419,16 @@ class SqliteIndex(SqlIndex):
         sequence = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
         return (last[0] if last else None, last[1] if last else None, sequence[0] if sequence else 0)
 
+    @contextmanager
+    def _summaries_after(self, db: sqlite3.Connection) -> Iterator[None]:
+        trigger = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'archive_totals_insert'"
+                             ).fetchone()[0]
+        db.execute("DROP TRIGGER archive_totals_insert")  # DDL is transactional here: an error puts it back
+        yield
+        db.execute("DELETE FROM archive_totals")
+        db.execute("INSERT INTO archive_totals SELECT * FROM archive_figures")
+        db.execute(trigger)
+
     def audit_sequence(self) -> int:
         """Return the highest audit id ever handed out (AUTOINCREMENT's high-water mark)."""
         rows = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'audit'")

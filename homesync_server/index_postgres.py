@@ -359,8 +359,14 @@ class PostgresIndex(SqlIndex):
             options += " -c default_transaction_read_only=on"
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, timeout=connect_timeout, open=False,
+            reconnect_timeout=connect_timeout,
             kwargs={"autocommit": True, "options": options, "connect_timeout": max(1, int(connect_timeout))},
             configure=_configure, check=psycopg_pool.ConnectionPool.check_connection, name="homesync-index")
+        # reconnect_timeout: how long the pool retries a lost connection before giving it up.
+        # Its retries back off (1, 2, 4, 8 … s): with its default of five minutes, a server
+        # whose database was down for a minute waited up to a minute more once it was back,
+        # refusing every request meanwhile. Given up within a request's own wait, the next
+        # request opens a connection at once.
         with _available(self.where):
             self._pool.open(wait=False)
         try:
@@ -404,6 +410,21 @@ class PostgresIndex(SqlIndex):
 
     def _audit_appended(self, db: _Connection, row_id: int) -> None:
         db.execute("UPDATE audit_sequence SET seq = GREATEST(seq, ?)", (row_id,))
+
+    def _insert_rows(self, db: _Connection, table: str, columns: tuple[str, ...], rows) -> None:
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        with db._conn.cursor().copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    @contextmanager
+    def _summaries_after(self, db: _Connection) -> Iterator[None]:
+        db.execute("SET LOCAL statement_timeout = 0")  # millions of archives take longer than any one request may
+        db.execute("ALTER TABLE archives DISABLE TRIGGER archive_totals")
+        yield
+        db.execute("DELETE FROM archive_totals")
+        db.execute("INSERT INTO archive_totals SELECT * FROM archive_figures")
+        db.execute("ALTER TABLE archives ENABLE TRIGGER archive_totals")
 
     def audit_sequence(self) -> int:
         return self._query("SELECT seq FROM audit_sequence")[0]["seq"]

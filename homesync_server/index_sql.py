@@ -11,7 +11,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from homesync.errors import ConflictError, NotFoundError
 from homesync_server import audit as audit_chain
@@ -47,8 +47,22 @@ FLEET_FIELDS = {
     "agent_reason": "m.agent_reason", "agent_version": "m.agent_version",
     "archives": "COALESCE(t.archives, 0)", "last_backup": "t.last_backup", "original_size": "t.last_original_size",
     "deduplicated_size": "COALESCE(t.deduplicated_size, 0)", "failed": "COALESCE(t.failed, 0)",
+    # the report's fleet-policy part (reports.policy) reads these in the same pass
+    "policy_version": "m.policy_version", "policy_contact": "m.policy_contact",
 }
 FLEET_COLUMNS = tuple(FLEET_FIELDS)
+# What load_fleet loads: each table's columns, in the order of its rows' tuples (parents first).
+LOAD_COLUMNS = {
+    "users": ("name", "display_name", "first_seen"),
+    "machines": ("id", "owner", "name", "name_key", "hostname", "public_key", "enrolled", "last_seen", "state",
+                 "agent_state", "agent_reason", "agent_version", "policy_version", "policy_contact"),
+    "archives": ("machine_id", "name", "start", "end", "files", "original_size", "compressed_size",
+                 "deduplicated_size", "result", "error"),
+    "drills": ("machine_id", "started", "finished", "archive", "result", "failures", "files", "bytes",
+               "check_seconds", "extract_seconds", "throughput", "rpo_seconds", "hashed_files"),
+    "mass_change": ("machine_id", "archive", "share", "baseline", "flagged_at"),
+}
+_AUDIT_COLUMNS = ("id", "at", "actor", "action", "machine_id", "source", "detail", "prev_hash", "hash")
 # Every table the index keeps, parents first (archive_totals is derived from archives); not the
 # nodes' heartbeats and leases (issue 14), which say what runs now and mean nothing in another index.
 TABLES = ("users", "machines", "archives", "audit", "drills", "holds", "mass_change", "login_throttle",
@@ -100,6 +114,23 @@ class SqlIndex(NodesAndLeases):
 
     def _audit_appended(self, db: Any, row_id: int) -> None:
         """Record that row_id was handed out (SQLite's AUTOINCREMENT does it itself)."""
+
+    def _insert_rows(self, db: Any, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+        """Insert rows (tuples in the order of columns) into table within db's transaction,
+        as fast as the engine can (PostgreSQL: COPY)."""
+        db.executemany(f"INSERT INTO {table} ({', '.join(_quoted(columns))}) "
+                       f"VALUES ({', '.join('?' * len(columns))})", rows)
+
+    @contextmanager
+    def _summaries_after(self, db: Any) -> Iterator[None]:
+        """Within db's transaction, let the block write archives without keeping each
+        machine's summary row by row (a trigger per row), then compute every summary once."""
+        raise NotImplementedError
+        yield
+
+    def _analyze(self, db: Any) -> None:
+        """Refresh the planner's statistics (after a bulk load)."""
+        db.execute("ANALYZE")
 
     def _bucket(self, column: str) -> str:
         """Return SQL for the whole number of buckets (the next parameter) in column."""
@@ -291,6 +322,46 @@ class SqlIndex(NodesAndLeases):
         """Return {machine id: {owner, state, policy_version, policy_applied, policy_contact, last_seen}}."""
         return {r.pop("id"): r for r in self._query(
             "SELECT id, owner, state, policy_version, policy_applied, policy_contact, last_seen FROM machines")}
+
+    # a whole fleet at once (benchmarks, large test fleets): every table in one pass
+
+    def load_fleet(self, tables: dict[str, Iterable[tuple]], audit: Iterable[dict[str, Any]] = ()) -> dict[str, int]:
+        """Load a fleet into an empty index in one transaction: rows for the tables of
+        LOAD_COLUMNS (tuples in that order; any table may be left out) and audit events
+        (as event() gives them, oldest first), chained as audit() would chain them. Each
+        machine's summary is computed once at the end, not row by row, and the planner's
+        statistics refreshed. Return the rows loaded per table. Raise ConflictError
+        (writing nothing) if the index holds machines or audit events already."""
+        unknown = set(tables) - set(LOAD_COLUMNS)
+        if unknown:
+            raise ValueError(f"load_fleet cannot load {sorted(unknown)}")
+        counts = {}
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM machines UNION ALL SELECT 1 FROM audit LIMIT 1").fetchone():
+                raise ConflictError(f"the index {self.where} is not empty", "load a fleet into an empty index")
+            with self._summaries_after(db):
+                for table, columns in LOAD_COLUMNS.items():
+                    if table in tables:
+                        counted = _Counted(tables[table])
+                        self._insert_rows(db, table, columns, counted)
+                        counts[table] = counted.n
+            counts["audit"] = self._load_audit(db, audit)
+            self._analyze(db)
+        return counts
+
+    def _load_audit(self, db: Any, events: Iterable[dict[str, Any]]) -> int:
+        """Append events to the (empty) hash chain within db's transaction; return how many."""
+        self._serialise(db, "audit")
+        rows = [{"id": n, "at": float(e["at"]), "actor": e["actor"], "action": e["action"],
+                 "machine_id": e["machine_id"], "source": e["source"],
+                 "detail": json.dumps(e["detail"], sort_keys=True)} for n, e in enumerate(events, 1)]
+        links = audit_chain.chain(rows)
+        self._insert_rows(db, "audit", _AUDIT_COLUMNS,
+                          ((r["id"], r["at"], r["actor"], r["action"], r["machine_id"], r["source"], r["detail"],
+                            prev, digest) for r, (_, prev, digest) in zip(rows, links)))
+        if rows:
+            self._audit_appended(db, len(rows))
+        return len(rows)
 
     # archives
 
@@ -838,6 +909,21 @@ class SqlIndex(NodesAndLeases):
         for row in rows:
             row["frozen"] = row["released_at"] is None
         return rows
+
+
+class _Counted:
+    """Rows passed through, counted."""
+
+    def __init__(self, rows: Iterable[tuple]) -> None:
+        self._rows, self.n = iter(rows), 0
+
+    def __iter__(self) -> "_Counted":
+        return self
+
+    def __next__(self) -> tuple:
+        row = next(self._rows)
+        self.n += 1
+        return row
 
 
 def _quoted(columns: tuple[str, ...]) -> list[str]:

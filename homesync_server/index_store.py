@@ -13,7 +13,7 @@ serialised); migrations run once, also when several servers start at once.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from homesync.errors import ConfigError
 from homesync_server.config import Layout, ServerConfig
@@ -161,6 +161,13 @@ class Nodes(Protocol):
     def leases(self) -> list[dict[str, Any]]: ...
 
 
+class Loading(Protocol):
+    """A whole fleet into an empty index at once (benchmarks, large test fleets)."""
+
+    def load_fleet(self, tables: dict[str, Iterable[tuple]],
+                   audit: Iterable[dict[str, Any]] = ()) -> dict[str, int]: ...
+
+
 class Lifecycle(Protocol):
     """Opening, checking and closing; where the index is (for messages)."""
 
@@ -174,7 +181,7 @@ class Lifecycle(Protocol):
 
 
 class IndexStore(Users, Machines, Archives, History, AuditLog, DrillsAndHolds, Grants, LoginThrottle, Policies,
-                 Reports, Nodes, Lifecycle, Protocol):
+                 Reports, Nodes, Loading, Lifecycle, Protocol):
     """Everything the index holds: what services hand to the rest of the server."""
 
 

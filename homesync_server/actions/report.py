@@ -85,14 +85,15 @@ def make(sources: Sources, now: float, user: str | None = None, since: str | Non
     start, end = period(since, until, now)
     policy = Policy.from_hours(sources.config.report.warn_age, sources.config.report.critical_age)
     names, directory_error = asked or directory(sources.identity)
-    machines = fleet.fleet(sources.index.fleet_columns(user), names, now, policy, sources.index.display_names())
+    records = sources.index.fleet_columns(user)
+    machines = fleet.fleet(records, names, now, policy, sources.index.display_names())
     summary = fleet.summarize(machines)
     storage = _growth(sources.index, summary, min(machines["enrolled"], default=None), now) \
         if formats.GROWTH in needs else growth.Growth(0, [], [])
     done = _activity(sources.index, start, end, user) if formats.ACTIVITY in needs else _no_activity(start, end)
     return Report(now, policy, user, directory_error, machines, summary, done, storage,
                   sum(machines["alarming"]), _assurance(sources.index, user),
-                  _fleet_policy(sources.index, now, user))
+                  report_policy.fleet_policy(sources.index.policy_version(), records, now))
 
 
 def _activity(index: IndexStore, start: float, end: float, user: str | None) -> activity.Activity:
@@ -107,10 +108,6 @@ def _no_activity(start: float, end: float) -> activity.Activity:
 def _assurance(index: IndexStore, user: str | None) -> Assurance:
     counts, not_passed = index.drill_outcomes(user, assurance.LISTED)
     return assurance.assurance(counts, not_passed, index.frozen_by_mass_change(user), index.frozen_by_history(user))
-
-
-def _fleet_policy(index: IndexStore, now: float, user: str | None) -> report_policy.FleetPolicy:
-    return report_policy.fleet_policy(index.policy_version(), index.policy_states(), now, user)
 
 
 def directory(identity: IdentityBackend) -> Asked:

@@ -115,8 +115,12 @@ def machine_rows(machines: Iterable[dict[str, Any]], directory: dict[str, str] |
                  policy: Policy, indexed_names: dict[str, str] | None = None) -> Fleet:
     """Like fleet, from the index's records as dicts (Index.fleet), in any order."""
     machines = sorted(machines, key=itemgetter("owner", "name"))
-    return fleet({name: [m[name] for m in machines] for name in FLEET_COLUMNS}, directory, now, policy,
-                 indexed_names)
+    return fleet({name: [m.get(name, _UNSET[name]) if name in _UNSET else m[name] for m in machines]
+                  for name in FLEET_COLUMNS}, directory, now, policy, indexed_names)
+
+
+# What a record made by hand may leave out: the fleet-policy fields (a machine that never asked).
+_UNSET = {"policy_version": 0, "policy_contact": None}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ reaching the server since it was made (they are not following the fleet's settin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 DAY = 86400.0
@@ -26,19 +27,25 @@ class FleetPolicy:
 NO_POLICY = FleetPolicy()
 
 
-def fleet_policy(newest: dict[str, Any] | None, states: dict[str, dict[str, Any]], now: float,
-                 user: str | None = None) -> FleetPolicy:
-    """Given the newest version (or None), each machine's policy state from the index, the
-    time and whose machines the report is about (None: everyone's), return the report's policy part. A machine lags when
-    the newest version is over a day old, the machine reached the server after it was
-    made, and it still runs an older one."""
+def fleet_policy(newest: dict[str, Any] | None, machines: dict[str, list], now: float) -> FleetPolicy:
+    """Given the newest version (or None), the machines the report is about column by
+    column as the index gives them (Index.fleet_columns: id, state, policy_version,
+    policy_contact, last_seen) and the time, return the report's policy part. A machine
+    lags when the newest version is over a day old, the machine reached the server after
+    it was made, and it still runs an older one. Columns, not a dict per machine: a
+    fleet has 100,000 machines."""
     if newest is None:
         return NO_POLICY
-    applied = {m: s["policy_version"] for m, s in states.items()
-               if s["state"] == "active" and (user is None or s["owner"] == user)}
+    version, made = newest["version"], newest["at"]
+    active = list(map("active".__eq__, machines["state"]))
+    ids, applied_versions = list(compress(machines["id"], active)), list(compress(machines["policy_version"], active))
+    applied = dict(zip(ids, applied_versions))
     lagging = []
-    for machine_id, version in sorted(applied.items()):
-        seen = max(states[machine_id]["policy_contact"] or 0, states[machine_id]["last_seen"] or 0)
-        if version < newest["version"] and seen > newest["at"] and now - newest["at"] > DAY:
-            lagging.append({"id": machine_id, "applied": version, "last_seen": seen})
-    return FleetPolicy(newest["version"], newest["at"], applied, lagging)
+    if now - made > DAY:
+        for machine_id, applied_version, contact, seen in sorted(zip(
+                ids, applied_versions, compress(machines["policy_contact"], active),
+                compress(machines["last_seen"], active))):
+            seen = max(contact or 0, seen or 0)
+            if applied_version < version and seen > made:
+                lagging.append({"id": machine_id, "applied": applied_version, "last_seen": seen})
+    return FleetPolicy(version, made, applied, lagging)

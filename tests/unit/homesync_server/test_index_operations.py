@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 
 from homesync.errors import ConflictError
-from homesync_server.index import Index, event
+from homesync_server.index import event
+from homesync_server.index_store import open_url
 
 A, B = "a" * 16, "b" * 16
 
 
 @pytest.fixture
 def index(tmp_path):
-    index = Index(tmp_path / "i.sqlite")
+    index = open_url(f'sqlite://{tmp_path / "i.sqlite"}')
     index.record_user("joe")
     for machine_id, name in ((A, "Laptop"), (B, "Desk")):
         index.add_machine({"id": machine_id, "owner": "joe", "name": name, "hostname": "h",
@@ -39,7 +40,7 @@ def test_a_rename_onto_a_taken_name_changes_nothing(index):
 
 
 def test_import_and_remove_archives(index, tmp_path):
-    fresh = Index(tmp_path / "j.sqlite")
+    fresh = open_url(f'sqlite://{tmp_path / "j.sqlite"}')
     fresh.record_user("ann")
     fresh.import_machine({"id": A, "owner": "ann", "name": "L", "hostname": "h", "public_key": "k", "enrolled": 1.0,
                           "last_seen": 9.0, "state": "retired"}, "l", [_archive("x", 5.0), _archive("y", 9.0)])

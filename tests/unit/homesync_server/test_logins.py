@@ -9,8 +9,8 @@ from unittest.mock import patch
 from hypothesis import given, settings, strategies as st
 
 from homesync_server import logins
-from homesync_server.index import Index
 from homesync_server.logins import ACCOUNT, ADDRESS, QUIET, Record
+from homesync_server.index_store import open_url
 
 T0 = 1_000_000.0
 
@@ -158,7 +158,7 @@ def test_after_the_free_attempts_each_checked_guess_waits_for_a_whole_block(gaps
 
 def test_parallel_reservations_through_two_connections_to_the_index_allow_only_the_limit(tmp_path):
     """Two Index objects on one file stand for two server processes sharing it."""
-    indexes = [Index(tmp_path / "i.sqlite"), Index(tmp_path / "i.sqlite")]
+    indexes = [open_url(f'sqlite://{tmp_path / "i.sqlite"}'), open_url(f'sqlite://{tmp_path / "i.sqlite"}')]
     results, start = [], threading.Barrier(40)
 
     def attempt(n: int) -> None:
@@ -175,7 +175,7 @@ def test_parallel_reservations_through_two_connections_to_the_index_allow_only_t
     for t in threads:
         t.join()
     assert sum(results) == ACCOUNT.attempts
-    reopened = Index(tmp_path / "i.sqlite")
+    reopened = open_url(f'sqlite://{tmp_path / "i.sqlite"}')
     account = [r for r in reopened.login_records() if r.key == "account:joe"][0]
     assert account.attempts == ACCOUNT.attempts and account.refused == 40 - ACCOUNT.attempts
     starts = reopened.audit_events(action="login_failed")
@@ -183,7 +183,7 @@ def test_parallel_reservations_through_two_connections_to_the_index_allow_only_t
 
 
 def test_quiet_records_are_forgotten_with_their_summary_by_later_logins(tmp_path):
-    index = Index(tmp_path / "i.sqlite")
+    index = open_url(f'sqlite://{tmp_path / "i.sqlite"}')
 
     def attempt(name, now):
         return index.throttle(logins.keys(name, "a"), lambda r, t: (v := logins.reserve(*r, t, name, "a"), v.events),

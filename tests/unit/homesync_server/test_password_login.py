@@ -10,8 +10,8 @@ from homesync.errors import AuthenticationError, IdentityUnavailableError, TooMa
 from homesync_server import password_login
 from homesync_server.dispatch import REFUSED, USER
 from homesync_server.identity import Person
-from homesync_server.index import Index
 from homesync_server.password_login import PasswordLogins
+from homesync_server.index_store import IndexStore, open_url
 
 
 class SlowDirectory:
@@ -39,12 +39,12 @@ class SlowDirectory:
         return Person(name.strip().lower())
 
 
-def _records(index: Index) -> dict[str, int]:
+def _records(index: IndexStore) -> dict[str, int]:
     return {r.key: r.attempts for r in index.login_records()}
 
 
 def test_checks_beyond_the_pool_wait_then_are_refused_as_busy_and_uncounted(tmp_path):
-    index, directory = Index(tmp_path / "i.sqlite"), SlowDirectory()
+    index, directory = open_url(f'sqlite://{tmp_path / "i.sqlite"}'), SlowDirectory()
     logins = PasswordLogins(index, directory)
     results = []
     with patch.object(password_login, "CHECK_WAIT", 0.3):
@@ -64,7 +64,7 @@ def test_checks_beyond_the_pool_wait_then_are_refused_as_busy_and_uncounted(tmp_
 
 
 def test_a_right_password_clears_the_account_and_a_directory_outage_counts_nothing(tmp_path):
-    index, directory = Index(tmp_path / "i.sqlite"), SlowDirectory()
+    index, directory = open_url(f'sqlite://{tmp_path / "i.sqlite"}'), SlowDirectory()
     directory.go.set()
     logins = PasswordLogins(index, directory)
     assert logins.check(" JOE", "wrong", "a") is None

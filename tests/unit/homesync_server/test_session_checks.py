@@ -8,8 +8,9 @@ import time
 from types import SimpleNamespace
 
 from homesync_server import memory, session_checks
-from homesync_server.index import Index, event
+from homesync_server.index import event
 from homesync_server.session_checks import SessionChecks
+from homesync_server.index_store import open_url
 
 
 class _Index:
@@ -55,7 +56,7 @@ def test_tracing_is_off_unless_asked_for(monkeypatch):
 def test_a_server_killed_during_a_session_checks_it_on_restart(tmp_path, monkeypatch):
     # found by the fault suite: the kill came before the session's end was recorded, the
     # restart had nothing pending, and an archive the CLI could not report stayed unindexed
-    index = Index(tmp_path / "i.sqlite")
+    index = open_url(f'sqlite://{tmp_path / "i.sqlite"}')
     index.record_user("joe")
     index.add_machine({"id": "0" * 16, "owner": "joe", "name": "k", "hostname": "h", "public_key": "ssh-ed25519 A",
                        "enrolled": 1.0}, "k", event("enroll", "joe"))

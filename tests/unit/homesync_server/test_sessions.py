@@ -8,8 +8,8 @@ import pytest
 
 from homesync.errors import ServerBusyError
 from homesync_server.config import Limits
-from homesync_server.index import Index
 from homesync_server.sessions import SessionSlots, WaitingRoom
+from homesync_server.index_store import open_url
 
 
 def test_slots_cap_one_login_and_the_server():
@@ -39,7 +39,7 @@ def test_the_waiting_room_closes_the_late_and_the_oldest_when_full():
 
 
 def test_grants_are_rows_that_end(tmp_path):
-    index = Index(tmp_path / "i.sqlite")
+    index = open_url(f'sqlite://{tmp_path / "i.sqlite"}')
     grant = {"public_key": "ssh-ed25519 K", "repository_id": "0123456789abcdef", "user": "joe", "template": 0,
              "granted": 1000.0, "expires": 2000.0, "idle": 100.0}
     index.add_grant(grant)

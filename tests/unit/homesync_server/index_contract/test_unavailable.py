@@ -3,6 +3,8 @@ half-written rows, and the index recovers by itself once it is back."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
@@ -28,6 +30,27 @@ def test_a_stopped_database_is_unavailable_and_the_index_recovers_when_it_is_bac
         assert index.archives(MACHINE) == []  # nothing half-written; and the pool reconnected
         index.add_archive(MACHINE, archive(), event("backup", "joe"))
         assert [a["name"] for a in index.archives(MACHINE)] == ["a"]
+    finally:
+        index.close()
+
+
+def test_the_first_request_after_a_long_outage_is_answered(postgres_cluster, postgres_url):
+    """Down for longer than the pool's backoff between retries grows to (1, 2, 4, 8, 16 s),
+    with requests refused meanwhile: once the database is back, the next request is
+    answered at once, not after the pool's next retry."""
+    index = PostgresIndex(postgres_url, connect_timeout=2.0)
+    try:
+        enrolled(index)
+        postgres_cluster.stop()
+        try:
+            down_until = time.monotonic() + 20
+            while time.monotonic() < down_until:
+                with pytest.raises(IndexUnavailableError):
+                    index.machine_ids()
+                time.sleep(0.5)
+        finally:
+            postgres_cluster.start()
+        assert index.machine_ids() == {MACHINE}
     finally:
         index.close()
 

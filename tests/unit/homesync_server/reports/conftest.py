@@ -3,7 +3,6 @@ users, and an index filled through the Index's own methods, at known ages."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 from homesync_server.actions import setup
 from homesync_server.config import Layout
 from homesync_server.identity.local import LocalIdentity
-from homesync_server.index import Index, event
+from homesync_server.index import event
+from homesync_server.index_store import IndexStore, open_url
 
 HOUR = 3600.0
 # (id, owner, name, newest backup's age in hours or None, state, enrolled hours ago)
@@ -33,7 +33,7 @@ def make_fleet(data: Path) -> Layout:
     people = LocalIdentity(layout.data / "users.json")
     people.add("joe", "pw-joe", display_name="Joe Bloggs")
     people.add("ann", "pw-ann")
-    index = Index(layout.index)
+    index = open_url(f"sqlite://{layout.index}")
     index.record_user("joe", "Joe B. (indexed)")
     index.record_user("ann", "Ann (indexed)")
     index.record_user("leaver", "Lee Ver")
@@ -50,12 +50,12 @@ def make_fleet(data: Path) -> Layout:
     _drill(index, "b" * 16, now - 10 * HOUR, [{"stage": "extract", "message": "2 files differ <\x1b[2J>"}])
     index.flag_mass_change({"machine_id": "c" * 16, "archive": "c-1", "share": 0.92, "baseline": 0.03,
                             "flagged_at": now - 5 * HOUR}, event("mass_change", "system", "c" * 16))
+    _set_states(index)
     index.close()
-    _set_states(layout)
     return layout
 
 
-def _add(index: Index, machine_id: str, owner: str, name: str, age: float | None, enrolled: float,
+def _add(index: IndexStore, machine_id: str, owner: str, name: str, age: float | None, enrolled: float,
          now: float) -> None:
     machine = {"id": machine_id, "owner": owner, "name": name, "hostname": f"host-{machine_id[0]}",
                "public_key": "ssh-ed25519 AAAA", "enrolled": enrolled}
@@ -71,7 +71,7 @@ def _add(index: Index, machine_id: str, owner: str, name: str, age: float | None
                                    "result": "failed", "error": "borg failed"}, event("backup", owner))
 
 
-def _drill(index: Index, machine_id: str, finished: float, failures: list[dict]) -> None:
+def _drill(index: IndexStore, machine_id: str, finished: float, failures: list[dict]) -> None:
     result = "failed" if failures else "passed"
     index.add_drill({"machine_id": machine_id, "started": finished - 60, "finished": finished,
                      "archive": f"{machine_id[0]}-1", "result": result, "failures": failures, "files": 10,
@@ -79,12 +79,11 @@ def _drill(index: Index, machine_id: str, finished: float, failures: list[dict])
                      "rpo_seconds": 3600.0, "hashed_files": 10}, event("drill", "admin", machine_id, result=result))
 
 
-def _set_states(layout: Layout) -> None:
-    """Set machine states through SQL, as issue 6's retire and replace will."""
-    db = sqlite3.connect(layout.index)
-    db.executemany("UPDATE machines SET state = ? WHERE id = ?", [(m[4], m[0]) for m in MACHINES])
-    db.commit()
-    db.close()
+def _set_states(index: IndexStore) -> None:
+    """Retire and replace machines as `machine retire` and an adopt do (change_machine)."""
+    for m in MACHINES:
+        if m[4] != "active":
+            index.change_machine(m[0], {"state": m[4]}, event(f"machine_{m[4]}", "admin", m[0]))
 
 
 @pytest.fixture

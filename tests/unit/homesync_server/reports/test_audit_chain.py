@@ -14,12 +14,13 @@ import pytest
 from homesync_server import audit
 from homesync_server.actions.report import verify_audit
 from homesync_server.config import Layout
-from homesync_server.index import MIGRATIONS, Index
+from homesync_server.index import MIGRATIONS
+from homesync_server.index_store import open_url
 
 
 def _index_with_events(tmp_path: Path, count: int = 6) -> Layout:
     layout = Layout(tmp_path)
-    index = Index(layout.index)
+    index = open_url(f"sqlite://{layout.index}")
     for n in range(count):
         index.audit("login_failed" if n % 2 else "restore", f"user{n}", source=f"10.0.0.{n}:22",
                     reason="wrong password", n=n)
@@ -28,6 +29,8 @@ def _index_with_events(tmp_path: Path, count: int = 6) -> Layout:
 
 
 def _tamper(layout: Layout, *statements: str) -> None:
+    # Tampering edits the file directly, as an attacker with the file would: that is what
+    # `audit verify` must catch, and the index's interface cannot do it.
     db = sqlite3.connect(layout.index)
     db.execute("DROP TRIGGER audit_append_only_update")
     db.execute("DROP TRIGGER audit_append_only_delete")
@@ -44,7 +47,7 @@ def test_an_intact_chain_passes_and_names_its_head(tmp_path):
 
 
 def test_an_empty_log_is_intact(tmp_path):
-    Index(tmp_path / "index.sqlite").close()
+    open_url(f'sqlite://{tmp_path / "index.sqlite"}').close()
     assert verify_audit(Layout(tmp_path)).intact
 
 
@@ -58,7 +61,7 @@ def test_an_edited_row_is_caught(tmp_path):
 
 def test_an_edited_and_rehashed_row_is_caught_at_the_next_link(tmp_path):
     layout = _index_with_events(tmp_path)
-    db = sqlite3.connect(layout.index)
+    db = sqlite3.connect(layout.index)  # the stored row as an attacker reads it, to rehash it
     db.row_factory = sqlite3.Row
     row = dict(db.execute("SELECT * FROM audit WHERE id = 3").fetchone())
     db.close()
@@ -83,7 +86,7 @@ def test_deleting_the_newest_rows_is_caught_and_so_are_rows_appended_after(tmp_p
     _tamper(layout, "DELETE FROM audit WHERE id >= 5")
     verdict = verify_audit(layout)
     assert verdict.broken.problem == "deleted" and "rows 5-6" in verdict.broken.message
-    index = Index(layout.index)
+    index = open_url(f"sqlite://{layout.index}")
     index.audit("restore", "joe")  # links to row 4, but takes id 7: the gap stays visible
     index.close()
     verdict = verify_audit(layout)
@@ -100,7 +103,7 @@ def test_reordered_rows_are_caught(tmp_path):
 
 def test_the_index_refuses_to_change_or_delete_chained_events(tmp_path):
     layout = _index_with_events(tmp_path)
-    db = sqlite3.connect(layout.index)
+    db = sqlite3.connect(layout.index)  # SQL past the index: its triggers must refuse it
     for statement in ("UPDATE audit SET actor = 'x' WHERE id = 1", "DELETE FROM audit WHERE id = 1"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute(statement)
@@ -109,13 +112,13 @@ def test_the_index_refuses_to_change_or_delete_chained_events(tmp_path):
 
 def test_the_migration_chains_events_written_before_the_chain(tmp_path):
     path = tmp_path / "index.sqlite"
-    db = sqlite3.connect(path)
+    db = sqlite3.connect(path)  # an index file as the first schema wrote it, before the chain existed
     db.executescript(MIGRATIONS[1] + "PRAGMA user_version = 1;")
     db.executemany("INSERT INTO audit (at, actor, action, machine_id, source, detail) VALUES (?, ?, ?, ?, ?, ?)",
                    [(1, "joe", "enroll", "0" * 16, "", '{"name": "a"}'), (2.5, "ann", "restore", None, "x", "{}")])
     db.commit()
     db.close()
-    index = Index(path)
+    index = open_url(f"sqlite://{path}")
     index.audit("restore", "joe")
     index.close()
     verdict = verify_audit(Layout(tmp_path))

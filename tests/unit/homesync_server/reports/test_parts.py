@@ -12,9 +12,10 @@ from hypothesis import strategies as s
 from homesync.errors import ConfigError, UsageError
 from homesync_server import config as server_config
 from homesync_server.config import Layout
-from homesync_server.index import Index, event
+from homesync_server.index import event
 from homesync_server.reports import fleet, growth
 from homesync_server.reports.period import parse_when, period
+from homesync_server.index_store import open_url
 
 
 def test_dates_times_and_ages():
@@ -63,7 +64,7 @@ ARCHIVE = {"start": 1.0, "files": 1, "compressed_size": 1}
                         s.integers(0, 100), s.integers(0, 10**6), s.integers(0, 10**6)), max_size=8),
        s.sets(s.integers(0, 7)))
 def test_archive_totals_follow_inserts_and_deletes(tmp_path_factory, archives, removed):
-    index = Index(tmp_path_factory.mktemp("i") / "i.sqlite")
+    index = open_url(f'sqlite://{tmp_path_factory.mktemp("i") / "i.sqlite"}')
     index.record_user("joe")
     machine = {"id": "0" * 16, "owner": "joe", "name": "n", "hostname": "h", "public_key": "k", "enrolled": 0.0}
     index.add_machine(machine, "n", event("enroll", "joe"))
