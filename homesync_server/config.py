@@ -117,10 +117,12 @@ class Limits:
 @dataclass(frozen=True)
 class IndexConfig:
     """The [index] section: where the index is, as a URL (empty: sqlite:///<data>/index.sqlite;
-    or postgresql://USER@HOST/DATABASE, a libpq URL) and how long one statement may take."""
+    or postgresql://USER@HOST/DATABASE, a libpq URL), how long one statement may take, and
+    how many connections a process keeps to PostgreSQL at the most."""
 
     url: str = ""
     statement_timeout: float = 30.0
+    pool_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def load(layout: Layout) -> ServerConfig:
     problems += _report_problems(ReportConfig(**report))
     retention = settings_from_toml(raw.get("retention", {}), problems)
     drill = _drill_config(layout, _section(raw, "drill", {"scratch": str, "max_bytes": int}, problems), problems)
-    index = _section(raw, "index", {"url": str, "statement_timeout": float}, problems)
+    index = _section(raw, "index", {"url": str, "statement_timeout": float, "pool_size": int}, problems)
     problems += _index_problems(IndexConfig(**index))
     node = _section(raw, "node", {"id": str, "heartbeat_seconds": float, "dead_after": int, "drain_seconds": float,
                                     "lease_seconds": float},
@@ -227,6 +229,8 @@ def _index_problems(index: IndexConfig) -> list[str]:
         problems.append("[index] url must start with sqlite:/// or postgresql://")
     if index.statement_timeout <= 0:
         problems.append("[index] statement_timeout must be positive (seconds)")
+    if index.pool_size < 1:
+        problems.append("[index] pool_size must be 1 or more (connections)")
     return problems
 
 
@@ -356,6 +360,7 @@ mass_change_factor = 4.0      # ... and this many times the machine's usual shar
 # [index]                     # where the index is; see the admin guide's PostgreSQL section
 # url = "postgresql://homesync@db.example.org/homesync"   # default: sqlite:///<data>/index.sqlite
 # statement_timeout = 30      # seconds one statement may take (PostgreSQL)
+# pool_size = 16              # connections to PostgreSQL each process keeps at the most
 
 # [node]                      # several `serve` nodes on one index; see the admin guide's nodes section
 # id = ""                     # default: this host's name ($HOMESYNC_NODE_ID wins)

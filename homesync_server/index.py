@@ -501,8 +501,9 @@ def _wal(db: sqlite3.Connection, wait: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> SqliteIndex:
-    """Open the SQLite index a URL names (its lock wait, not statement_timeout, bounds a write)."""
+def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0, pool_size: int = 16) -> SqliteIndex:
+    """Open the SQLite index a URL names (its lock wait, not statement_timeout, bounds a
+    write; one connection per thread, no pool)."""
     return SqliteIndex.from_url(url, read_only)
 
 

@@ -350,7 +350,7 @@ class PostgresIndex(SqlIndex):
     engine = "postgresql"
 
     def __init__(self, url: str, read_only: bool = False, statement_timeout: float = 30.0,
-                 pool_size: int = 8, connect_timeout: float = 5.0) -> None:
+                 pool_size: int = 16, connect_timeout: float = 5.0) -> None:
         """Open the database at url (a libpq URL) and migrate it (unless read_only).
         Raise IndexUnavailableError if it does not answer within connect_timeout."""
         self.where = index_store.redacted(url)
@@ -507,8 +507,8 @@ def _configure(conn: psycopg.Connection) -> None:
 
 # The engine's entries for index_store's table.
 
-def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> PostgresIndex:
-    return PostgresIndex(url, read_only, statement_timeout)
+def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0, pool_size: int = 16) -> PostgresIndex:
+    return PostgresIndex(url, read_only, statement_timeout, pool_size)
 
 
 def missing(url: str) -> bool:

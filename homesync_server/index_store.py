@@ -16,7 +16,7 @@ import importlib
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from homesync.errors import ConfigError
-from homesync_server.config import Layout, ServerConfig
+from homesync_server.config import IndexConfig, Layout, ServerConfig
 from homesync_server.logins import Record
 
 
@@ -218,10 +218,11 @@ def engine(url: str):
     return importlib.import_module(ENGINES[scheme])
 
 
-def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0) -> IndexStore:
+def open_url(url: str, read_only: bool = False, statement_timeout: float = 30.0, pool_size: int = 16) -> IndexStore:
     """Open (and migrate, unless read_only) the index at url; statement_timeout: the
-    seconds one statement may take (where the engine has such a limit)."""
-    return engine(url).open_url(url, read_only, statement_timeout)
+    seconds one statement may take, pool_size: the connections kept at the most (where
+    the engine has such limits)."""
+    return engine(url).open_url(url, read_only, statement_timeout, pool_size)
 
 
 def open_index(layout: Layout, read_only: bool = False, config: ServerConfig | None = None) -> IndexStore:
@@ -230,8 +231,8 @@ def open_index(layout: Layout, read_only: bool = False, config: ServerConfig | N
         from homesync_server import config as server_config
 
         config = server_config.load(layout)
-    timeout = config.index.statement_timeout if config else 30.0
-    return open_url(url_of(layout, config), read_only, timeout)
+    settings = config.index if config else IndexConfig()
+    return open_url(url_of(layout, config), read_only, settings.statement_timeout, settings.pool_size)
 
 
 def missing(layout: Layout) -> bool:

@@ -45,3 +45,11 @@ def test_a_limit_of_the_wrong_kind_or_zero_is_refused(tmp_path, value, complaint
     text = DEFAULT.replace("# max_sessions = 128", f"max_sessions = {value}")
     with pytest.raises(ConfigError, match=re.escape(complaint)):
         _load(tmp_path, text)
+
+
+def test_the_index_pool_size_is_read_and_a_pool_of_none_refused(tmp_path):
+    assert _load(tmp_path, DEFAULT).index.pool_size == 16
+    assert _load(tmp_path, DEFAULT.replace("# pool_size = 16", "pool_size = 40").replace(
+        "# [index]", "[index]")).index.pool_size == 40
+    with pytest.raises(ConfigError, match=re.escape("[index] pool_size must be 1 or more (connections)")):
+        _load(tmp_path, DEFAULT.replace("# pool_size = 16", "pool_size = 0").replace("# [index]", "[index]"))

@@ -69,3 +69,33 @@ def test_a_statement_over_its_timeout_rolls_the_whole_write_back(postgres_url):
     finally:
         blocker.close()
         index.close()
+
+
+def test_the_pool_keeps_at_most_pool_size_connections_and_a_busy_one_waits(postgres_url):
+    """Twelve threads at once on a pool of three: every request is answered (a busy pool
+    makes a request wait, it does not fail it), and the database never sees more than
+    three connections of this index."""
+    import threading
+
+    index, seen, errors = PostgresIndex(postgres_url, pool_size=3), [], []
+    enrolled(index)
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                assert [m["id"] for m in index.machines("joe")] == [MACHINE]
+                seen.append(index._query("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = "
+                                         "current_database() AND backend_type = 'client backend'")[0]["n"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=work) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [] and len(seen) == 60
+        assert max(seen) <= 3
+    finally:
+        index.close()
