@@ -41,7 +41,8 @@ def test_backup_change_backup_then_restore_on_new_hardware(homesync_server, comp
     assert root["mode"] == restored_root["mode"]
     assert abs(root["mtime_ns"] - restored_root["mtime_ns"]) < 1000
 
-    events = homesync_server.index_rows("SELECT action, actor FROM audit ORDER BY id")
+    with homesync_server.index() as index:
+        events = [(e["action"], e["actor"]) for e in index.audit_events()]
     assert ("passphrase_release", "joe") in events and ("restore", "joe") in events
     assert ("enroll", "joe") in events
 

@@ -13,7 +13,8 @@ from tests.support.processes import chown_tree, free_port
 
 def _state(server):
     """What the server holds: machines in the index and repositories on disk."""
-    machines = server.index_rows("SELECT id, name FROM machines ORDER BY id")
+    with server.index() as index:
+        machines = sorted((m["id"], m["name"]) for m in index.machines())
     return machines, sorted(os.listdir(server.data / "repos"))
 
 
@@ -34,8 +35,8 @@ def test_wrong_password_writes_nothing(homesync_server, computer_factory):
     _assert_one_line(done, 12, "login failed")
     assert not (computer.home / ".config").exists() and not (computer.home / ".local").exists()
     assert _state(homesync_server) == before
-    failures = homesync_server.index_rows("SELECT actor FROM audit WHERE action = 'login_failed'")
-    assert ("joe",) in failures
+    with homesync_server.index() as index:
+        assert "joe" in [e["actor"] for e in index.audit_events(action="login_failed")]
 
 
 def test_unknown_user_fails_like_a_wrong_password(homesync_server, computer_factory):

@@ -84,7 +84,8 @@ def test_the_old_computer_of_an_adopted_machine_is_told_by_whom_and_when(fresh_s
     new = computer_factory()
     new.json("restore", "--machine", "Joe's Old Laptop", "--adopt", *new.remote_args(fresh_server, "joe"),
              input=PASSWORDS["joe"] + "\n")
-    hostname = fresh_server.index_rows("SELECT hostname FROM machines")[0][0]
+    with fresh_server.index() as index:
+        (hostname,) = [m["hostname"] for m in index.machines()]
     done = old.run("backup")
     assert done.returncode == 18, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -39,7 +39,7 @@ def test_killing_borg_mid_backup_leaves_the_repository_usable(fresh_server, comp
         (big / f"clip-{i}.raw").write_bytes(os.urandom(16 << 20))
     chown_tree(laptop.home)
     assert laptop.enroll(fresh_server, "joe", "Interrupted").returncode == 0
-    machine_id = fresh_server.index_rows("SELECT id FROM machines")[0][0]
+    machine_id = laptop.machine_id()
     repo = fresh_server.data / "repos" / machine_id
 
     import subprocess
@@ -73,8 +73,8 @@ def test_killing_borg_mid_backup_leaves_the_repository_usable(fresh_server, comp
     env = borg.BorgEnvironment(base_dir=fresh_server.data.parent / "check-home")
     checked = borg.run_borg((borg.borg_executable(), "check", "--log-json", str(repo)), env, passphrase)
     assert checked.returncode == 0
-    results = fresh_server.index_rows("SELECT result FROM archives ORDER BY start")
-    assert results == [("interrupted",), ("success",)]
+    with fresh_server.index() as index:
+        assert [a["result"] for a in index.archives(machine_id)] == ["interrupted", "success"]
 
 
 def _archives_on_server(server, machine_id: str) -> list[str]:
@@ -118,7 +118,7 @@ def test_a_backup_killed_after_borg_wrote_its_archive_is_indexed_as_a_success(fr
         (laptop.home / f"note-{i}.txt").write_text(f"note {i}\n" * 50)
     chown_tree(laptop.home)
     assert laptop.enroll(fresh_server, "joe", "Killed late").returncode == 0
-    machine_id = fresh_server.index_rows("SELECT id FROM machines")[0][0]
+    machine_id = laptop.machine_id()
     repo = fresh_server.data / "repos" / machine_id
     for trial in range(6):
         rc, stderr = _kill_borg_after_its_commit(laptop, repo)
@@ -136,9 +136,11 @@ def test_a_backup_killed_after_borg_wrote_its_archive_is_indexed_as_a_success(fr
     # the post-session check indexes the archive from the repository: a success with borg's figures
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        rows = fresh_server.index_rows(f"SELECT result, files FROM archives WHERE name = '{complete[-1]}' "
-                                       "AND archive_id != ''")
+        with fresh_server.index() as index:  # the check's row: one with borg's archive id
+            seen = {o["name"] for o in index.archive_observations(machine_id) if o["archive_id"]}
+            indexed = index.archives(machine_id)
+        rows = [(a["result"], a["files"]) for a in indexed if a["name"] == complete[-1] and a["name"] in seen]
         if rows:
             break
         time.sleep(0.2)
-    assert rows == [("success", 300)], fresh_server.index_rows("SELECT name, result, files, archive_id FROM archives")
+    assert rows == [("success", 300)], indexed

@@ -46,8 +46,9 @@ def test_adopt_moves_the_identity_and_the_chain_continues(fresh_server, computer
     # same repository: the archive deduplicates against the old computer's backup
     assert second["deduplicated_size"] < first["deduplicated_size"] / 10
     assert [a["name"] for a in new.json("archives")] == [first["name"], second["name"]]
-    assert fresh_server.index_rows("SELECT COUNT(*) FROM machines") == [(1,)]
-    assert ("adopt", machine_id) in fresh_server.index_rows("SELECT action, machine_id FROM audit")
+    with fresh_server.index() as index:
+        assert index.machine_ids() == {machine_id}
+        assert ("adopt", machine_id) in [(e["action"], e["machine_id"]) for e in index.audit_events()]
 
 
 def test_clone_restores_then_enrolls_a_second_machine(fresh_server, computer_factory):

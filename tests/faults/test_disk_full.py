@@ -96,7 +96,8 @@ def laptop(small_server):
 
 
 def _machine_id(server: RunningServer) -> str:
-    return server.index_rows(f"SELECT id FROM machines WHERE name = '{MACHINE}'")[0][0]
+    with server.index() as index:
+        return next(m["id"] for m in index.machines() if m["name"] == MACHINE)
 
 
 def _fail_to_back_up(server: RunningServer, computer: Computer, name: str) -> Full:
@@ -146,7 +147,7 @@ def _full_home(server: RunningServer) -> None:
         before = snapshot(home, exclude=trial.NOT_BACKED_UP)
         filler = fill(home / ".cache", leave=0)  # caches fill disks; backups leave .cache out
         full = _fail_to_back_up(server, computer, "client home disk full during a backup")
-        machine_id = server.index_rows("SELECT id FROM machines WHERE name = 'Full Home'")[0][0]
+        machine_id = computer.machine_id()
         trial.assert_no_lock_and_index_follows(full, server, machine_id)
         from tests.support.trees import assert_same_tree
         assert_same_tree(before, snapshot(home, exclude=trial.NOT_BACKED_UP), ignore_root=True)

@@ -177,8 +177,9 @@ def background_done(computer: Computer, server: RunningServer, timeout: float = 
     deadline = time.monotonic() + timeout
 
     def checking() -> bool:
-        rows = server.index_rows(f"SELECT pending_since FROM history WHERE machine_id = '{computer.machine_id()}'")
-        return bool(rows) and rows[0][0] is not None
+        with server.index() as index:
+            history = index.history(computer.machine_id())
+        return bool(history) and history["pending_since"] is not None
 
     while _keeping(computer) or checking():
         assert time.monotonic() < deadline, "the keeping after a backup, or the server's check, did not end"

@@ -8,11 +8,14 @@ import json
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from homesync_server.index_store import IndexStore, open_url
 from tests.support.postgres import e2e_index_url
 from tests.support.processes import VENV_BIN, free_port, private_dir, remove, run_as_user
 
@@ -82,8 +85,18 @@ class RunningServer:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=30)
 
+    @contextmanager
+    def index(self) -> Iterator[IndexStore]:
+        """Open the server's index read-only through the product's interface (either engine)."""
+        opened = open_url(self.index_url or f"sqlite://{self.data / 'index.sqlite'}", read_only=True)
+        try:
+            yield opened
+        finally:
+            opened.close()
+
     def index_rows(self, sql: str) -> list[tuple]:
-        """Read the index with plain SQL (on either engine), as a tamper test or a check would."""
+        """Read the index with plain SQL (on either engine), for what the index's interface
+        does not give (columns only the server itself reads); prefer index()."""
         if self.index_url:
             import psycopg
             with psycopg.connect(self.index_url) as db:
