@@ -79,7 +79,13 @@ class RunningServer:
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=user_env(self.data.parent, **self.env),
             **demote)
         host, port = self.address.rsplit(":", 1)
-        _wait_for_port(host, int(port), self.process)
+        try:
+            _wait_for_port(host, int(port), self.process)
+        except BaseException as e:  # a server that did not come up is not left running
+            self.process.kill()
+            self.process.wait()
+            tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
+            raise RuntimeError(f"{e}; its log ends:\n{tail}") from None
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -109,7 +115,7 @@ class RunningServer:
             db.close()
 
 
-def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> None:
     import socket
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
