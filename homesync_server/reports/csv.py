@@ -24,16 +24,14 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def render(report: Report) -> str:
     """Return the fleet rows of the report as CSV text with a header line; each row ends
     with the machine's part of the fleet policy (POLICY_FIELDS)."""
-    rows = _cells(report.machines)
-    policy = report.fleet_policy
+    machines, policy = report.machines, report.fleet_policy
     if policy.newest:
-        lagging = {m["id"] for m in policy.lagging}
-        applied = [policy.applied.get(m) for m in report.machines["machine_id"]]
-        rows = (row + (version, None if version is None else machine in lagging)
-                for row, version, machine in zip(rows, applied, report.machines["machine_id"]))
+        ids, lagging = machines["machine_id"], {m["id"] for m in policy.lagging}
+        applied = list(map(policy.applied.get, ids))
+        lags = [None if version is None else lag for version, lag in zip(applied, map(lagging.__contains__, ids))]
     else:
-        rows = (row + (None, None) for row in rows)
-    return _lines([COLUMNS]) + _lines(rows)
+        applied = lags = list(repeat(None, len(machines)))
+    return _lines([COLUMNS]) + _lines(zip(*_columns(machines), applied, lags))
 
 
 def _lines(cells: Iterable[Sequence]) -> str:
@@ -42,9 +40,9 @@ def _lines(cells: Iterable[Sequence]) -> str:
     return out.getvalue()
 
 
-def _cells(machines: Fleet) -> Iterable[tuple]:
-    """Return the cells of each machine, built column by column (100,000 of them)."""
-    return zip(*(_CELLS[field.kind](machines[field.name]) for field in FIELDS if field.in_csv))
+def _columns(machines: Fleet) -> list[Iterable]:
+    """Return the cells of the machines column by column (100,000 of them)."""
+    return [_CELLS[field.kind](machines[field.name]) for field in FIELDS if field.in_csv]
 
 
 def iso_time(ts: float | None) -> str:

@@ -67,8 +67,7 @@ def render(report: Report) -> str:
         lines.append(f"# TYPE {name} gauge")
         if block:
             lines.append(block)
-    _family(lines, "homesync_user_deduplicated_bytes", "Deduplicated bytes of all of a user's machines.",
-            ((f'{{owner="{escape_label(o)}"}}', n) for o, _, n in summary.storage_by_user))
+    _user_storage(lines, summary.storage_by_user)
     _family(lines, "homesync_drill_machines", "Machines by the result of their newest disaster-recovery drill.",
             ((f'{{result="{escape_label(result)}"}}', n)
              for result, n in {"passed": 0, "failed": 0, **assured.drilled}.items()))
@@ -97,6 +96,15 @@ def _machine_samples(machines: Fleet) -> list[str]:
     for name, _, field in PER_MACHINE:
         blocks.append("\n".join(_samples(name, heads, machines[field])))
     return blocks
+
+
+def _user_storage(lines: list[str], storage_by_user: list[tuple[str, str, int]]) -> None:
+    """Append the family of each user's deduplicated bytes (25,000 users: column by column)."""
+    name = "homesync_user_deduplicated_bytes"
+    lines.append(f"# HELP {name} Deduplicated bytes of all of a user's machines.")
+    lines.append(f"# TYPE {name} gauge")
+    heads = list(map('{owner="%s"} '.__mod__, _escaped([owner for owner, _, _ in storage_by_user])))
+    lines.extend(_samples(name, heads, [n for _, _, n in storage_by_user]))
 
 
 def _escaped(values: list[str]) -> list[str]:

@@ -6,7 +6,8 @@ reaching the server since it was made (they are not following the fleet's settin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, repeat
+from operator import lt
 from typing import Any
 
 DAY = 86400.0
@@ -42,10 +43,13 @@ def fleet_policy(newest: dict[str, Any] | None, machines: dict[str, list], now: 
     applied = dict(zip(ids, applied_versions))
     lagging = []
     if now - made > DAY:
+        # only the machines on an older version (few, in a fleet that follows) are looked at and sorted
+        older = list(map(lt, applied_versions, repeat(version)))
         for machine_id, applied_version, contact, seen in sorted(zip(
-                ids, applied_versions, compress(machines["policy_contact"], active),
-                compress(machines["last_seen"], active))):
+                compress(ids, older), compress(applied_versions, older),
+                compress(compress(machines["policy_contact"], active), older),
+                compress(compress(machines["last_seen"], active), older))):
             seen = max(contact or 0, seen or 0)
-            if applied_version < version and seen > made:
+            if seen > made:
                 lagging.append({"id": machine_id, "applied": applied_version, "last_seen": seen})
     return FleetPolicy(version, made, applied, lagging)
