@@ -51,10 +51,14 @@ demo: setup
 	$(PY) demo/demo.py
 
 # Every test on the embedded index (SQLite), then the backbone (enroll, back up, restore
-# onto new hardware) and isolation again with the server's index on PostgreSQL.
+# onto new hardware) and isolation again with the server's index on PostgreSQL. In
+# TEST_WORKERS pytest-xdist workers, a test file at a time each (its module-scoped
+# server is not started twice); TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: setup
-	HOMESYNC_REQUIRE_SLAPD=1 HOMESYNC_REQUIRE_PACKAGING=1 $(PY) -m pytest -q tests
-	HOMESYNC_TEST_INDEX=postgresql $(PY) -m pytest -q tests/end_to_end/test_backbone.py tests/end_to_end/test_isolation.py
+	HOMESYNC_REQUIRE_SLAPD=1 HOMESYNC_REQUIRE_PACKAGING=1 $(PYTEST) tests
+	HOMESYNC_TEST_INDEX=postgresql $(PYTEST) tests/end_to_end/test_backbone.py tests/end_to_end/test_isolation.py
 
 # The Debian packages homesync and homesync-server, and the wheel, in dist/
 # (packaging/build-deb.sh; installing them is the admin guide's first section).

@@ -138,6 +138,10 @@ class Agent:
         """Open the monitors, the notifier and the watcher; none of them failing stops the agent."""
         rules = self.config.network
         self.network = await open_network_monitor(rules, self._network_changed)
+        if self.config.network != rules:  # a fleet policy came while it opened: _apply_policy could not tell it
+            set_rules = getattr(self.network, "set_rules", None)
+            if set_rules is not None:
+                set_rules(self.config.network)
         self.scheduler.network_changed(self.network.view)
         self.power = await open_power_monitor(self.scheduler.power_changed)
         self.scheduler.power_changed(self.power.state)

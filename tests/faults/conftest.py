@@ -1,17 +1,8 @@
-from tests.faults.trial import SEED, TALLY
+from tests.faults.tally import SEED, SEED_VARIABLE
 
 
 def pytest_report_header(config):
-    return f"fault suite seed: {SEED} (replay with HOMESYNC_FAULT_SEED={SEED})"
+    return f"fault suite seed: {SEED} (replay with {SEED_VARIABLE}={SEED})"
 
-
-def pytest_terminal_summary(terminalreporter):
-    if not TALLY:
-        return
-    write = terminalreporter.write_line
-    runs = {(kind, victim): n for (kind, victim, outcome), n in TALLY.items() if outcome == "run"}
-    passed = sum(n for (_, _, outcome), n in TALLY.items() if outcome == "passed")
-    write(f"fault trials (seed {SEED}): {sum(runs.values())} run, {passed} passed")
-    for kind, victim in sorted(runs):
-        write(f"  {kind:8} {victim:16} run {runs[kind, victim]}, passed {TALLY[kind, victim, 'passed']}, "
-              f"failed {TALLY[kind, victim, 'failed']} (victim gone before its kill: {TALLY[kind, victim, 'missed']})")
+# The tally of trials is told at the end of the run by tests/conftest.py (pytest-xdist's
+# workers each keep their own, which the controller adds up).

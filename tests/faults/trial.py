@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from tests.support.homesync_server import RunningServer
 from tests.support.processes import UNPRIVILEGED, VENV_BIN, user_env
 from tests.support.repositories import server_borg
 
-# A failing trial is replayed with HOMESYNC_FAULT_SEED=<the seed it printed>.
-SEED = int(os.environ.get("HOMESYNC_FAULT_SEED") or random.SystemRandom().randrange(10**6))
-TALLY: Counter = Counter()  # (kind, victim, outcome) -> trials
+from tests.faults.tally import SEED, TALLY  # noqa: F401  (the trials' seed and tally)
 OK_RESULTS = ("success", "warning")
 
 

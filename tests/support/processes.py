@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
+# The product's processes do not see the test run's pytest (see product_path/pytest.py).
+PRODUCT_PATH = Path(__file__).parent / "product_path"
 UNPRIVILEGED = 65534  # nobody
 
 
@@ -35,7 +37,7 @@ def remove(path: Path) -> None:
 def user_env(home: Path, **extra: str) -> dict[str, str]:
     """Return a minimal environment for a user process with HOME=home."""
     env = {"HOME": str(home), "PATH": f"{VENV_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8",
-           "USER": "nobody", "LOGNAME": "nobody"}
+           "USER": "nobody", "LOGNAME": "nobody", "PYTHONPATH": str(PRODUCT_PATH)}
     env.update(extra)
     return env
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.support.processes import UNPRIVILEGED
+from tests.support.processes import PRODUCT_PATH, UNPRIVILEGED
 
 
 class Terminal:
@@ -48,6 +48,7 @@ def user_command(home: Path, argv: list[str], env: dict[str, str] | None = None)
     printing EXIT=<status> and staying open for the screen to be read."""
     extra = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
     run = " ".join(shlex.quote(a) for a in argv)
+    product_path = shlex.quote(str(PRODUCT_PATH))
     return (f"setpriv --reuid={UNPRIVILEGED} --regid={UNPRIVILEGED} --clear-groups "
-            f"env -i HOME={home} PATH=/usr/bin:/bin LANG=C.UTF-8 TERM=xterm {extra} "
+            f"env -i HOME={home} PATH=/usr/bin:/bin LANG=C.UTF-8 TERM=xterm PYTHONPATH={product_path} {extra} "
             f"sh -c {shlex.quote(f'cd {home} && {run}; echo EXIT=$?; sleep 120')}")
