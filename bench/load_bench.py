@@ -39,11 +39,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.server_memory import enroll  # noqa: E402
 from tests.support.homesync_client import Computer, wait_for_keeping  # noqa: E402
 from tests.support.homesync_server import PASSWORDS, RunningServer, start_server  # noqa: E402
 from tests.support.postgres import shared_cluster  # noqa: E402
-from tests.support.processes import chown_tree, free_port, private_dir, remove  # noqa: E402
-from tests.support.trees import make_home  # noqa: E402
+from tests.support.processes import free_port, remove  # noqa: E402
 
 # Every client here comes from 127.0.0.1, as every agent does behind a NAT or a load
 # balancer that hides their addresses: the per-address cap of connections waiting to log
@@ -71,19 +71,6 @@ def second_node(server: RunningServer) -> RunningServer:
 
 
 # --- load ----------------------------------------------------------------------------
-
-def enroll_computers(server: RunningServer, count: int, files: int) -> list[Computer]:
-    """Return count computers with small homes (files of ~2 KB), enrolled as joe's, 4 at a time."""
-    def one(n: int) -> Computer:
-        computer = Computer(private_dir("hs-load-"))
-        make_home(computer.home, seed=n, files=files, total_bytes=files * 2048)
-        chown_tree(computer.home)
-        done = computer.enroll(server, "joe", f"load bench {n}")
-        assert done.returncode == 0, done.stderr
-        return computer
-    with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(one, range(count)))
-
 
 def point_at(computer: Computer, address: str) -> None:
     """Make config.toml name this node (the enrolled address replaced)."""
@@ -146,7 +133,7 @@ def load_bench(count: int, files: int, which: list[str], log_to: Path | None = N
     node_b, computers = None, []
     try:
         started = time.monotonic()
-        computers = enroll_computers(server, count, files)
+        computers = enroll(server, count, files, label="load bench")
         enrolled = round(time.monotonic() - started, 1)
         settle(server, computers)
         node_b = second_node(server)

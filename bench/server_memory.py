@@ -29,13 +29,14 @@ from tests.support.processes import chown_tree, private_dir, remove  # noqa: E40
 from tests.support.trees import make_home  # noqa: E402
 
 
-def enroll(server, count: int, files: int) -> list[Computer]:
-    """Return count computers with small homes, enrolled as joe's (4 at a time)."""
+def enroll(server, count: int, files: int, label: str = "memory bench") -> list[Computer]:
+    """Return count computers with small homes (files of ~2 KB), enrolled as joe's
+    ("<label> N"), 4 at a time."""
     def one(n: int) -> Computer:
-        computer = Computer(private_dir("hs-mem-"))
+        computer = Computer(private_dir("hs-bench-"))
         make_home(computer.home, seed=n, files=files, total_bytes=files * 2048)
         chown_tree(computer.home)
-        done = computer.enroll(server, "joe", f"memory bench {n}")
+        done = computer.enroll(server, "joe", f"{label} {n}")
         assert done.returncode == 0, done.stderr
         return computer
     with ThreadPoolExecutor(4) as pool:

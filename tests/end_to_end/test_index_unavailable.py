@@ -25,13 +25,18 @@ def cluster():
     cluster.close()
 
 
+def _backed_up(server, computer_factory):
+    """Return a computer of joe's with one backup through server."""
+    laptop = computer_factory()
+    (laptop.home / "a").write_text("a")
+    chown_tree(laptop.home)
+    assert laptop.enroll_and_back_up(server, "joe", "Joe's Laptop")["result"] == "success"
+    return laptop
+
 def test_a_stopped_database_is_one_clear_line_and_the_server_recovers(cluster, computer_factory):
     server = start_server(index_url=cluster.new_database())
     try:
-        laptop = computer_factory()
-        (laptop.home / "a").write_text("a")
-        chown_tree(laptop.home)
-        assert laptop.enroll_and_back_up(server, "joe", "Joe's Laptop")["result"] == "success"
+        laptop = _backed_up(server, computer_factory)
         archives_before = server.cli_json("machines")[0]["archives"]
         cluster.stop()
         try:
@@ -74,10 +79,7 @@ def test_a_backup_that_finishes_while_the_database_is_down_is_reported_from_the_
     archive with the times and result the agent reported."""
     server = start_server(index_url=cluster.new_database())
     try:
-        laptop = computer_factory()
-        (laptop.home / "a").write_text("a")
-        chown_tree(laptop.home)
-        assert laptop.enroll_and_back_up(server, "joe", "Joe's Laptop")["result"] == "success"
+        laptop = _backed_up(server, computer_factory)
         background_done(laptop, server)
         machine_id = laptop.machine_id()
         repo = server.data / "repos" / machine_id

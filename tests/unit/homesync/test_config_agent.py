@@ -10,22 +10,12 @@ import pytest
 from homesync import config
 from homesync.agent import daemon
 from homesync.errors import ConfigError
+from tests.support.agent_config import BASE, config_paths
 
-BASE = """[server]
-address = "127.0.0.1:2222"
-fingerprint = "SHA256:x"
-user = "joe"
-[machine]
-id = "0123456789abcdef"
-name = "Joe's Thinkpad"
-"""
 
 
 def _load(tmp_path, text: str) -> config.AgentConfig:
-    paths = config.Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
-    paths.config_dir.mkdir()
-    paths.config_file.write_text(BASE + text)
-    return config.load(paths)
+    return config.load(config_paths(tmp_path, BASE + text))
 
 
 def test_defaults_without_an_agent_table(tmp_path):

@@ -9,20 +9,12 @@ import socket
 import pytest
 
 from homesync import config, fleet_policy, site, transport
+from tests.support.agent_config import IDENTITY, config_paths
 
-IDENTITY = """fingerprint = "SHA256:x"
-user = "joe"
-[machine]
-id = "0123456789abcdef"
-name = "Joe's Thinkpad"
-"""
 
 
 def _paths(tmp_path, server: str) -> config.Paths:
-    paths = config.Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
-    paths.config_dir.mkdir()
-    paths.config_file.write_text("[server]\n" + server + IDENTITY)
-    return paths
+    return config_paths(tmp_path, "[server]\n" + server + IDENTITY)
 
 
 def test_config_toml_may_list_several_addresses_without_an_address(tmp_path):

@@ -11,15 +11,8 @@ from homesync import config
 from homesync.agent import daemon, fleet
 from homesync.agent.notify import NullNotifier
 from homesync.agent.policy import NetworkView
+from tests.support.agent_config import BASE, config_paths
 
-BASE = """[server]
-address = "127.0.0.1:2222"
-fingerprint = "SHA256:x"
-user = "joe"
-[machine]
-id = "0123456789abcdef"
-name = "Joe's Thinkpad"
-"""
 
 
 class Monitor:
@@ -46,9 +39,7 @@ class Power:
 
 
 def test_a_policy_applied_while_the_network_monitor_opens_reaches_the_monitor(tmp_path, monkeypatch):
-    paths = config.Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "k")
-    paths.config_dir.mkdir()
-    paths.config_file.write_text(BASE + f'[backup]\nsource = "{tmp_path / "home"}"\n')
+    paths = config_paths(tmp_path, BASE + f'[backup]\nsource = "{tmp_path / "home"}"\n')
     local = config.load(paths)
     assert local.network.corporate_domains == ()
     agent = daemon.Agent(local, paths)
