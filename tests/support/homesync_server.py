@@ -87,8 +87,13 @@ class RunningServer:
             tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
             raise RuntimeError(f"{e}; its log ends:\n{tail}") from None
 
-    def stop(self) -> int:
+    def stop(self, at_once: bool = False) -> int:
+        """Stop the server and return its exit status: SIGTERM drains (running sessions
+        may finish); at_once: a second signal (SIGINT) stops it at once, ending them."""
         self.process.send_signal(signal.SIGTERM)
+        if at_once:
+            time.sleep(0.2)  # the first signal handled: the second one ends the drain
+            self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=30)
 
     @contextmanager
