@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.processes import (UNPRIVILEGED, VENV_BIN, chown_tree, free_port,  # noqa: E402
                                      private_dir, run_as_user, user_env)
+from tests.support.homesync_client import Computer  # noqa: E402
 from tests.support.trees import diff_snapshots, make_home, mutate_home, snapshot  # noqa: E402
 
 MACHINE = "Joe's Thinkpad"
@@ -90,7 +91,7 @@ def main() -> int:
         print(run([client, "archives"], laptop).stdout.rstrip())
 
         t = step("throwing the laptop out of the window (its home and its homesync state are gone)")
-        shutil.rmtree(laptop)
+        Computer(laptop).throw_away()  # once the file catalog its last backup started keeping is written
         done(t)
 
         t = step(f"on new hardware: homesync restore --machine \"{MACHINE}\" (never enrolled here)")
