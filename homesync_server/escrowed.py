@@ -26,6 +26,7 @@ class Repository:
     machine_id: str
     passphrase: bytes
     lock_wait: int = borg.LOCK_WAIT
+    on_start: Callable[[execute.Running], None] | None = None  # told of every borg this opens
 
     @property
     def location(self) -> str:
@@ -42,8 +43,9 @@ class Repository:
 
         def starting(running: execute.Running) -> None:
             started.append(running)
-            if on_start:
-                on_start(running)
+            for told in (on_start, self.on_start):
+                if told:
+                    told(running)
         try:
             return borg.run_borg(argv, environment or self.services.repos.environment(),
                                  self.passphrase if secret else None, cwd=cwd, stdout_lines=stdout_lines,
@@ -93,12 +95,14 @@ def open_repository(services: Services, machine_id: str, purpose: str, actor: st
     return repository
 
 
-def unsealed(services: Services, machine_id: str, lock_wait: int = borg.LOCK_WAIT) -> Repository:
+def unsealed(services: Services, machine_id: str, lock_wait: int = borg.LOCK_WAIT,
+             on_start: Callable[[execute.Running], None] | None = None) -> Repository:
     """Unseal a machine's escrowed passphrase for a job that audits its use itself (the
-    post-session check: one `repository_check` event each). Raise HomesyncError if it cannot be."""
+    post-session check: one `repository_check` event each); on_start is told of each
+    borg it starts. Raise HomesyncError if it cannot be."""
     stale_locks.break_if_dead(services, services.layout.repo(machine_id), machine_id)
     try:
         passphrase = services.repos.passphrase(machine_id)
     except OSError as e:
         raise HomesyncError(f"cannot read the escrowed passphrase of {machine_id}: {e.strerror}") from None
-    return Repository(services, machine_id, passphrase, lock_wait)
+    return Repository(services, machine_id, passphrase, lock_wait, on_start)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
-from homesync import borg
+from homesync import borg, execute
 from homesync_server import escrowed, observed, rollback
 from homesync_server.index import PRUNING, event
 from homesync_server.retention import is_checkpoint
@@ -23,10 +23,12 @@ LOCK_WAIT = 60       # a session still writing ends with a check of its own
 ROLLBACK_WAIT = 600  # borg's lock, for the rollback itself
 
 
-def check_machine(services: Services, machine_id: str) -> dict[str, Any]:
+def check_machine(services: Services, machine_id: str,
+                  on_start: Callable[[execute.Running], None] | None = None) -> dict[str, Any]:
     """Check one machine's repository against the index; return what was found
-    ('good' with the archives indexed, or 'rolled back' with why). Raise HomesyncError
-    if the check itself could not run (it stays pending)."""
+    ('good' with the archives indexed, or 'rolled back' with why); on_start is told of
+    each borg the check starts (to stop it). Raise HomesyncError if the check itself
+    could not run (it stays pending)."""
     machine = services.index.machine(machine_id)
     if machine is None:
         return {"machine_id": machine_id, "result": "gone"}
@@ -40,7 +42,7 @@ def check_machine(services: Services, machine_id: str) -> dict[str, Any]:
     if state.get("key") and key != state["key"]:
         problems.append("the repository key was replaced (archives undecryptable, or a new passphrase)")
     else:
-        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT)
+        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT, on_start)
         listed = {a["name"]: a for a in repo.listing()}
         rows = {r["name"]: r for r in services.index.archive_observations(machine_id)}
         missing = sorted(n for n, r in rows.items() if r["archive_id"] not in ("", PRUNING) and not is_checkpoint(n)
@@ -135,7 +137,7 @@ def _roll_back(services: Services, machine_id: str, state: dict, problems: list[
         with rollback.locked(path, ROLLBACK_WAIT):
             moved = rollback.roll_back(path, good, state["key"], aside)
             rollback.forget_client_state(services.layout.borg_home, path)
-        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT)
+        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT, on_start)
         names = {a["name"] for a in repo.listing()}
         restored = not set(missing) - names
         gone = [r["name"] for r in services.index.archive_observations(machine_id)

@@ -2,7 +2,9 @@
 time, never holding up the end of the SSH session that asked for it. A session ending
 while its repository is being checked queues one more check; the window of sessions not
 yet checked is kept in the index from the moment a session opens, so a restart (even
-after a kill in the middle of a session) checks them first.
+after a kill in the middle of a session) checks them first. Stopping stops the running
+check's borg too (a check only reads; it stays pending), so a node's stop is bounded by
+its drain, not by a check waiting for a repository lock.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 import threading
 import time
 
+from homesync import execute
+from homesync.errors import Cancelled
 from homesync_server import index_damage, memory, repository_check
 from homesync_server.services import Services
 
@@ -26,6 +30,7 @@ class SessionChecks:
         self._changed = threading.Condition()
         self._stopping = False
         self._busy = False
+        self._borg: execute.Running | None = None  # the running check's borg, to stop it
         self._thread = threading.Thread(target=self._run, name="session-checks", daemon=True)
 
     def start(self) -> None:
@@ -62,10 +67,14 @@ class SessionChecks:
             return not self._queue and not self._busy
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let the running check finish (up to timeout seconds); drop the queued ones (they stay pending)."""
+        """Stop the running check's borg and wait for the thread (up to timeout seconds);
+        the running and the queued checks stay pending for the next start."""
         with self._changed:
             self._stopping = True
             self._changed.notify()
+            running = self._borg
+        if running:
+            running.terminate()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -80,15 +89,25 @@ class SessionChecks:
                 self._busy = True
             started = time.monotonic()
             try:
-                outcome = repository_check.check_machine(self.services, machine_id)
+                outcome = repository_check.check_machine(self.services, machine_id, self._started)
                 logger.info("post-session check of %s: %s in %.2f s", machine_id, outcome["result"],
                             time.monotonic() - started)
+            except Cancelled:
+                logger.info("post-session check of %s stopped with the server (it stays pending)", machine_id)
             except Exception as e:  # the check failing must never end serve; it stays pending
                 logger.error("post-session check of %s failed (it stays pending): %s", machine_id,
                              getattr(e, "message", None) or repr(e), exc_info=not hasattr(e, "message"))
             with self._changed:
-                self._busy = False
+                self._busy, self._borg = False, None
             self._release_when_quiet()
+
+    def _started(self, running: execute.Running) -> None:
+        """Remember the check's borg; one started while stopping is stopped at once."""
+        with self._changed:
+            self._borg = running
+            stopping = self._stopping
+        if stopping:
+            running.terminate()
 
     def _release_when_quiet(self) -> None:
         """Once no check is queued (a burst of sessions is over), give the memory freed

@@ -84,7 +84,8 @@ class ServerNodes:
         for node in self.nodes:
             if node.process and node.process.poll() is None:
                 node.process.send_signal(signal.SIGTERM)
-                node.process.send_signal(signal.SIGTERM)  # the second signal: no drain
+                # the second signal ends the drain; another SIGTERM could merge with the first one
+                node.process.send_signal(signal.SIGINT)
         for node in self.nodes:
             if node.process:
                 node.process.wait(timeout=60)
