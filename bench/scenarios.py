@@ -1,7 +1,9 @@
 """The scenarios, each run for every contender on the same data, the contenders taking
 turns in a rotating order so that none always goes first: full backup, no-change
 backup, backup after a day of work, restore, and a no-change backup of many small
-files. Each returns {contender: summary} with medians over the runs."""
+files. Each returns {contender: summary} with medians over the runs. Every
+measurement starts with the disk quiet (os.sync): the previous one's writes, flushed
+later by the kernel, would otherwise land in whichever measurement comes next."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def full_backup(contenders: Sequence[Contender], source: Path, runs: int, label:
     for run in range(runs):
         for contender in _turns(contenders, run):
             dest = contender.fresh(source, f"{label}-{run + 1}")
+            os.sync()
             m = contender.backup(dest)
             _log(label, run, contender, m)
             measured[contender.name].append(m)
@@ -75,6 +78,7 @@ def again(contenders: Sequence[Contender], dests: dict[str, Destination], runs: 
         if before_each_run:
             before_each_run(run)
         for contender in _turns(contenders, run):
+            os.sync()
             m = contender.backup(dests[contender.name])
             _log(label, run, contender, m)
             measured[contender.name].append(m)
@@ -99,6 +103,7 @@ def restore(contenders: Sequence[Contender], dests: dict[str, Destination], runs
             target = into / f"{contender.name}-{run + 1}"
             target.mkdir(parents=True)
             os.chown(target, measure.NOBODY, measure.NOBODY)
+            os.sync()
             m = contender.restore(dests[contender.name], target)
             _log(label, run, contender, m)
             measured[contender.name].append(m)

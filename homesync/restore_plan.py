@@ -191,28 +191,40 @@ def _same(item: dict, local: os.stat_result) -> bool:
 
 
 # Splitting a phase into parts that several `borg extract` runs restore at once.
-ENTRY_WEIGHT = 16 << 10  # what extracting one entry costs beyond its bytes, in bytes (docs/architecture.md)
+ENTRY_WEIGHT = 128 << 10  # what extracting one entry costs beyond its bytes, in bytes (docs/architecture.md)
 MIN_PART_WEIGHT = 64 << 20  # below this, another borg's start-up costs more than it saves
 
 
-def split(phase: Phase, items: list[dict], parts: int) -> list[Phase]:
+def weight(phase: Phase, items: list[dict]) -> int:
+    """Return what extracting a phase costs, in bytes: its distinct files' bytes, plus
+    ENTRY_WEIGHT an entry."""
+    return sum(w for _, w in _link_groups(phase, items))
+
+
+def split(phase: Phase, items: list[dict], parts: int, busy: tuple[int, ...] = ()) -> list[Phase]:
     """Given a phase, the listing and how many extractions may run at once, return the
     phase as up to `parts` phases of the same name restoring disjoint sets of its
-    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). Names
-    joined by hard links stay in one part. A phase working by exclusion keeps one part
-    that does, last: it restores "." and the names borg cannot list in UTF-8."""
+    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). `busy`:
+    the weight already given to some of those extractions (the phases before this one
+    run there first); the parts for idle extractions come first, so that extractions
+    run in order, each as its turn comes, end at about the same time. Names joined by
+    hard links stay in one part. A phase working by exclusion keeps one part that does,
+    last: it restores "." and the names borg cannot list in UTF-8."""
     if phase.selection or phase.merges or parts <= 1:
         return [phase]
     units = _link_groups(phase, items)
-    total = sum(weight for _, weight in units)
+    total = sum(w for _, w in units)
     count = min(parts, len(units), max(1, total // MIN_PART_WEIGHT))
     if count <= 1:
         return [phase]
-    bins: list[tuple[int, list[str]]] = [(0, []) for _ in range(count)]
-    for names, weight in sorted(units, key=lambda u: (-u[1], u[0])):
+    loads = sorted((list(busy) + [0] * count)[:count])
+    bins: list[tuple[int, list[str]]] = [(load, []) for load in loads]
+    for names, weighs in sorted(units, key=lambda u: (-u[1], u[0])):
         lightest = min(range(count), key=lambda b: bins[b][0])
-        bins[lightest] = (bins[lightest][0] + weight, bins[lightest][1] + names)
-    groups = [sorted(names) for _, names in bins]
+        bins[lightest] = (bins[lightest][0] + weighs, bins[lightest][1] + names)
+    groups = [sorted(names) for _, names in bins if names]
+    if len(groups) <= 1:
+        return [phase]
     if not phase.paths:
         # the part by exclusion takes what only it can restore: names listed with "?"
         last = next((i for i, g in enumerate(groups) if any("?" in n for n in g)), len(groups) - 1)

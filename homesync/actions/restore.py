@@ -307,7 +307,7 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals["resumed"] = sorted(done)
     todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
-    parts = [part for phase in todo for part in restore_plan.split(phase, items, jobs)]
+    parts = _parts(todo, items, jobs)
     left = Counter(piece.name for part in parts for piece in part.merges or [part])
     totals["jobs"] = jobs = min(jobs, len(parts)) or 1
     _note_usable(totals, left, include, started)
@@ -338,6 +338,16 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
     progress_file.unlink(missing_ok=True)
     return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
             "target": str(target), **totals, "kept_dir": str(kept_dir) if totals["kept_aside"] else None}
+
+
+def _parts(todo: list[Phase], items: list[dict], jobs: int) -> list[Phase]:
+    """Return the extractions of the phases to do, in order: each phase split into up to
+    `jobs` parts, the extractions of the phases before it counted as busy."""
+    parts: list[Phase] = []
+    for phase in todo:
+        busy = tuple(restore_plan.weight(p, items) for p in parts[-jobs:]) if jobs > 1 else ()
+        parts += restore_plan.split(phase, items, jobs, busy)
+    return parts
 
 
 def _note_usable(totals: dict, left: Counter, include: list[str], started: float) -> None:

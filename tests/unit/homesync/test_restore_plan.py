@@ -105,10 +105,10 @@ def big_listings(draw):
     return items
 
 
-@given(big_listings(), st.integers(1, 4))
-def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs):
+@given(big_listings(), st.integers(1, 4), st.lists(st.integers(0, 1 << 31), max_size=4))
+def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs, busy):
     phases = restore_plan.joined(restore_plan.plan_phases(items))
-    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs)]
+    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs, tuple(busy))]
     assert all(part.name == phase.name for phase, part in parts)
     for phase in phases:
         mine = [part for p, part in parts if p is phase]
@@ -137,6 +137,19 @@ def test_a_heavy_rest_is_split_and_its_unlistable_names_stay_in_the_part_by_excl
     assert first.paths == ("Music", "Videos") and last.excludes == ("Music", "Videos"), "linked: one part"
     assert last.holds("a?b/x") and last.holds("Pictures/x") and not last.holds("Music/y")
     assert restore_plan.split(rest, items[:2], 2) == [rest], "300 MB in one name: nothing to balance"
+
+
+def test_the_part_for_an_idle_extraction_comes_first_and_takes_more():
+    # settings and documents (busy: 700 MB of weight) run on one extraction; the rest is
+    # split so that both extractions end at about the same time
+    items = [{"path": ".", "type": "d", "size": 0}]
+    for name, size in (("Pictures", 600 << 20), ("Videos", 500 << 20), ("Music", 300 << 20), ("Projects", 200 << 20)):
+        items.append({"path": f"{name}/x", "type": "-", "size": size, "source": ""})
+    rest = restore_plan.plan_phases(items)[-1]
+    idle, after = restore_plan.split(rest, items, 2, busy=(700 << 20,))
+    assert idle.paths == ("Pictures", "Videos") and after.excludes == ("Pictures", "Videos")
+    assert restore_plan.weight(idle, items) > restore_plan.weight(after, items)
+    assert restore_plan.split(rest, items, 2, busy=(1 << 40,)) == [rest], "nothing left for the busy one"
 
 
 def test_a_small_phase_is_not_split():
