@@ -17,7 +17,7 @@ from homesync import chooser, console
 from homesync.actions import backup, enroll, listing, restore, setup, status
 from homesync.config import Paths
 from homesync.errors import SetupChoiceError, UsageError
-from homesync.results import BackupResult
+from homesync.results import BackupResult, RestorePreview, RestoreResult
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,53 +284,53 @@ def _archives(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} older"
 
 
-def _print_restore(result: dict, as_json: bool) -> None:
+def _print_restore(result: RestoreResult | RestorePreview, as_json: bool) -> None:
     if as_json:
         console.print_json(result)
         return
-    if result.get("dry_run"):
+    if isinstance(result, RestorePreview):
         _print_preview(result)
         return
-    print(f"restored {_restored_what(result)} archive {result['archive']} into {result['target']}: "
-          f"{result['restored']} entries, {console.human_size(result['bytes'])} in {result['seconds']:.1f} s; "
-          f"{result['skipped_identical']} identical files left as they were")
-    for warning in result["warnings"]:
+    print(f"restored {_restored_what(result)} archive {result.archive} into {result.target}: "
+          f"{result.restored} entries, {console.human_size(result.bytes)} in {result.seconds:.1f} s; "
+          f"{result.skipped_identical} identical files left as they were")
+    for warning in result.warnings:
         print(f"warning: {warning}")
-    if result["kept_aside"]:
-        print(f"{len(result['kept_aside'])} local files differed and were kept in {result['kept_dir']}:")
-        for path in result["kept_aside"][:20]:
+    if result.kept_aside:
+        print(f"{len(result.kept_aside)} local files differed and were kept in {result.kept_dir}:")
+        for path in result.kept_aside[:20]:
             print(f"  {path}")
-        if len(result["kept_aside"]) > 20:
-            print(f"  … and {len(result['kept_aside']) - 20} more")
-    if result.get("resumed"):
-        print(f"resumed an interrupted restore: {', '.join(result['resumed'])} had already been restored")
-    if result.get("adopted"):
-        print(f"this computer is now {result['adopted']!r}: its backups continue in the same repository")
-    if result.get("enrolled_as"):
-        print(f"this computer is enrolled as a new machine, {result['enrolled_as']!r}")
+        if len(result.kept_aside) > 20:
+            print(f"  … and {len(result.kept_aside) - 20} more")
+    if result.resumed:
+        print(f"resumed an interrupted restore: {', '.join(result.resumed)} had already been restored")
+    if result.adopted:
+        print(f"this computer is now {result.adopted!r}: its backups continue in the same repository")
+    if result.enrolled_as:
+        print(f"this computer is enrolled as a new machine, {result.enrolled_as!r}")
 
 
-def _restored_what(result: dict) -> str:
-    return f"template {result['template']!r}" if result.get("template") else repr(result["machine"])
+def _restored_what(result: RestoreResult | RestorePreview) -> str:
+    return f"template {result.template!r}" if result.template else repr(result.machine)
 
 
-def _print_preview(result: dict) -> None:
-    speed = (f"{console.human_size(result['throughput'])}/s, the speed of the last restore here"
-             if result["throughput_measured"] else
-             f"an assumed {console.human_size(result['throughput'])}/s: no restore was measured here yet")
-    print(f"restoring {_restored_what(result)} archive {result['archive']} into {result['target']} would write "
-          f"{result['new_entries']} new entries ({console.human_size(result['new_bytes'])} of "
-          f"{console.human_size(result['total_bytes'])}), leave {result['identical']} identical files as they are,"
-          f" and keep {len(result['kept_aside'])} differing local entries aside; about "
-          f"{result['estimated_seconds']:.0f} s at {speed}")
-    for path in result["kept_aside"][:20]:
+def _print_preview(result: RestorePreview) -> None:
+    speed = (f"{console.human_size(result.throughput)}/s, the speed of the last restore here"
+             if result.throughput_measured else
+             f"an assumed {console.human_size(result.throughput)}/s: no restore was measured here yet")
+    print(f"restoring {_restored_what(result)} archive {result.archive} into {result.target} would write "
+          f"{result.new_entries} new entries ({console.human_size(result.new_bytes)} of "
+          f"{console.human_size(result.total_bytes)}), leave {result.identical} identical files as they are,"
+          f" and keep {len(result.kept_aside)} differing local entries aside; about "
+          f"{result.estimated_seconds:.0f} s at {speed}")
+    for path in result.kept_aside[:20]:
         print(f"  would keep aside: {path}")
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         print(f"warning: {warning}")
-    if result.get("would_adopt"):
-        print(f"then this computer would become {result['would_adopt']!r} (its key replaced on the server)")
-    if result.get("would_enroll_as"):
-        print(f"then this computer would be enrolled as a new machine, {result['would_enroll_as']!r}")
+    if result.would_adopt:
+        print(f"then this computer would become {result.would_adopt!r} (its key replaced on the server)")
+    if result.would_enroll_as:
+        print(f"then this computer would be enrolled as a new machine, {result.would_enroll_as!r}")
     print("nothing was written (dry run)")
 
 

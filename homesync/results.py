@@ -36,3 +36,65 @@ class BackupResult:
 
     def as_json(self) -> dict:
         return dict(self.report(), duration=self.duration, warnings=list(self.warnings), indexed=self.indexed)
+
+
+def _without_none(figures: dict, *optional: str) -> dict:
+    """Return figures without the optional keys that hold None (JSON leaves them out)."""
+    return {k: v for k, v in figures.items() if not (k in optional and v is None)}
+
+
+@dataclass
+class RestoreResult:
+    """One restore, as it goes (the running totals a failed restore reports) and once
+    done: what was merged into the target, what was kept aside, when the home became
+    usable (settings and documents merged) and how long each part took (`timings`)."""
+
+    machine: str
+    machine_id: str
+    archive: str
+    target: str
+    restored: int = 0
+    bytes: int = 0
+    skipped_identical: int = 0
+    kept_aside: list[str] = field(default_factory=list)
+    protected_skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    usable_seconds: float | None = None
+    jobs: int = 1
+    timings: dict = field(default_factory=lambda: {"parts": []})
+    kept_dir: str | None = None
+    seconds: float = 0.0
+    template: str | None = None      # restored from a template home, not a machine
+    adopted: str | None = None       # this computer became the restored machine (--adopt)
+    enrolled_as: str | None = None   # this computer was enrolled as a new machine (--as-new)
+
+    def as_json(self) -> dict:
+        return _without_none(asdict(self), "template", "adopted", "enrolled_as")
+
+
+@dataclass
+class RestorePreview:
+    """What a restore would do (`--dry-run`): nothing was written."""
+
+    machine: str
+    machine_id: str
+    archive: str
+    target: str
+    new_entries: int
+    new_bytes: int
+    identical: int
+    kept_aside: list[str]
+    protected: list[str]
+    total_bytes: int
+    estimated_seconds: float
+    throughput: float
+    throughput_measured: bool
+    warnings: list[str] = field(default_factory=list)
+    template: str | None = None
+    would_adopt: str | None = None
+    would_enroll_as: str | None = None
+
+    def as_json(self) -> dict:
+        return _without_none(dict(asdict(self), dry_run=True), "template", "would_adopt", "would_enroll_as")

@@ -29,6 +29,7 @@ from homesync.errors import (Cancelled, ConflictError, ConnectionFailedError, Ho
                              UsageError)
 from homesync.extraction import STAGING_PREFIX, Staged
 from homesync.restore_plan import Phase
+from homesync.results import RestorePreview, RestoreResult
 
 Progress = Callable[[float, str], None]
 ASSUMED_THROUGHPUT = 40e6  # bytes/s when nothing was measured yet: a cautious figure (bench/)
@@ -64,7 +65,8 @@ class Source:
     published: dict[str, str] | None = None
 
 
-def restore(paths: Paths, request: Request, login: Callable[[], Login], progress: Progress | None = None) -> dict:
+def restore(paths: Paths, request: Request, login: Callable[[], Login],
+            progress: Progress | None = None) -> RestoreResult | RestorePreview:
     """Restore request.machine (or request.template) into request.target (or preview
     it); return what was done. Raise HomesyncError with one clear line if anything is
     wrong; nothing local is lost."""
@@ -87,29 +89,27 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login], progress
         items = _list_items(source, archive, include)
         _check_selected(include, items, archive)
         if request.dry_run:
-            preview = _template_named(source, _preview(paths, source, archive, items, target))
-            if request.adopt:
-                preview["would_adopt"] = source.machine["name"]
-            if request.as_new:
-                preview["would_enroll_as"] = request.as_new
+            preview = _preview(paths, source, archive, items, target)
+            preview.would_adopt = source.machine["name"] if request.adopt else None
+            preview.would_enroll_as = request.as_new or None
             return preview
-        totals = _new_totals()
-        totals["timings"].update(archives=round(picked - started, 3), listing=round(time.monotonic() - picked, 3))
+        result = RestoreResult(source.machine["name"], source.machine["id"], archive, str(target),
+                               template=_template_name(source))
+        result.timings.update(archives=round(picked - started, 3), listing=round(time.monotonic() - picked, 3))
         try:
-            result = _restore_phases(paths, source, archive, items, target, include, progress, totals,
-                                     beside=request.beside, jobs=jobs, started=started)
-            result["warnings"][:0] = state_files.take_notes()  # a damaged progress file, set aside
+            _restore_phases(paths, source, archive, items, target, include, progress, result,
+                            beside=request.beside, jobs=jobs, started=started)
+            result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
         except (HomesyncError, OSError, KeyboardInterrupt) as e:
-            _report_failure(source, archive, totals, time.monotonic() - started, e)
+            _report_failure(source, archive, result, time.monotonic() - started, e)
             raise
-        result["seconds"] = time.monotonic() - started
+        result.seconds = time.monotonic() - started
         _remember_throughput(paths, result)
         _report(source, archive, result)
-        _template_named(source, result)
         if request.adopt:
-            result["adopted"] = _adopt(paths, source)
+            result.adopted = _adopt(paths, source)
         if request.as_new:
-            result["enrolled_as"] = _enroll_as_new(paths, source, request.as_new)
+            result.enrolled_as = _enroll_as_new(paths, source, request.as_new)
         return result
 
 
@@ -129,10 +129,9 @@ def _check_template_request(request: Request) -> None:
                          "restore the template, then enroll this computer with `homesync enroll`")
 
 
-def _template_named(source: Source, result: dict) -> dict:
-    if source.published is not None:
-        result["template"] = source.machine["name"]
-    return result
+def _template_name(source: Source) -> str | None:
+    """Return the template's name when source is a template home, else None."""
+    return source.machine["name"] if source.published is not None else None
 
 
 def _check_identity_request(request: Request, config) -> None:
@@ -274,25 +273,19 @@ def _check_selected(include: list[str], items: list[dict], archive: str) -> None
                             "see `homesync find PATTERN` for where and when it was backed up")
 
 
-def _preview(paths: Paths, source: Source, archive: str, items: list[dict], target: Path) -> dict:
+def _preview(paths: Paths, source: Source, archive: str, items: list[dict], target: Path) -> RestorePreview:
     plan = restore_plan.preview(items, target, paths.own_inside(target))
     throughput, measured = _throughput(paths)
-    return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
-            "target": str(target), "dry_run": True, **asdict(plan),
-            "estimated_seconds": round(plan.new_bytes / throughput, 1),
-            "throughput": throughput, "throughput_measured": measured, "warnings": state_files.take_notes()}
-
-
-def _new_totals() -> dict:
-    """Return the running totals of a restore (kept by the caller: a failed restore reports them)."""
-    return {"restored": 0, "bytes": 0, "skipped_identical": 0, "kept_aside": [], "protected_skipped": [],
-            "warnings": [], "phases": [], "resumed": [], "usable_seconds": None, "jobs": 1,
-            "timings": {"parts": []}}
+    return RestorePreview(source.machine["name"], source.machine["id"], archive, str(target), **asdict(plan),
+                          estimated_seconds=round(plan.new_bytes / throughput, 1), throughput=throughput,
+                          throughput_measured=measured, warnings=state_files.take_notes(),
+                          template=_template_name(source))
 
 
 def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict], target: Path,
-                    include: list[str], progress: Progress | None, totals: dict, beside: bool = False,
-                    jobs: int = 1, started: float | None = None) -> dict:
+                    include: list[str], progress: Progress | None, totals: RestoreResult, beside: bool = False,
+                    jobs: int = 1, started: float | None = None) -> None:
+    """Extract, verify and merge every phase not yet done, adding up into totals."""
     started = time.monotonic() if started is None else started
     phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
     progress_file = paths.state_dir / "restore-progress.json"
@@ -305,18 +298,18 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
     for stale in target.glob(STAGING_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
-    totals["resumed"] = sorted(done)
+    totals.resumed = sorted(done)
     todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
     parts = _parts(todo, items, jobs)
     left = Counter(piece.name for part in parts for piece in part.merges or [part])
-    totals["jobs"] = jobs = min(jobs, len(parts)) or 1
+    totals.jobs = jobs = min(jobs, len(parts)) or 1
     _note_usable(totals, left, include, started)
     reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)
     with extraction.Extractions(reading, items, target, parts, jobs, progress) as extractions:
         for number, part in enumerate(parts):
             waiting = time.monotonic()
             staged = extractions.take(number)
-            totals["warnings"] += staged.warnings
+            totals.warnings += staged.warnings
             for piece, staging in _pieces(staged, target):
                 merging = time.monotonic()
                 merged = _merge_part(paths, source, items, target, kept_dir, piece, staging,
@@ -324,7 +317,7 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
                 _add_up(totals, merged, staged, piece, waited=merging - waiting, merged_in=time.monotonic() - merging)
                 left[piece.name] -= 1
                 if left[piece.name] == 0:
-                    totals["phases"].append(piece.name)
+                    totals.phases.append(piece.name)
                     done.add(piece.name)
                     agent_config.write_private(progress_file, json.dumps(
                         {"machine_id": source.machine["id"], "archive": archive, "target": str(target),
@@ -336,8 +329,7 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
         # borg 1.4 does not keep "."'s mtime on extract; take it from the listing (µs).
         os.utime(target, ns=(time.time_ns(), borg.listed_mtime_ns(root)), follow_symlinks=False)
     progress_file.unlink(missing_ok=True)
-    return {"machine": source.machine["name"], "machine_id": source.machine["id"], "archive": archive,
-            "target": str(target), **totals, "kept_dir": str(kept_dir) if totals["kept_aside"] else None}
+    totals.kept_dir = str(kept_dir) if totals.kept_aside else None
 
 
 def _parts(todo: list[Phase], items: list[dict], jobs: int) -> list[Phase]:
@@ -350,12 +342,12 @@ def _parts(todo: list[Phase], items: list[dict], jobs: int) -> list[Phase]:
     return parts
 
 
-def _note_usable(totals: dict, left: Counter, include: list[str], started: float) -> None:
+def _note_usable(totals: RestoreResult, left: Counter, include: list[str], started: float) -> None:
     """Record when the home became usable: every phase before the rest merged (for a
     --path, everything)."""
     waiting_for = [name for name, n in left.items() if n and (include or name != restore_plan.REST)]
-    if totals["usable_seconds"] is None and not waiting_for:
-        totals["usable_seconds"] = round(time.monotonic() - started, 3)
+    if totals.usable_seconds is None and not waiting_for:
+        totals.usable_seconds = round(time.monotonic() - started, 3)
 
 
 def _pieces(staged: Staged, target: Path) -> Iterator[tuple[Phase, Path]]:
@@ -375,14 +367,14 @@ def _pieces(staged: Staged, target: Path) -> Iterator[tuple[Phase, Path]]:
     yield last, staged.staging
 
 
-def _add_up(totals: dict, merged: merge.MergeResult, staged: Staged, piece: Phase, waited: float,
+def _add_up(totals: RestoreResult, merged: merge.MergeResult, staged: Staged, piece: Phase, waited: float,
             merged_in: float) -> None:
-    totals["restored"] += merged.restored
-    totals["bytes"] += merged.bytes_restored
-    totals["skipped_identical"] += merged.skipped_identical
-    totals["kept_aside"] += [os.fsdecode(p) for p in merged.kept_aside]
-    totals["protected_skipped"] += [os.fsdecode(p) for p in merged.protected_skipped]
-    totals["timings"]["parts"].append({
+    totals.restored += merged.restored
+    totals.bytes += merged.bytes_restored
+    totals.skipped_identical += merged.skipped_identical
+    totals.kept_aside += [os.fsdecode(p) for p in merged.kept_aside]
+    totals.protected_skipped += [os.fsdecode(p) for p in merged.protected_skipped]
+    totals.timings["parts"].append({
         "phase": piece.name, "extracted_with": staged.part.name, "bytes": staged.expected.get("bytes"),
         "extract": round(staged.extract_seconds, 3), "verify": round(staged.verify_seconds, 3),
         "waited": round(waited, 3), "merge": round(merged_in, 3)})
@@ -447,27 +439,27 @@ def _is_throughput(raw: object) -> bool:
     return isinstance(raw, dict) and state_files.number(raw.get("bytes_per_second")) and raw["bytes_per_second"] > 0
 
 
-def _remember_throughput(paths: Paths, result: dict) -> None:
-    if result["bytes"] > 10e6 and result["seconds"] > 0:
+def _remember_throughput(paths: Paths, result: RestoreResult) -> None:
+    if result.bytes > 10e6 and result.seconds > 0:
         agent_config.write_private(paths.state_dir / "restore-throughput.json", json.dumps(
-            {"bytes_per_second": result["bytes"] / result["seconds"]}).encode())
+            {"bytes_per_second": result.bytes / result.seconds}).encode())
 
 
-def _report(source: Source, archive: str, result: dict) -> None:
+def _report(source: Source, archive: str, result: RestoreResult) -> None:
     try:
-        _send_report(source, archive, result["restored"], result["bytes"], result["seconds"], "success")
+        _send_report(source, archive, result.restored, result.bytes, result.seconds, "success")
     except HomesyncError as e:
-        result["warnings"].append(f"the server could not record this restore: {e.message}")
+        result.warnings.append(f"the server could not record this restore: {e.message}")
 
 
-def _report_failure(source: Source, archive: str, totals: dict, seconds: float, error: BaseException) -> None:
+def _report_failure(source: Source, archive: str, totals: RestoreResult, seconds: float, error: BaseException) -> None:
     """Tell the server that this restore failed or was interrupted, and why (its audit
     records it); not when the server itself is what failed, and never raise."""
     if isinstance(error, ConnectionFailedError):
         return
     interrupted = isinstance(error, (KeyboardInterrupt, Cancelled))
     try:
-        _send_report(source, archive, totals["restored"], totals["bytes"], seconds,
+        _send_report(source, archive, totals.restored, totals.bytes, seconds,
                      "interrupted" if interrupted else "failed", error=_failure_line(error)[:500])
     except (HomesyncError, KeyboardInterrupt):
         pass

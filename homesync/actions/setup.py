@@ -173,6 +173,6 @@ def set_up(paths: Paths, offer: Offer, choice: Choice, *, first_backup: bool = T
     result = {"choice": choice.kind, "restore": done}
     if choice.kind == TEMPLATE:
         answer = enroll.enroll(paths, login.server, login.user, name, login.fingerprint, login.password)
-        done["enrolled_as"] = answer["name"]
-    result["machine"] = done.get("adopted") or done.get("enrolled_as")
+        done.enrolled_as = answer["name"]
+    result["machine"] = done.adopted or done.enrolled_as
     return result
