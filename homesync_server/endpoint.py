@@ -22,6 +22,7 @@ from homesync_server.sessions import SessionSlots, WaitingRoom
 logger = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
 HANDSHAKE_TIMEOUT = 20.0
+ACCEPT_POLL = 0.5  # seconds: how soon the main thread runs a signal's handler at the latest
 # Channels one connection may hold open at once (beyond those, opening one is refused);
 # a refused login (directory down) needs only the one that tells it why.
 MAX_CHANNELS = 10
@@ -197,9 +198,15 @@ class Endpoint:
     def serve_forever(self) -> None:
         """Accept connections until stop() is called."""
         threading.Thread(target=self._close_overdue, daemon=True, name="login-deadlines").start()
+        # accept wakes up every ACCEPT_POLL seconds: a signal that the kernel gives to
+        # another thread does not interrupt it, and Python runs its handler (the drain)
+        # only in the main thread, between two calls
+        self.sock.settimeout(ACCEPT_POLL)
         while not self._stopping.is_set() and not self._draining.is_set():
             try:
                 conn, peer = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 if self._stopping.is_set() or self._draining.is_set():
                     break

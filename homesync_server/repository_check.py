@@ -137,7 +137,7 @@ def _roll_back(services: Services, machine_id: str, state: dict, problems: list[
         with rollback.locked(path, ROLLBACK_WAIT):
             moved = rollback.roll_back(path, good, state["key"], aside)
             rollback.forget_client_state(services.layout.borg_home, path)
-        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT, on_start)
+        repo = escrowed.unsealed(services, machine_id, LOCK_WAIT)  # not stopped midway: it records the freeze
         names = {a["name"] for a in repo.listing()}
         restored = not set(missing) - names
         gone = [r["name"] for r in services.index.archive_observations(machine_id)

@@ -104,8 +104,9 @@ def _drain(services: Services, endpoint: Endpoint, checks: SessionChecks, heartb
             logger.info("drained: no session runs")
             return
         stop.wait(0.2)
-    logger.warning("drain bound reached with %d session(s) running: closing them (borg keeps its last "
-                   "checkpoint; the agents try again)", endpoint.slots.running())
+    why = "a second signal" if stop.is_set() else "drain bound reached"
+    logger.warning("%s with %d session(s) running: closing them (borg keeps its last checkpoint; the agents "
+                   "try again)", why, endpoint.slots.running())
 
 
 def _sweep_grants(services: Services, stop: threading.Event) -> None:
