@@ -217,7 +217,7 @@ def split(phase: Phase, items: list[dict], parts: int, busy: tuple[int, ...] = (
     count = min(parts, len(units), max(1, total // MIN_PART_WEIGHT))
     if count <= 1:
         return [phase]
-    loads = sorted((list(busy) + [0] * count)[:count])
+    loads = sorted([*busy, *[0] * (parts - len(busy))])[:count]  # the extractions that are free first
     bins: list[tuple[int, list[str]]] = [(load, []) for load in loads]
     for names, weighs in sorted(units, key=lambda u: (-u[1], u[0])):
         lightest = min(range(count), key=lambda b: bins[b][0])

@@ -150,6 +150,8 @@ def test_the_part_for_an_idle_extraction_comes_first_and_takes_more():
     assert idle.paths == ("Pictures", "Videos") and after.excludes == ("Pictures", "Videos")
     assert restore_plan.weight(idle, items) > restore_plan.weight(after, items)
     assert restore_plan.split(rest, items, 2, busy=(1 << 40,)) == [rest], "nothing left for the busy one"
+    two = [i for i in items if not i["path"].startswith(("Music", "Projects"))]
+    assert len(restore_plan.split(rest, two, 4, busy=(700 << 20,))) == 2, "three extractions idle: the busy one waits"
 
 
 def test_a_small_phase_is_not_split():
