@@ -73,7 +73,7 @@ class SessionChecks:
             self._stopping = True
             self._changed.notify()
             running = self._borg
-        if running:
+        if running and running.process.returncode is None:  # a check's earlier borg, ended: its pid may be reused
             running.terminate()
         if self._thread.is_alive():
             self._thread.join(timeout)
