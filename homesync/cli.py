@@ -319,11 +319,11 @@ def _print_preview(result: RestorePreview) -> None:
              if result.throughput_measured else
              f"an assumed {console.human_size(result.throughput)}/s: no restore was measured here yet")
     print(f"restoring {_restored_what(result)} archive {result.archive} into {result.target} would write "
-          f"{result.new_entries} new entries ({console.human_size(result.new_bytes)} of "
-          f"{console.human_size(result.total_bytes)}), leave {result.identical} identical files as they are,"
-          f" and keep {len(result.kept_aside)} differing local entries aside; about "
+          f"{result.plan.new_entries} new entries ({console.human_size(result.plan.new_bytes)} of "
+          f"{console.human_size(result.plan.total_bytes)}), leave {result.plan.identical} identical files as they"
+          f" are, and keep {len(result.plan.kept_aside)} differing local entries aside; about "
           f"{result.estimated_seconds:.0f} s at {speed}")
-    for path in result.kept_aside[:20]:
+    for path in result.plan.kept_aside[:20]:
         print(f"  would keep aside: {path}")
     for warning in result.warnings:
         print(f"warning: {warning}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from homesync.restore_plan import Preview
+
 
 @dataclass
 class BackupResult:
@@ -82,12 +84,7 @@ class RestorePreview:
     machine_id: str
     archive: str
     target: str
-    new_entries: int
-    new_bytes: int
-    identical: int
-    kept_aside: list[str]
-    protected: list[str]
-    total_bytes: int
+    plan: Preview  # what would be written, left, kept aside (restore_plan.preview)
     estimated_seconds: float
     throughput: float
     throughput_measured: bool
@@ -97,4 +94,6 @@ class RestorePreview:
     would_enroll_as: str | None = None
 
     def as_json(self) -> dict:
-        return _without_none(dict(asdict(self), dry_run=True), "template", "would_adopt", "would_enroll_as")
+        figures = {k: v for k, v in asdict(self).items() if k != "plan"}
+        return _without_none(dict(figures, **asdict(self.plan), dry_run=True), "template", "would_adopt",
+                             "would_enroll_as")

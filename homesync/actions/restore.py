@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
@@ -276,7 +276,7 @@ def _check_selected(include: list[str], items: list[dict], archive: str) -> None
 def _preview(paths: Paths, source: Source, archive: str, items: list[dict], target: Path) -> RestorePreview:
     plan = restore_plan.preview(items, target, paths.own_inside(target))
     throughput, measured = _throughput(paths)
-    return RestorePreview(source.machine["name"], source.machine["id"], archive, str(target), **asdict(plan),
+    return RestorePreview(source.machine["name"], source.machine["id"], archive, str(target), plan,
                           estimated_seconds=round(plan.new_bytes / throughput, 1), throughput=throughput,
                           throughput_measured=measured, warnings=state_files.take_notes(),
                           template=_template_name(source))
