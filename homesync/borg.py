@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from homesync import execute
-from homesync.errors import (BorgCacheError, BorgError, Cancelled, ConnectionFailedError, HomesyncError,
+from homesync.errors import (ArchiveMissingError, BorgCacheError, BorgError, Cancelled, ConnectionFailedError, HomesyncError,
                              RepositoryLockedError, from_wire)
 
 logger = logging.getLogger(__name__)
@@ -364,6 +364,8 @@ def _interpret(argv: Sequence[str], done: execute.Completed, messages: list[dict
     trace = _traceback(messages)
     if trace:
         logger.error("borg %s crashed (rc %s):\n%s", command, rc, trace)
+    if any(m.get("msgid") == "Archive.DoesNotExist" for m in messages):
+        raise ArchiveMissingError(f"borg {command}: {last}")
     if _CACHE_SOURCE in trace:
         raise BorgCacheError(f"borg {command} failed in its local cache (rc {rc}): {last}",
                              "the cache is rebuilt at the next backup")

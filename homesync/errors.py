@@ -176,6 +176,12 @@ class BorgCacheError(BorgError):
     kind = "borg_cache"
 
 
+class ArchiveMissingError(BorgError):
+    """borg was asked for an archive the repository does not hold."""
+
+    kind = "archive_missing"
+
+
 class DiskFullError(HomesyncError):
     """No space left: on the backup server (its repository or index) or on this computer."""
 

@@ -12,14 +12,15 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from homesync import borg, execute, restore_plan
-from homesync.errors import BorgError, DiskFullError, RestoreError
+from homesync.errors import BorgError, Cancelled, DiskFullError, HomesyncError, RestoreError
 from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
 STAGING_PREFIX = ".homesync-restore-"
+EARLY, EARLY_NAME = -1, "settings, documents"  # the extraction started before the listing, while it runs
 
 
 @dataclass(frozen=True)
@@ -46,23 +47,43 @@ class Staged:
 
 class Extractions:
     """Runs the extractions of a list of parts on up to `jobs` threads, in order; the
-    caller takes each part's result in the same order. Closing stops what still runs
+    caller takes each part's result in the same order. With `early`, the first
+    extraction (settings and documents, restore_plan.EARLY_PATHS) starts at once, before
+    the listing that plans the parts is there; `start` keeps it when the plan's first
+    part restores exactly that, and stops it otherwise. Closing stops what still runs
     and removes every staging directory not yet merged."""
 
-    def __init__(self, archive: Archive, items: list[dict], target: Path, parts: list[Phase], jobs: int,
-                 progress: Progress | None = None) -> None:
+    def __init__(self, archive: Archive, target: Path, jobs: int, progress: Progress | None = None,
+                 early: bool = False) -> None:
         self.archive = archive
         self.target = target
-        self.parts = parts
-        self._expected = [restore_plan.expected_tally([i for i in items if i["path"] == "." or p.holds(i["path"])])
-                          for p in parts]
-        self._progress = _Bar(progress, parts, [e["bytes"] or 0 for e in self._expected])
+        self.parts: list[Phase] = []
+        self._expected: list[dict] = []
+        self._progress = progress
+        self._bar: _Bar | None = None
         self._running: dict[int, execute.Running] = {}
         self._stagings: set[Path] = set()
         self._lock = threading.Lock()
         self._stopping = False
+        self._planned = threading.Event()
+        self._early_stopped = False
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="extract")
-        self._futures: list[Future] = [self._pool.submit(self._extract, n) for n in range(len(parts))]
+        self._futures: list[Future] = [self._pool.submit(self._extract_early)] if early else []
+
+    def start(self, items: list[dict], parts: list[Phase]) -> None:
+        """Given the listing and the parts to extract in order, extract every part not
+        running yet. Raise DiskFullError if the early part's files cannot fit."""
+        self.parts = parts
+        self._expected = [restore_plan.expected_tally([i for i in items if i["path"] == "." or p.holds(i["path"])])
+                          for p in parts]
+        if self._progress is not None:
+            self._bar = _Bar(self._progress, parts, [e["bytes"] or 0 for e in self._expected])
+        if self._futures and not (parts and restore_plan.extracts_early(parts[0], items)):
+            self._stop_early()
+        self._planned.set()
+        if self._futures:
+            check_room(self.target, self._expected[0]["bytes"] or 0, self.archive.name, parts[0].name)
+        self._futures += [self._pool.submit(self._extract, n) for n in range(len(self._futures), len(parts))]
 
     def take(self, number: int) -> Staged:
         """Wait for part `number` to be extracted and verified; return it, or raise why not."""
@@ -83,6 +104,7 @@ class Extractions:
             future.cancel()
         for process in running:
             process.terminate()
+        self._planned.set()
         self._pool.shutdown(wait=True)
         for staging in list(self._stagings):
             shutil.rmtree(staging, ignore_errors=True)
@@ -93,15 +115,56 @@ class Extractions:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _stop_early(self) -> None:
+        """Stop the early extraction, which the plan does not use; wait until it is gone
+        with its staging directory."""
+        early = self._futures.pop()
+        with self._lock:
+            self._early_stopped = True
+            process = self._running.get(EARLY)
+        if process is not None:
+            process.terminate()
+        self._planned.set()
+        try:
+            early.result()
+        except HomesyncError:
+            pass  # stopped, or failed: the plan's own first part says why, if it fails too
+
+    def _extract_early(self) -> Staged:
+        staging = self._new_staging()
+        started = time.monotonic()
+        try:
+            warnings = self._run_borg(EARLY, restore_plan.EARLY_PATHS, (), (), staging)
+            extracted = time.monotonic()
+            self._planned.wait()
+            if self._early_stopped or self._stopping:
+                raise Cancelled("the early extraction was stopped: the plan does not use it")
+        except HomesyncError:
+            if self._early_stopped:
+                self.merged(Staged(restore_plan.Phase(EARLY_NAME), staging, [], 0.0, 0.0))
+            raise
+        return self._verified(0, staging, warnings, started, extracted)
+
     def _extract(self, number: int) -> Staged:
         part, expected = self.parts[number], self._expected[number]
-        check_room(self.target, expected["bytes"] or 0, self.archive.name, part)
+        check_room(self.target, expected["bytes"] or 0, self.archive.name, part.name)
+        staging = self._new_staging()
+        started = time.monotonic()
+        # names are literal (`pp:`): a top-level name such as "re:x" or "sh:*" is no pattern
+        paths = part.paths if part.selection else [f"pp:{name}" for name in part.paths]
+        warnings = self._run_borg(number, paths, [f"pp:{name}" for name in part.excludes], part.patterns, staging)
+        return self._verified(number, staging, warnings, started, time.monotonic())
+
+    def _new_staging(self) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.target))
         with self._lock:
             self._stagings.add(staging)
-        started = time.monotonic()
-        warnings = self._run_borg(number, part, staging)
-        extracted = time.monotonic()
+        return staging
+
+    def _verified(self, number: int, staging: Path, warnings: list[str], started: float, extracted: float) -> Staged:
+        """Return part `number` as Staged once its staging directory holds what the
+        listing says it must; raise RestoreError if it does not."""
+        part, expected = self.parts[number], self._expected[number]
         found = restore_plan.staged_tally(staging)
         if expected["bytes"] is None:
             found["bytes"] = None
@@ -111,58 +174,59 @@ class Extractions:
                 f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
         return Staged(part, staging, warnings, extracted - started, time.monotonic() - extracted, expected)
 
-    def _run_borg(self, number: int, part: Phase, staging: Path) -> list[str]:
+    def _run_borg(self, number: int, paths: Sequence[str], excludes: Sequence[str], patterns: Sequence[str],
+                  staging: Path) -> list[str]:
         # --progress costs borg a pass over the archive's items to size it: only for a bar
-        # names are literal (`pp:`): a top-level name such as "re:x" or "sh:*" is no pattern
-        paths = part.paths if part.selection else [f"pp:{name}" for name in part.paths]
         argv = borg.make_extract_command(self.archive.location, self.archive.name, paths,
-                                         progress=self._progress.progress is not None,
-                                         excludes=[f"pp:{name}" for name in part.excludes], patterns=part.patterns)
+                                         progress=self._progress is not None, excludes=excludes, patterns=patterns)
 
         def started(process: execute.Running) -> None:
             with self._lock:
                 self._running[number] = process
-                stopping = self._stopping
+                stopping = self._stopping or (number == EARLY and self._early_stopped)
             if stopping:
                 process.terminate()
+
+        def on_event(event: dict) -> None:
+            if self._bar is not None:  # the bar comes with the plan; the early part is its first
+                self._bar.event(max(number, 0), event)
         try:
             extracted = borg.run_borg(argv, self.archive.environment, self.archive.passphrase, cwd=str(staging),
-                                      on_event=self._progress.events(number), on_start=started)
+                                      on_event=on_event if self._progress else None, on_start=started)
         except BorgError as e:
             if no_space([e.message]):
-                raise target_full(self.target, self.archive.name, part, "") from None
+                raise target_full(self.target, self.archive.name, self._part_name(number), "") from None
             raise
         finally:
             with self._lock:
                 self._running.pop(number, None)
         if no_space(extracted.warnings):
-            raise target_full(self.target, self.archive.name, part, "")
+            raise target_full(self.target, self.archive.name, self._part_name(number), "")
         return extracted.warnings
+
+    def _part_name(self, number: int) -> str:
+        return EARLY_NAME if number == EARLY else self.parts[number].name
 
 
 class _Bar:
     """One progress bar for parts extracted at once: the share of all their bytes done,
     named after the phases still being extracted."""
 
-    def __init__(self, progress: Progress | None, parts: list[Phase], sizes: list[int]) -> None:
+    def __init__(self, progress: Progress, parts: list[Phase], sizes: list[int]) -> None:
         self.progress = progress
         self.parts = parts
         self.sizes = [max(1, s) for s in sizes]
         self.done = [0.0] * len(parts)
         self.lock = threading.Lock()
 
-    def events(self, number: int) -> Callable[[dict], None] | None:
-        if self.progress is None:
-            return None
-
-        def on_event(event: dict) -> None:
-            if event.get("type") != "progress_percent":
-                return
-            if event.get("total"):
-                self._update(number, event.get("current", 0) / event["total"])
-            elif event.get("finished"):
-                self._update(number, 1.0)
-        return on_event
+    def event(self, number: int, event: dict) -> None:
+        """Take one of borg's progress events of part `number`."""
+        if event.get("type") != "progress_percent":
+            return
+        if event.get("total"):
+            self._update(number, event.get("current", 0) / event["total"])
+        elif event.get("finished"):
+            self._update(number, 1.0)
 
     def _update(self, number: int, fraction: float) -> None:
         with self.lock:
@@ -180,17 +244,17 @@ def no_space(messages: list[str]) -> bool:
     return any(text in m for m in messages for text in _NO_SPACE)
 
 
-def check_room(target: Path, needed: int, archive: str, part: Phase) -> None:
+def check_room(target: Path, needed: int, archive: str, part: str) -> None:
     """Raise DiskFullError if the target's file system has less room than the part's files."""
     free = shutil.disk_usage(target).free
     if needed > free:
         raise target_full(target, archive, part, f": it needs {_size(needed)}, {_size(free)} are free")
 
 
-def target_full(target: Path, archive: str, part: Phase, detail: str) -> DiskFullError:
+def target_full(target: Path, archive: str, part: str, detail: str) -> DiskFullError:
     return DiskFullError(
         f"this computer's disk is full: the restore of archive {archive} into {target} stopped before "
-        f"merging its part {part.name!r}{detail}",
+        f"merging its part {part!r}{detail}",
         f"nothing local was changed; free space on the file system of {target}, then run the same restore "
         "again: it continues with that part")
 

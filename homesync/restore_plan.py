@@ -104,13 +104,32 @@ def plan_phases(items: list[dict]) -> list[Phase]:
 def joined(phases: list[Phase]) -> list[Phase]:
     """Given the phases still to restore, return what to extract: settings and documents
     in one extraction, merged one after the other (a borg run costs more than the
-    settings themselves: docs/architecture.md), then the rest."""
+    settings themselves: docs/architecture.md), then the rest. The joint extraction is
+    never split, so that it can be the one started before the listing (EARLY_PATHS)."""
     early = [p for p in phases if p.name in (SETTINGS, DOCUMENTS)]
-    if len(early) < 2:
+    if not early:
         return phases
     joint = Phase(", ".join(p.name for p in early), paths=tuple(n for p in early for n in p.paths),
                   merges=tuple(early))
     return [joint] + [p for p in phases if p not in early]
+
+
+# Settings and documents as borg paths that need no listing: a full restore starts
+# extracting them while the archive is still being listed (docs/architecture.md).
+EARLY_PATHS = (r"re:^\.[^/]", *(f"pp:{name}" for name in DOCUMENT_DIRS))
+
+
+def early_names(items: list[dict]) -> set[str]:
+    """Return the top-level names that EARLY_PATHS extract from an archive so listed."""
+    tops = {top_level(i["path"]) for i in items} - {"."}
+    return {top for top in tops if top.startswith(".") or top in DOCUMENT_DIRS}
+
+
+def extracts_early(part: Phase, items: list[dict]) -> bool:
+    """Return whether a part restores exactly what EARLY_PATHS extract: the joint part of
+    settings and documents, when no hard link or name borg cannot list in UTF-8 moved
+    one of their names into the rest."""
+    return bool(part.merges) and set(part.paths) == early_names(items)
 
 
 def expected_tally(items: list[dict]) -> dict:

@@ -425,8 +425,8 @@ class SqlIndex(NodesAndLeases):
 
     def archives(self, machine_id: str) -> list[dict[str, Any]]:
         return self._query(
-            "SELECT name, start, \"end\", files, original_size, compressed_size, deduplicated_size, result, error "
-            "FROM archives WHERE machine_id = ? ORDER BY \"end\"", (machine_id,))
+            "SELECT name, start, \"end\", files, original_size, compressed_size, deduplicated_size, result, error, "
+            "flag FROM archives WHERE machine_id = ? ORDER BY \"end\"", (machine_id,))
 
     # audit
 

@@ -25,8 +25,8 @@ from homesync import config as agent_config
 from homesync.actions import enroll
 from homesync.actions.listing import Login, enrolled_config, find_machine, is_this_machine
 from homesync.config import Paths
-from homesync.errors import (Cancelled, ConflictError, ConnectionFailedError, HomesyncError, NotFoundError, RestoreError,
-                             UsageError)
+from homesync.errors import (ArchiveMissingError, Cancelled, ConflictError, ConnectionFailedError, HomesyncError,
+                             NotFoundError, RestoreError, UsageError)
 from homesync.extraction import STAGING_PREFIX, Staged
 from homesync.restore_plan import Phase
 from homesync.results import RestorePreview, RestoreResult
@@ -84,33 +84,57 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login],
         started = time.monotonic()
         if request.as_new:
             _check_name_free(source, request.as_new)
-        archive = _pick_archive(source, request.archive)
-        picked = time.monotonic()
+        archive, indexed = _pick_archive(source, request.archive)
+        try:
+            return _restore_archive(paths, source, request, archive, indexed, target, include, jobs, progress, started)
+        except ArchiveMissingError:
+            if not indexed:
+                raise
+            # the index names an archive the repository no longer holds: its own newest
+            archive, _ = _pick_archive(source, request.archive, from_index=False)
+            return _restore_archive(paths, source, request, archive, False, target, include, jobs, progress, started)
+
+
+def _restore_archive(paths: Paths, source: Source, request: Request, archive: str, indexed: bool, target: Path,
+                     include: list[str], jobs: int, progress: Progress | None,
+                     started: float) -> RestoreResult | RestorePreview:
+    """Restore (or preview) one archive; `indexed`: its name came from the server's index,
+    and an ArchiveMissingError from its listing, before anything is written, is left to
+    the caller, unreported."""
+    picked = time.monotonic()
+    items = None
+    if include or request.dry_run:  # a selection is checked, and a preview made, before anything is written
         items = _list_items(source, archive, include)
         _check_selected(include, items, archive)
-        if request.dry_run:
-            preview = _preview(paths, source, archive, items, target)
-            preview.would_adopt = source.machine["name"] if request.adopt else None
-            preview.would_enroll_as = request.as_new or None
-            return preview
-        result = RestoreResult(source.machine["name"], source.machine["id"], archive, str(target),
-                               template=_template_name(source))
-        result.timings.update(archives=round(picked - started, 3), listing=round(time.monotonic() - picked, 3))
-        try:
-            _restore_phases(paths, source, archive, items, target, include, progress, result,
-                            beside=request.beside, jobs=jobs, started=started)
-            result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
-        except (HomesyncError, OSError, KeyboardInterrupt) as e:
-            _report_failure(source, archive, result, time.monotonic() - started, e)
+    if request.dry_run:
+        preview = _preview(paths, source, archive, items, target)
+        preview.would_adopt = source.machine["name"] if request.adopt else None
+        preview.would_enroll_as = request.as_new or None
+        return preview
+    result = RestoreResult(source.machine["name"], source.machine["id"], archive, str(target),
+                           template=_template_name(source))
+    result.timings.update(archives=round(picked - started, 3))
+    listing = (lambda: items) if items is not None else (lambda: _list_items(source, archive, include))
+    try:
+        _restore_phases(paths, source, archive, listing, target, include, progress, result,
+                        beside=request.beside, jobs=jobs, started=started)
+        result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
+    except ArchiveMissingError as e:
+        if indexed and not result.phases:
             raise
-        result.seconds = time.monotonic() - started
-        _remember_throughput(paths, result)
-        _report(source, archive, result)
-        if request.adopt:
-            result.adopted = _adopt(paths, source)
-        if request.as_new:
-            result.enrolled_as = _enroll_as_new(paths, source, request.as_new)
-        return result
+        _report_failure(source, archive, result, time.monotonic() - started, e)
+        raise
+    except (HomesyncError, OSError, KeyboardInterrupt) as e:
+        _report_failure(source, archive, result, time.monotonic() - started, e)
+        raise
+    result.seconds = time.monotonic() - started
+    _remember_throughput(paths, result)
+    _report(source, archive, result)
+    if request.adopt:
+        result.adopted = _adopt(paths, source)
+    if request.as_new:
+        result.enrolled_as = _enroll_as_new(paths, source, request.as_new)
+    return result
 
 
 def extraction_jobs(wanted: int | None) -> int:
@@ -240,7 +264,21 @@ def one_off_key(key_dir: str) -> tuple[Path, str]:
     return key_file, transport.public_key_line(key.pkey)
 
 
-def _pick_archive(source: Source, wanted: str) -> str:
+def _pick_archive(source: Source, wanted: str, from_index: bool = True) -> tuple[str, bool]:
+    """Return the archive to restore, and whether its name came from the server's index:
+    the newest recovery point the index holds for a machine (as the server observed
+    them: an archive it flagged for a false time never counts), which costs no borg run;
+    else, for a named archive, a template or a machine the index holds no backup of,
+    what the repository itself lists."""
+    if from_index and wanted == "latest" and source.published is None:
+        indexed = [r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
+                   if r["result"] in ("success", "warning") and not r.get("flag")]
+        if indexed:
+            return indexed[-1], True
+    return _listed_archive(source, wanted), False
+
+
+def _listed_archive(source: Source, wanted: str) -> str:
     listing = borg.run_borg(borg.make_list_archives_command(source.access.location),
                             source.access.environment(), source.passphrase).json
     names = [a["name"] for a in sorted(listing["archives"], key=lambda a: a["start"])
@@ -282,12 +320,13 @@ def _preview(paths: Paths, source: Source, archive: str, items: list[dict], targ
                           template=_template_name(source))
 
 
-def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict], target: Path,
+def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callable[[], list[dict]], target: Path,
                     include: list[str], progress: Progress | None, totals: RestoreResult, beside: bool = False,
                     jobs: int = 1, started: float | None = None) -> None:
-    """Extract, verify and merge every phase not yet done, adding up into totals."""
+    """Extract, verify and merge every phase not yet done, adding up into totals. A full
+    restore with nothing done yet starts extracting settings and documents while
+    `listing` (the archive's listing) is still running."""
     started = time.monotonic() if started is None else started
-    phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
     progress_file = paths.state_dir / "restore-progress.json"
     # homesync's own directories exist before anything is merged, so that writing progress
     # or an adopted identity later does not change the mtime of a restored parent
@@ -299,13 +338,18 @@ def _restore_phases(paths: Paths, source: Source, archive: str, items: list[dict
         shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals.resumed = sorted(done)
-    todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
-    parts = _parts(todo, items, jobs)
-    left = Counter(piece.name for part in parts for piece in part.merges or [part])
-    totals.jobs = jobs = min(jobs, len(parts)) or 1
-    _note_usable(totals, left, include, started)
     reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)
-    with extraction.Extractions(reading, items, target, parts, jobs, progress) as extractions:
+    with extraction.Extractions(reading, target, jobs, progress, early=not include and not done) as extractions:
+        listing_started = time.monotonic()
+        items = listing()
+        totals.timings["listing"] = round(time.monotonic() - listing_started, 3)
+        phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
+        todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
+        parts = _parts(todo, items, jobs)
+        left = Counter(piece.name for part in parts for piece in part.merges or [part])
+        totals.jobs = min(jobs, len(parts)) or 1
+        _note_usable(totals, left, include, started)
+        extractions.start(items, parts)
         for number, part in enumerate(parts):
             waiting = time.monotonic()
             staged = extractions.take(number)

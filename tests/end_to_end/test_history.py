@@ -114,6 +114,8 @@ def test_future_dated_archives_are_flagged_and_never_prune_the_real_ones(homesyn
     (drill,) = homesync_server.cli_json("drill", "--machine", machine_id)
     assert drill["archive"] in genuine and drill["archive"] == max(genuine)
     assert drill["rpo_seconds"] >= 0
+    preview = laptop.json("restore", "--machine", "Joe's Future", "--dry-run", "--target", str(laptop.home / "preview"))
+    assert preview["archive"] == max(genuine), "latest: the newest genuine backup, never a future-dated one"
     report = json.loads(homesync_server.cli("report", "--format", "json").stdout)
     (fleet_row,) = [m for m in report["machines"] if m["machine_id"] == machine_id]
     assert fleet_row["last_backup"] <= time.time() and fleet_row["archives"] == 2

@@ -5,7 +5,9 @@ never loosens the home directory's own mode."""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import stat
 
 from tests.support.homesync_server import PASSWORDS
@@ -94,3 +96,25 @@ def test_a_template_never_loosens_the_home_directorys_mode(homesync_server, comp
     assert (new.home / "welcome.txt").read_text() == "welcome"
     assert stat.S_IMODE(os.stat(new.home).st_mode) == 0o700
     remove(base)
+
+
+def test_a_backup_the_index_names_but_the_repository_lacks_is_passed_over(fresh_server, computer_factory):
+    # the restore takes the newest backup from the server's index (no borg run); where the
+    # repository no longer holds it (rolled back, deleted by hand), the repository's own
+    # newest is restored instead, and nothing of the missing one is reported as restored
+    _backed_up(fresh_server, computer_factory, "Gone laptop")
+    (machine_id, real), = fresh_server.index_rows("SELECT a.machine_id, a.name FROM archives a JOIN machines m "
+                                                  "ON m.id = a.machine_id WHERE m.name = 'Gone laptop'")
+    with sqlite3.connect(fresh_server.data / "index.sqlite") as db:
+        db.execute("INSERT INTO archives (machine_id, name, start, \"end\", files, original_size, compressed_size, "
+                   "deduplicated_size, result) SELECT machine_id, 'vanished', start + 60, \"end\" + 60, files, "
+                   "original_size, compressed_size, deduplicated_size, result FROM archives WHERE machine_id = ?",
+                   (machine_id,))
+    db.close()
+    new = computer_factory()
+    result = new.json("restore", "--machine", "Gone laptop", *new.remote_args(fresh_server, "joe"),
+                      input=PASSWORDS["joe"] + "\n")
+    assert result["archive"] == real and (new.home / "notes.txt").read_text() == "from the old computer"
+    restores = fresh_server.index_rows("SELECT action, detail FROM audit WHERE action LIKE 'restore%' "
+                                       "AND action != 'restore_grant' ORDER BY id")
+    assert [(action, json.loads(detail)["archive"]) for action, detail in restores] == [("restore", real)], restores

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ def test_parts_extracted_at_once_and_merged_in_order_give_the_archive_back(archi
     target = tmp_path / "target"
     target.mkdir()
     seen = []
-    with extraction.Extractions(reading, items, target, parts, 3, progress=lambda f, s: seen.append(f)) as runs:
+    with extraction.Extractions(reading, target, 3, progress=lambda f, s: seen.append(f)) as runs:
+        runs.start(items, parts)
         for number in range(len(parts)):
             staged = runs.take(number)
             merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=number == len(parts) - 1)
@@ -75,7 +77,8 @@ def test_closing_before_every_part_is_taken_removes_their_staging(archive, tmp_p
     parts = _parts(items, 2, monkeypatch)
     target = tmp_path / "target"
     target.mkdir()
-    with extraction.Extractions(reading, items, target, parts, 2) as runs:
+    with extraction.Extractions(reading, target, 2) as runs:
+        runs.start(items, parts)
         runs.take(0)
     assert not list(target.iterdir())
 
@@ -86,7 +89,55 @@ def test_a_part_that_does_not_match_the_listing_is_refused(archive, tmp_path, mo
     lying = [dict(i, size=i["size"] + 1) if i["path"] == ".config/app/settings.conf" else i for i in items]
     target = tmp_path / "target"
     target.mkdir()
-    with extraction.Extractions(reading, lying, target, parts, 1) as runs:
+    with extraction.Extractions(reading, target, 1) as runs:
+        runs.start(lying, parts)
         with pytest.raises(RestoreError, match="do not match"):
             runs.take(0)
+    assert not list(target.iterdir())
+
+
+def test_settings_and_documents_extracted_before_the_listing_is_there_are_kept(archive, tmp_path, monkeypatch):
+    reading, source, items = archive
+    monkeypatch.setattr(restore_plan, "MIN_PART_WEIGHT", 1)
+    phases = restore_plan.joined(restore_plan.plan_phases(items))
+    parts = [part for phase in phases for part in restore_plan.split(phase, items, 2)]
+    assert restore_plan.extracts_early(parts[0], items)
+    target = tmp_path / "target"
+    target.mkdir()
+    with extraction.Extractions(reading, target, 2, early=True) as runs:
+        deadline = time.monotonic() + 60
+        while not list(target.glob(extraction.STAGING_PREFIX + "*/.config/app/settings.conf")):
+            assert time.monotonic() < deadline, "settings extracted before the plan is there"
+            time.sleep(0.05)
+        runs.start(items, parts)
+        early = runs.take(0)
+        assert early.part == parts[0] and early.expected["-"] > 0
+        for number in range(len(parts)):
+            staged = early if number == 0 else runs.take(number)
+            merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=number == len(parts) - 1)
+            runs.merged(staged)
+    assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)
+    assert not list(target.glob(extraction.STAGING_PREFIX + "*"))
+
+
+def test_an_early_extraction_the_plan_does_not_use_is_stopped_and_leaves_nothing(archive, tmp_path):
+    reading, source, items = archive
+    everything = [restore_plan.Phase(restore_plan.REST)]  # one part by exclusion: not what the early one restores
+    target = tmp_path / "target"
+    target.mkdir()
+    with extraction.Extractions(reading, target, 1, early=True) as runs:
+        runs.start(items, everything)
+        staged = runs.take(0)
+        assert staged.part == everything[0] and len(list(target.iterdir())) == 1, "the early staging is gone"
+        merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=True)
+        runs.merged(staged)
+    assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)
+
+
+def test_closing_while_the_early_extraction_waits_for_the_listing_leaves_nothing(archive, tmp_path):
+    reading, _, _ = archive
+    target = tmp_path / "target"
+    target.mkdir()
+    with extraction.Extractions(reading, target, 2, early=True):
+        pass
     assert not list(target.iterdir())

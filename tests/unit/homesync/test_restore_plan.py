@@ -168,3 +168,38 @@ def test_settings_and_documents_are_extracted_together_and_merged_in_that_order(
     assert rest.name == REST and restore_plan.split(joint, items, 4) == [joint]
     only_rest = restore_plan.plan_phases(items)[2:]
     assert restore_plan.joined(only_rest) == only_rest, "a resumed restore with one early phase done"
+
+
+early_tops = st.one_of(top_names,
+                       st.sampled_from(["Documents2", "Desktop.bak", "x.", "..", ". ", "re:.", "pp:Documents"]),
+                       st.text(st.characters(blacklist_characters="/\x00"), min_size=1, max_size=6))
+
+
+@given(st.lists(st.tuples(early_tops, st.booleans()), min_size=1, max_size=12))
+def test_the_early_paths_select_exactly_the_early_names_as_borg_matches_them(tops):
+    from borg.patterns import PatternMatcher
+    items = [{"path": ".", "type": "d", "size": 0}]
+    items += [{"path": f"{top}/f" if deep else top, "type": "-", "size": 1, "source": ""} for top, deep in tops
+              if top not in (".", "..")]
+    matcher = PatternMatcher()
+    matcher.add_includepaths(restore_plan.EARLY_PATHS)
+    early = restore_plan.early_names(items)
+    for item in items:
+        selected = bool(matcher.match(item["path"]))
+        assert selected == (restore_plan.top_level(item["path"]) in early), item["path"]
+
+
+@given(listings())
+def test_the_early_extraction_is_kept_only_for_a_part_restoring_exactly_the_early_names(items):
+    first = restore_plan.joined(restore_plan.plan_phases(items))[0]
+    moved = {restore_plan.top_level(i["path"]) for i in items[1:]} & restore_plan.early_names(items) - set(first.paths)
+    assert restore_plan.extracts_early(first, items) == (bool(first.merges) and not moved)
+    assert not first.merges or set(first.paths) <= restore_plan.early_names(items)
+
+
+def test_one_early_phase_alone_is_one_extraction_never_split():
+    items = [{"path": ".", "type": "d", "size": 0}] + [
+        {"path": f".n{i}/x", "type": "-", "size": 200 << 20, "source": ""} for i in range(4)]
+    first, rest = restore_plan.joined(restore_plan.plan_phases(items))
+    assert [m.name for m in first.merges] == [SETTINGS] and restore_plan.split(first, items, 4) == [first]
+    assert restore_plan.extracts_early(first, items)
