@@ -20,7 +20,7 @@ from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
 STAGING_PREFIX = ".homesync-restore-"
-EARLY, EARLY_NAME = -1, "settings, documents"  # the extraction started before the listing, while it runs
+EARLY_NAMES = ("settings, documents", restore_plan.REST)  # the early extractions, until the plan names them
 
 
 @dataclass(frozen=True)
@@ -47,42 +47,60 @@ class Staged:
 
 class Extractions:
     """Runs the extractions of a list of parts on up to `jobs` threads, in order; the
-    caller takes each part's result in the same order. With `early`, the first
-    extraction (settings and documents, restore_plan.EARLY_PATHS) starts at once, before
-    the listing that plans the parts is there; `start` keeps it when the plan's first
-    part restores exactly that, and stops it otherwise. Closing stops what still runs
-    and removes every staging directory not yet merged."""
+    caller takes each part's result in the same order. `early` extractions
+    (restore_plan.early: borg paths and excludes that need no listing) start at once,
+    before the listing that plans the parts is there; `start` keeps each one that
+    restores exactly what the plan's next part restores, and stops the others. Closing
+    stops what still runs and removes every staging directory not yet merged."""
 
     def __init__(self, archive: Archive, target: Path, jobs: int, progress: Progress | None = None,
-                 early: bool = False) -> None:
+                 early: Sequence[tuple[tuple[str, ...], tuple[str, ...]]] = ()) -> None:
         self.archive = archive
         self.target = target
         self.parts: list[Phase] = []
         self._expected: list[dict] = []
         self._progress = progress
         self._bar: _Bar | None = None
-        self._running: dict[int, execute.Running] = {}
+        self._running: dict[int, execute.Running] = {}  # by part number; early ones by -1, -2, …
         self._stagings: set[Path] = set()
         self._lock = threading.Lock()
         self._stopping = False
         self._planned = threading.Event()
-        self._early_stopped = False
+        self._early = list(early)
+        self._early_part: dict[int, int] = {}  # early extraction -> the part it is, once planned
+        self._early_stopped: set[int] = set()
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="extract")
-        self._futures: list[Future] = [self._pool.submit(self._extract_early)] if early else []
+        self._early_futures = [self._pool.submit(self._extract_early, i) for i in range(len(self._early))]
+        self._futures: list[Future] = []
 
     def start(self, items: list[dict], parts: list[Phase]) -> None:
         """Given the listing and the parts to extract in order, extract every part not
-        running yet. Raise DiskFullError if the early part's files cannot fit."""
+        running yet. Raise DiskFullError if an early part's files cannot fit."""
         self.parts = parts
         self._expected = [restore_plan.expected_tally([i for i in items if i["path"] == "." or p.holds(i["path"])])
                           for p in parts]
         if self._progress is not None:
             self._bar = _Bar(self._progress, parts, [e["bytes"] or 0 for e in self._expected])
-        if self._futures and not (parts and restore_plan.extracts_early(parts[0], items)):
-            self._stop_early()
+        with self._lock:
+            for i, selection in enumerate(self._early):
+                number = len(self._futures)
+                if number < len(parts) and restore_plan.extracts_early(parts[number], selection, items):
+                    self._early_part[i] = number
+                    self._futures.append(self._early_futures[i])
+                else:
+                    self._early_stopped.add(i)
+                    if -1 - i in self._running:
+                        self._running[-1 - i].terminate()
         self._planned.set()
-        if self._futures:
-            check_room(self.target, self._expected[0]["bytes"] or 0, self.archive.name, parts[0].name)
+        for i in self._early_stopped:
+            if self._early_futures[i].cancel():
+                continue  # it had not started
+            try:
+                self._early_futures[i].result()
+            except HomesyncError:
+                pass  # stopped, or failed: the plan's own part says why, if it fails too
+        for number in range(len(self._futures)):
+            check_room(self.target, self._expected[number]["bytes"] or 0, self.archive.name, parts[number].name)
         self._futures += [self._pool.submit(self._extract, n) for n in range(len(self._futures), len(parts))]
 
     def take(self, number: int) -> Staged:
@@ -100,7 +118,7 @@ class Extractions:
         with self._lock:
             self._stopping = True
             running = list(self._running.values())
-        for future in self._futures:
+        for future in self._early_futures + self._futures:
             future.cancel()
         for process in running:
             process.terminate()
@@ -115,35 +133,21 @@ class Extractions:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _stop_early(self) -> None:
-        """Stop the early extraction, which the plan does not use; wait until it is gone
-        with its staging directory."""
-        early = self._futures.pop()
-        with self._lock:
-            self._early_stopped = True
-            process = self._running.get(EARLY)
-        if process is not None:
-            process.terminate()
-        self._planned.set()
-        try:
-            early.result()
-        except HomesyncError:
-            pass  # stopped, or failed: the plan's own first part says why, if it fails too
-
-    def _extract_early(self) -> Staged:
+    def _extract_early(self, i: int) -> Staged:
         staging = self._new_staging()
         started = time.monotonic()
+        paths, excludes = self._early[i]
         try:
-            warnings = self._run_borg(EARLY, restore_plan.EARLY_PATHS, (), (), staging)
+            warnings = self._run_borg(-1 - i, paths, excludes, (), staging)
             extracted = time.monotonic()
             self._planned.wait()
-            if self._early_stopped or self._stopping:
-                raise Cancelled("the early extraction was stopped: the plan does not use it")
+            if i not in self._early_part or self._stopping:
+                raise Cancelled("an early extraction was stopped: the plan does not use it")
         except HomesyncError:
-            if self._early_stopped:
-                self.merged(Staged(restore_plan.Phase(EARLY_NAME), staging, [], 0.0, 0.0))
+            if i in self._early_stopped:
+                self.merged(Staged(restore_plan.Phase(EARLY_NAMES[i]), staging, [], 0.0, 0.0))
             raise
-        return self._verified(0, staging, warnings, started, extracted)
+        return self._verified(self._early_part[i], staging, warnings, started, extracted)
 
     def _extract(self, number: int) -> Staged:
         part, expected = self.parts[number], self._expected[number]
@@ -183,13 +187,14 @@ class Extractions:
         def started(process: execute.Running) -> None:
             with self._lock:
                 self._running[number] = process
-                stopping = self._stopping or (number == EARLY and self._early_stopped)
+                stopping = self._stopping or -1 - number in self._early_stopped
             if stopping:
                 process.terminate()
 
         def on_event(event: dict) -> None:
-            if self._bar is not None:  # the bar comes with the plan; the early part is its first
-                self._bar.event(max(number, 0), event)
+            part = number if number >= 0 else self._early_part.get(-1 - number)
+            if self._bar is not None and part is not None:  # the bar comes with the plan
+                self._bar.event(part, event)
         try:
             extracted = borg.run_borg(argv, self.archive.environment, self.archive.passphrase, cwd=str(staging),
                                       on_event=on_event if self._progress else None, on_start=started)
@@ -205,7 +210,7 @@ class Extractions:
         return extracted.warnings
 
     def _part_name(self, number: int) -> str:
-        return EARLY_NAME if number == EARLY else self.parts[number].name
+        return self.parts[number].name if number >= 0 else EARLY_NAMES[-1 - number]
 
 
 class _Bar:

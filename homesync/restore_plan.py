@@ -114,22 +114,34 @@ def joined(phases: list[Phase]) -> list[Phase]:
     return [joint] + [p for p in phases if p not in early]
 
 
-# Settings and documents as borg paths that need no listing: a full restore starts
-# extracting them while the archive is still being listed (docs/architecture.md).
+# Settings and documents as borg paths that need no listing, and the rest as what those
+# paths exclude: a full restore starts extracting them while the archive is still being
+# listed (docs/architecture.md). Each is (paths, excludes) for `borg extract`.
 EARLY_PATHS = (r"re:^\.[^/]", *(f"pp:{name}" for name in DOCUMENT_DIRS))
+EARLY_SETTINGS_AND_DOCUMENTS = (EARLY_PATHS, ())
+EARLY_REST = ((), EARLY_PATHS)
 
 
 def early_names(items: list[dict]) -> set[str]:
-    """Return the top-level names that EARLY_PATHS extract from an archive so listed."""
+    """Return the top-level names that EARLY_PATHS select in an archive so listed."""
     tops = {top_level(i["path"]) for i in items} - {"."}
     return {top for top in tops if top.startswith(".") or top in DOCUMENT_DIRS}
 
 
-def extracts_early(part: Phase, items: list[dict]) -> bool:
-    """Return whether a part restores exactly what EARLY_PATHS extract: the joint part of
-    settings and documents, when no hard link or name borg cannot list in UTF-8 moved
-    one of their names into the rest."""
-    return bool(part.merges) and set(part.paths) == early_names(items)
+def early(jobs: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Return the extractions a full restore starts before its listing: settings and
+    documents, and the rest where it will be one part (up to two extractions at once)."""
+    return [EARLY_SETTINGS_AND_DOCUMENTS, EARLY_REST] if jobs <= 2 else [EARLY_SETTINGS_AND_DOCUMENTS]
+
+
+def extracts_early(part: Phase, selection: tuple[tuple[str, ...], tuple[str, ...]], items: list[dict]) -> bool:
+    """Return whether a part restores exactly what an early extraction selects: the joint
+    part of settings and documents, or the whole rest, when no hard link or name borg
+    cannot list in UTF-8 moved a settings or documents name into the rest."""
+    names = early_names(items)
+    if selection == EARLY_SETTINGS_AND_DOCUMENTS:
+        return bool(part.merges) and set(part.paths) == names
+    return part.name == REST and not part.paths and set(part.excludes) == names
 
 
 def expected_tally(items: list[dict]) -> dict:
@@ -214,21 +226,12 @@ ENTRY_WEIGHT = 128 << 10  # what extracting one entry costs beyond its bytes, in
 MIN_PART_WEIGHT = 64 << 20  # below this, another borg's start-up costs more than it saves
 
 
-def weight(phase: Phase, items: list[dict]) -> int:
-    """Return what extracting a phase costs, in bytes: its distinct files' bytes, plus
-    ENTRY_WEIGHT an entry."""
-    return sum(w for _, w in _link_groups(phase, items))
-
-
-def split(phase: Phase, items: list[dict], parts: int, busy: tuple[int, ...] = ()) -> list[Phase]:
+def split(phase: Phase, items: list[dict], parts: int) -> list[Phase]:
     """Given a phase, the listing and how many extractions may run at once, return the
     phase as up to `parts` phases of the same name restoring disjoint sets of its
-    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). `busy`:
-    the weight already given to some of those extractions (the phases before this one
-    run there first); the parts for idle extractions come first, so that extractions
-    run in order, each as its turn comes, end at about the same time. Names joined by
-    hard links stay in one part. A phase working by exclusion keeps one part that does,
-    last: it restores "." and the names borg cannot list in UTF-8."""
+    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). Names
+    joined by hard links stay in one part. A phase working by exclusion keeps one part
+    that does, last: it restores "." and the names borg cannot list in UTF-8."""
     if phase.selection or phase.merges or parts <= 1:
         return [phase]
     units = _link_groups(phase, items)
@@ -236,8 +239,7 @@ def split(phase: Phase, items: list[dict], parts: int, busy: tuple[int, ...] = (
     count = min(parts, len(units), max(1, total // MIN_PART_WEIGHT))
     if count <= 1:
         return [phase]
-    loads = sorted([*busy, *[0] * (parts - len(busy))])[:count]  # the extractions that are free first
-    bins: list[tuple[int, list[str]]] = [(load, []) for load in loads]
+    bins: list[tuple[int, list[str]]] = [(0, []) for _ in range(count)]
     for names, weighs in sorted(units, key=lambda u: (-u[1], u[0])):
         lightest = min(range(count), key=lambda b: bins[b][0])
         bins[lightest] = (bins[lightest][0] + weighs, bins[lightest][1] + names)

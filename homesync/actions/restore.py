@@ -339,7 +339,8 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals.resumed = sorted(done)
     reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)
-    with extraction.Extractions(reading, target, jobs, progress, early=not include and not done) as extractions:
+    early = restore_plan.early(jobs) if not include and not done else []
+    with extraction.Extractions(reading, target, jobs, progress, early) as extractions:
         listing_started = time.monotonic()
         items = listing()
         totals.timings["listing"] = round(time.monotonic() - listing_started, 3)
@@ -377,12 +378,12 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
 
 
 def _parts(todo: list[Phase], items: list[dict], jobs: int) -> list[Phase]:
-    """Return the extractions of the phases to do, in order: each phase split into up to
-    `jobs` parts, the extractions of the phases before it counted as busy."""
+    """Return the extractions of the phases to do, in order, all running at once:
+    settings and documents one extraction, and the rest split into as many parts as
+    extractions are left beside it (restore_plan.early counts on that)."""
     parts: list[Phase] = []
     for phase in todo:
-        busy = tuple(restore_plan.weight(p, items) for p in parts[-jobs:]) if jobs > 1 else ()
-        parts += restore_plan.split(phase, items, jobs, busy)
+        parts += restore_plan.split(phase, items, max(1, jobs - len(parts)))
     return parts
 
 

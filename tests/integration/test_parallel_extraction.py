@@ -96,48 +96,52 @@ def test_a_part_that_does_not_match_the_listing_is_refused(archive, tmp_path, mo
     assert not list(target.iterdir())
 
 
-def test_settings_and_documents_extracted_before_the_listing_is_there_are_kept(archive, tmp_path, monkeypatch):
+def test_extractions_started_before_the_listing_is_there_are_kept(archive, tmp_path, monkeypatch):
     reading, source, items = archive
     monkeypatch.setattr(restore_plan, "MIN_PART_WEIGHT", 1)
     phases = restore_plan.joined(restore_plan.plan_phases(items))
-    parts = [part for phase in phases for part in restore_plan.split(phase, items, 2)]
-    assert restore_plan.extracts_early(parts[0], items)
+    assert set(phases[0].paths) == restore_plan.early_names(items)  # no hard link moved one into the rest
+    parts = [phases[0], *restore_plan.split(phases[1], items, 1)]
     target = tmp_path / "target"
     target.mkdir()
-    with extraction.Extractions(reading, target, 2, early=True) as runs:
+    with extraction.Extractions(reading, target, 2, early=restore_plan.early(2)) as runs:
         deadline = time.monotonic() + 60
-        while not list(target.glob(extraction.STAGING_PREFIX + "*/.config/app/settings.conf")):
-            assert time.monotonic() < deadline, "settings extracted before the plan is there"
+        while not list(target.glob(extraction.STAGING_PREFIX + "*/.config/app/settings.conf")) or not list(
+                target.glob(extraction.STAGING_PREFIX + "*/Pictures")):
+            assert time.monotonic() < deadline, "both extracting before the plan is there"
             time.sleep(0.05)
         runs.start(items, parts)
-        early = runs.take(0)
-        assert early.part == parts[0] and early.expected["-"] > 0
-        for number in range(len(parts)):
-            staged = early if number == 0 else runs.take(number)
+        for number, part in enumerate(parts):
+            staged = runs.take(number)
+            assert staged.part == part and staged.expected["-"] > 0
             merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=number == len(parts) - 1)
+            runs.merged(staged)
+    assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)
+    assert os.stat(target / "Music/f1.bin").st_ino == os.stat(target / "Videos/same-as-music.bin").st_ino
+    assert not list(target.glob(extraction.STAGING_PREFIX + "*"))
+
+
+def test_early_extractions_the_plan_does_not_use_are_stopped_and_leave_nothing(archive, tmp_path):
+    reading, source, items = archive
+    everything = [restore_plan.Phase(restore_plan.REST, excludes=(".config",)),
+                  restore_plan.Phase(restore_plan.REST, paths=(".config",))]  # neither is what an early one selects
+    target = tmp_path / "target"
+    target.mkdir()
+    with extraction.Extractions(reading, target, 1, early=restore_plan.early(2)) as runs:
+        runs.start(items, everything)
+        first = runs.take(0)
+        assert first.part == everything[0] and len(list(target.iterdir())) <= 2, "the early stagings are gone"
+        for number, staged in enumerate((first, runs.take(1))):
+            merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=number == 1)
             runs.merged(staged)
     assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)
     assert not list(target.glob(extraction.STAGING_PREFIX + "*"))
 
 
-def test_an_early_extraction_the_plan_does_not_use_is_stopped_and_leaves_nothing(archive, tmp_path):
-    reading, source, items = archive
-    everything = [restore_plan.Phase(restore_plan.REST)]  # one part by exclusion: not what the early one restores
-    target = tmp_path / "target"
-    target.mkdir()
-    with extraction.Extractions(reading, target, 1, early=True) as runs:
-        runs.start(items, everything)
-        staged = runs.take(0)
-        assert staged.part == everything[0] and len(list(target.iterdir())) == 1, "the early staging is gone"
-        merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=True)
-        runs.merged(staged)
-    assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)
-
-
-def test_closing_while_the_early_extraction_waits_for_the_listing_leaves_nothing(archive, tmp_path):
+def test_closing_while_early_extractions_wait_for_the_listing_leaves_nothing(archive, tmp_path):
     reading, _, _ = archive
     target = tmp_path / "target"
     target.mkdir()
-    with extraction.Extractions(reading, target, 2, early=True):
-        pass
+    with extraction.Extractions(reading, target, 2, early=restore_plan.early(2)):
+        time.sleep(0.5)
     assert not list(target.iterdir())

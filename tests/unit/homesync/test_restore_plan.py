@@ -105,10 +105,10 @@ def big_listings(draw):
     return items
 
 
-@given(big_listings(), st.integers(1, 4), st.lists(st.integers(0, 1 << 31), max_size=4))
-def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs, busy):
+@given(big_listings(), st.integers(1, 4))
+def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs):
     phases = restore_plan.joined(restore_plan.plan_phases(items))
-    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs, tuple(busy))]
+    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs)]
     assert all(part.name == phase.name for phase, part in parts)
     for phase in phases:
         mine = [part for p, part in parts if p is phase]
@@ -139,21 +139,6 @@ def test_a_heavy_rest_is_split_and_its_unlistable_names_stay_in_the_part_by_excl
     assert restore_plan.split(rest, items[:2], 2) == [rest], "300 MB in one name: nothing to balance"
 
 
-def test_the_part_for_an_idle_extraction_comes_first_and_takes_more():
-    # settings and documents (busy: 700 MB of weight) run on one extraction; the rest is
-    # split so that both extractions end at about the same time
-    items = [{"path": ".", "type": "d", "size": 0}]
-    for name, size in (("Pictures", 600 << 20), ("Videos", 500 << 20), ("Music", 300 << 20), ("Projects", 200 << 20)):
-        items.append({"path": f"{name}/x", "type": "-", "size": size, "source": ""})
-    rest = restore_plan.plan_phases(items)[-1]
-    idle, after = restore_plan.split(rest, items, 2, busy=(700 << 20,))
-    assert idle.paths == ("Pictures", "Videos") and after.excludes == ("Pictures", "Videos")
-    assert restore_plan.weight(idle, items) > restore_plan.weight(after, items)
-    assert restore_plan.split(rest, items, 2, busy=(1 << 40,)) == [rest], "nothing left for the busy one"
-    two = [i for i in items if not i["path"].startswith(("Music", "Projects"))]
-    assert len(restore_plan.split(rest, two, 4, busy=(700 << 20,))) == 2, "three extractions idle: the busy one waits"
-
-
 def test_a_small_phase_is_not_split():
     items = [{"path": ".", "type": "d", "size": 0}] + [
         {"path": f"n{i}/x", "type": "-", "size": 1 << 20, "source": ""} for i in range(8)]
@@ -176,25 +161,42 @@ early_tops = st.one_of(top_names,
 
 
 @given(st.lists(st.tuples(early_tops, st.booleans()), min_size=1, max_size=12))
-def test_the_early_paths_select_exactly_the_early_names_as_borg_matches_them(tops):
-    from borg.patterns import PatternMatcher
+def test_the_early_extractions_select_exactly_the_early_names_as_borg_matches_them(tops):
+    # what `borg extract PATHS` and `borg extract --exclude P …` select, by borg's own matcher
+    from borg.patterns import PatternMatcher, parse_exclude_pattern
     items = [{"path": ".", "type": "d", "size": 0}]
     items += [{"path": f"{top}/f" if deep else top, "type": "-", "size": 1, "source": ""} for top, deep in tops
               if top not in (".", "..")]
-    matcher = PatternMatcher()
-    matcher.add_includepaths(restore_plan.EARLY_PATHS)
+    (paths, _), (_, excludes) = restore_plan.EARLY_SETTINGS_AND_DOCUMENTS, restore_plan.EARLY_REST
+    settings_and_documents = PatternMatcher()
+    settings_and_documents.add_includepaths(list(paths))
+    rest = PatternMatcher(fallback=True)
+    rest.add_inclexcl([parse_exclude_pattern(p) for p in excludes])
+    rest.add_includepaths([])
     early = restore_plan.early_names(items)
-    for item in items:
-        selected = bool(matcher.match(item["path"]))
-        assert selected == (restore_plan.top_level(item["path"]) in early), item["path"]
+    for item in items[1:]:
+        first = restore_plan.top_level(item["path"]) in early
+        assert bool(settings_and_documents.match(item["path"])) == first, item["path"]
+        assert bool(rest.match(item["path"])) == (not first), item["path"]
 
 
-@given(listings())
-def test_the_early_extraction_is_kept_only_for_a_part_restoring_exactly_the_early_names(items):
-    first = restore_plan.joined(restore_plan.plan_phases(items))[0]
-    moved = {restore_plan.top_level(i["path"]) for i in items[1:]} & restore_plan.early_names(items) - set(first.paths)
-    assert restore_plan.extracts_early(first, items) == (bool(first.merges) and not moved)
-    assert not first.merges or set(first.paths) <= restore_plan.early_names(items)
+@given(listings(), st.integers(1, 4))
+def test_an_early_extraction_is_kept_only_for_a_part_restoring_exactly_what_it_selects(items, jobs):
+    phases = restore_plan.joined(restore_plan.plan_phases(items))
+    parts = [part for phase in phases for part in restore_plan.split(phase, items, max(1, jobs - (phase != phases[0])))]
+    names = restore_plan.early_names(items)
+    moved = bool(phases[0].merges) and set(phases[0].paths) != names
+    kept = [restore_plan.extracts_early(part, selection, items)
+            for part, selection in zip(parts, restore_plan.early(jobs))]
+    if moved:  # a hard link or an unlistable name took a settings or documents name into the rest
+        assert not any(kept)
+    elif phases[0].merges:
+        assert kept[0] and (len(kept) == 1 or kept[1] == (len(parts) == 2)), (kept, parts)
+    for part, selection, keep in zip(parts, restore_plan.early(jobs), kept):
+        if keep:
+            assert {restore_plan.top_level(i["path"]) for i in items[1:] if part.holds(i["path"])} == (
+                names if selection == restore_plan.EARLY_SETTINGS_AND_DOCUMENTS
+                else {restore_plan.top_level(i["path"]) for i in items[1:]} - names)
 
 
 def test_one_early_phase_alone_is_one_extraction_never_split():
@@ -202,4 +204,12 @@ def test_one_early_phase_alone_is_one_extraction_never_split():
         {"path": f".n{i}/x", "type": "-", "size": 200 << 20, "source": ""} for i in range(4)]
     first, rest = restore_plan.joined(restore_plan.plan_phases(items))
     assert [m.name for m in first.merges] == [SETTINGS] and restore_plan.split(first, items, 4) == [first]
-    assert restore_plan.extracts_early(first, items)
+    assert restore_plan.extracts_early(first, restore_plan.EARLY_SETTINGS_AND_DOCUMENTS, items)
+    assert restore_plan.extracts_early(rest, restore_plan.EARLY_REST, items)
+
+
+def test_with_no_settings_or_documents_the_rest_is_the_early_extraction_it_needs():
+    items = [{"path": ".", "type": "d", "size": 0}, {"path": "Pictures/x", "type": "-", "size": 1, "source": ""}]
+    (rest,) = restore_plan.joined(restore_plan.plan_phases(items))
+    assert not restore_plan.extracts_early(rest, restore_plan.EARLY_SETTINGS_AND_DOCUMENTS, items)
+    assert restore_plan.extracts_early(rest, restore_plan.EARLY_REST, items)
