@@ -14,7 +14,7 @@ import pytest
 
 from homesync import protocol, transport
 from tests.support.homesync_client import backed_up_machine
-from tests.support.homesync_server import start_server
+from tests.support.homesync_server import PASSWORDS, start_server
 from tests.support.processes import UNPRIVILEGED, free_port, private_dir, remove
 
 SMALL_WINDOW = 1 << 20
@@ -192,6 +192,25 @@ def test_a_hundred_idle_connections_are_bounded_and_a_backup_still_works(fresh_s
         for t in idle:
             t.close()
     assert os.path.exists(fresh_server.data)
+
+
+def test_sessions_beyond_the_servers_cap_are_refused_whoever_asks():
+    server = start_server(settings="max_sessions = 4")
+    try:
+        with backed_up_machine(server, "Capped") as (_, machine_id, key), _login(server, machine_id, key) as machine:
+            held = [machine.exec(protocol.RPC_COMMAND, timeout=30) for _ in range(4)]
+            assert _whoami(held[0])["machine_id"] == machine_id
+            with transport.Session.connect(server.address, server.fingerprint, "ann",
+                                           password=PASSWORDS["ann"]) as other:
+                excess = other.exec(protocol.RPC_COMMAND, timeout=30)
+                assert excess.status_event.wait(10) and excess.recv_exit_status() == 1, "beyond the server's cap"
+                assert b"too many sessions on this server" in excess.recv_stderr(4096)
+                held[-1].close()
+                time.sleep(0.5)
+                assert _whoami(other.exec(protocol.RPC_COMMAND, timeout=30))["kind"] == "user"
+    finally:
+        server.stop()
+        remove(server.data.parent)
 
 
 def _borg_serves(server_pid: int) -> int:
