@@ -4,6 +4,8 @@ written or lost: no local configuration, no index row, no repository."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -169,3 +171,54 @@ def test_a_password_never_appears_in_output_or_logs(homesync_server, computer_fa
     assert b"Sup3r-Secret-Typo" not in homesync_server.log.read_bytes()
     for index_file in homesync_server.data.glob("index.sqlite*"):
         assert b"Sup3r-Secret-Typo" not in index_file.read_bytes()
+
+
+class ProcessWatch:
+    """Reads every process's argv and environment on the machine, 50 times a second,
+    and keeps those that hold one of the given secrets."""
+
+    def __init__(self, *secrets: bytes) -> None:
+        self.secrets, self.seen, self.sightings = secrets, set(), []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                for part in ("cmdline", "environ"):
+                    try:
+                        with open(f"/proc/{pid}/{part}", "rb") as f:
+                            text = f.read()
+                    except OSError:
+                        continue
+                    if part == "cmdline":
+                        self.seen.add(b" ".join(text.split(b"\0")[:3]))
+                    if any(s in text for s in self.secrets):
+                        self.sightings.append((pid, part, text[:200]))
+            time.sleep(0.02)
+
+
+def test_no_password_or_passphrase_is_in_any_processs_argv_or_environment(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_bytes(os.urandom(1 << 20))
+    password = PASSWORDS["joe"].encode()
+    with ProcessWatch(password) as watch:
+        laptop.enroll_and_back_up(fresh_server, "joe", "Watched")
+        passphrase = (laptop.home / ".local/share/homesync/passphrase").read_bytes().strip()
+        watch.secrets += (passphrase,)
+        laptop.json("backup")
+        new = computer_factory()
+        new.json("restore", "--machine", "Watched", *new.remote_args(fresh_server, "joe"),
+                 input=PASSWORDS["joe"] + "\n")
+        drilled = fresh_server.cli("drill", "--machine", laptop.machine_id(), "--json")
+        assert drilled.returncode == 0, drilled.stderr
+    assert any(b"borg" in argv for argv in watch.seen), "the watch saw no borg at all"
+    assert watch.sightings == []

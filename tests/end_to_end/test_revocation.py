@@ -1,6 +1,7 @@
-"""Revocation (issue 11, item 10c): adopting a machine closes its old key's open
-sessions; a restore grant is one-off (ended by the restore's report, by a transfer),
-kept in the index so a restart neither forgets nor revives it."""
+"""Revocation (issue 11, item 10c): adopting or retiring a machine closes its old key's
+open sessions; a restore grant is one-off (ended by the restore's report, by a transfer
+or retirement; a restore through the CLI leaves none behind), kept in the index so a
+restart neither forgets nor revives it."""
 
 from __future__ import annotations
 
@@ -96,3 +97,46 @@ def test_a_restore_grant_is_one_off_and_kept_in_the_index(fresh_server, computer
     fresh_server.start()
     with pytest.raises(AuthenticationError):
         _connect(fresh_server, machine_id, transferred)
+
+
+def _grants(server, repository_id: str) -> int:
+    return server.index_rows(f"SELECT COUNT(*) FROM restore_grants WHERE repository_id = '{repository_id}'")[0][0]
+
+
+def test_retire_closes_the_machines_sessions_and_ends_its_grants(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(fresh_server, "joe", "Retiring")
+    machine_id = laptop.machine_id()
+    machine_key = transport.load_key(laptop.home / ".local/share/homesync/machine_key")
+    session, rpc = _password_rpc(fresh_server)
+    with session:
+        granted = _grant(rpc, machine_id)
+    as_machine, as_restore = _connect(fresh_server, machine_id, machine_key), _connect(fresh_server, machine_id, granted)
+    machine_rpc, restore_rpc = as_machine.rpc(), as_restore.rpc()
+    assert machine_rpc.call("whoami")["kind"] == "machine" and restore_rpc.call("whoami")["kind"] == "restore"
+    done = fresh_server.cli("machine", "retire", "--machine", machine_id)
+    assert done.returncode == 0, done.stderr
+    try:
+        assert _rpc_dies(machine_rpc), "the machine key's session survives retirement"
+        assert _rpc_dies(restore_rpc), "a restore session survives retirement"
+    finally:
+        as_machine.close()
+        as_restore.close()
+    assert _grants(fresh_server, machine_id) == 0
+    with pytest.raises(AuthenticationError):
+        _connect(fresh_server, machine_id, granted)
+
+
+def test_a_restore_through_the_cli_leaves_no_key_behind(fresh_server, computer_factory):
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(fresh_server, "joe", "One-off")
+    machine_id = laptop.machine_id()
+    new = computer_factory()
+    restored = new.json("restore", "--machine", "One-off", *new.remote_args(fresh_server, "joe"),
+                        input=PASSWORDS["joe"] + "\n")
+    assert (new.home / "a.txt").read_text() == "a", restored
+    assert fresh_server.index_rows(f"SELECT COUNT(*) FROM audit WHERE action = 'passphrase_release' "
+                                   f"AND machine_id = '{machine_id}'")[0][0] >= 1  # it did take a grant
+    assert _grants(fresh_server, machine_id) == 0, "the restore's one-off key still opens the repository"

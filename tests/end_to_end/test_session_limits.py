@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 import paramiko
@@ -13,10 +14,11 @@ import pytest
 
 from homesync import protocol, transport
 from tests.support.homesync_client import backed_up_machine
-from tests.support.homesync_server import start_server
+from tests.support.homesync_server import PASSWORDS, start_server
 from tests.support.processes import UNPRIVILEGED, free_port, private_dir, remove
 
 SMALL_WINDOW = 1 << 20
+MAX_CHANNELS_TRIED = 41
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +192,87 @@ def test_a_hundred_idle_connections_are_bounded_and_a_backup_still_works(fresh_s
         for t in idle:
             t.close()
     assert os.path.exists(fresh_server.data)
+
+
+def test_sessions_beyond_the_servers_cap_are_refused_whoever_asks():
+    server = start_server(settings="max_sessions = 4")
+    try:
+        with backed_up_machine(server, "Capped") as (_, machine_id, key), _login(server, machine_id, key) as machine:
+            held = [machine.exec(protocol.RPC_COMMAND, timeout=30) for _ in range(4)]
+            assert _whoami(held[0])["machine_id"] == machine_id
+            with transport.Session.connect(server.address, server.fingerprint, "ann",
+                                           password=PASSWORDS["ann"]) as other:
+                excess = other.exec(protocol.RPC_COMMAND, timeout=30)
+                assert excess.status_event.wait(10) and excess.recv_exit_status() == 1, "beyond the server's cap"
+                assert b"too many sessions on this server" in excess.recv_stderr(4096)
+                held[-1].close()
+                time.sleep(0.5)
+                assert _whoami(other.exec(protocol.RPC_COMMAND, timeout=30))["kind"] == "user"
+    finally:
+        server.stop()
+        remove(server.data.parent)
+
+
+def _borg_serves(server_pid: int) -> int:
+    """Return how many `borg serve` processes the server has started and not reaped."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        count += parent == server_pid and b"serve" in argv
+    return count
+
+
+def test_many_channels_with_several_execs_start_at_most_the_cap_of_borg_serves(machine):
+    """The red-team run: 41 channels with several execs each made 42 borg serve processes."""
+    server, machine_id, key = machine
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _borg_serves(server.process.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    sessions = [_login(server, machine_id, key) for _ in range(5)]
+    try:
+        opened = [_open_channels(session, MAX_CHANNELS_TRIED) for session in sessions]
+        assert all(len(channels) <= 10 for channels in opened), [len(c) for c in opened]
+        for channel in (c for channels in opened for c in channels):
+            channel.exec_command("borg serve")
+        time.sleep(2)
+        again = 0
+        for channel in (c for channels in opened for c in channels if not c.closed):
+            for _ in range(2):
+                try:
+                    channel.exec_command("borg serve")
+                    again += 1
+                except paramiko.SSHException:
+                    break
+        time.sleep(1)
+    finally:
+        for session in sessions:
+            session.close()
+        stop.set()
+        sampler.join()
+    print(f"{sum(map(len, opened))} channels over 5 connections, {again} second execs accepted, "
+          f"at most {peak[0]} borg serve processes at once")
+    assert again == 0
+    assert 1 <= peak[0] <= 8
+
+
+def _open_channels(session, most: int) -> list:
+    """Open up to most session channels on one connection; return those the server allowed."""
+    channels = []
+    for _ in range(most):
+        try:
+            channels.append(session.transport.open_session(timeout=10))
+        except paramiko.ChannelException:
+            break
+    return channels

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from homesync import borg, shim, transport
-from homesync.errors import AuthenticationError, BorgError, PermissionDeniedError
+from homesync.errors import AuthenticationError, BorgError, NotFoundError, PermissionDeniedError
 from tests.support.homesync_client import Computer
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree, private_dir, remove
@@ -192,3 +192,34 @@ def test_an_archive_a_user_appends_to_a_small_template_is_never_restored(homesyn
     assert not (new.home / "rogue.txt").exists() and (new.home / ".bashrc").exists()
     refused = _restore(new, homesync_server, "--template", NAME, "--archive", "2030-01-01T00:00:00.000Z")
     assert refused.returncode == 10
+
+
+def test_a_template_name_is_never_a_path_or_an_id(homesync_server, template_home, computer_factory):
+    _, published = template_home
+    laptop = computer_factory()
+    (laptop.home / "a.txt").write_text("a")
+    laptop.enroll_and_back_up(homesync_server, "ann", "Ann's Named Box")
+    machine_id = laptop.machine_id()
+    releases = "SELECT COUNT(*) FROM audit WHERE action = 'passphrase_release'"
+    before = homesync_server.index_rows(releases)[0][0]
+    key = transport.public_key_line(transport.new_key().pkey)
+    with transport.Session.connect(homesync_server.address, homesync_server.fingerprint, "ann",
+                                   password=PASSWORDS["ann"]) as session:
+        rpc = session.rpc()
+        for name in (machine_id, f"../repos/{machine_id}", f"../../repos/{machine_id}", published["id"],
+                     f"/./{published['id']}", "*", "%"):
+            with pytest.raises(NotFoundError):
+                rpc.call("template.grant", name=name, public_key=key)
+    assert homesync_server.index_rows(releases)[0][0] == before
+    # a name that looks like a path is only a name: the template lives under its id
+    base = private_dir("hs-template-")
+    make_home(base / "home", seed=47, files=5, total_bytes=1 << 16)
+    chown_tree(base)
+    repos = sorted(p.name for p in (homesync_server.data / "repos").iterdir())
+    odd = homesync_server.cli_json("template", "publish", f"../repos/{machine_id}", "--from", str(base / "home"))
+    remove(base)
+    assert (homesync_server.data / "templates" / odd["id"] / "config").is_file() and odd["id"] != machine_id
+    assert sorted(p.name for p in (homesync_server.data / "repos").iterdir()) == repos
+    refused = homesync_server.cli("template", "publish", "Lab\x1b[2J", "--from", str(template_home[0]))
+    assert refused.returncode != 0 and "control character" in refused.stderr, refused.stderr
+    assert homesync_server.cli("template", "remove", odd["name"]).returncode == 0
