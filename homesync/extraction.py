@@ -176,6 +176,8 @@ class Extractions:
             raise RestoreError(
                 f"the restored files do not match archive {self.archive.name} ({part.name}): expected {expected}, "
                 f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
+        if self._bar is not None:  # an early part may have ended before the bar was there
+            self._bar.update(number, 1.0)
         return Staged(part, staging, warnings, extracted - started, time.monotonic() - extracted, expected)
 
     def _run_borg(self, number: int, paths: Sequence[str], excludes: Sequence[str], patterns: Sequence[str],
@@ -229,11 +231,12 @@ class _Bar:
         if event.get("type") != "progress_percent":
             return
         if event.get("total"):
-            self._update(number, event.get("current", 0) / event["total"])
+            self.update(number, event.get("current", 0) / event["total"])
         elif event.get("finished"):
-            self._update(number, 1.0)
+            self.update(number, 1.0)
 
-    def _update(self, number: int, fraction: float) -> None:
+    def update(self, number: int, fraction: float) -> None:
+        """Set the share of part `number` done, and draw the bar."""
         with self.lock:
             self.done[number] = min(1.0, fraction)
             total = sum(d * s for d, s in zip(self.done, self.sizes)) / sum(self.sizes)
