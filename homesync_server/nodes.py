@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from homesync import __version__
-from homesync.errors import JobRunningError
+from homesync.errors import ConfigError, JobRunningError
 from homesync_server.index_store import IndexStore
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,28 @@ class Heartbeat:
             if failing:
                 logger.info("node %s's heartbeat is written again", self.node_id)
             failing = False
+
+
+def refuse_a_live_twin(index: IndexStore, node_id: str, dead_after: int, poll: float = 0.2) -> None:
+    """Raise ConfigError if another process serves as node_id: its row in the index is
+    neither stopped nor dead and its heartbeat moves on. Two nodes with one id would
+    share one borg host id, and borg takes a lock of its own host id whose pid it does
+    not see for stale: it would break the other node's lock under a running backup.
+    A row that stops beating is this node's own, killed before (a restart after a
+    crash): wait until it counts dead, dead_after of its intervals at most."""
+    def row() -> dict[str, Any] | None:
+        return next((n for n in index.nodes() if n["id"] == node_id), None)
+    seen = row()
+    if seen is None or seen["state"] == STOPPED or is_dead(seen, time.time(), dead_after):
+        return
+    logger.info("node %s's row in the index shows a heartbeat %.1f s ago (pid %s): waiting until it counts dead, "
+                "or beats again (another node with this id)", node_id, time.time() - seen["heartbeat"], seen["pid"])
+    while (now := row()) is not None and now["state"] != STOPPED and not is_dead(now, time.time(), dead_after):
+        if now["heartbeat"] != seen["heartbeat"]:
+            raise ConfigError(f"node id {node_id!r} is in use by a live node (pid {now['pid']}, listening on "
+                              f"{now['address']}, heartbeat {max(time.time() - now['heartbeat'], 0):.1f} s ago)",
+                              "give each node its own id: [node] id in server.toml or $HOMESYNC_NODE_ID")
+        time.sleep(poll)
 
 
 class LeaseHeld(Exception):
