@@ -104,12 +104,15 @@ def _index(tmp_path):
     return open_url(f"sqlite://{tmp_path / 'index.sqlite'}")
 
 
-def _node_row(node_id: str, heartbeat: float, state: str = "serving", interval: float = 0.1) -> dict:
-    return {"id": node_id, "address": "127.0.0.1:2222", "version": "0", "state": state, "sessions": 0, "pid": 4242,
-            "started": heartbeat, "heartbeat": heartbeat, "heartbeat_seconds": interval}
+def _node_row(node_id: str, heartbeat: float, state: str = "serving", interval: float = 0.1,
+              boot: str = "another machine's boot", pid: int = 4242) -> dict:
+    return {"id": node_id, "address": "127.0.0.1:2222", "version": "0", "state": state, "sessions": 0, "pid": pid,
+            "started": heartbeat, "heartbeat": heartbeat, "heartbeat_seconds": interval, "boot": boot}
 
 
 def test_a_node_id_a_live_node_has_is_refused_a_dead_or_stopped_ones_row_is_taken_over(tmp_path):
+    """A live node of this machine with the id is refused at once: test_nodes.py."""
+    import subprocess
     import threading
     import time
 
@@ -124,6 +127,18 @@ def test_a_node_id_a_live_node_has_is_refused_a_dead_or_stopped_ones_row_is_take
         started = time.monotonic()
         nodes.refuse_a_live_twin(index, "node-a", dead_after=3, poll=0.02)
         assert 0.2 < time.monotonic() - started < 2  # until it counts dead: 3 x 0.1 s
+
+        # written on this machine since its boot: its pid decides at once, here a process that is no server
+        # (the crashed node's pid taken by another program)
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            index.node_heartbeat(_node_row("node-a", time.time(), interval=60, boot=nodes.boot_id(), pid=other.pid))
+            started = time.monotonic()
+            nodes.refuse_a_live_twin(index, "node-a", dead_after=3)
+            assert time.monotonic() - started < 1
+        finally:
+            other.kill()
+            other.wait()
 
         done = threading.Event()
 
