@@ -64,8 +64,10 @@ def sample(pid: int) -> dict:
 
 
 def second_node(server: RunningServer) -> RunningServer:
-    """Start another `serve` on the same data directory and index (same host key)."""
-    node = RunningServer(server.data, f"127.0.0.1:{free_port()}", server.fingerprint, index_url=server.index_url)
+    """Start another `serve` on the same data directory and index (same host key), as a
+    node of its own (node-b: its own heartbeat row and borg host id)."""
+    node = RunningServer(server.data, f"127.0.0.1:{free_port()}", server.fingerprint, index_url=server.index_url,
+                         env={"HOMESYNC_NODE_ID": "node-b"})
     node.start()
     return node
 
@@ -129,7 +131,8 @@ def backup_round(label: str, computers: list[Computer], through: list[RunningSer
 def load_bench(count: int, files: int, which: list[str], log_to: Path | None = None) -> dict:
     """Run the rounds (first: the first backups through node A; one: node A; two: nodes A
     and B) on a PostgreSQL index; return their figures."""
-    server = start_server(settings=LIMITS, index_url=shared_cluster().new_database())
+    server = start_server(settings=LIMITS, index_url=shared_cluster().new_database(),
+                          env={"HOMESYNC_NODE_ID": "node-a"})
     node_b, computers = None, []
     try:
         started = time.monotonic()

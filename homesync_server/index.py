@@ -319,6 +319,13 @@ MIGRATIONS: dict[int, str] = {
         expires REAL NOT NULL
     )
     """,
+    # Issue 14: the boot id of the machine a node runs on (/proc/sys/kernel/random/boot_id,
+    # new at every boot, different on cloned machines): a starting node tells at once
+    # whether its id's row was written on this machine since its boot, where the pid says
+    # whether that node still runs.
+    16: """
+    ALTER TABLE nodes ADD COLUMN boot TEXT NOT NULL DEFAULT ''
+    """,
 }
 
 

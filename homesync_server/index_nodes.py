@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 _NODE_COLUMNS = ("id", "address", "version", "state", "sessions", "pid", "started", "heartbeat",
-                 "heartbeat_seconds")
+                 "heartbeat_seconds", "boot")
 _LEASE_COLUMNS = ("name", "holder", "node", "taken", "expires")
 
 

@@ -255,7 +255,10 @@ CREATE TABLE leases (
 );
 """.replace("TEXT", 'TEXT COLLATE "C"')
 
-PG_MIGRATIONS: dict[int, str] = {13: _SCHEMA, 14: _NODES}
+# Issue 14: the boot id of a node's machine (SQLite's migration 16).
+_NODE_BOOT = """ALTER TABLE nodes ADD COLUMN boot TEXT COLLATE "C" NOT NULL DEFAULT ''"""
+
+PG_MIGRATIONS: dict[int, str] = {13: _SCHEMA, 14: _NODES, 16: _NODE_BOOT}
 # The SQLite migrations each PostgreSQL one stands for (itself, unless listed).
 COVERS: dict[int, set[int]] = {13: {1, 2, 3, 4, 5, 6, 7, 8, 13}}
 

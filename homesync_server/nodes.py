@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from homesync import __version__
-from homesync.errors import JobRunningError
+from homesync.errors import ConfigError, JobRunningError
 from homesync_server.index_store import IndexStore
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Heartbeat:
         self.index.node_heartbeat({"id": self.node_id, "address": self.address, "version": __version__,
                                    "state": self.state, "sessions": self.sessions(), "pid": os.getpid(),
                                    "started": self.started, "heartbeat": time.time(),
-                                   "heartbeat_seconds": self.interval})
+                                   "heartbeat_seconds": self.interval, "boot": boot_id()})
 
     def set_state(self, state: str) -> None:
         """Say state in the index now (draining, stopped), not at the next interval."""
@@ -95,6 +95,57 @@ class Heartbeat:
             if failing:
                 logger.info("node %s's heartbeat is written again", self.node_id)
             failing = False
+
+
+def boot_id() -> str:
+    """Return this machine's boot id (new at every boot, its own on a cloned machine), or
+    '' where the kernel does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _serves_here(pid: int) -> bool:
+    """Return whether pid is a running `homesync-server serve` on this machine."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"homesync-server") for a in argv) and b"serve" in argv
+
+
+def refuse_a_live_twin(index: IndexStore, node_id: str, dead_after: int, poll: float = 0.2) -> None:
+    """Raise ConfigError if another process serves as node_id: its row in the index is
+    neither stopped nor dead and that process runs. Two nodes with one id would share
+    one borg host id, and borg takes a lock of its own host id whose pid it does not see
+    for stale: it would break the other node's lock under a running backup. A row
+    written on this machine since its boot is judged by its pid at once (a restart after
+    a crash goes on at once); one from elsewhere is watched until it beats again (a twin)
+    or counts dead (dead_after of its intervals at most: a node moved to new hardware)."""
+    def row() -> dict[str, Any] | None:
+        return next((n for n in index.nodes() if n["id"] == node_id), None)
+
+    def twin(node: dict[str, Any]) -> ConfigError:
+        return ConfigError(f"node id {node_id!r} is in use by a live node (pid {node['pid']}, listening on "
+                           f"{node['address']}, heartbeat {max(time.time() - node['heartbeat'], 0):.1f} s ago)",
+                           "give each node its own id: [node] id in server.toml or $HOMESYNC_NODE_ID")
+    seen = row()
+    if seen is None or seen["state"] == STOPPED or is_dead(seen, time.time(), dead_after):
+        return
+    if seen["boot"] and seen["boot"] == boot_id():
+        if seen["pid"] != os.getpid() and _serves_here(seen["pid"]):
+            raise twin(seen)
+        return
+    logger.info("node %s's row in the index shows a heartbeat %.1f s ago (pid %s, another machine or boot): "
+                "waiting until it counts dead, or beats again (another node with this id)",
+                node_id, time.time() - seen["heartbeat"], seen["pid"])
+    while (now := row()) is not None and now["state"] != STOPPED and not is_dead(now, time.time(), dead_after):
+        if now["heartbeat"] != seen["heartbeat"]:
+            raise twin(now)
+        time.sleep(poll)
 
 
 class LeaseHeld(Exception):

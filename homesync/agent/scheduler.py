@@ -20,7 +20,7 @@ from homesync.agent.policy import NetworkView, PowerState, ServerView
 from homesync.agent.reachability import Reachability
 from homesync.agent.record import SUCCESSFUL, Record
 from homesync.agent.reporting import ServerReporter
-from homesync.errors import Cancelled, HomesyncError, MachineRevokedError
+from homesync.errors import Cancelled, ConnectionFailedError, HomesyncError, MachineRevokedError
 from homesync.execute import Running
 from homesync.results import BackupResult
 
@@ -314,6 +314,9 @@ class Scheduler:
             result, error = "failed", exc.line()
             self.record.revoked = {"machine_id": self.machine_id, "line": exc.line(), "notified": False}
             log.error("the server refused this computer for good; not backing up any more: %s", exc.line())
+        except ConnectionFailedError as exc:
+            result, error = ("interrupted", job.stop_reason) if job.stopped else ("failed", exc.line())
+            self.server = ServerView()  # the node that answered died or drains: probe (fail over) before the retry
         except HomesyncError as exc:
             result, error = ("interrupted", job.stop_reason) if job.stopped else ("failed", exc.line())
         except Exception as exc:  # a bug must not end the schedule: count it as a failure

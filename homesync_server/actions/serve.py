@@ -21,7 +21,7 @@ from homesync_server.actions.setup import host_key
 from homesync_server.config import Layout
 from homesync_server.endpoint import Endpoint
 from homesync_server.metrics_http import Cached, MetricsEndpoint
-from homesync_server.nodes import DRAINING, Heartbeat
+from homesync_server.nodes import DRAINING, Heartbeat, refuse_a_live_twin
 from homesync_server.services import Services
 from homesync_server.session_checks import SessionChecks
 
@@ -42,6 +42,7 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
     services = Services.open(layout)
     try:
         services.index.check_integrity()
+        refuse_a_live_twin(services.index, services.node_id, services.config.node.dead_after)
         _index_lost_machines(services)
         reserve.keep(layout.repos)
     except BaseException:

@@ -126,3 +126,17 @@ def test_audit_events_written_by_every_node_at_once_keep_one_chain(server_nodes,
     verified = server_nodes.cli("audit", "verify", "--json", node=1)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["intact"] is True
+
+
+def test_a_second_node_with_a_live_nodes_id_is_refused(server_nodes):
+    """Two nodes with one id would run borg with one host id, and borg breaks a lock of its
+    own host id whose pid it does not see: the second is refused before it listens."""
+    from tests.support.processes import VENV_BIN, free_port, run_as_user
+    before = server_nodes.listed()["node-a"]
+    started = run_as_user([str(VENV_BIN / "homesync-server"), "serve", "--listen", f"127.0.0.1:{free_port()}",
+                           "--data", str(server_nodes[0].data)], server_nodes[0].data.parent, timeout=60,
+                          HOMESYNC_NODE_ID="node-a")
+    assert started.returncode == 3, started.stderr
+    assert "node id 'node-a' is in use by a live node (pid %d" % server_nodes[0].process.pid in started.stderr
+    after = server_nodes.listed()["node-a"]
+    assert (after["pid"], after["state"], after["started"]) == (before["pid"], "serving", before["started"])

@@ -31,8 +31,10 @@ def _addresses(computer, *addresses: str) -> None:
 
 
 def _second_node(server: RunningServer) -> RunningServer:
-    """Start another `serve` on the same data directory (same host key, same index)."""
-    node = RunningServer(server.data, f"127.0.0.1:{free_port()}", server.fingerprint, index_url=server.index_url)
+    """Start another `serve` on the same data directory (same host key, same index), a node
+    of its own id (one with the first's id would be refused: a live node has it)."""
+    node = RunningServer(server.data, f"127.0.0.1:{free_port()}", server.fingerprint, index_url=server.index_url,
+                         env={"HOMESYNC_NODE_ID": "node-b"}, name="node-b")
     node.start()
     return node
 

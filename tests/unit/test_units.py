@@ -74,3 +74,13 @@ def test_the_shipped_agent_toml_names_no_site(tmp_path, monkeypatch):
     monkeypatch.setenv("HOMESYNC_SYSTEM_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "none"))
     assert site.load() is None
+
+
+def test_the_server_unit_lets_a_node_drain_before_systemd_kills_it():
+    """SIGTERM drains for up to [node] drain_seconds, then closes what runs and writes
+    `stopped`: systemd's SIGKILL must come later, or a node stopped mid-drain leaves its
+    borg locks and counts as dead instead of stopped."""
+    from homesync_server.config import NodeConfig
+    service = _read(REPO / "systemd/homesync-server.service")["Service"]
+    assert service["KillSignal"] == "SIGTERM" and service["KillMode"] == "mixed"
+    assert int(service["TimeoutStopSec"]) >= NodeConfig().drain_seconds + 20

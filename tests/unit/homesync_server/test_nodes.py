@@ -97,3 +97,95 @@ def test_a_job_lease_held_elsewhere_is_exit_34_naming_the_node(tmp_path):
             assert [lease["node"] for lease in index.leases()] == ["node-b"]
     finally:
         index.close()
+
+
+def _index(tmp_path):
+    from homesync_server.index_store import open_url
+    return open_url(f"sqlite://{tmp_path / 'index.sqlite'}")
+
+
+def _node_row(node_id: str, heartbeat: float, state: str = "serving", interval: float = 0.1,
+              boot: str = "another machine's boot", pid: int = 4242) -> dict:
+    return {"id": node_id, "address": "127.0.0.1:2222", "version": "0", "state": state, "sessions": 0, "pid": pid,
+            "started": heartbeat, "heartbeat": heartbeat, "heartbeat_seconds": interval, "boot": boot}
+
+
+def test_a_node_id_a_live_node_has_is_refused_a_dead_or_stopped_ones_row_is_taken_over(tmp_path):
+    """A live node of this machine with the id is refused at once: test_nodes.py."""
+    import subprocess
+    import threading
+    import time
+
+    index = _index(tmp_path)
+    try:
+        nodes.refuse_a_live_twin(index, "node-a", dead_after=3)  # no row yet
+        index.node_heartbeat(_node_row("node-a", time.time(), "stopped"))
+        nodes.refuse_a_live_twin(index, "node-a", dead_after=3)  # stopped cleanly: at once
+        index.node_heartbeat(_node_row("node-a", time.time() - 60))
+        nodes.refuse_a_live_twin(index, "node-a", dead_after=3)  # long dead: at once
+        index.node_heartbeat(_node_row("node-a", time.time()))  # killed a moment ago: its heartbeat stands still
+        started = time.monotonic()
+        nodes.refuse_a_live_twin(index, "node-a", dead_after=3, poll=0.02)
+        assert 0.2 < time.monotonic() - started < 2  # until it counts dead: 3 x 0.1 s
+
+        # written on this machine since its boot: its pid decides at once, here a process that is no server
+        # (the crashed node's pid taken by another program)
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            index.node_heartbeat(_node_row("node-a", time.time(), interval=60, boot=nodes.boot_id(), pid=other.pid))
+            started = time.monotonic()
+            nodes.refuse_a_live_twin(index, "node-a", dead_after=3)
+            assert time.monotonic() - started < 1
+        finally:
+            other.kill()
+            other.wait()
+
+        done = threading.Event()
+
+        def beating() -> None:  # another node with this id, alive
+            while not done.wait(0.05):
+                index.node_heartbeat(_node_row("node-a", time.time()))
+        index.node_heartbeat(_node_row("node-a", time.time()))
+        twin = threading.Thread(target=beating)
+        twin.start()
+        try:
+            with pytest.raises(ConfigError, match="node id 'node-a' is in use by a live node \\(pid 4242") as caught:
+                nodes.refuse_a_live_twin(index, "node-a", dead_after=3, poll=0.02)
+            assert "[node] id" in caught.value.hint and caught.value.exit_code == 3
+        finally:
+            done.set()
+            twin.join()
+    finally:
+        index.close()
+
+
+def test_a_lock_is_broken_only_when_every_holder_is_a_node_the_index_shows_dead(tmp_path):
+    """The refusals (a live holder, a holder that is no node, this node's own, a dead and
+    a live one together); a dead node's lock broken: test_node_faults.py."""
+    import shutil
+    import time
+    from types import SimpleNamespace
+
+    from homesync_server import stale_locks
+
+    index = _index(tmp_path)
+    repository = tmp_path / "repo"
+    try:
+        now = time.time()
+        index.node_heartbeat(_node_row("node-dead", now - 60))
+        index.node_heartbeat(_node_row("node-live", now))
+        services = SimpleNamespace(index=index, node_id="node-here", config=SimpleNamespace(
+            node=server_config.NodeConfig(dead_after=3)), repos=None)  # repos: break-lock would fail loudly
+        for holders in (["node-live"], ["admin-laptop"], ["node-here"], ["node-dead", "node-live"],
+                        ["node-dead", "admin-laptop"]):
+            repository.mkdir()
+            (repository / "lock.exclusive").mkdir()
+            (repository / "lock.roster").write_text(json.dumps(
+                {"exclusive": [[holders[0], 7, 0]], "shared": [[h, 8, 0] for h in holders[1:]]}))
+            (repository / "lock.exclusive" / f"{holders[0]}.7-0").touch()
+            assert stale_locks.break_if_dead(services, repository, "m") is False, holders
+            assert {h for h, _, _ in borg.lock_holders(repository)} == set(holders)
+            assert index.audit_events(action="borg_lock_broken") == []
+            shutil.rmtree(repository)
+    finally:
+        index.close()

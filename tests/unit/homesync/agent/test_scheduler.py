@@ -4,6 +4,7 @@ time, stopped when the link goes, cleared only up to its start, and what it reme
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import pytest
@@ -15,7 +16,7 @@ from homesync.agent.policy import NetworkView
 from homesync.agent.reachability import Reachability
 from homesync.agent.record import Record
 from homesync.agent.scheduler import Scheduler
-from homesync.errors import BorgError
+from homesync.errors import BorgError, ConnectionFailedError
 from homesync.results import BackupResult
 
 ON = NetworkView(on_corporate=True, via="Office", known=True, since=1.0, reason="on the corporate network via Office")
@@ -157,6 +158,29 @@ def test_a_failure_backs_off_and_a_probe_precedes_every_run():
         assert backup.calls == 1 and len(probes) == 1
         assert scheduler.agent_state()[1] == "backoff"
         assert scheduler.status()["last_result"]["error"] == "borg create failed (rc 2): disk full"
+        scheduler.stop()
+        await loop
+    _run(scenario)
+
+
+def test_a_backup_cut_off_by_the_server_probes_again_before_the_retry():
+    """A node that died (or drains) mid-backup: the retry must not trust the probe of a
+    moment ago, which named that node; probing again is what fails over to the next
+    address (the retry may come sooner than reachable_ttl)."""
+    backup, probes = FakeBackup(), []
+    backup.outcome = ConnectionFailedError("the backup server 10.0.0.11:2222 closed the connection")
+    backup.release.set()
+
+    async def scenario():
+        scheduler, dirty = _scheduler(backup, [], probes=probes)
+        scheduler.settings = dataclasses.replace(SETTINGS, backoff_base=0.05)
+        dirty.add("/home/joe/a")
+        scheduler.network_changed(ON)
+        loop = asyncio.create_task(scheduler.run())
+        await _until(lambda: backup.calls == 2)
+        backup.outcome = None
+        await _until(lambda: scheduler.record.last_success is not None)
+        assert backup.calls >= 2 and len(probes) == backup.calls  # one before each attempt, within reachable_ttl
         scheduler.stop()
         await loop
     _run(scenario)

@@ -7,7 +7,7 @@ import threading
 
 def _node(id_: str = "node-a", heartbeat: float = 100.0, **more) -> dict:
     return dict({"id": id_, "address": "127.0.0.1:2222", "version": "0.1.0", "state": "serving", "sessions": 0,
-                 "pid": 42, "started": 90.0, "heartbeat": heartbeat, "heartbeat_seconds": 5.0}, **more)
+                 "pid": 42, "started": 90.0, "heartbeat": heartbeat, "heartbeat_seconds": 5.0, "boot": "b00t"}, **more)
 
 
 def test_a_heartbeat_registers_a_node_and_the_next_one_updates_it(index):
@@ -18,6 +18,7 @@ def test_a_heartbeat_registers_a_node_and_the_next_one_updates_it(index):
     assert [(n["id"], n["heartbeat"], n["sessions"], n["state"]) for n in nodes] == [
         ("node-a", 110.0, 2, "serving"), ("node-b", 100.0, 3, "draining")]
     assert nodes[0]["started"] == 90.0 and nodes[0]["heartbeat_seconds"] == 5.0 and nodes[0]["version"] == "0.1.0"
+    assert nodes[0]["boot"] == "b00t"
     assert index.forget_node("node-b") and not index.forget_node("node-b")
     assert [n["id"] for n in index.nodes()] == ["node-a"]
 
