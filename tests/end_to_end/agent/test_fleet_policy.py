@@ -251,3 +251,41 @@ def test_a_manual_backup_fails_over_to_the_next_address_quickly(fresh_server, fa
         assert elapsed < 20
     finally:
         silent.close()
+
+
+def test_new_exclusions_apply_to_the_running_agents_watcher(fresh_server, fake_nm, laptops):
+    """Issue 19: [backup] exclude from the policy applies to a running agent's watcher, not
+    only to its next `borg create`: a change in a directory the new version excludes starts
+    no backup, a change in one it no longer excludes does, and the files it no longer
+    excludes are backed up at once (no change needed)."""
+    rules = '[network]\ncorporate_domains = ["corp.example.com"]\n'
+    _policy(fresh_server, rules + '[backup]\nexclude = ["sh:Scratch"]\n')
+    laptop = laptops()
+    for directory in ("Scratch", "Cache"):
+        (laptop.home / directory).mkdir()
+    (laptop.home / "Scratch/kept.bin").write_bytes(os.urandom(512 << 10))
+    chown_tree(laptop.home)
+    fake_nm.connection_up("Office", domains=["corp.example.com"])
+    laptop.start()
+    pid = laptop.process.pid
+    laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    [first] = wait_for(laptop.successes, 30, "the first backup")
+    idle = lambda s: s["state"] != "backing up" and s["dirty"]["count"] == 0 and not s["dirty"]["possibly_dirty"]
+    laptop.wait_status(idle, 15, "nothing left to back up")
+
+    _policy(fresh_server, rules + '[backup]\nexclude = ["sh:Cache"]\n')
+    laptop.wait_status(lambda s: s["policy"]["version"] == 2, 60, "policy version 2 applied")
+    [_, second] = wait_for(lambda: len(laptop.successes()) == 2 and laptop.successes(), 30,
+                           "a backup taking in what version 2 no longer excludes")
+    assert second[2] >= first[2] + (512 << 10)  # original size: Scratch/kept.bin is in it
+    laptop.wait_status(idle, 15, "nothing left to back up after version 2's backup")
+
+    (laptop.home / "Cache/new.bin").write_bytes(b"excluded by version 2\n")
+    chown_tree(laptop.home / "Cache")  # not the whole home: a chown is a change of every file
+    time.sleep(2 * QUIET)
+    assert laptop.ask()["dirty"]["count"] == 0 and len(laptop.successes()) == 2
+
+    (laptop.home / "Scratch/later.txt").write_text("no longer excluded\n")
+    chown_tree(laptop.home / "Scratch")
+    wait_for(lambda: len(laptop.successes()) == 3, 30, "a backup of a change in Scratch")
+    assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
