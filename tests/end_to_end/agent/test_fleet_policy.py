@@ -289,3 +289,32 @@ def test_new_exclusions_apply_to_the_running_agents_watcher(fresh_server, fake_n
     chown_tree(laptop.home / "Scratch")
     wait_for(lambda: len(laptop.successes()) == 3, 30, "a backup of a change in Scratch")
     assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
+
+
+def test_a_new_schedule_applies_to_changes_already_waiting(fresh_server, fake_nm, laptops):
+    """Issue 19: the schedule's limits from the policy apply to a running agent, including
+    to changes that are already waiting: a change held by an hour's debounce is backed up
+    within seconds of a version that shortens it."""
+    rules = '[network]\ncorporate_domains = ["corp.example.com"]\n[policy]\nuser_may_override = ["network.*"]\n'
+    agent = f'[agent]\nmin_interval = "1s"\npolicy_interval = "{CONTACT}"\n'
+    _policy(fresh_server, rules + agent + 'debounce = "1h"\n')
+    laptop = laptops()  # config.toml's fast debounce is ignored: users may not override it
+    fake_nm.connection_up("Office", domains=["corp.example.com"])
+    laptop.start()
+    pid = laptop.process.pid
+    laptop.wait_status(lambda s: s["policy"]["version"] == 1, 15, "policy version 1")
+    wait_for(laptop.successes, 30, "the first backup")
+    laptop.wait_status(lambda s: s["state"] != "backing up" and not s["dirty"]["possibly_dirty"], 15, "idle")
+
+    (laptop.home / "Documents/notes.txt").write_text("changed\n")
+    status = laptop.wait_status(lambda s: _code(s) == "settling", 15, "the change waits for an hour's debounce")
+    assert status["policy"]["sources"]["agent.debounce"] == "site (local value ignored)"
+    time.sleep(QUIET)
+    assert len(laptop.successes()) == 1
+
+    changed = time.monotonic()
+    _policy(fresh_server, rules + agent + 'debounce = "1s"\n')
+    wait_for(lambda: len(laptop.successes()) == 2, 60, "the waiting change backed up under version 2")
+    print(f"policy change -> the waiting change backed up: {time.monotonic() - changed:.2f} s")
+    assert laptop.ask()["policy"]["version"] == 2
+    assert laptop.process.pid == pid and laptop.process.poll() is None  # no restart
