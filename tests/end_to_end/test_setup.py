@@ -366,3 +366,35 @@ def test_a_first_backup_cut_off_by_the_server_stopping_leaves_a_set_up_computer(
         server.stop()
         remove(server.data.parent)
         remove(base)
+
+
+def test_setup_logs_in_through_the_first_address_that_answers_as_a_backup_does(fleet, computer_factory):
+    """Setup's login fails over as the agent and a manual backup do (one failover,
+    fleet.first_answering): an address that accepts but never greets costs the probe's
+    2 s, not the SSH handshake's 10 s, and a closed one next to nothing."""
+    import socket
+    import time
+    from tests.support.processes import free_port
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never says SSH-
+    base = private_dir("hs-site-")
+    try:
+        site_dir = base / "etc-homesync"
+        site_dir.mkdir()
+        addresses = [f"127.0.0.1:{silent.getsockname()[1]}", f"127.0.0.1:{free_port()}", fleet.server.address]
+        (site_dir / "agent.toml").write_text("[server]\naddresses = [" + ", ".join(f'"{a}"' for a in addresses)
+                                             + f']\nfingerprint = "{fleet.server.fingerprint}"\n')
+        chown_tree(base)
+        env = dict(fleet.env, HOMESYNC_SYSTEM_CONFIG_DIR=str(site_dir))
+        new = computer_factory()
+        started = time.monotonic()
+        done = run_as_user([str(VENV_BIN / "homesync"), "setup", "--template", "Standard Laptop", "--as",
+                            "joe's workstation", "--password-stdin"], new.home, input=PASSWORDS["joe"] + "\n",
+                           timeout=300, **env)
+        elapsed = time.monotonic() - started
+        print(f"setup's login with a silent and a closed address first: {elapsed:.2f} s")
+        # logged in (it knows joe's computers), then refused: the name is taken
+        assert done.returncode == 4 and "already have a computer named \"Joe's Workstation\"" in done.stderr
+        assert elapsed < 8
+    finally:
+        silent.close()
+        remove(base)
