@@ -398,3 +398,36 @@ def test_setup_logs_in_through_the_first_address_that_answers_as_a_backup_does(f
     finally:
         silent.close()
         remove(base)
+
+
+def test_a_first_backup_that_fails_on_a_terminal_ends_the_bar_before_the_error(computer_factory):
+    """On a terminal, setup --new draws the first backup's bar; when that backup fails (the
+    storage quota hit), the one error line starts a line of its own, not glued to the bar."""
+    server = start_server(settings='storage_quota = "10M"')
+    base = private_dir("hs-quota-tty-")
+    try:
+        env = _site_env(server, base)
+        new = computer_factory()
+        # incompressible, three times the 10 MB quota: borg hits it while it reads the files (with
+        # 14 MB it sometimes read them all, drew 100%, and hit the quota at the commit)
+        make_home(new.home, seed=32, files=60, total_bytes=30 << 20)
+        chown_tree(new.home)
+        terminal = Terminal(user_command(new.home, [str(VENV_BIN / "homesync"), "setup", "--new", "--machine",
+                                                    "Joe's Bar Box"], env))
+        try:
+            terminal.wait_for("Password for joe:")
+            terminal.type(PASSWORDS["joe"])
+            screen = terminal.wait_for(r"EXIT=\d+", timeout=180)
+        finally:
+            terminal.close()
+        print(screen)
+        assert "EXIT=25" in screen
+        assert re.search(r"\[[# ]{30}\] +\d+\.\d%", screen), screen  # the bar was drawn
+        lines = screen.splitlines()
+        [error] = [i for i, line in enumerate(lines) if "homesync: error:" in line]
+        assert lines[error].startswith("homesync: error: this computer is set up as \"Joe's Bar Box\""), screen
+        assert _enrolled_as(new) == "Joe's Bar Box"
+    finally:
+        server.stop()
+        remove(server.data.parent)
+        remove(base)
