@@ -167,6 +167,25 @@ def test_setup_without_a_terminal_replaces_by_flags(fleet, computer_factory):
     assert_same_tree(fleet.homes["Joe's Old Desktop"], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
 
 
+@pytest.mark.parametrize("flags, name, expected", [
+    (["--clone", "Joe's Workstation", "--as", "Lab 8"], "Lab 8", "Joe's Workstation"),
+    (["--template", "Standard Laptop", "--as", "Lab 9"], "Lab 9", None),
+])
+def test_setup_without_a_terminal_clones_or_starts_from_a_template_by_flags(fleet, computer_factory, flags, name,
+                                                                           expected):
+    new = computer_factory()
+    done = fleet.run(new, "setup", *flags, "--password-stdin", "--json", input=PASSWORDS["joe"] + "\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["choice"] == ("clone" if expected else "template") and result["machine"] == name
+    assert "\r" not in done.stderr and "[#" not in done.stderr
+    assert _enrolled_as(new) == name
+    if expected:
+        assert_same_tree(fleet.homes[expected], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+    else:
+        assert_same_tree(fleet.template, snapshot(new.home, exclude=TEMPLATE_LEFT_OUT), ignore_root=True)
+
+
 def test_setup_new_without_a_terminal_draws_no_bar(fleet, computer_factory):
     new = computer_factory()
     (new.home / "a.txt").write_text("a")
