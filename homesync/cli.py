@@ -115,7 +115,8 @@ def _set_up(args: argparse.Namespace, paths: Paths) -> None:
     addresses, fingerprint = setup.where(args.server, args.fingerprint)
     user = args.user or setup.default_user()
     password = console.read_password(args.password_stdin, f"Password for {user}: ")
-    offer = setup.log_in(addresses, fingerprint, user, password)
+    from homesync.agent import fleet  # the first address that answers, chosen as a manual backup chooses
+    offer = setup.log_in(fleet.first_answering(list(addresses)), fingerprint, user, password)
     if choice is None:
         choice = chooser.choose_setup(offer)
     result = setup.set_up(paths, offer, choice, first_backup=not args.no_backup,

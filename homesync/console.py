@@ -19,11 +19,18 @@ from homesync.durations import duration
 from homesync.errors import HomesyncError, UsageError
 
 
+_bar = {"open": False}  # a progress bar is on stderr's last line, not ended yet
+
+
 def run_main(program: str, body: Callable[[], int | None], debug: bool) -> int:
     """Run a command body; turn a HomesyncError into one line on stderr and its exit
-    code, Ctrl-C into 130, anything else into a short line (a traceback with --debug)."""
+    code, Ctrl-C into 130, anything else into a short line (a traceback with --debug).
+    A progress bar the failure cut short is ended first: the line is one of its own."""
     try:
-        return body() or 0
+        try:
+            return body() or 0
+        finally:
+            end_bar()
     except HomesyncError as e:
         if debug:
             logging.exception("failed")
@@ -148,6 +155,14 @@ def human_age(ts: float | None, now: float | None = None) -> str:
     return duration((now or time.time()) - ts) + " ago"
 
 
+def end_bar() -> None:
+    """End the line of a progress bar still drawn (a backup or restore that failed)."""
+    if _bar["open"]:
+        _bar["open"] = False
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 def progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
     """Return a callback drawing a progress bar on stderr, or None when stderr is not a
     terminal (or output is JSON)."""
@@ -158,7 +173,8 @@ def progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
         width = 30
         filled = int(width * max(0.0, min(1.0, fraction)))
         line = f"\r[{'#' * filled}{' ' * (width - filled)}] {fraction * 100:5.1f}% {detail[:40]:<40}"
-        sys.stderr.write(line + ("\n" if fraction >= 1.0 else ""))
+        _bar["open"] = fraction < 1.0
+        sys.stderr.write(line + ("" if _bar["open"] else "\n"))
         sys.stderr.flush()
     return draw
 

@@ -7,7 +7,6 @@ and the templates, and sets this computer up as a new one, as the replacement of
 from __future__ import annotations
 
 import getpass
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -17,9 +16,8 @@ from homesync import config as agent_config
 from homesync.actions import backup, enroll, restore
 from homesync.actions.listing import Login, enrolled_config
 from homesync.config import Paths
-from homesync.errors import ConfigError, ConflictError, ConnectionFailedError, HomesyncError, SetupChoiceError
+from homesync.errors import ConfigError, ConflictError, HomesyncError, SetupChoiceError
 
-logger = logging.getLogger(__name__)
 NEW, REPLACE, CLONE, TEMPLATE = "new", "replace", "clone", "template"
 
 
@@ -108,24 +106,17 @@ def default_user() -> str:
     return getpass.getuser()
 
 
-def log_in(addresses: tuple[str, ...], fingerprint: str, user: str, password: str) -> Offer:
-    """Log in at the first server address that answers; return what it offers. Raise
-    the last ConnectionFailedError if none answers (a wrong password is not retried)."""
-    failure: ConnectionFailedError | None = None
-    for address in addresses:
-        try:
-            with link.user_session(address, fingerprint, user, password) as session:
-                rpc = session.rpc()
-                me, machines, templates = rpc.call("whoami"), rpc.call("machines.list"), rpc.call("templates.list")
-        except ConnectionFailedError as e:
-            logger.info("%s does not answer: %s", address, e.message)
-            failure = e
-            continue
-        login = Login(address, fingerprint, user, password)
-        full_name = me.get("display_name") or ""
-        suggested = names.suggest_machine_name(full_name, user, chassis.detect(), [m["name"] for m in machines])
-        return Offer(login, full_name, machines, templates, suggested)
-    raise failure
+def log_in(address: str, fingerprint: str, user: str, password: str) -> Offer:
+    """Log in at address (the first that answers: the CLI chooses it as a manual backup
+    does, homesync.agent.fleet.first_answering); return what the server offers. Raise
+    ConnectionFailedError or LoginError."""
+    with link.user_session(address, fingerprint, user, password) as session:
+        rpc = session.rpc()
+        me, machines, templates = rpc.call("whoami"), rpc.call("machines.list"), rpc.call("templates.list")
+    login = Login(address, fingerprint, user, password)
+    full_name = me.get("display_name") or ""
+    suggested = names.suggest_machine_name(full_name, user, chassis.detect(), [m["name"] for m in machines])
+    return Offer(login, full_name, machines, templates, suggested)
 
 
 def _check_name_free(offer: Offer, name: str) -> None:

@@ -146,11 +146,25 @@ class Agent:
         self.power = await open_power_monitor(self.scheduler.power_changed)
         self.scheduler.power_changed(self.power.state)
         await self._switch_notifier()
-        exclusions = Exclusions(self.paths.own(), source=self.config.source,
-                                patterns=self.config.exclusion_patterns(self.paths), markers=agent_config.MARKERS)
-        self.watcher = Watcher(self.config.source, self.dirty, exclusions,
+        self.watcher = Watcher(self.config.source, self.dirty, self._exclusions(self.config),
                                scan_interval=self.config.agent.scan_interval)
         await asyncio.to_thread(self.watcher.start)  # walks the tree: seconds on a large home
+
+    def _exclusions(self, config: AgentConfig) -> Exclusions:
+        """Return what the watcher ignores: exactly what config's backups leave out."""
+        return Exclusions(self.paths.own(), source=config.source, patterns=config.exclusion_patterns(self.paths),
+                          markers=agent_config.MARKERS)
+
+    def _set_exclusions(self, config: AgentConfig) -> None:
+        """Give the watcher a new policy's exclusions. What they no longer exclude is not in
+        the last archive and what they now exclude still is: either way the next backup differs."""
+        if self.watcher is None:
+            return  # not opened yet: _open_parts builds it from self.config, already the new one
+        exclusions = self._exclusions(config)
+        if exclusions.patterns == self.watcher.exclusions.patterns:
+            return
+        self.watcher.set_exclusions(exclusions)
+        self.dirty.mark_possibly_dirty("the backup exclusions changed (fleet policy)")
 
     async def _switch_notifier(self) -> None:
         """Open the desktop notifier, or close it, as [agent] notifications now says (at
@@ -176,7 +190,8 @@ class Agent:
 
     def _apply_policy(self, effective: fleet.Effective) -> None:
         """Run with a new fleet policy from now on, without a restart: the schedule, the
-        network rules, the server address, exclusions and the upload limit of the next backup."""
+        network rules, the server address, the exclusions (the watcher's and the next backup's),
+        the upload limit, notifications and the scan interval."""
         listed = effective.addresses()
         keep = self.config.server if self.config.server in listed or self._answered_via in listed \
             else effective.config.server
@@ -187,6 +202,7 @@ class Agent:
         self.scheduler.reconfigure(policy_settings(effective.config), effective.config.agent.recovery_point_target)
         if self.watcher is not None:
             self.watcher.set_scan_interval(effective.config.agent.scan_interval)
+        self._set_exclusions(effective.config)
         if self._notifications is not None and self._notifications != effective.config.agent.notifications:
             task = asyncio.get_running_loop().create_task(self._switch_notifier())
             self._switching.add(task)

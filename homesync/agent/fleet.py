@@ -98,15 +98,23 @@ def load(paths: Paths) -> Effective:
 
 
 def answering(effective: Effective, paths: Paths | None = None, timeout: float = PROBE_TIMEOUT) -> AgentConfig:
-    """Return the configuration with the first server address that answers (as the agent
-    fails over: reachability.first_answering; the one that answered last, kept in paths'
-    state, first), for a manual backup outside the agent; with none answering, the last
-    address (the backup then says it cannot reach it). One address that resolves to one
-    IP address is not probed."""
+    """Return the configuration with the first server address that answers (see
+    first_answering), for a manual backup outside the agent."""
+    address = first_answering(effective.addresses(), paths, timeout)
+    return effective.config if address == effective.config.server else dataclasses.replace(effective.config,
+                                                                                             server=address)
+
+
+def first_answering(addresses: list[str], paths: Paths | None = None, timeout: float = PROBE_TIMEOUT) -> str:
+    """Return the first of addresses that answers, as the agent fails over
+    (reachability.first_answering; the one that answered last, kept in paths' state,
+    first, and kept there when it answers), for commands outside the agent (a manual
+    backup, setup's login); with none answering, the last (the command then says it
+    cannot reach it). One address that resolves to one IP address is not probed."""
     from homesync.agent import reachability  # asyncio: only when there is an address to choose
 
     async def choose() -> tuple[str, reachability.Reachability] | None:
-        found = await reachability.candidates(effective.addresses())
+        found = await reachability.candidates(addresses)
         if len(found) < 2:
             return None
         return await reachability.first_answering([c.address for c in found], timeout=timeout,
@@ -114,13 +122,13 @@ def answering(effective: Effective, paths: Paths | None = None, timeout: float =
                                                   resolve=lambda a: [a])
     chosen = asyncio.run(choose())
     if chosen is None:
-        return effective.config
+        return addresses[0]
     address, result = chosen
     if result.ok and paths is not None:
         remember_answered(paths, address)
-    if address != effective.config.server:
+    if address != addresses[0]:
         log.info("using the backup server at %s (%s)", address, result.detail)
-    return dataclasses.replace(effective.config, server=address)
+    return address
 
 
 def last_answered(paths: Paths) -> str | None:

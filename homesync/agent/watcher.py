@@ -153,6 +153,13 @@ class Watcher:
         log.info("scan interval %g s (was %g s)", seconds, old)
         self._wake.set()
 
+    def set_exclusions(self, exclusions: Exclusions) -> None:
+        """Judge changes by these exclusions from now on (a new fleet policy, while running).
+        In scan mode the next scan compares against a baseline taken with the old ones, so
+        what they covered and these do not is seen as changed: harmless, it needs a backup."""
+        self.exclusions = exclusions
+        log.info("exclusions changed: %d pattern(s)", len(exclusions.patterns))
+
     def _scan_loop(self) -> None:
         last = time.monotonic()
         while True:

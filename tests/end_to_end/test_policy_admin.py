@@ -88,7 +88,7 @@ timeout = 2.0
 '''
 
 
-def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_factory):
+def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_factory, computer_factory):
     secret_dir = private_dir("hs-ldap-secret-")
     server = None
     try:
@@ -104,7 +104,7 @@ def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_fact
             assert ann["groups"] == ["homesync-admins"] and ann["sources"]["agent.max_age"] == "group homesync-admins"
             assert bob["groups"] == ["homesync-admins-posix"] and bob["values"]["agent.max_age"] == "3h"
             assert server.cli_json("policy", "show", "--user", "joe")["groups"] == []
-            # precedence with the directory's groups: site < group < user
+            # precedence with the directory's groups: site < group < user < machine
             assert server.cli("policy", "set", "-", input='[agent]\nmax_age = "1h"\n').returncode == 0
             joe = server.cli_json("policy", "show", "--user", "joe")
             assert (joe["values"]["agent.max_age"], joe["sources"]["agent.max_age"]) == ("1h", "site")
@@ -113,6 +113,20 @@ def test_groups_from_the_directory_and_remembered_while_it_is_down(tmp_path_fact
             assert server.cli("policy", "set", "-", "--user", "ann", input='[agent]\nmax_age = "4h"\n').returncode == 0
             ann = server.cli_json("policy", "show", "--user", "ann")
             assert (ann["values"]["agent.max_age"], ann["sources"]["agent.max_age"]) == ("4h", "user ann")
+            # ... < machine: ann's computer, enrolled with her directory password
+            desk = computer_factory()
+            done = desk.run("enroll", "--server", server.address, "--user", "ann", "--machine", "Ann's desk",
+                            "--fingerprint", server.fingerprint, "--password-stdin", input="ann-secret\n")
+            assert done.returncode == 0, done.stderr
+            machine = desk.machine_id()
+            shown = server.cli_json("policy", "show", "--machine", machine)  # what policy.get answers that machine
+            assert shown["groups"] == ["homesync-admins"]
+            assert (shown["values"]["agent.max_age"], shown["sources"]["agent.max_age"]) == ("4h", "user ann")
+            done = server.cli("policy", "set", "-", "--machine", machine, input='[agent]\nmax_age = "5h"\n')
+            assert done.returncode == 0, done.stderr
+            shown = server.cli_json("policy", "show", "--machine", machine)
+            assert (shown["values"]["agent.max_age"], shown["sources"]["agent.max_age"]) == ("5h", f"machine {machine}")
+            assert server.cli_json("policy", "show", "--user", "ann")["values"]["agent.max_age"] == "4h"
         # the directory is down: the groups last read still apply
         assert server.cli_json("policy", "show", "--user", "ann")["groups"] == ["homesync-admins"]
     finally:

@@ -167,6 +167,25 @@ def test_setup_without_a_terminal_replaces_by_flags(fleet, computer_factory):
     assert_same_tree(fleet.homes["Joe's Old Desktop"], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
 
 
+@pytest.mark.parametrize("flags, name, expected", [
+    (["--clone", "Joe's Workstation", "--as", "Lab 8"], "Lab 8", "Joe's Workstation"),
+    (["--template", "Standard Laptop", "--as", "Lab 9"], "Lab 9", None),
+])
+def test_setup_without_a_terminal_clones_or_starts_from_a_template_by_flags(fleet, computer_factory, flags, name,
+                                                                           expected):
+    new = computer_factory()
+    done = fleet.run(new, "setup", *flags, "--password-stdin", "--json", input=PASSWORDS["joe"] + "\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["choice"] == ("clone" if expected else "template") and result["machine"] == name
+    assert "\r" not in done.stderr and "[#" not in done.stderr
+    assert _enrolled_as(new) == name
+    if expected:
+        assert_same_tree(fleet.homes[expected], snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+    else:
+        assert_same_tree(fleet.template, snapshot(new.home, exclude=TEMPLATE_LEFT_OUT), ignore_root=True)
+
+
 def test_setup_new_without_a_terminal_draws_no_bar(fleet, computer_factory):
     new = computer_factory()
     (new.home / "a.txt").write_text("a")
@@ -362,6 +381,71 @@ def test_a_first_backup_cut_off_by_the_server_stopping_leaves_a_set_up_computer(
         machine_id = _set_up_all_the_same(new, server, "Joe's Cut Box", env)
         _the_agent_backs_it_up(new, server, base, machine_id)
         assert not (server.data / "repos" / machine_id / "lock.exclusive").exists()
+    finally:
+        server.stop()
+        remove(server.data.parent)
+        remove(base)
+
+
+def test_setup_logs_in_through_the_first_address_that_answers_as_a_backup_does(fleet, computer_factory):
+    """Setup's login fails over as the agent and a manual backup do (one failover,
+    fleet.first_answering): an address that accepts but never greets costs the probe's
+    2 s, not the SSH handshake's 10 s, and a closed one next to nothing."""
+    import socket
+    import time
+    from tests.support.processes import free_port
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never says SSH-
+    base = private_dir("hs-site-")
+    try:
+        site_dir = base / "etc-homesync"
+        site_dir.mkdir()
+        addresses = [f"127.0.0.1:{silent.getsockname()[1]}", f"127.0.0.1:{free_port()}", fleet.server.address]
+        (site_dir / "agent.toml").write_text("[server]\naddresses = [" + ", ".join(f'"{a}"' for a in addresses)
+                                             + f']\nfingerprint = "{fleet.server.fingerprint}"\n')
+        chown_tree(base)
+        env = dict(fleet.env, HOMESYNC_SYSTEM_CONFIG_DIR=str(site_dir))
+        new = computer_factory()
+        started = time.monotonic()
+        done = run_as_user([str(VENV_BIN / "homesync"), "setup", "--template", "Standard Laptop", "--as",
+                            "joe's workstation", "--password-stdin"], new.home, input=PASSWORDS["joe"] + "\n",
+                           timeout=300, **env)
+        elapsed = time.monotonic() - started
+        print(f"setup's login with a silent and a closed address first: {elapsed:.2f} s")
+        # logged in (it knows joe's computers), then refused: the name is taken
+        assert done.returncode == 4 and "already have a computer named \"Joe's Workstation\"" in done.stderr
+        assert elapsed < 8
+    finally:
+        silent.close()
+        remove(base)
+
+
+def test_a_first_backup_that_fails_on_a_terminal_ends_the_bar_before_the_error(computer_factory):
+    """On a terminal, setup --new draws the first backup's bar; when that backup fails (the
+    storage quota hit), the one error line starts a line of its own, not glued to the bar."""
+    server = start_server(settings='storage_quota = "10M"')
+    base = private_dir("hs-quota-tty-")
+    try:
+        env = _site_env(server, base)
+        new = computer_factory()
+        # incompressible, three times the 10 MB quota: borg hits it while it reads the files (with
+        # 14 MB it sometimes read them all, drew 100%, and hit the quota at the commit)
+        make_home(new.home, seed=32, files=60, total_bytes=30 << 20)
+        chown_tree(new.home)
+        terminal = Terminal(user_command(new.home, [str(VENV_BIN / "homesync"), "setup", "--new", "--machine",
+                                                    "Joe's Bar Box"], env))
+        try:
+            terminal.wait_for("Password for joe:")
+            terminal.type(PASSWORDS["joe"])
+            screen = terminal.wait_for(r"EXIT=\d+", timeout=180)
+        finally:
+            terminal.close()
+        print(screen)
+        assert "EXIT=25" in screen
+        assert re.search(r"\[[# ]{30}\] +\d+\.\d%", screen), screen  # the bar was drawn
+        lines = screen.splitlines()
+        [error] = [i for i, line in enumerate(lines) if "homesync: error:" in line]
+        assert lines[error].startswith("homesync: error: this computer is set up as \"Joe's Bar Box\""), screen
+        assert _enrolled_as(new) == "Joe's Bar Box"
     finally:
         server.stop()
         remove(server.data.parent)

@@ -40,3 +40,42 @@ def test_a_stopped_backup_with_the_server_gone_says_so_instead_of_crashing(monke
     with pytest.raises(Cancelled, match="continues from its checkpoint if borg wrote one"):
         backup_action._interrupted(None, None, None, "2026-12-01T10:00:00", 1.0, "SIGTERM")
     assert [r["result"] for r in reported] == ["interrupted"]
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_an_error_cutting_the_bar_short_is_a_line_of_its_own(monkeypatch):
+    from homesync.errors import HomesyncError
+    stderr = _Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    on_event = console.backup_progress(quiet=False, expected_bytes=None)
+
+    def failing_backup():
+        on_event({"type": "archive_progress", "original_size": 1000, "nfiles": 3})
+        raise HomesyncError("the storage quota on the backup server is used up")
+    assert console.run_main("homesync", failing_backup, debug=False) != 0
+    bar, error = stderr.text.rsplit("\n", 2)[:2]
+    assert bar.startswith("\r[") and error == "homesync: error: the storage quota on the backup server is used up"
+
+
+def test_a_finished_bar_is_ended_once(monkeypatch):
+    stderr = _Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    on_event = console.backup_progress(quiet=False, expected_bytes=None)
+    assert console.run_main("homesync", lambda: on_event({"type": "archive_progress", "finished": True}),
+                            debug=False) == 0
+    assert stderr.text.endswith("done" + " " * 36 + "\n") and not stderr.text.endswith("\n\n")
