@@ -63,7 +63,7 @@ def backup(config: AgentConfig, paths: Paths, *, on_event: Callable[[dict], None
                         result="warning" if result.returncode else "success",
                         error="; ".join(result.warnings)[:1000], warnings=result.warnings)
     done.indexed = _report(config, paths, done.report())
-    history.start_keeping(paths)  # the new archive into the file catalog, in the background
+    history.start_keeping(paths, config.machine_id)  # the new archive into the file catalog, in the background
     return done
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -159,7 +159,7 @@ def _add_row(rows: dict[tuple, dict], source: Source, version: list, held: list)
     row["archives"] = sorted(set(row["archives"]) | {a[1] for a in held}, reverse=True)
 
 
-def _refreshed(paths: Paths, source: Source, search: bool = False) -> tuple[Catalog, set[str]]:
+def _refreshed(paths: Paths, source: Source, search: bool = False, held: bool = False) -> tuple[Catalog, set[str]]:
     """Return the computer's catalog with every archive the server's index lists in it,
     and those archives' names. When the index names an archive the catalog kept here
     lacks, the one the server keeps (sealed; see keep_current) is fetched first, and
@@ -167,7 +167,8 @@ def _refreshed(paths: Paths, source: Source, search: bool = False) -> tuple[Cata
     each new archive. One refresh of a computer's catalog at a time (a lock beside it).
     A search (search=True) does not wait for a refresh under way, such as the one after
     each backup, when the catalog holds archives already: it reads the catalog as it
-    is, says which backups are not in it yet, and their versions are left out."""
+    is, says which backups are not in it yet, and their versions are left out. held: this
+    process holds the lock already (the keeping after a backup, given it by the backup)."""
     if not names.is_machine_id(source.machine["id"]):  # it names files here: never a path from the server
         raise ProtocolError(f"the server named a computer {source.machine['id']!r}, which is no machine id")
     indexed = {r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
@@ -183,7 +184,7 @@ def _refreshed(paths: Paths, source: Source, search: bool = False) -> tuple[Cata
                        "backup, in the background): they are not searched yet; search again in a minute",
                        _missing(cat, indexed), source.machine["name"])
         return cat, indexed
-    with _locked(lock):
+    with nullcontext() if held else _locked(lock):
         cat = Catalog.load(file)  # another refresh may have done it meanwhile
         if cat.lacks(indexed):
             # this computer's own copy on the server is worth fetching only when it is not
@@ -289,23 +290,28 @@ def _locked(lock: Path, wait: float | None = None) -> Iterator[None]:
         os.close(fd)
 
 
-def keep_current(paths: Paths) -> bool:
+def keep_current(paths: Paths, holding: int | None = None) -> bool:
     """Bring this computer's catalog up to date with its archives (after a backup), and
     give the server a sealed copy when its copy lacks some of them; return whether one
     was sent. While a backup locks the repository it tries again, up to KEEP_RETRY. The
-    agent and `homesync backup` run it in the background (start_keeping)."""
+    agent and `homesync backup` run it in the background (start_keeping); holding: the
+    descriptor of the catalog's lock, taken by the backup for it, let go before a retry
+    (a search with no catalog need not wait through the pauses)."""
     deadline = time.monotonic() + KEEP_RETRY
     while True:
         try:
-            return _keep_current(paths)
+            return _keep_current(paths, held=holding is not None)
         except RepositoryLockedError:  # the next backup is running: list once it is done
             if time.monotonic() > deadline:
                 raise
+            if holding is not None:
+                os.close(holding)
+                holding = None
             logger.info("the repository is locked (a backup?): trying again in %d s", KEEP_PAUSE)
             time.sleep(KEEP_PAUSE)
 
 
-def _keep_current(paths: Paths) -> bool:
+def _keep_current(paths: Paths, held: bool = False) -> bool:
     config = enrolled_config(paths)
     if config is None:
         return False
@@ -313,8 +319,8 @@ def _keep_current(paths: Paths) -> bool:
     with link.machine_session(config, paths) as session:
         source = this_machine(config, paths, session.rpc())
         machine, passphrase = source.machine, source.passphrase
-        cat, _ = _refreshed(paths, source)
-        with _locked(folder / f"{machine['id']}.lock"):
+        cat, _ = _refreshed(paths, source, held=held)
+        with nullcontext() if held else _locked(folder / f"{machine['id']}.lock"):
             try:
                 shared = (folder / f"{machine['id']}.shared").read_text()
             except OSError:
@@ -330,28 +336,52 @@ def _keep_current(paths: Paths) -> bool:
     return True
 
 
-def start_keeping(paths: Paths) -> None:
+def start_keeping(paths: Paths, machine_id: str) -> None:
     """Start keep_current in the background, niced, on its own: the backup (and the
     next one, and the agent's status) does not wait for it, and nothing it meets fails
-    the backup (a find catches up by itself). Its log: ~/.cache/homesync/files/keep.log."""
+    the backup (a find catches up by itself). Its log: ~/.cache/homesync/files/keep.log.
+    The catalog's lock is taken here and handed to it, when free: a search started the
+    moment the backup returns sees the keeping under way (and answers from the catalog
+    as it is) instead of winning the race to the lock and listing the new archive itself
+    while the keeper, still logging in, waits for it."""
     folder = paths.cache_dir / "files"
+    held = None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        held = _taken(folder / f"{machine_id}.lock") if names.is_machine_id(machine_id) else None
         log_file = folder / "keep.log"
         mode = "wb" if log_file.exists() and log_file.stat().st_size > MAX_LOG else "ab"  # the last runs only
+        argv = [sys.executable, "-m", "homesync.actions.history", "keep-current"]
         with open(log_file, mode, opener=lambda p, f: os.open(p, f, 0o600)) as log:
-            subprocess.Popen([sys.executable, "-m", "homesync.actions.history", "keep-current"],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/")
+            subprocess.Popen(argv + ([str(held)] if held is not None else []),
+                             pass_fds=() if held is None else (held,), stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=log, start_new_session=True, cwd="/")
     except Exception as e:  # noqa: BLE001 - nothing here may fail the backup that was made
         logger.info("could not start keeping the file catalog current: %s", e)
+    finally:
+        if held is not None:
+            os.close(held)  # the keeper's copy of it holds the lock now (or nobody, if it did not start)
 
 
-def _keep_main() -> int:
-    """`python -m homesync.actions.history keep-current` (start_keeping's process)."""
+def _taken(lock: Path) -> int | None:
+    """Return a descriptor holding the catalog's lock, or None if another process holds
+    it (the keeping after the backup before, still under way)."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        return None
+
+
+def _keep_main(holding: int | None = None) -> int:
+    """`python -m homesync.actions.history keep-current [FD]` (start_keeping's process;
+    FD: the catalog's lock, held for it)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s homesync keep-current: %(message)s")
     os.nice(NICE)  # and the borg it runs
     try:
-        keep_current(Paths.from_environment())
+        keep_current(Paths.from_environment(), holding)
     except (HomesyncError, OSError) as e:
         logger.warning("the file catalog was not brought up to date (find will catch up): %s",
                        getattr(e, "message", e))
@@ -416,5 +446,5 @@ def parse_since(text: str, now: datetime | None = None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["keep-current"]:
-    sys.exit(_keep_main())
+if __name__ == "__main__" and sys.argv[1:2] == ["keep-current"]:
+    sys.exit(_keep_main(int(sys.argv[2]) if sys.argv[2:] else None))

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from homesync import catalog
+from homesync.actions import history
 from tests.support.homesync_client import catalog_lock, catalogs_kept
 from tests.support.homesync_server import PASSWORDS
 from tests.support.processes import chown_tree
@@ -245,4 +246,28 @@ def test_a_search_during_the_keeping_after_a_backup_does_not_wait_for_it_and_say
         assert fresh.returncode == 10 and "still being added to the file lists" in fresh.stderr, fresh.stderr
     catalogs_kept(computer, homesync_server, 2)
     found = computer.json("find", "fresh notes", "--machine", "Busy laptop")
+    assert [r["path"] for r in found] == ["Documents/fresh notes.txt"]
+
+
+def test_a_search_the_moment_a_backup_returns_finds_the_keeping_under_way(homesync_server, computer_factory):
+    computer = computer_factory()
+    _write(computer.home, "Documents/plan.txt", b"the first backup\n")
+    chown_tree(computer.home)
+    assert computer.enroll(homesync_server, "joe", "Quick laptop").returncode == 0
+    assert computer.json("backup")["result"] == "success"
+    catalogs_kept(computer, homesync_server, 1)
+    time.sleep(1.1)  # archive names carry seconds
+    _write(computer.home, "Documents/fresh notes.txt", b"written after the first backup\n")
+    chown_tree(computer.home)
+    assert computer.json("backup")["result"] == "success"
+    # the backup handed the catalog's lock to its keeper before returning: a search cannot
+    # take it first (and list the new archive itself while the keeper waits for it)
+    lock = computer.home / ".cache/homesync/files" / f"{computer.machine_id()}.lock"
+    assert history._busy(lock)
+    found = computer.run("find", "PLAN.", "--machine", "Quick laptop", "--json")
+    assert found.returncode == 0, found.stderr
+    assert "1 of the newest backups" in found.stderr and "still being added" in found.stderr, found.stderr
+    catalogs_kept(computer, homesync_server, 2)
+    assert not history._busy(lock)
+    found = computer.json("find", "fresh notes", "--machine", "Quick laptop")
     assert [r["path"] for r in found] == ["Documents/fresh notes.txt"]
