@@ -324,8 +324,8 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
                     include: list[str], progress: Progress | None, totals: RestoreResult, beside: bool = False,
                     jobs: int = 1, started: float | None = None) -> None:
     """Extract, verify and merge every phase not yet done, adding up into totals. A full
-    restore with nothing done yet starts extracting settings and documents while
-    `listing` (the archive's listing) is still running."""
+    restore with nothing done yet starts extracting settings and documents (and, with
+    up to two extractions, the rest) while `listing` (the archive's listing) runs."""
     started = time.monotonic() if started is None else started
     progress_file = paths.state_dir / "restore-progress.json"
     # homesync's own directories exist before anything is merged, so that writing progress
@@ -346,7 +346,7 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
         totals.timings["listing"] = round(time.monotonic() - listing_started, 3)
         phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
         todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
-        parts = _parts(todo, items, jobs)
+        parts = _parts(todo, items, jobs, bool(early))
         left = Counter(piece.name for part in parts for piece in part.merges or [part])
         totals.jobs = min(jobs, len(parts)) or 1
         _note_usable(totals, left, include, started)
@@ -377,13 +377,15 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
     totals.kept_dir = str(kept_dir) if totals.kept_aside else None
 
 
-def _parts(todo: list[Phase], items: list[dict], jobs: int) -> list[Phase]:
+def _parts(todo: list[Phase], items: list[dict], jobs: int, early: bool) -> list[Phase]:
     """Return the extractions of the phases to do, in order, all running at once:
-    settings and documents one extraction, and the rest split into as many parts as
-    extractions are left beside it (restore_plan.early counts on that)."""
+    settings and documents one extraction, and the rest split into the extractions left
+    beside it. A restore that started early extractions keeps one for settings and
+    documents even where the archive has none, as restore_plan.early counts on: the rest
+    started early stays the one part it was started as."""
     parts: list[Phase] = []
     for phase in todo:
-        parts += restore_plan.split(phase, items, max(1, jobs - len(parts)))
+        parts += restore_plan.split(phase, items, max(1, jobs - 1 if early else jobs - len(parts)))
     return parts
 
 

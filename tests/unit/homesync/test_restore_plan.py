@@ -213,3 +213,20 @@ def test_with_no_settings_or_documents_the_rest_is_the_early_extraction_it_needs
     (rest,) = restore_plan.joined(restore_plan.plan_phases(items))
     assert not restore_plan.extracts_early(rest, restore_plan.EARLY_SETTINGS_AND_DOCUMENTS, items)
     assert restore_plan.extracts_early(rest, restore_plan.EARLY_REST, items)
+
+
+@given(big_listings(), st.integers(1, 4))
+def test_the_parts_of_a_restore_started_early_keep_every_early_extraction_they_can(items, jobs):
+    from homesync.actions.restore import _parts
+    todo = restore_plan.joined(restore_plan.plan_phases(items))
+    parts = _parts(todo, items, jobs, early=True)
+    assert len(parts) <= max(jobs, 2), "every part runs at once (one extraction may be settings and documents')"
+    early = restore_plan.early(jobs)
+    first = set(todo[0].paths) if todo[0].merges else set()
+    kept = [p for p in parts if any(restore_plan.extracts_early(p, s, items) for s in early)]
+    if first == restore_plan.early_names(items):  # no hard link or unlistable name moved one into the rest
+        assert kept[:1] == parts[:1], "the first part is always one started early"
+        if jobs <= 2:
+            assert kept == parts, "up to two extractions: every part was started early"
+    else:
+        assert not kept
