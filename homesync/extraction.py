@@ -5,6 +5,7 @@ time (borg's extract takes a shared lock), handed over in plan order for merging
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from homesync.restore_plan import Phase
 
 Progress = Callable[[float, str], None]
 STAGING_PREFIX = ".homesync-restore-"
+_UNMATCHED = re.compile(r"Include pattern '.*' never matched\.")
 EARLY_NAMES = ("settings, documents", restore_plan.REST)  # the early extractions, until the plan names them
 
 
@@ -138,7 +140,8 @@ class Extractions:
         started = time.monotonic()
         paths, excludes = self._early[i]
         try:
-            warnings = self._run_borg(-1 - i, paths, excludes, (), staging)
+            # borg warns of each path that selected nothing (a home with no Desktop): expected here
+            warnings = [w for w in self._run_borg(-1 - i, paths, excludes, (), staging) if not _UNMATCHED.fullmatch(w)]
             extracted = time.monotonic()
             self._planned.wait()
             if i not in self._early_part or self._stopping:

@@ -66,9 +66,10 @@ def serve(layout: Layout, listen: str | None, ready=None) -> None:
 
     def on_signal(signum, frame):
         if drain.is_set():
+            # only the event: the main thread may be inside endpoint.stop() (its lock
+            # held) when this runs, and it stops the endpoint itself once woken
             logger.info("received signal %d again, stopping now", signum)
             stop.set()
-            endpoint.stop()
             return
         logger.info("received signal %d, draining: no new session, the running ones may finish", signum)
         drain.set()
