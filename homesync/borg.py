@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from homesync import execute
-from homesync.errors import (ArchiveMissingError, BorgCacheError, BorgError, Cancelled, ConnectionFailedError, HomesyncError,
-                             RepositoryLockedError, from_wire)
+from homesync.errors import (ArchiveMissingError, BorgCacheError, BorgError, Cancelled, ConnectionFailedError,
+                             HomesyncError, RepositoryLockedError, from_wire)
 
 logger = logging.getLogger(__name__)
 ENCRYPTION = "repokey"  # AES-CTR + HMAC-SHA256: 18% faster than -blake2 on SHA-NI CPUs (docs/architecture.md)

@@ -111,9 +111,7 @@ class Extractions:
 
     def merged(self, staged: Staged) -> None:
         """Forget a staging directory the merge has emptied and removed."""
-        with self._lock:
-            self._stagings.discard(staged.staging)
-        shutil.rmtree(staged.staging, ignore_errors=True)
+        self._remove_staging(staged.staging)
 
     def close(self) -> None:
         """Stop every extraction still running or waiting; remove their staging directories."""
@@ -141,14 +139,15 @@ class Extractions:
         paths, excludes = self._early[i]
         try:
             # borg warns of each path that selected nothing (a home with no Desktop): expected here
-            warnings = [w for w in self._run_borg(-1 - i, paths, excludes, (), staging) if not _UNMATCHED.fullmatch(w)]
+            warnings = self._run_borg(-1 - i, paths, excludes, (), staging)
+            warnings = [w for w in warnings if not _UNMATCHED.fullmatch(w)]
             extracted = time.monotonic()
             self._planned.wait()
             if i not in self._early_part or self._stopping:
                 raise Cancelled("an early extraction was stopped: the plan does not use it")
         except HomesyncError:
             if i in self._early_stopped:
-                self.merged(Staged(restore_plan.Phase(EARLY_NAMES[i]), staging, [], 0.0, 0.0))
+                self._remove_staging(staging)
             raise
         return self._verified(self._early_part[i], staging, warnings, started, extracted)
 
@@ -167,6 +166,11 @@ class Extractions:
         with self._lock:
             self._stagings.add(staging)
         return staging
+
+    def _remove_staging(self, staging: Path) -> None:
+        with self._lock:
+            self._stagings.discard(staging)
+        shutil.rmtree(staging, ignore_errors=True)
 
     def _verified(self, number: int, staging: Path, warnings: list[str], started: float, extracted: float) -> Staged:
         """Return part `number` as Staged once its staging directory holds what the

@@ -51,6 +51,7 @@ class Heartbeat:
         self.sessions = sessions
         self.state = SERVING
         self.started = time.time()
+        self.boot = boot_id()  # the same while this process runs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
 
@@ -64,7 +65,7 @@ class Heartbeat:
         self.index.node_heartbeat({"id": self.node_id, "address": self.address, "version": __version__,
                                    "state": self.state, "sessions": self.sessions(), "pid": os.getpid(),
                                    "started": self.started, "heartbeat": time.time(),
-                                   "heartbeat_seconds": self.interval, "boot": boot_id()})
+                                   "heartbeat_seconds": self.interval, "boot": self.boot})
 
     def set_state(self, state: str) -> None:
         """Say state in the index now (draining, stopped), not at the next interval."""

@@ -119,13 +119,9 @@ def _restore_archive(paths: Paths, source: Source, request: Request, archive: st
         _restore_phases(paths, source, archive, listing, target, include, progress, result,
                         beside=request.beside, jobs=jobs, started=started)
         result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
-    except ArchiveMissingError as e:
-        if indexed and not result.phases:
-            raise
-        _report_failure(source, archive, result, time.monotonic() - started, e)
-        raise
     except (HomesyncError, OSError, KeyboardInterrupt) as e:
-        _report_failure(source, archive, result, time.monotonic() - started, e)
+        if not (indexed and isinstance(e, ArchiveMissingError) and not result.phases):
+            _report_failure(source, archive, result, time.monotonic() - started, e)
         raise
     result.seconds = time.monotonic() - started
     _remember_throughput(paths, result)
