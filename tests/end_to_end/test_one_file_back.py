@@ -222,17 +222,23 @@ def test_a_file_list_that_cannot_be_kept_never_fails_the_backup(laptop, homesync
     assert len(computer.json("find", "notes.txt", "--machine", "Find laptop")) == 2
 
 
-def test_a_search_during_the_keeping_after_a_backup_does_not_wait_for_it_and_says_so(homesync_server,
-                                                                                     computer_factory):
-    computer = computer_factory()
+def _backed_up_once_then_changed(server, computer, name: str):
+    """Enroll computer as name, back up Documents/plan.txt and keep its file list, then
+    write Documents/fresh notes.txt, which is in no backup yet; return computer."""
     _write(computer.home, "Documents/plan.txt", b"the first backup\n")
     chown_tree(computer.home)
-    assert computer.enroll(homesync_server, "joe", "Busy laptop").returncode == 0
+    assert computer.enroll(server, "joe", name).returncode == 0
     assert computer.json("backup")["result"] == "success"
-    catalogs_kept(computer, homesync_server, 1)
+    catalogs_kept(computer, server, 1)
     time.sleep(1.1)  # archive names carry seconds
     _write(computer.home, "Documents/fresh notes.txt", b"written after the first backup\n")
     chown_tree(computer.home)
+    return computer
+
+
+def test_a_search_during_the_keeping_after_a_backup_does_not_wait_for_it_and_says_so(homesync_server,
+                                                                                     computer_factory):
+    computer = _backed_up_once_then_changed(homesync_server, computer_factory(), "Busy laptop")
     with catalog_lock(computer):  # the keeping after the next backup cannot start its listing
         assert computer.json("backup")["result"] == "success"
         started = time.monotonic()
@@ -250,15 +256,7 @@ def test_a_search_during_the_keeping_after_a_backup_does_not_wait_for_it_and_say
 
 
 def test_a_search_the_moment_a_backup_returns_finds_the_keeping_under_way(homesync_server, computer_factory):
-    computer = computer_factory()
-    _write(computer.home, "Documents/plan.txt", b"the first backup\n")
-    chown_tree(computer.home)
-    assert computer.enroll(homesync_server, "joe", "Quick laptop").returncode == 0
-    assert computer.json("backup")["result"] == "success"
-    catalogs_kept(computer, homesync_server, 1)
-    time.sleep(1.1)  # archive names carry seconds
-    _write(computer.home, "Documents/fresh notes.txt", b"written after the first backup\n")
-    chown_tree(computer.home)
+    computer = _backed_up_once_then_changed(homesync_server, computer_factory(), "Quick laptop")
     assert computer.json("backup")["result"] == "success"
     # the backup handed the catalog's lock to its keeper before returning: a search cannot
     # take it first (and list the new archive itself while the keeper waits for it)

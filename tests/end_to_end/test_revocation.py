@@ -41,12 +41,15 @@ def _connect(server, machine_id, key):
     return transport.Session.connect(server.address, server.fingerprint, machine_id, key=key)
 
 
+def _backed_up(server, computer, name: str):
+    """Enroll computer as name with one backup; return it, its machine id and machine key."""
+    (computer.home / "a.txt").write_text("a")
+    computer.enroll_and_back_up(server, "joe", name)
+    return computer, computer.machine_id(), transport.load_key(computer.home / ".local/share/homesync/machine_key")
+
+
 def test_adopt_closes_the_old_keys_open_session(fresh_server, computer_factory):
-    old = computer_factory()
-    (old.home / "a.txt").write_text("a")
-    old.enroll_and_back_up(fresh_server, "joe", "Old One")
-    machine_id = old.machine_id()
-    old_key = transport.load_key(old.home / ".local/share/homesync/machine_key")
+    old, machine_id, old_key = _backed_up(fresh_server, computer_factory(), "Old One")
     stolen = _connect(fresh_server, machine_id, old_key)
     rpc = stolen.rpc()
     assert rpc.call("whoami")["kind"] == "machine"
@@ -63,10 +66,7 @@ def test_adopt_closes_the_old_keys_open_session(fresh_server, computer_factory):
 
 
 def test_a_restore_grant_is_one_off_and_kept_in_the_index(fresh_server, computer_factory):
-    laptop = computer_factory()
-    (laptop.home / "a.txt").write_text("a")
-    laptop.enroll_and_back_up(fresh_server, "joe", "Granted")
-    machine_id = laptop.machine_id()
+    laptop, machine_id, _ = _backed_up(fresh_server, computer_factory(), "Granted")
     session, rpc = _password_rpc(fresh_server)
     with session:
         reported = _grant(rpc, machine_id)
@@ -104,11 +104,7 @@ def _grants(server, repository_id: str) -> int:
 
 
 def test_retire_closes_the_machines_sessions_and_ends_its_grants(fresh_server, computer_factory):
-    laptop = computer_factory()
-    (laptop.home / "a.txt").write_text("a")
-    laptop.enroll_and_back_up(fresh_server, "joe", "Retiring")
-    machine_id = laptop.machine_id()
-    machine_key = transport.load_key(laptop.home / ".local/share/homesync/machine_key")
+    laptop, machine_id, machine_key = _backed_up(fresh_server, computer_factory(), "Retiring")
     session, rpc = _password_rpc(fresh_server)
     with session:
         granted = _grant(rpc, machine_id)
@@ -129,10 +125,7 @@ def test_retire_closes_the_machines_sessions_and_ends_its_grants(fresh_server, c
 
 
 def test_a_restore_through_the_cli_leaves_no_key_behind(fresh_server, computer_factory):
-    laptop = computer_factory()
-    (laptop.home / "a.txt").write_text("a")
-    laptop.enroll_and_back_up(fresh_server, "joe", "One-off")
-    machine_id = laptop.machine_id()
+    laptop, machine_id, _ = _backed_up(fresh_server, computer_factory(), "One-off")
     new = computer_factory()
     restored = new.json("restore", "--machine", "One-off", *new.remote_args(fresh_server, "joe"),
                         input=PASSWORDS["joe"] + "\n")
