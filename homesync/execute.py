@@ -10,8 +10,10 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 logger = logging.getLogger(__name__)
@@ -145,3 +147,62 @@ def stop_group(process: subprocess.Popen, grace: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             continue
     return process.wait()
+
+
+def end_groups_inside(directory: Path, grace: float = 5.0) -> int:
+    """End every process of this user that works inside directory (its working directory
+    is there: an extraction that outlived the process that started it) with its process
+    group: SIGTERM, after `grace` seconds SIGKILL. Return, once none is left, how many
+    groups were ended."""
+    groups = {_group(pid) for pid in _working_inside(directory) if _alive(pid)} - {None, os.getpgrp()}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for group in groups:
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in _members(groups)):
+            time.sleep(0.02)
+    if any(_alive(pid) for pid in _members(groups)):
+        logger.warning("processes of groups %s still run inside %s after SIGKILL", sorted(groups), directory)
+    return len(groups)
+
+
+def _working_inside(directory: Path) -> list[int]:
+    """Return the processes of this user whose working directory is directory or below it."""
+    inside = os.path.realpath(directory)
+    found = []
+    for pid in _pids():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:  # gone, or another user's
+            continue
+        if cwd == inside or cwd.startswith(inside + "/"):
+            found.append(pid)
+    return found
+
+
+def _members(groups: set[int]) -> list[int]:
+    return [pid for pid in _pids() if _group(pid) in groups]
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _alive(pid: int) -> bool:
+    """Return whether pid runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")

@@ -259,6 +259,14 @@ def no_space(messages: list[str]) -> bool:
     return any(text in m for m in messages for text in _NO_SPACE)
 
 
+def remove_stale(target: Path) -> None:
+    """Remove the staging directories an earlier restore left in target, ending first
+    any extraction of it still running there (its restore was killed, not stopped)."""
+    for stale in target.glob(STAGING_PREFIX + "*"):
+        execute.end_groups_inside(stale)
+        shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
+
+
 def check_room(target: Path, needed: int, archive: str, part: str) -> None:
     """Raise DiskFullError if the target's file system has less room than the part's files."""
     free = shutil.disk_usage(target).free

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
@@ -28,11 +28,13 @@ from homesync.config import Paths
 from homesync.errors import (ArchiveMissingError, Cancelled, ConflictError, ConnectionFailedError, HomesyncError,
                              NotFoundError, RestoreError, UsageError)
 from homesync.extraction import STAGING_PREFIX, Staged
+from homesync.files import only_one
 from homesync.restore_plan import Phase
 from homesync.results import RestorePreview, RestoreResult
 
 Progress = Callable[[float, str], None]
 ASSUMED_THROUGHPUT = 40e6  # bytes/s when nothing was measured yet: a cautious figure (bench/)
+LOCK_NAME = "restore.lock"  # in the state directory, beside restore-progress.json
 MAX_JOBS = 4  # extractions at once: well below the server's sessions per login (8), beside the RPC session
 
 
@@ -95,6 +97,14 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login],
             return _restore_archive(paths, source, request, archive, False, target, include, jobs, progress, started)
 
 
+def _only_restore(paths: Paths) -> AbstractContextManager:
+    """Hold the lock that lets one restore at a time write this user's restore progress
+    and staging directories; raise ConflictError if another holds it."""
+    return only_one(paths.state_dir / LOCK_NAME, ConflictError(
+        "another homesync restore is running for this user",
+        "wait for it to end, or stop it, then run this restore again"))
+
+
 def _restore_archive(paths: Paths, source: Source, request: Request, archive: str, indexed: bool, target: Path,
                      include: list[str], jobs: int, progress: Progress | None,
                      started: float) -> RestoreResult | RestorePreview:
@@ -115,14 +125,15 @@ def _restore_archive(paths: Paths, source: Source, request: Request, archive: st
                            template=_template_name(source))
     result.timings.update(archives=round(picked - started, 3))
     listing = (lambda: items) if items is not None else (lambda: _list_items(source, archive, include))
-    try:
-        _restore_phases(paths, source, archive, listing, target, include, progress, result,
-                        beside=request.beside, jobs=jobs, started=started)
-        result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
-    except (HomesyncError, OSError, KeyboardInterrupt) as e:
-        if not (indexed and isinstance(e, ArchiveMissingError) and not result.phases):
-            _report_failure(source, archive, result, time.monotonic() - started, e)
-        raise
+    with _only_restore(paths):  # refused, it reports nothing: nothing was tried
+        try:
+            _restore_phases(paths, source, archive, listing, target, include, progress, result,
+                            beside=request.beside, jobs=jobs, started=started)
+            result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
+        except (HomesyncError, OSError, KeyboardInterrupt) as e:
+            if not (indexed and isinstance(e, ArchiveMissingError) and not result.phases):
+                _report_failure(source, archive, result, time.monotonic() - started, e)
+            raise
     result.seconds = time.monotonic() - started
     _remember_throughput(paths, result)
     _report(source, archive, result)
@@ -330,8 +341,7 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
     for own in paths.own():
         own.mkdir(parents=True, exist_ok=True, mode=0o700)
     done = _resumable(progress_file, source.machine["id"], archive, target)
-    for stale in target.glob(STAGING_PREFIX + "*"):
-        shutil.rmtree(stale, ignore_errors=True)  # a partial extraction of ours, never local data
+    extraction.remove_stale(target)
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals.resumed = sorted(done)
     reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)

@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator
 
 from homesync import __version__, config as agent_config, site, state_files
 from homesync.actions import backup
@@ -31,6 +29,7 @@ from homesync.agent.scheduler import Job, Scheduler
 from homesync.agent.watcher import Watcher
 from homesync.config import AgentConfig, Paths
 from homesync.errors import ConfigError, ConflictError, NotEnrolledError
+from homesync.files import only_one
 from homesync.results import BackupResult
 from homesync.site import Site
 
@@ -272,17 +271,7 @@ class Agent:
                 "warnings": warnings}
 
 
-@contextlib.contextmanager
-def _single_instance(paths: Paths) -> Iterator[None]:
+def _single_instance(paths: Paths) -> contextlib.AbstractContextManager[None]:
     """Hold a lock for as long as the agent runs; raise ConflictError if another agent holds it."""
-    paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(paths.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConflictError("another homesync agent is already running for this user",
-                                "see `homesync status`") from None
-        yield
-    finally:
-        os.close(fd)
+    return only_one(paths.state_dir / LOCK_NAME,
+                    ConflictError("another homesync agent is already running for this user", "see `homesync status`"))

@@ -3,6 +3,7 @@ interrupted restore that resumes, and a restore by a different account."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -119,6 +120,76 @@ def test_an_interrupted_restore_resumes_and_ends_bit_identical(fresh_server, com
                       input=PASSWORDS["joe"] + "\n")
     assert result["resumed"] == ["documents", "settings"] and result["phases"] == ["everything else"]
     assert not list(new.home.glob(".homesync-restore-*")) and not progress.exists()
+    assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+
+
+# What an extraction does to its staging directory, as fast as it can: nested
+# directories and files, so that removing it races the writes (an orphaned borg extract).
+WRITER = """
+import os, itertools
+for n in itertools.count():
+    try:
+        os.makedirs(f"d{n % 7}/e{n % 5}", exist_ok=True)
+        with open(f"d{n % 7}/e{n % 5}/f{n}", "wb") as f:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+"""
+
+
+def test_a_restore_ends_an_extraction_its_killed_predecessor_left_running(fresh_server, computer_factory):
+    old = computer_factory()
+    make_home(old.home, seed=23, files=60, total_bytes=1 << 20)
+    old.enroll_and_back_up(fresh_server, "joe", "Orphaned")
+    expected = snapshot(old.home, exclude=NOT_BACKED_UP)
+    old.throw_away()
+
+    new = computer_factory()
+    stale = new.home / ".homesync-restore-k1lled"
+    stale.mkdir()
+    chown_tree(new.home)
+    # started in a session of its own, as homesync starts borg: a kill of the restore's group spares it
+    writer = subprocess.Popen([str(VENV_BIN / "python"), "-c", WRITER], cwd=stale, user=UNPRIVILEGED,
+                              group=UNPRIVILEGED, extra_groups=[], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (stale / "d0/e0").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        new.ok("restore", "--machine", "Orphaned", *new.remote_args(fresh_server, "joe"),
+               input=PASSWORDS["joe"] + "\n")
+        assert writer.poll() is not None, "the extraction left by a killed restore still runs"
+        assert not list(new.home.glob(".homesync-restore-*"))
+        assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_one_restore_at_a_time_and_the_second_says_so(fresh_server, computer_factory):
+    old = computer_factory()
+    make_home(old.home, seed=24, files=30, total_bytes=256 << 10)
+    old.enroll_and_back_up(fresh_server, "joe", "Twice")
+    expected = snapshot(old.home, exclude=NOT_BACKED_UP)
+    old.throw_away()
+
+    new = computer_factory()
+    lock = new.home / ".local/state/homesync/restore.lock"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    chown_tree(new.home)
+    with open(lock) as held:  # what a restore under way holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        refused = new.run("restore", "--machine", "Twice", *new.remote_args(fresh_server, "joe"),
+                          input=PASSWORDS["joe"] + "\n")
+        assert refused.returncode == 4
+        assert refused.stderr.strip().splitlines() == [
+            "homesync: error: another homesync restore is running for this user "
+            "(wait for it to end, or stop it, then run this restore again)"]
+        assert not (new.home / "Documents").exists() and not list(new.home.glob(".homesync-restore-*"))
+        preview = new.json("restore", "--machine", "Twice", "--dry-run", *new.remote_args(fresh_server, "joe"),
+                           input=PASSWORDS["joe"] + "\n")
+        assert preview["dry_run"] is True, "a preview writes nothing and needs no lock"
+    new.ok("restore", "--machine", "Twice", *new.remote_args(fresh_server, "joe"), input=PASSWORDS["joe"] + "\n")
     assert_same_tree(expected, snapshot(new.home, exclude=NOT_BACKED_UP), ignore_root=True)
 
 
