@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -82,7 +81,7 @@ def make_extract_command(repo: str, archive: str, paths: Sequence[str] = (), pro
     (and a file of them), return argv that extracts them into the current directory.
     bypass_lock: take no lock (for a confined extract that may not write the repository)."""
     # no --list: naming every item cost borg 1.8 CPU-s of 30,000 small files' 7 (bench/,
-    # tmpfs), only to name the file of a warning that names it by descriptor (_without_descriptor)
+    # tmpfs), only to name the file of a warning that names it by descriptor (extraction.described)
     argv = [borg_executable(), "extract", "--log-json"]
     argv += ["--bypass-lock"] if bypass_lock else ["--lock-wait", str(LOCK_WAIT)]
     if progress:
@@ -271,8 +270,6 @@ def run_borg(
     def on_line(line: str) -> None:
         event = _parse_event(line)
         if event.get("type") == "log_message":
-            if event.get("levelname") == "WARNING":
-                event = dict(event, message=_without_descriptor(event.get("message", "")))
             messages.append(event)
         if on_event:
             on_event(event)
@@ -295,19 +292,7 @@ def run_borg(
 
 
 SHIM_ERROR_ENV = "HOMESYNC_SHIM_ERROR_FILE"
-# borg 1.4 sets a restored file's xattrs through its descriptor and names only that:
-# "when setting extended attribute trusted.x: [Errno 1] Operation not permitted: '<FD 6>'"
-_XATTR_BY_DESCRIPTOR = re.compile(r"when setting extended attribute (.*): (.*): '<FD \d+>'")
-_BY_DESCRIPTOR = re.compile(r"'?<FD \d+>'?")
 
-
-def _without_descriptor(message: str) -> str:
-    """Return borg's warning with a file descriptor number, which means nothing to its
-    reader, said in words."""
-    xattr = _XATTR_BY_DESCRIPTOR.fullmatch(message)
-    if xattr:
-        return f"a restored file's extended attribute {xattr[1]} could not be set: {xattr[2]}"
-    return _BY_DESCRIPTOR.sub("a restored file", message)
 
 
 @contextmanager

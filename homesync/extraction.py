@@ -5,6 +5,7 @@ time (borg's extract takes a shared lock), handed over in plan order for merging
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import tempfile
@@ -61,6 +62,7 @@ class Extractions:
         self.target = target
         self.parts: list[Phase] = []
         self._expected: list[dict] = []
+        self._read_only: list[list[str]] = []  # by part: what an ordinary user cannot set xattrs on once extracted
         self._progress = progress
         self._bar: _Bar | None = None
         self._running: dict[int, execute.Running] = {}  # by part number; early ones by -1, -2, …
@@ -79,8 +81,10 @@ class Extractions:
         """Given the listing and the parts to extract in order, extract every part not
         running yet. Raise DiskFullError if an early part's files cannot fit."""
         self.parts = parts
-        self._expected = [restore_plan.expected_tally([i for i in items if i["path"] == "." or p.holds(i["path"])])
-                          for p in parts]
+        held = [[i for i in items if i["path"] == "." or p.holds(i["path"])] for p in parts]
+        self._expected = [restore_plan.expected_tally(h) for h in held]
+        self._read_only = [[i["path"] for i in h if i["path"] != "." and i["type"] in "-d" and i["mode"][2:3] != "w"]
+                           for h in held]
         if self._progress is not None:
             self._bar = _Bar(self._progress, parts, [e["bytes"] or 0 for e in self._expected])
         with self._lock:
@@ -185,6 +189,7 @@ class Extractions:
                 f"found {found}", "nothing of this part was merged; try again, and tell your admin if it persists")
         if self._bar is not None:  # an early part may have ended before the bar was there
             self._bar.update(number, 1.0)
+        warnings = [described(w, self._read_only[number]) for w in warnings]
         return Staged(part, staging, warnings, extracted - started, time.monotonic() - extracted, expected)
 
     def _run_borg(self, number: int, paths: Sequence[str], excludes: Sequence[str], patterns: Sequence[str],
@@ -249,6 +254,27 @@ class _Bar:
             total = sum(d * s for d, s in zip(self.done, self.sizes)) / sum(self.sizes)
             busy = [p.name for p, d in zip(self.parts, self.done) if d < 1.0]
             self.progress(total, ", ".join(dict.fromkeys(busy)) or "done")
+
+
+# borg 1.4 sets a restored file's xattrs through its descriptor, and names only that:
+# "when setting extended attribute user.x: [Errno 13] Permission denied: '<FD 6>'"
+_XATTR_BY_DESCRIPTOR = re.compile(r"when setting extended attribute (.*): (\[Errno (\d+)\] .*): '<FD \d+>'")
+
+
+def described(warning: str, read_only: Sequence[str]) -> str:
+    """Return borg's warning about a file it named only by a descriptor in words, naming
+    the file where the listing tells which: borg makes a file read-only before it sets
+    its xattrs, which an ordinary user then may not (EACCES), so such a file is one of
+    the part's read-only ones (read_only: their paths)."""
+    found = _XATTR_BY_DESCRIPTOR.fullmatch(warning)
+    if not found:
+        return warning
+    name, why = found[1], found[2]
+    if int(found[3]) != errno.EACCES or not read_only:
+        return f"a restored file's extended attribute {name} could not be set: {why}"
+    which = read_only[0] if len(read_only) == 1 else (
+        f"one of the read-only {', '.join(read_only[:3])}" + (f" and {len(read_only) - 3} more" if len(read_only) > 3 else ""))
+    return f"{which}: extended attribute {name} could not be set, the file being read-only: {why}"
 
 
 _NO_SPACE = ("No space left on device", "Disk quota exceeded")

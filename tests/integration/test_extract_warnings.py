@@ -1,6 +1,7 @@
-"""Real borg, run as an unprivileged user: a restored file whose extended attribute it
-may not set (trusted.*, root's alone) comes back with a warning that says so in words,
-the attribute named, no file descriptor number."""
+"""Real borg, run as an unprivileged user: the warnings of a restored file whose extended
+attribute it may not set (trusted.*, root's alone; user.* on a file borg made read-only)
+name the file by descriptor only; extraction.described says them in words, the file
+named where the listing tells which."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from homesync import borg
+from homesync import borg, extraction
 from tests.support.processes import UNPRIVILEGED, chown_tree, private_dir, remove, user_env
 
 BORG = Path(sys.executable).parent / "borg"
@@ -37,12 +38,15 @@ def work() -> Iterator[Path]:
     remove(path)
 
 
-def test_an_attribute_it_may_not_set_is_a_warning_in_words(work):
+def test_an_attribute_it_may_not_set_is_a_warning_in_words_naming_the_file_where_known(work):
     tmp_path = work
     source, out = tmp_path / "home", tmp_path / "out"
     (source / "Documents").mkdir(parents=True)
     (source / "Documents/marked.txt").write_text("kept")
     os.setxattr(source / "Documents/marked.txt", "trusted.homesync-test", b"1")
+    (source / "Documents/locked.pdf").write_bytes(b"%PDF")
+    os.setxattr(source / "Documents/locked.pdf", "user.origin", b"https://example.org/a.pdf")
+    os.chmod(source / "Documents/locked.pdf", 0o444)
     repo = tmp_path / "repo"
     env = borg.BorgEnvironment(base_dir=tmp_path / "root-borg").build()
     subprocess.run([str(BORG), "init", "--encryption=none", str(repo)], env=env, check=True, capture_output=True)
@@ -54,6 +58,15 @@ def test_an_attribute_it_may_not_set_is_a_warning_in_words(work):
                           env=user_env(tmp_path),
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [
-        "a restored file's extended attribute trusted.homesync-test could not be set: [Errno 1] Operation not permitted"]
+    warnings = json.loads(done.stdout)
+    assert len(warnings) == 2 and all("<FD " in w for w in warnings), warnings
+    not_permitted, denied = sorted(warnings, key=lambda w: "Errno 13" in w)
+    assert extraction.described(not_permitted, ["Documents/locked.pdf"]) == (
+        "a restored file's extended attribute trusted.homesync-test could not be set: [Errno 1] Operation not permitted")
+    assert extraction.described(denied, ["Documents/locked.pdf"]) == (
+        "Documents/locked.pdf: extended attribute user.origin could not be set, the file being read-only: "
+        "[Errno 13] Permission denied")
+    assert extraction.described(denied, [f"r{i}" for i in range(5)]).startswith(
+        "one of the read-only r0, r1, r2 and 2 more: extended attribute user.origin could not be set")
+    assert extraction.described("some other warning", ["x"]) == "some other warning"
     assert (out / "Documents/marked.txt").read_text() == "kept"
