@@ -23,6 +23,17 @@ NOT_BACKED_UP = (".config/homesync", ".local/share/homesync", ".local/state/home
                  ".local/share/Trash")
 
 
+def backed_up_and_lost(server, computer_factory, name: str, **home) -> dict:
+    """Back up a computer with a generated home (make_home's arguments) as `name`, then
+    throw it away; return the snapshot of what its restore must give back."""
+    old = computer_factory()
+    make_home(old.home, **home)
+    old.enroll_and_back_up(server, "joe", name)
+    expected = snapshot(old.home, exclude=NOT_BACKED_UP)
+    old.throw_away()
+    return expected
+
+
 def test_adopt_moves_the_identity_and_the_chain_continues(fresh_server, computer_factory):
     old = computer_factory()
     make_home(old.home, seed=11, files=200, total_bytes=6 << 20)
@@ -90,11 +101,8 @@ def test_a_dry_run_writes_nothing_and_says_what_would_happen(fresh_server, compu
 
 
 def test_an_interrupted_restore_resumes_and_ends_bit_identical(fresh_server, computer_factory):
-    old = computer_factory()
-    make_home(old.home, seed=21, files=300, total_bytes=160 << 20)
-    old.enroll_and_back_up(fresh_server, "joe", "Resume Me")
-    expected = snapshot(old.home, exclude=NOT_BACKED_UP)
-    old.throw_away()
+    expected = backed_up_and_lost(fresh_server, computer_factory, "Resume Me", seed=21, files=300,
+                                  total_bytes=160 << 20)
 
     new = computer_factory()
     progress = new.home / ".local/state/homesync/restore-progress.json"
@@ -138,11 +146,8 @@ for n in itertools.count():
 
 
 def test_a_restore_ends_an_extraction_its_killed_predecessor_left_running(fresh_server, computer_factory):
-    old = computer_factory()
-    make_home(old.home, seed=23, files=60, total_bytes=1 << 20)
-    old.enroll_and_back_up(fresh_server, "joe", "Orphaned")
-    expected = snapshot(old.home, exclude=NOT_BACKED_UP)
-    old.throw_away()
+    expected = backed_up_and_lost(fresh_server, computer_factory, "Orphaned", seed=23, files=60,
+                                  total_bytes=1 << 20)
 
     new = computer_factory()
     stale = new.home / ".homesync-restore-k1lled"
@@ -166,11 +171,8 @@ def test_a_restore_ends_an_extraction_its_killed_predecessor_left_running(fresh_
 
 
 def test_one_restore_at_a_time_and_the_second_says_so(fresh_server, computer_factory):
-    old = computer_factory()
-    make_home(old.home, seed=24, files=30, total_bytes=256 << 10)
-    old.enroll_and_back_up(fresh_server, "joe", "Twice")
-    expected = snapshot(old.home, exclude=NOT_BACKED_UP)
-    old.throw_away()
+    expected = backed_up_and_lost(fresh_server, computer_factory, "Twice", seed=24, files=30,
+                                  total_bytes=256 << 10)
 
     new = computer_factory()
     lock = new.home / ".local/state/homesync/restore.lock"
