@@ -294,7 +294,6 @@ def run_borg(
 SHIM_ERROR_ENV = "HOMESYNC_SHIM_ERROR_FILE"
 
 
-
 @contextmanager
 def _shim_error_file(env: dict[str, str]) -> Iterator[Path | None]:
     """Give a borg call that goes through the shim a private file for the shim's error."""

@@ -272,8 +272,8 @@ def described(warning: str, read_only: Sequence[str]) -> str:
     name, why = found[1], found[2]
     if int(found[3]) != errno.EACCES or not read_only:
         return f"a restored file's extended attribute {name} could not be set: {why}"
-    which = read_only[0] if len(read_only) == 1 else (
-        f"one of the read-only {', '.join(read_only[:3])}" + (f" and {len(read_only) - 3} more" if len(read_only) > 3 else ""))
+    more = f" and {len(read_only) - 3} more" if len(read_only) > 3 else ""
+    which = read_only[0] if len(read_only) == 1 else f"one of the read-only {', '.join(read_only[:3])}{more}"
     return f"{which}: extended attribute {name} could not be set, the file being read-only: {why}"
 
 
