@@ -128,10 +128,15 @@ def early_names(items: list[dict]) -> set[str]:
     return {top for top in tops if top.startswith(".") or top in DOCUMENT_DIRS}
 
 
-def early(jobs: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+def early(jobs: int, size: int | None = None) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     """Return the extractions a full restore starts before its listing: settings and
-    documents, and the rest where it will be one part (up to two extractions at once)."""
-    return [EARLY_SETTINGS_AND_DOCUMENTS, EARLY_REST] if jobs <= 2 else [EARLY_SETTINGS_AND_DOCUMENTS]
+    documents, and the rest with one extraction, or with two where it stays one part:
+    an archive of `size` bytes (from the index; None: not known) too small for its rest
+    to be split (split, MIN_PART_BYTES). A rest started early and then split is stopped:
+    its start before the listing pays less than the split (docs/architecture.md)."""
+    if jobs <= 1 or (jobs == 2 and (size is None or size < 2 * MIN_PART_BYTES)):
+        return [EARLY_SETTINGS_AND_DOCUMENTS, EARLY_REST]
+    return [EARLY_SETTINGS_AND_DOCUMENTS]
 
 
 def extracts_early(part: Phase, selection: tuple[tuple[str, ...], tuple[str, ...]], items: list[dict]) -> bool:
@@ -223,24 +228,36 @@ def _same(item: dict, local: os.stat_result) -> bool:
 
 # Splitting a phase into parts that several `borg extract` runs restore at once.
 ENTRY_WEIGHT = 128 << 10  # what extracting one entry costs beyond its bytes, in bytes (docs/architecture.md)
-MIN_PART_WEIGHT = 64 << 20  # below this, another borg's start-up costs more than it saves
+# Another part pays only for files' bytes: every extraction reads all of the archive's item
+# metadata, so many small entries do not get cheaper split (docs/architecture.md).
+MIN_PART_BYTES = 128 << 20
 
 
-def split(phase: Phase, items: list[dict], parts: int) -> list[Phase]:
+def weight(phase: Phase, items: list[dict]) -> int:
+    """Return what extracting a phase costs, in bytes: its distinct files' bytes, plus
+    ENTRY_WEIGHT an entry."""
+    return sum(w for _, w, _ in _link_groups(phase, items))
+
+
+def split(phase: Phase, items: list[dict], parts: int, busy: tuple[int, ...] = ()) -> list[Phase]:
     """Given a phase, the listing and how many extractions may run at once, return the
     phase as up to `parts` phases of the same name restoring disjoint sets of its
-    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry). Names
-    joined by hard links stay in one part. A phase working by exclusion keeps one part
-    that does, last: it restores "." and the names borg cannot list in UTF-8."""
+    top-level names, balanced by weight (bytes, plus ENTRY_WEIGHT an entry), at most
+    one part per MIN_PART_BYTES of its files. `busy`: the weight some of those
+    extractions carry before this phase (settings and documents); the parts for the
+    idle extractions come first and a busy one's last, so that each extraction, taking
+    the next part when it is free, ends at about the same time. Names joined by hard
+    links stay in one part. A phase working by exclusion keeps one part that does,
+    last: it restores "." and the names borg cannot list in UTF-8."""
     if phase.selection or phase.merges or parts <= 1:
         return [phase]
     units = _link_groups(phase, items)
-    total = sum(w for _, w in units)
-    count = min(parts, len(units), max(1, total // MIN_PART_WEIGHT))
+    count = min(parts, len(units), max(1, sum(b for _, _, b in units) // MIN_PART_BYTES))
     if count <= 1:
         return [phase]
-    bins: list[tuple[int, list[str]]] = [(0, []) for _ in range(count)]
-    for names, weighs in sorted(units, key=lambda u: (-u[1], u[0])):
+    loads = sorted([*busy, *[0] * max(0, parts - len(busy))])[:count]  # the extractions free first
+    bins: list[tuple[int, list[str]]] = [(load, []) for load in loads]
+    for names, weighs, _ in sorted(units, key=lambda u: (-u[1], u[0])):
         lightest = min(range(count), key=lambda b: bins[b][0])
         bins[lightest] = (bins[lightest][0] + weighs, bins[lightest][1] + names)
     groups = [sorted(names) for _, names in bins if names]
@@ -255,16 +272,18 @@ def split(phase: Phase, items: list[dict], parts: int) -> list[Phase]:
     return [Phase(phase.name, paths=tuple(g)) for g in groups]
 
 
-def _link_groups(phase: Phase, items: list[dict]) -> list[tuple[list[str], int]]:
+def _link_groups(phase: Phase, items: list[dict]) -> list[tuple[list[str], int, int]]:
     """Return the phase's top-level names joined into groups by hard links, each
-    group with its weight; names borg lists with "?" form one group (only the part by
-    exclusion can restore them)."""
+    group with its weight and its files' bytes; names borg lists with "?" form one
+    group (only the part by exclusion can restore them)."""
     weight: dict[str, int] = {}
+    size_of: dict[str, int] = {}
     for item in items:
         if item["path"] != "." and phase.holds(item["path"]):
             top = top_level(item["path"])
             size = item.get("size", 0) if item["type"] == "-" and not item.get("source") else 0
             weight[top] = weight.get(top, 0) + size + ENTRY_WEIGHT
+            size_of[top] = size_of.get(top, 0) + size
     for name in phase.paths:
         weight.setdefault(name, ENTRY_WEIGHT)
     leader = {name: name for name in weight}
@@ -284,4 +303,5 @@ def _link_groups(phase: Phase, items: list[dict]) -> list[tuple[list[str], int]]
     groups: dict[str, list[str]] = {}
     for name in weight:
         groups.setdefault(find(name), []).append(name)
-    return [(sorted(names), sum(weight[n] for n in names)) for names in groups.values()]
+    return [(sorted(names), sum(weight[n] for n in names), sum(size_of.get(n, 0) for n in names))
+            for names in groups.values()]

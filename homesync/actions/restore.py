@@ -90,11 +90,11 @@ def restore(paths: Paths, request: Request, login: Callable[[], Login],
         try:
             return _restore_archive(paths, source, request, archive, indexed, target, include, jobs, progress, started)
         except ArchiveMissingError:
-            if not indexed:
+            if indexed is None:
                 raise
             # the index names an archive the repository no longer holds: its own newest
             archive, _ = _pick_archive(source, request.archive, from_index=False)
-            return _restore_archive(paths, source, request, archive, False, target, include, jobs, progress, started)
+            return _restore_archive(paths, source, request, archive, None, target, include, jobs, progress, started)
 
 
 def _only_restore(paths: Paths) -> AbstractContextManager:
@@ -105,12 +105,12 @@ def _only_restore(paths: Paths) -> AbstractContextManager:
         "wait for it to end, or stop it, then run this restore again"))
 
 
-def _restore_archive(paths: Paths, source: Source, request: Request, archive: str, indexed: bool, target: Path,
-                     include: list[str], jobs: int, progress: Progress | None,
+def _restore_archive(paths: Paths, source: Source, request: Request, archive: str, indexed: dict | None,
+                     target: Path, include: list[str], jobs: int, progress: Progress | None,
                      started: float) -> RestoreResult | RestorePreview:
-    """Restore (or preview) one archive; `indexed`: its name came from the server's index,
-    and an ArchiveMissingError from its listing, before anything is written, is left to
-    the caller, unreported."""
+    """Restore (or preview) one archive; `indexed`: the server's index record it was
+    picked from, if it was, and then an ArchiveMissingError from its listing, before
+    anything is written, is left to the caller, unreported."""
     picked = time.monotonic()
     items = None
     if include or request.dry_run:  # a selection is checked, and a preview made, before anything is written
@@ -128,10 +128,11 @@ def _restore_archive(paths: Paths, source: Source, request: Request, archive: st
     with _only_restore(paths):  # refused, it reports nothing: nothing was tried
         try:
             _restore_phases(paths, source, archive, listing, target, include, progress, result,
-                            beside=request.beside, jobs=jobs, started=started)
+                            beside=request.beside, jobs=jobs, started=started,
+                            size=indexed.get("original_size") if indexed else None)
             result.warnings[:0] = state_files.take_notes()  # a damaged progress file, set aside
         except (HomesyncError, OSError, KeyboardInterrupt) as e:
-            if not (indexed and isinstance(e, ArchiveMissingError) and not result.phases):
+            if not (indexed is not None and isinstance(e, ArchiveMissingError) and not result.phases):
                 _report_failure(source, archive, result, time.monotonic() - started, e)
             raise
     result.seconds = time.monotonic() - started
@@ -271,18 +272,18 @@ def one_off_key(key_dir: str) -> tuple[Path, str]:
     return key_file, transport.public_key_line(key.pkey)
 
 
-def _pick_archive(source: Source, wanted: str, from_index: bool = True) -> tuple[str, bool]:
-    """Return the archive to restore, and whether its name came from the server's index:
-    the newest recovery point the index holds for a machine (as the server observed
-    them: an archive it flagged for a false time never counts), which costs no borg run;
-    else, for a named archive, a template or a machine the index holds no backup of,
-    what the repository itself lists."""
+def _pick_archive(source: Source, wanted: str, from_index: bool = True) -> tuple[str, dict | None]:
+    """Return the archive to restore, and the server's index record of it if it came
+    from there: the newest recovery point the index holds for a machine (as the server
+    observed them: an archive it flagged for a false time never counts), which costs no
+    borg run; else (None), for a named archive, a template or a machine the index holds
+    no backup of, what the repository itself lists."""
     if from_index and wanted == "latest" and source.published is None:
-        indexed = [r["name"] for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
+        indexed = [r for r in source.rpc.call("archives.list", machine_id=source.machine["id"])
                    if r["result"] in ("success", "warning") and not r.get("flag")]
         if indexed:
-            return indexed[-1], True
-    return _listed_archive(source, wanted), False
+            return indexed[-1]["name"], indexed[-1]
+    return _listed_archive(source, wanted), None
 
 
 def _listed_archive(source: Source, wanted: str) -> str:
@@ -329,10 +330,11 @@ def _preview(paths: Paths, source: Source, archive: str, items: list[dict], targ
 
 def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callable[[], list[dict]], target: Path,
                     include: list[str], progress: Progress | None, totals: RestoreResult, beside: bool = False,
-                    jobs: int = 1, started: float | None = None) -> None:
+                    jobs: int = 1, started: float | None = None, size: int | None = None) -> None:
     """Extract, verify and merge every phase not yet done, adding up into totals. A full
     restore with nothing done yet starts extracting settings and documents (and, with
-    up to two extractions, the rest) while `listing` (the archive's listing) runs."""
+    up to two extractions, the rest, unless the archive's `size` in the index says it
+    may be split) while `listing` (the archive's listing) runs."""
     started = time.monotonic() if started is None else started
     progress_file = paths.state_dir / "restore-progress.json"
     # homesync's own directories exist before anything is merged, so that writing progress
@@ -345,14 +347,14 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
     kept_dir = target / f"homesync-kept-{time.strftime('%Y%m%d-%H%M%S')}"
     totals.resumed = sorted(done)
     reading = extraction.Archive(source.access.location, archive, source.access.environment(), source.passphrase)
-    early = restore_plan.early(jobs) if not include and not done else []
+    early = restore_plan.early(jobs, size) if not include and not done else []
     with extraction.Extractions(reading, target, jobs, progress, early) as extractions:
         listing_started = time.monotonic()
         items = listing()
         totals.timings["listing"] = round(time.monotonic() - listing_started, 3)
         phases = [restore_plan.selection(include)] if include else restore_plan.plan_phases(items)
         todo = restore_plan.joined([phase for phase in phases if phase.name not in done])
-        parts = _parts(todo, items, jobs, bool(early))
+        parts = _parts(todo, items, jobs)
         left = Counter(piece.name for part in parts for piece in part.merges or [part])
         totals.jobs = min(jobs, len(parts)) or 1
         _note_usable(totals, left, include, started)
@@ -383,15 +385,15 @@ def _restore_phases(paths: Paths, source: Source, archive: str, listing: Callabl
     totals.kept_dir = str(kept_dir) if totals.kept_aside else None
 
 
-def _parts(todo: list[Phase], items: list[dict], jobs: int, early: bool) -> list[Phase]:
-    """Return the extractions of the phases to do, in order, all running at once:
-    settings and documents one extraction, and the rest split into the extractions left
-    beside it. A restore that started early extractions keeps one for settings and
-    documents even where the archive has none, as restore_plan.early counts on: the rest
-    started early stays the one part it was started as."""
+def _parts(todo: list[Phase], items: list[dict], jobs: int) -> list[Phase]:
+    """Return the extractions of the phases to do, in order: settings and documents one
+    extraction, and the rest split into up to `jobs` parts around it (the part after
+    settings and documents on their extraction last, so that every extraction ends at
+    about the same time). A rest started early (restore_plan.early) is kept where it
+    stays one part; a rest heavy enough to split pays more than that early start."""
     parts: list[Phase] = []
     for phase in todo:
-        parts += restore_plan.split(phase, items, max(1, jobs - 1 if early else jobs - len(parts)))
+        parts += restore_plan.split(phase, items, jobs, busy=tuple(restore_plan.weight(p, items) for p in parts))
     return parts
 
 

@@ -48,7 +48,7 @@ def archive(tmp_path_factory) -> tuple[extraction.Archive, Path, list[dict]]:
 
 
 def _parts(items: list[dict], jobs: int, monkeypatch) -> list[restore_plan.Phase]:
-    monkeypatch.setattr(restore_plan, "MIN_PART_WEIGHT", 1)
+    monkeypatch.setattr(restore_plan, "MIN_PART_BYTES", 1)
     return [part for phase in restore_plan.plan_phases(items) for part in restore_plan.split(phase, items, jobs)]
 
 
@@ -98,7 +98,7 @@ def test_a_part_that_does_not_match_the_listing_is_refused(archive, tmp_path, mo
 
 def test_extractions_started_before_the_listing_is_there_are_kept(archive, tmp_path, monkeypatch):
     reading, source, items = archive
-    monkeypatch.setattr(restore_plan, "MIN_PART_WEIGHT", 1)
+    monkeypatch.setattr(restore_plan, "MIN_PART_BYTES", 1)
     phases = restore_plan.joined(restore_plan.plan_phases(items))
     assert set(phases[0].paths) == restore_plan.early_names(items)  # no hard link moved one into the rest
     parts = [phases[0], *restore_plan.split(phases[1], items, 1)]
@@ -114,6 +114,29 @@ def test_extractions_started_before_the_listing_is_there_are_kept(archive, tmp_p
         for number, part in enumerate(parts):
             staged = runs.take(number)
             assert staged.part == part and staged.expected["-"] > 0
+            merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=number == len(parts) - 1)
+            runs.merged(staged)
+    assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)
+    assert os.stat(target / "Music/f1.bin").st_ino == os.stat(target / "Videos/same-as-music.bin").st_ino
+    assert not list(target.glob(extraction.STAGING_PREFIX + "*"))
+
+
+def test_a_rest_split_around_settings_and_documents_stops_the_early_rest_and_comes_back_whole(
+        archive, tmp_path, monkeypatch):
+    # two extractions: settings and documents, then the rest's last part on the same one
+    from homesync.actions.restore import _parts
+    reading, source, items = archive
+    monkeypatch.setattr(restore_plan, "MIN_PART_BYTES", 1)
+    parts = _parts(restore_plan.joined(restore_plan.plan_phases(items)), items, 2)
+    assert [bool(p.merges) for p in parts] == [True, False, False], parts
+    assert not parts[-1].paths and parts[1].paths, "the part after settings and documents works by exclusion"
+    target = tmp_path / "target"
+    target.mkdir()
+    with extraction.Extractions(reading, target, 2, early=restore_plan.early(2)) as runs:
+        runs.start(items, parts)
+        for number, part in enumerate(parts):
+            staged = runs.take(number)
+            assert staged.part == part
             merge.merge_tree(staged.staging, target, tmp_path / "kept", restore_root_metadata=number == len(parts) - 1)
             runs.merged(staged)
     assert_same_tree(snapshot(source), snapshot(target), ignore_root=True)

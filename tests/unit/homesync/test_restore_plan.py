@@ -105,10 +105,10 @@ def big_listings(draw):
     return items
 
 
-@given(big_listings(), st.integers(1, 4))
-def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs):
+@given(big_listings(), st.integers(1, 4), st.lists(st.integers(0, 2 << 30), max_size=2))
+def test_splitting_loses_and_doubles_no_entry_and_never_splits_hard_links(items, jobs, busy):
     phases = restore_plan.joined(restore_plan.plan_phases(items))
-    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs)]
+    parts = [(phase, part) for phase in phases for part in restore_plan.split(phase, items, jobs, tuple(busy))]
     assert all(part.name == phase.name for phase, part in parts)
     for phase in phases:
         mine = [part for p, part in parts if p is phase]
@@ -219,15 +219,36 @@ def test_with_no_settings_or_documents_the_rest_is_the_early_extraction_it_needs
 def test_the_parts_of_a_restore_started_early_keep_every_early_extraction_they_can(items, jobs):
     from homesync.actions.restore import _parts
     todo = restore_plan.joined(restore_plan.plan_phases(items))
-    parts = _parts(todo, items, jobs, early=True)
-    assert len(parts) <= max(jobs, 2), "every part runs at once (one extraction may be settings and documents')"
+    parts = _parts(todo, items, jobs)
+    rest = [p for p in parts if p.name == REST]
+    assert len(parts) - len(rest) <= 1 and len(rest) <= jobs, "settings and documents, and the rest in up to jobs"
     early = restore_plan.early(jobs)
     first = set(todo[0].paths) if todo[0].merges else set()
     kept = [p for p in parts if any(restore_plan.extracts_early(p, s, items) for s in early)]
     if first == restore_plan.early_names(items):  # no hard link or unlistable name moved one into the rest
         if first or jobs <= 2:
             assert kept[:1] == parts[:1], "the first part is one started early"
-        if jobs <= 2:
-            assert kept == parts, "up to two extractions: every part was started early"
+        if jobs <= 2 and len(rest) <= 1:
+            assert kept == parts, "up to two extractions and the rest one part: every part was started early"
     else:
         assert not kept
+
+
+def test_the_rest_is_split_around_settings_and_documents_the_part_after_them_last():
+    items = [{"path": ".", "type": "d", "size": 0}]
+    for name, size in ((".config", 1), ("Documents", 500 << 20), ("Pictures", 600 << 20), ("Music", 300 << 20),
+                       ("Videos", 300 << 20)):
+        items.append({"path": f"{name}/x", "type": "-", "size": size, "source": ""})
+    from homesync.actions.restore import _parts
+    joint, idle, after = _parts(restore_plan.joined(restore_plan.plan_phases(items)), items, 2)
+    assert joint.merges and idle.paths == ("Pictures", "Videos"), "the idle extraction's part first"
+    assert after.excludes == (".config", "Documents", "Pictures", "Videos") and after.holds("Music/x")
+    lanes = (restore_plan.weight(idle, items), restore_plan.weight(joint, items) + restore_plan.weight(after, items))
+    assert abs(lanes[0] - lanes[1]) <= (300 << 20) + restore_plan.ENTRY_WEIGHT, "the two extractions end together"
+
+
+def test_many_small_files_are_not_split_whatever_their_count():
+    items = [{"path": ".", "type": "d", "size": 0}] + [
+        {"path": f"d{i % 40}/f{i}", "type": "-", "size": 4096, "source": ""} for i in range(30_000)]
+    (rest,) = restore_plan.joined(restore_plan.plan_phases(items))
+    assert restore_plan.split(rest, items, 4) == [rest], "120 MB of files: entries alone never make a part"
